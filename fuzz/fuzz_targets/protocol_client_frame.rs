@@ -1,0 +1,16 @@
+//! Client frames as the relay decodes them: the first frame (hello) and any later one.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    let body = Bytes::copy_from_slice(data);
+    let _ = tern_protocol::expect_hello(body.clone());
+    if let Ok(frame) = tern_protocol::decode_client_frame(body) {
+        // Whatever decodes must re-encode and decode to the same message.
+        let again = tern_protocol::decode_client_frame(frame.encode_to_vec().into());
+        assert_eq!(again.as_ref(), Ok(&frame));
+    }
+});

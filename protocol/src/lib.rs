@@ -1,0 +1,42 @@
+//! The Tern relay ↔ client wire protocol.
+//!
+//! This crate is pure: no I/O, no cryptography, no async runtime. It holds
+//!
+//! - [`wire`]: the message types generated from `proto/tern.proto`
+//!   (protobuf, forward compatible: unknown fields are ignored);
+//! - [`frame`]: length-prefixed framing with a hard size limit and an
+//!   incremental, sans-IO frame decoder;
+//! - [`decode`]: entry points that decode a frame *and* validate every
+//!   field against the limits in [`limits`], returning a [`ProtocolError`];
+//! - [`ids`]: fixed-size identifiers (users, chats, messages, blobs).
+//!
+//! Both the relay and the client core depend on it; `docs/protocol.md`
+//! specifies the same format in prose for other implementations.
+
+pub mod decode;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+mod validate;
+
+pub use decode::{
+    decode_client_frame, decode_datagram, decode_device_list, decode_server_frame, expect_hello,
+};
+pub use error::ProtocolError;
+pub use frame::{FrameDecoder, encode_frame};
+pub use ids::{BlobId, ChatId, ClientMessageId, UserId};
+pub use validate::Validate;
+
+/// Message types generated from `proto/tern.proto` (package `tern.v1`).
+///
+/// Their documentation is the schema's comments. Decode them through
+/// [`decode`] so that limits are enforced; encode them with [`encode_frame`].
+#[allow(
+    missing_docs,
+    clippy::doc_lazy_continuation,
+    clippy::large_enum_variant
+)]
+pub mod wire {
+    include!(concat!(env!("OUT_DIR"), "/tern.v1.rs"));
+}
