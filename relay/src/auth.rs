@@ -1,0 +1,129 @@
+//! Proofs of key possession: connection authentication (a device signs the
+//! relay's challenge bound to the TLS session) and account-signed device
+//! lists. Pure functions, no I/O.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use tern_protocol::limits::{
+    AUTH_EXPORTER_LEN, AUTH_SIGNATURE_CONTEXT, CHALLENGE_LEN, DEVICE_LIST_SIGNATURE_CONTEXT,
+};
+use tern_protocol::wire::{DeviceList, SignedDeviceList};
+use tern_protocol::{UserId, decode_device_list};
+
+use crate::error::RelayError;
+use crate::store::DeviceListUpdate;
+
+/// What a device signature on this connection must cover.
+#[derive(Clone)]
+pub struct AuthBinding {
+    /// The relay's fresh challenge.
+    pub challenge: [u8; CHALLENGE_LEN],
+    /// The TLS exporter value of this connection.
+    pub exporter: [u8; AUTH_EXPORTER_LEN],
+}
+
+impl AuthBinding {
+    /// `AUTH_SIGNATURE_CONTEXT || challenge || exporter`.
+    pub fn message(&self) -> Vec<u8> {
+        [AUTH_SIGNATURE_CONTEXT, &self.challenge, &self.exporter].concat()
+    }
+
+    /// Checks a device's signature over [`Self::message`].
+    pub fn verify(&self, identity_key: &[u8; 32], signature: &[u8]) -> Result<(), RelayError> {
+        verify(identity_key, &self.message(), signature)
+            .map_err(|_| RelayError::Unauthenticated("invalid device signature"))
+    }
+}
+
+fn verify(key: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), ()> {
+    let key = VerifyingKey::from_bytes(key).map_err(|_| ())?;
+    let sig = <[u8; 64]>::try_from(signature).map_err(|_| ())?;
+    key.verify_strict(message, &Signature::from_bytes(&sig))
+        .map_err(|_| ())
+}
+
+/// Decodes a signed device list and checks the account key's signature
+/// over `DEVICE_LIST_SIGNATURE_CONTEXT || device_list`.
+pub fn verify_device_list(
+    account_key: &[u8; 32],
+    signed: &SignedDeviceList,
+) -> Result<DeviceListUpdate, RelayError> {
+    let list: DeviceList = decode_device_list(signed)?;
+    let message = [DEVICE_LIST_SIGNATURE_CONTEXT, &signed.device_list[..]].concat();
+    verify(account_key, &message, &signed.signature)
+        .map_err(|_| RelayError::Unauthenticated("invalid device list signature"))?;
+    let devices = list
+        .devices
+        .iter()
+        .map(|d| {
+            let key = <[u8; 32]>::try_from(&d.identity_key[..])
+                .map_err(|_| RelayError::BadRequest("identity key length"))?;
+            Ok((d.device_id, key))
+        })
+        .collect::<Result<Vec<_>, RelayError>>()?;
+    Ok(DeviceListUpdate {
+        user_id: UserId::from_slice("DeviceList.user_id", &list.user_id)?,
+        signed: signed.clone(),
+        version: list.version,
+        devices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+    use prost::Message;
+    use tern_protocol::wire::DeviceEntry;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn binding_signature_verifies_and_rejects_other_bindings() {
+        let device = key(1);
+        let binding = AuthBinding {
+            challenge: [2; 32],
+            exporter: [3; 32],
+        };
+        let sig = device.sign(&binding.message()).to_bytes();
+        let pk = device.verifying_key().to_bytes();
+        binding.verify(&pk, &sig).unwrap();
+        let other = AuthBinding {
+            exporter: [4; 32],
+            ..binding.clone()
+        };
+        assert!(other.verify(&pk, &sig).is_err());
+        assert!(
+            binding
+                .verify(&key(5).verifying_key().to_bytes(), &sig)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn device_list_signature_is_checked() {
+        let account = key(7);
+        let list = DeviceList {
+            user_id: vec![1; 16].into(),
+            version: 1,
+            devices: vec![DeviceEntry {
+                device_id: 1,
+                identity_key: key(1).verifying_key().to_bytes().to_vec().into(),
+            }],
+        };
+        let bytes = list.encode_to_vec();
+        let sig = account.sign(&[DEVICE_LIST_SIGNATURE_CONTEXT, &bytes].concat());
+        let mut signed = SignedDeviceList {
+            device_list: bytes.into(),
+            signature: sig.to_bytes().to_vec().into(),
+        };
+        let update = verify_device_list(&account.verifying_key().to_bytes(), &signed).unwrap();
+        assert_eq!(update.devices.len(), 1);
+        assert!(verify_device_list(&key(8).verifying_key().to_bytes(), &signed).is_err());
+        let mut tampered = signed.device_list.to_vec();
+        tampered[2] ^= 1;
+        signed.device_list = tampered.into();
+        assert!(verify_device_list(&account.verifying_key().to_bytes(), &signed).is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Relay configuration: a TOML file (unknown keys are errors) overlaid by
+//! command-line flags. Every field has a default, so no file is needed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default UDP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "tern-data";
+
+/// The whole relay configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UDP address the QUIC endpoint binds.
+    pub listen: SocketAddr,
+    /// Directory holding the database, the generated certificate and blobs.
+    pub data_dir: PathBuf,
+    /// A real certificate; without it a self-signed one is generated.
+    pub tls: Option<TlsConfig>,
+    /// Who may create accounts.
+    pub registration: Registration,
+    /// How long undelivered log entries are kept.
+    pub retention: RetentionConfig,
+    /// Size limits, queue bounds and quotas.
+    pub limits: LimitsConfig,
+    /// Storage tuning.
+    pub storage: StorageConfig,
+}
+
+/// Paths of a PEM certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Registration policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may register.
+    #[default]
+    Open,
+    /// Registration needs a token from `tern-relay invite create`.
+    Invite,
+}
+
+/// Retention of the message log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Undelivered entries older than this many days are deleted.
+    pub days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: 30 }
+    }
+}
+
+/// Limits that protect the relay from slow or hostile clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Events queued per connection before the relay stops pushing and
+    /// tells the device to sync (SyncNeeded).
+    pub delivery_queue_len: usize,
+    /// Concurrent request streams per connection.
+    pub max_streams_per_connection: u32,
+    /// Seconds without traffic before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Below this many one-time prekeys a device is told to upload more.
+    pub prekey_low_water: u32,
+    /// Most sends waiting for the log writer before new ones are refused.
+    pub commit_queue_len: usize,
+    /// Most log appends committed in one transaction.
+    pub max_commit_batch: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            delivery_queue_len: 1024,
+            max_streams_per_connection: 64,
+            idle_timeout_secs: 60,
+            auth_timeout_secs: 10,
+            prekey_low_water: 10,
+            commit_queue_len: 16_384,
+            max_commit_batch: 512,
+        }
+    }
+}
+
+/// Storage tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite `synchronous` setting for the message log: `full` (default,
+    /// every commit is fsynced, survives power loss) or `normal` (survives a
+    /// process crash, may lose the last commits on power loss).
+    pub synchronous: Synchronous,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// SQLite durability level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit.
+    Full,
+    /// fsync at WAL checkpoints only.
+    Normal,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 4433))),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            tls: None,
+            registration: Registration::default(),
+            retention: RetentionConfig::default(),
+            limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(&'static str),
+}
+
+/// Largest config file read.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read_err)?.len();
+        if len > MAX_CONFIG_LEN {
+            return Err(ConfigError::Invalid("config file larger than 1 MiB"));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Checks value ranges.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.delivery_queue_len == 0 || l.commit_queue_len == 0 || l.max_commit_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "queue lengths and batch size must be > 0",
+            ));
+        }
+        if l.max_streams_per_connection == 0 || l.auth_timeout_secs == 0 || l.idle_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "stream count and timeouts must be > 0",
+            ));
+        }
+        if self.retention.days == 0 {
+            return Err(ConfigError::Invalid("retention.days must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("relay.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", Path::new("x")).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.retention.days, 30);
+        assert_eq!(c.storage.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("listn = \"1.2.3.4:1\"", Path::new("x")).is_err());
+        assert!(Config::from_toml("[limits]\nfoo = 1", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = Config::from_toml(
+            "listen = \"0.0.0.0:9000\"\nregistration = \"invite\"\n[limits]\ndelivery_queue_len = 8\n[storage]\nsynchronous = \"normal\"",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.registration, Registration::Invite);
+        assert_eq!(c.limits.delivery_queue_len, 8);
+        assert_eq!(c.storage.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        assert!(Config::from_toml("[limits]\ndelivery_queue_len = 0", Path::new("x")).is_err());
+    }
+}

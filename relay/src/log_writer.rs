@@ -1,0 +1,172 @@
+//! Group commit: the single writer of the chat logs.
+//!
+//! Sends and membership changes from every connection queue on one bounded
+//! channel. A dedicated thread takes whatever is waiting (up to
+//! `max_batch`), appends it in ONE transaction (one fsync), and only then
+//! fans the new entries out and answers each caller. So concurrent sends
+//! share an fsync, seqs are assigned in commit order, and no ack leaves
+//! before its entry is durable. It is also the one place that orders a
+//! chat's entries, i.e. the chat's partition (one partition for now).
+
+use std::sync::Arc;
+
+use tern_protocol::wire::EntryKind;
+use tern_protocol::{ChatId, UserId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{RelayError, StoreError};
+use crate::router::{CommittedEntry, Router};
+use crate::store::{Appended, LogAppend, Store};
+
+type Reply = oneshot::Sender<Result<Appended, RelayError>>;
+
+struct Job {
+    item: LogAppend,
+    recipients: Option<Vec<UserId>>,
+    reply: Reply,
+}
+
+/// Handle to the writer thread; cloning shares the queue.
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl LogWriter {
+    /// Starts the writer thread. It stops once every handle is dropped and
+    /// the queue is drained, so in-flight commits always finish.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        queue_len: usize,
+        max_batch: usize,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(queue_len);
+        let thread = std::thread::Builder::new()
+            .name("tern-log-writer".into())
+            .spawn(move || run(rx, &*store, &router, max_batch))?;
+        Ok((Self { tx }, thread))
+    }
+
+    /// Appends one item and waits until it is durable. `recipients` are the
+    /// accounts to fan a message out to (the members the send was checked
+    /// against); membership entries read the new member list themselves.
+    pub async fn append(
+        &self,
+        item: LogAppend,
+        recipients: Option<Vec<UserId>>,
+    ) -> Result<Appended, RelayError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                item,
+                recipients,
+                reply,
+            })
+            .await
+            .map_err(|_| RelayError::Unavailable("relay is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| RelayError::Unavailable("log writer stopped"))?
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn run(mut rx: mpsc::Receiver<Job>, store: &dyn Store, router: &Router, max_batch: usize) {
+    let mut items = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            items.push(job.item);
+            replies.push((job.recipients, job.reply));
+            if items.len() < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        let now = now_ms();
+        match store.append_batch(&items, now) {
+            Ok(results) => {
+                let jobs = items.drain(..).zip(replies.drain(..)).zip(results);
+                for ((item, (recipients, reply)), result) in jobs {
+                    if let Ok(appended) = &result
+                        && !appended.duplicate
+                    {
+                        fan_out(store, router, item, recipients, *appended);
+                    }
+                    let _ = reply.send(result.map_err(|e| RelayError::from(e).flatten()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = items.len(), "log commit failed");
+                items.clear();
+                for (_, reply) in replies.drain(..) {
+                    let _ =
+                        reply.send(Err(RelayError::Store(StoreError::Corrupt("commit failed"))));
+                }
+            }
+        }
+    }
+    tracing::debug!("log writer stopped");
+}
+
+fn members(store: &dyn Store, chat: &ChatId) -> Vec<UserId> {
+    match store.chat(chat) {
+        Ok(Some(chat)) => chat.members,
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read members for fan-out; devices will sync");
+            Vec::new()
+        }
+    }
+}
+
+fn fan_out(
+    store: &dyn Store,
+    router: &Router,
+    item: LogAppend,
+    recipients: Option<Vec<UserId>>,
+    appended: Appended,
+) {
+    let entry = match item {
+        LogAppend::Message(m) => {
+            let recipients = recipients.unwrap_or_else(|| members(store, &m.chat_id));
+            CommittedEntry {
+                chat_id: m.chat_id,
+                seq: appended.seq,
+                kind: EntryKind::Message,
+                sender: m.sender,
+                server_time_ms: appended.server_time_ms,
+                client_message_id: Some(m.client_message_id),
+                device_ciphertexts: m.device_ciphertexts,
+                common_ciphertext: m.common_ciphertext,
+                added: Vec::new(),
+                removed: Vec::new(),
+                recipients,
+            }
+        }
+        LogAppend::Membership(m) => {
+            let mut recipients = members(store, &m.chat_id);
+            recipients.extend(m.removed.iter().copied());
+            CommittedEntry {
+                chat_id: m.chat_id,
+                seq: appended.seq,
+                kind: EntryKind::Membership,
+                sender: m.actor,
+                server_time_ms: appended.server_time_ms,
+                client_message_id: None,
+                device_ciphertexts: Vec::new(),
+                common_ciphertext: bytes::Bytes::new(),
+                added: m.added,
+                removed: m.removed,
+                recipients,
+            }
+        }
+    };
+    router.fan_out(&Arc::new(entry));
+}

@@ -1,0 +1,131 @@
+//! `tern-relay`: run the relay, issue invites, back up the database.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tern_relay::store::Store;
+use tern_relay::store::sqlite::SqliteStore;
+use tern_relay::{Config, Server};
+
+/// Tern relay: stores and forwards end-to-end encrypted messages over QUIC.
+///
+/// With no configuration it listens on UDP 127.0.0.1:4433, keeps its data in
+/// ./tern-data and generates a self-signed certificate there on first start;
+/// clients pin the SHA-256 fingerprint it prints.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration comes from; flags override the file.
+#[derive(clap::Args)]
+struct Common {
+    /// TOML configuration file (unknown keys are errors; see docs/operations.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database, generated certificate).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// UDP address to listen on, e.g. 0.0.0.0:4433.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage invite tokens (for `registration = "invite"`).
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+    },
+    /// Write a consistent copy of the database to PATH (safe while serving).
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// Destination file; must not exist.
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum InviteAction {
+    /// Create a single-use invite token and print it.
+    Create {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn load(common: &Common) -> anyhow::Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &common.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    Ok(config)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    Ok(SqliteStore::open(
+        &config.database_path(),
+        config.storage.synchronous,
+    )?)
+}
+
+async fn serve(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = listen {
+        config.listen = addr;
+    }
+    let server = Server::start(config)?;
+    println!("tern-relay listening on {}", server.local_addr()?);
+    println!("certificate sha256 fingerprint: {}", server.fingerprint());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    server.run(shutdown).await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { common, listen } => {
+            let config = load(&common)?;
+            tokio::runtime::Runtime::new()?.block_on(serve(config, listen))
+        }
+        Command::Invite {
+            action: InviteAction::Create { common },
+        } => {
+            let store = open_store(&load(&common)?)?;
+            let token = tern_relay::accounts::new_invite_token()?;
+            let now = tern_relay::service::now_ms();
+            store.create_invite(&tern_relay::accounts::invite_hash(&token), now)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Backup { common, path } => {
+            let store = open_store(&load(&common)?)?;
+            store.backup(&path)?;
+            println!("backup written to {}", path.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Sending to a chat log, delivery cursors and sync.
+
+use std::collections::BTreeSet;
+
+use tern_protocol::limits::{MAX_FRAME_LEN, MAX_SYNC_ENTRIES};
+use tern_protocol::wire::{
+    AckDelivered, DeviceAddress, Empty, MismatchedDevices, Send, SendAck, Sync, SyncBatch, response,
+};
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+
+use crate::error::{RelayError, StoreError};
+use crate::service::Relay;
+use crate::store::{Appended, DeviceAddr, LogAppend, MessageAppend, Store};
+
+/// Ciphertext bytes a sync page may carry; half a frame leaves room for
+/// the last entry and the encoding overhead.
+const SYNC_PAGE_BYTES: usize = MAX_FRAME_LEN / 2;
+
+fn ack(a: Appended) -> response::Kind {
+    response::Kind::SendAck(SendAck {
+        seq: a.seq,
+        server_time_ms: a.server_time_ms,
+        duplicate: a.duplicate,
+    })
+}
+
+fn address(d: DeviceAddr) -> DeviceAddress {
+    DeviceAddress {
+        user_id: d.user.to_wire(),
+        device_id: d.device,
+    }
+}
+
+/// The outcome of checking a send against the chat's current members.
+enum Checked {
+    /// An earlier send with the same id.
+    Duplicate(Appended),
+    /// Members to fan the message out to.
+    Members(Vec<UserId>),
+}
+
+/// Checks membership and, for per-device sends, that the send addresses
+/// exactly every member device but the sender's.
+fn check_send(
+    s: &dyn Store,
+    sender: DeviceAddr,
+    chat: &ChatId,
+    cmid: &ClientMessageId,
+    addressed: &BTreeSet<DeviceAddr>,
+) -> Result<Checked, StoreError> {
+    if let Some(found) = s.find_sent(&sender.user, cmid)? {
+        return Ok(Checked::Duplicate(found));
+    }
+    let record = s.chat(chat)?.ok_or(RelayError::NotFound("chat"))?;
+    if !record.members.contains(&sender.user) {
+        return Err(RelayError::Forbidden("not a member of this chat").into());
+    }
+    if !addressed.is_empty() {
+        let mut expected = BTreeSet::new();
+        for user in &record.members {
+            for d in s.devices(user)? {
+                expected.insert(DeviceAddr {
+                    user: *user,
+                    device: d.device_id,
+                });
+            }
+        }
+        expected.remove(&sender);
+        if expected != *addressed {
+            let missing = expected.difference(addressed).copied().map(address);
+            let extra = addressed.difference(&expected).copied().map(address);
+            return Err(RelayError::MismatchedDevices(MismatchedDevices {
+                missing: missing.collect(),
+                extra: extra.collect(),
+            })
+            .into());
+        }
+    }
+    Ok(Checked::Members(record.members))
+}
+
+impl Relay {
+    /// Appends a message; answers once it is durable.
+    pub(crate) async fn send(
+        &self,
+        device: DeviceAddr,
+        r: Send,
+    ) -> Result<response::Kind, RelayError> {
+        let chat_id = ChatId::from_slice("Send.chat_id", &r.chat_id)?;
+        let cmid = ClientMessageId::from_slice("Send.client_message_id", &r.client_message_id)?;
+        let mut addressed = BTreeSet::new();
+        for dc in &r.device_ciphertexts {
+            let d = DeviceAddr {
+                user: UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?,
+                device: dc.device_id,
+            };
+            if !addressed.insert(d) {
+                return Err(RelayError::BadRequest("a device is addressed twice"));
+            }
+        }
+        let checked = self
+            .blocking(move |s| check_send(s, device, &chat_id, &cmid, &addressed))
+            .await?;
+        let members = match checked {
+            Checked::Duplicate(found) => return Ok(ack(found)),
+            Checked::Members(m) => m,
+        };
+        let append = LogAppend::Message(MessageAppend {
+            chat_id,
+            sender: device,
+            client_message_id: cmid,
+            device_ciphertexts: r.device_ciphertexts,
+            common_ciphertext: r.common_ciphertext,
+        });
+        Ok(ack(self.log.append(append, Some(members)).await?))
+    }
+
+    /// Advances the device's cursors.
+    pub(crate) async fn ack_delivered(
+        &self,
+        device: DeviceAddr,
+        r: AckDelivered,
+    ) -> Result<response::Kind, RelayError> {
+        let cursors = cursors(&r.cursors)?;
+        self.blocking(move |s| s.ack_cursors(device, &cursors))
+            .await?;
+        Ok(response::Kind::Ok(Empty {}))
+    }
+
+    /// Returns a page of log entries after the device's offsets.
+    pub(crate) async fn sync(
+        &self,
+        device: DeviceAddr,
+        r: Sync,
+    ) -> Result<response::Kind, RelayError> {
+        let after = cursors(&r.after)?;
+        let limit = match r.limit as usize {
+            0 => MAX_SYNC_ENTRIES,
+            n => n.min(MAX_SYNC_ENTRIES),
+        };
+        let (entries, more) = self
+            .blocking(move |s| s.read_log(device, &after, limit, SYNC_PAGE_BYTES))
+            .await?;
+        Ok(response::Kind::SyncBatch(SyncBatch { entries, more }))
+    }
+}
+
+fn cursors(list: &[tern_protocol::wire::Cursor]) -> Result<Vec<(ChatId, u64)>, RelayError> {
+    list.iter()
+        .map(|c| Ok((ChatId::from_slice("Cursor.chat_id", &c.chat_id)?, c.seq)))
+        .collect()
+}

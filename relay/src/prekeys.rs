@@ -1,0 +1,87 @@
+//! The prekey directory: uploads, bundle fetches (one-time keys handed out
+//! at most once, last-resort KEM key when the stock is empty) and low-stock
+//! notices to the owner.
+
+use tern_protocol::UserId;
+use tern_protocol::wire::{
+    Bundles, Event, FetchBundles, PrekeyStock, UploadPrekeys, event, response,
+};
+
+use crate::error::RelayError;
+use crate::service::Relay;
+use crate::store::{DeviceAddr, PrekeyCounts, PrekeyUpload};
+
+/// Most one-time prekeys of each kind stored per device.
+pub const MAX_PREKEY_STOCK: u32 = 1000;
+
+fn stock(c: PrekeyCounts) -> PrekeyStock {
+    PrekeyStock {
+        one_time_prekeys: c.one_time,
+        one_time_kem_prekeys: c.one_time_kem,
+    }
+}
+
+impl Relay {
+    /// Whether a device's one-time stock is below the low-water mark.
+    pub(crate) fn is_low(&self, c: PrekeyCounts) -> bool {
+        let low = self.config.limits.prekey_low_water;
+        c.one_time < low || c.one_time_kem < low
+    }
+
+    /// Current stock of a device.
+    pub(crate) async fn prekey_counts(
+        &self,
+        device: DeviceAddr,
+    ) -> Result<PrekeyCounts, RelayError> {
+        self.blocking(move |s| s.prekey_counts(device)).await
+    }
+
+    /// Stores uploaded prekeys.
+    pub(crate) async fn upload_prekeys(
+        &self,
+        device: DeviceAddr,
+        r: UploadPrekeys,
+    ) -> Result<response::Kind, RelayError> {
+        let upload = PrekeyUpload {
+            signed_prekey: r.signed_prekey,
+            one_time: r.one_time_prekeys,
+            last_resort_kem: r.last_resort_kem_prekey,
+            one_time_kem: r.one_time_kem_prekeys,
+        };
+        let counts = self
+            .blocking(move |s| s.upload_prekeys(device, &upload, MAX_PREKEY_STOCK))
+            .await?;
+        Ok(response::Kind::PrekeyStock(stock(counts)))
+    }
+
+    /// Claims one bundle per device of a user and warns owners whose stock
+    /// ran low.
+    pub(crate) async fn fetch_bundles(
+        &self,
+        r: FetchBundles,
+    ) -> Result<response::Kind, RelayError> {
+        let user = UserId::from_slice("FetchBundles.user_id", &r.user_id)?;
+        let (account, claimed) = self
+            .blocking(move |s| {
+                let account = s.account(&user)?;
+                let claimed = s.claim_bundles(&user, &r.device_ids)?;
+                Ok((account, claimed))
+            })
+            .await?;
+        let account = account.ok_or(RelayError::NotFound("user"))?;
+        for (device, counts) in claimed.remaining {
+            if self.is_low(counts) {
+                let event = Event {
+                    kind: Some(event::Kind::PrekeysLow(stock(counts))),
+                };
+                self.router
+                    .notify_device(DeviceAddr { user, device }, &event);
+            }
+        }
+        Ok(response::Kind::Bundles(Bundles {
+            account_key: account.account_key.to_vec().into(),
+            device_list: Some(account.device_list),
+            bundles: claimed.bundles,
+        }))
+    }
+}

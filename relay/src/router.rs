@@ -1,0 +1,315 @@
+//! The router: which devices are online, and fan-out of committed log
+//! entries to their mailboxes. No sockets here: a connection task drains its
+//! [`Mailbox`] receiver, so the routing rules are testable on their own.
+//!
+//! Every mailbox is bounded. When a device does not keep up, the router
+//! stops pushing to it (entries stay in the log) and the connection tells
+//! the device to pull with Sync (`SyncNeeded`), so a slow consumer costs
+//! the relay a fixed amount of memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tern_protocol::wire::{Delivery, DeviceCiphertext, EntryKind, Event};
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+use tokio::sync::{Notify, mpsc};
+
+use crate::store::DeviceAddr;
+
+/// A log entry that is durably committed, as the router fans it out.
+#[derive(Debug)]
+pub struct CommittedEntry {
+    /// Chat.
+    pub chat_id: ChatId,
+    /// Offset in the chat log.
+    pub seq: u64,
+    /// Message or membership.
+    pub kind: EntryKind,
+    /// Author.
+    pub sender: DeviceAddr,
+    /// Relay clock when stored.
+    pub server_time_ms: u64,
+    /// The sender's client message id (messages only).
+    pub client_message_id: Option<ClientMessageId>,
+    /// Per-device ciphertexts.
+    pub device_ciphertexts: Vec<DeviceCiphertext>,
+    /// Common ciphertext.
+    pub common_ciphertext: Bytes,
+    /// Accounts added (membership entries).
+    pub added: Vec<UserId>,
+    /// Accounts removed (membership entries).
+    pub removed: Vec<UserId>,
+    /// Accounts whose online devices receive the entry.
+    pub recipients: Vec<UserId>,
+}
+
+impl CommittedEntry {
+    /// The entry as one device sees it: its own ciphertext, never another's.
+    pub fn delivery_for(&self, device: DeviceAddr) -> Delivery {
+        let ciphertext = self
+            .device_ciphertexts
+            .iter()
+            .find(|dc| dc.device_id == device.device && dc.user_id[..] == device.user.0[..])
+            .map(|dc| dc.ciphertext.clone())
+            .unwrap_or_default();
+        Delivery {
+            chat_id: self.chat_id.to_wire(),
+            seq: self.seq,
+            kind: self.kind as i32,
+            sender_user_id: self.sender.user.to_wire(),
+            sender_device_id: self.sender.device,
+            server_time_ms: self.server_time_ms,
+            client_message_id: self
+                .client_message_id
+                .map(|id| id.to_wire())
+                .unwrap_or_default(),
+            ciphertext,
+            common_ciphertext: self.common_ciphertext.clone(),
+            added: self.added.iter().map(UserId::to_wire).collect(),
+            removed: self.removed.iter().map(UserId::to_wire).collect(),
+        }
+    }
+}
+
+/// What the router hands to a connection.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A committed log entry; the connection renders the device's view.
+    Entry(Arc<CommittedEntry>),
+    /// Any other event (prekeys low, device list changed, ...).
+    Event(Box<Event>),
+}
+
+/// The bounded queue between the router and one connection.
+#[derive(Debug)]
+pub struct Mailbox {
+    /// The device this connection authenticated as.
+    pub device: DeviceAddr,
+    id: u64,
+    tx: mpsc::Sender<Outbound>,
+    lagging: AtomicBool,
+    wake: Notify,
+}
+
+impl Mailbox {
+    /// Queues an event. When the queue is full the mailbox switches to
+    /// lagging: this and later events are dropped (they are in the log)
+    /// until the connection has told the device to sync.
+    pub fn push(&self, out: Outbound) -> bool {
+        if self.lagging.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lagging.store(true, Ordering::Release);
+                self.wake.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether events were dropped since the last [`Self::clear_lagging`].
+    pub fn is_lagging(&self) -> bool {
+        self.lagging.load(Ordering::Acquire)
+    }
+
+    /// Resumes pushing; call after SyncNeeded was written.
+    pub fn clear_lagging(&self) {
+        self.lagging.store(false, Ordering::Release);
+    }
+
+    /// Resolves when the mailbox switched to lagging.
+    pub async fn lagged(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// Online devices by account.
+#[derive(Debug, Default)]
+pub struct Router {
+    online: RwLock<HashMap<UserId, Vec<Arc<Mailbox>>>>,
+    next_id: AtomicU64,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Vec<Arc<Mailbox>>>> {
+        self.online
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, Vec<Arc<Mailbox>>>> {
+        self.online
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers an authenticated connection with a queue of `capacity`.
+    pub fn register(
+        &self,
+        device: DeviceAddr,
+        capacity: usize,
+    ) -> (Arc<Mailbox>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let mailbox = Arc::new(Mailbox {
+            device,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            tx,
+            lagging: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        self.write()
+            .entry(device.user)
+            .or_default()
+            .push(mailbox.clone());
+        (mailbox, rx)
+    }
+
+    /// Removes a connection's mailbox.
+    pub fn unregister(&self, mailbox: &Mailbox) {
+        let mut online = self.write();
+        if let Some(list) = online.get_mut(&mailbox.device.user) {
+            list.retain(|m| m.id != mailbox.id);
+            if list.is_empty() {
+                online.remove(&mailbox.device.user);
+            }
+        }
+    }
+
+    /// Whether any device of `user` is connected.
+    pub fn is_online(&self, user: &UserId) -> bool {
+        self.read().contains_key(user)
+    }
+
+    /// Number of connected devices.
+    pub fn connection_count(&self) -> usize {
+        self.read().values().map(Vec::len).sum()
+    }
+
+    /// Pushes a committed entry to every online recipient device except the
+    /// sending device (which learns its seq from the SendAck). Returns the
+    /// number of mailboxes that accepted it.
+    pub fn fan_out(&self, entry: &Arc<CommittedEntry>) -> usize {
+        let online = self.read();
+        let mut delivered = 0;
+        for user in &entry.recipients {
+            for mailbox in online.get(user).into_iter().flatten() {
+                if mailbox.device != entry.sender && mailbox.push(Outbound::Entry(entry.clone())) {
+                    delivered += 1;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Sends an event to every online device of `user`.
+    pub fn notify_user(&self, user: &UserId, event: &Event) {
+        for mailbox in self.read().get(user).into_iter().flatten() {
+            mailbox.push(Outbound::Event(Box::new(event.clone())));
+        }
+    }
+
+    /// Sends an event to one device, if online.
+    pub fn notify_device(&self, device: DeviceAddr, event: &Event) {
+        for mailbox in self.read().get(&device.user).into_iter().flatten() {
+            if mailbox.device == device {
+                mailbox.push(Outbound::Event(Box::new(event.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(u: u8, d: u32) -> DeviceAddr {
+        DeviceAddr {
+            user: UserId([u; 16]),
+            device: d,
+        }
+    }
+
+    fn entry(seq: u64, sender: DeviceAddr, recipients: Vec<UserId>) -> Arc<CommittedEntry> {
+        let ct = |d: DeviceAddr, b: u8| DeviceCiphertext {
+            user_id: d.user.to_wire(),
+            device_id: d.device,
+            ciphertext: Bytes::from(vec![b]),
+        };
+        Arc::new(CommittedEntry {
+            chat_id: ChatId([9; 16]),
+            seq,
+            kind: EntryKind::Message,
+            sender,
+            server_time_ms: 1,
+            client_message_id: Some(ClientMessageId([seq as u8; 16])),
+            device_ciphertexts: vec![ct(dev(2, 1), 21), ct(dev(2, 2), 22), ct(dev(1, 2), 12)],
+            common_ciphertext: Bytes::new(),
+            added: vec![],
+            removed: vec![],
+            recipients,
+        })
+    }
+
+    #[test]
+    fn each_device_gets_only_its_ciphertext_and_sender_gets_nothing() {
+        let router = Router::new();
+        let (_s, mut sender_rx) = router.register(dev(1, 1), 8);
+        let (_o, mut own_rx) = router.register(dev(1, 2), 8);
+        let (_a, mut a_rx) = router.register(dev(2, 1), 8);
+        let (_b, mut b_rx) = router.register(dev(2, 2), 8);
+        let e = entry(1, dev(1, 1), vec![UserId([1; 16]), UserId([2; 16])]);
+        assert_eq!(router.fan_out(&e), 3);
+        assert!(sender_rx.try_recv().is_err());
+        for (rx, d, want) in [
+            (&mut own_rx, dev(1, 2), 12u8),
+            (&mut a_rx, dev(2, 1), 21),
+            (&mut b_rx, dev(2, 2), 22),
+        ] {
+            let Ok(Outbound::Entry(got)) = rx.try_recv() else {
+                panic!("no entry")
+            };
+            assert_eq!(got.delivery_for(d).ciphertext[..], [want]);
+        }
+    }
+
+    #[test]
+    fn full_mailbox_lags_and_drops_until_cleared() {
+        let router = Router::new();
+        let (mb, mut rx) = router.register(dev(2, 1), 2);
+        let recipients = vec![UserId([2; 16])];
+        for seq in 1..=5 {
+            router.fan_out(&entry(seq, dev(1, 1), recipients.clone()));
+        }
+        assert!(mb.is_lagging());
+        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| match o {
+                Outbound::Entry(e) => e.seq,
+                Outbound::Event(_) => 0,
+            })
+            .collect();
+        assert_eq!(seqs, vec![1, 2]);
+        mb.clear_lagging();
+        router.fan_out(&entry(6, dev(1, 1), recipients));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Entry(e)) if e.seq == 6));
+    }
+
+    #[test]
+    fn unregister_removes_only_that_connection() {
+        let router = Router::new();
+        let (first, _rx1) = router.register(dev(1, 1), 1);
+        let (_second, _rx2) = router.register(dev(1, 1), 1);
+        router.unregister(&first);
+        assert!(router.is_online(&UserId([1; 16])));
+        assert_eq!(router.connection_count(), 1);
+    }
+}

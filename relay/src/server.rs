@@ -1,0 +1,129 @@
+//! Start-up and shutdown: storage, the log writer, TLS and the QUIC
+//! endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Endpoint, ServerConfig, TransportConfig, VarInt};
+
+use crate::config::Config;
+use crate::connection::{self, CLOSE_SHUTDOWN};
+use crate::error::StoreError;
+use crate::log_writer::LogWriter;
+use crate::router::Router;
+use crate::service::Relay;
+use crate::store::sqlite::SqliteStore;
+use crate::tls::{self, TlsError};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or socket could not be set up.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database could not be opened or migrated.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// TLS material is unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// A running relay.
+pub struct Server {
+    endpoint: Endpoint,
+    relay: Arc<Relay>,
+    writer: std::thread::JoinHandle<()>,
+    fingerprint: String,
+}
+
+/// How long shutdown waits for connections to close.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Stream receive window: one maximal frame plus headroom.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024 + 64 * 1024;
+/// Connection receive window: bounds what one peer can make the relay buffer.
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
+fn transport(config: &Config) -> Result<TransportConfig, StartError> {
+    let mut t = TransportConfig::default();
+    let idle = Duration::from_secs(config.limits.idle_timeout_secs);
+    let idle = quinn::IdleTimeout::try_from(idle)
+        .map_err(|_| crate::config::ConfigError::Invalid("idle_timeout_secs too large"))?;
+    t.max_idle_timeout(Some(idle));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(config.limits.max_streams_per_connection));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+    t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
+    t.datagram_receive_buffer_size(Some(64 * 1024));
+    Ok(t)
+}
+
+impl Server {
+    /// Opens storage, starts the log writer and binds the endpoint. Must be
+    /// called inside a tokio runtime.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        config.check()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Arc::new(SqliteStore::open(
+            &config.database_path(),
+            config.storage.synchronous,
+        )?);
+        let identity = tls::load_identity(config.tls.as_ref(), &config.data_dir)?;
+        let fingerprint = identity.fingerprint();
+        let mut server_config = ServerConfig::with_crypto(tls::server_crypto(identity)?);
+        server_config.transport_config(Arc::new(transport(&config)?));
+        let endpoint = Endpoint::server(server_config, config.listen)?;
+        let router = Arc::new(Router::new());
+        let (log, writer) = LogWriter::spawn(
+            store.clone(),
+            router.clone(),
+            config.limits.commit_queue_len,
+            config.limits.max_commit_batch,
+        )?;
+        let relay = Arc::new(Relay::new(store, router, log, Arc::new(config)));
+        Ok(Self {
+            endpoint,
+            relay,
+            writer,
+            fingerprint,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Hex SHA-256 of the certificate clients pin.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Serves connections until `shutdown` resolves, then closes every
+    /// connection and waits for in-flight commits to finish.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let accept = async {
+            while let Some(incoming) = self.endpoint.accept().await {
+                tokio::spawn(connection::serve(self.relay.clone(), incoming));
+            }
+        };
+        tokio::select! {
+            () = accept => {}
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down");
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"relay shutting down");
+        let _ = tokio::time::timeout(DRAIN, self.endpoint.wait_idle()).await;
+        drop(self.relay);
+        let writer = self.writer;
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(DRAIN, joined).await.is_err() {
+            tracing::warn!("log writer still busy at shutdown");
+        }
+    }
+}

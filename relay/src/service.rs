@@ -1,0 +1,94 @@
+//! The relay's request logic, shared by every connection: validated
+//! requests in, responses out. Connections (the QUIC shell) only frame and
+//! route bytes; everything a request means is decided here and in the
+//! domain modules it dispatches to.
+
+use std::sync::Arc;
+
+use tern_protocol::wire::{Request, request, response};
+
+use crate::config::Config;
+use crate::error::{RelayError, StoreError};
+use crate::log_writer::LogWriter;
+use crate::router::Router;
+use crate::store::{DeviceAddr, Store};
+
+/// Shared state of a running relay.
+pub struct Relay {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) router: Arc<Router>,
+    pub(crate) log: LogWriter,
+    pub(crate) config: Arc<Config>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Relay {
+    /// Assembles a relay from its parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        log: LogWriter,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            store,
+            router,
+            log,
+            config,
+        }
+    }
+
+    /// Runs a blocking storage call on the blocking thread pool.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, RelayError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|_| RelayError::Unavailable("storage worker failed"))?
+            .map_err(|e| RelayError::from(e).flatten())
+    }
+
+    /// Handles a request of an authenticated device.
+    pub async fn handle(
+        &self,
+        device: DeviceAddr,
+        req: Request,
+    ) -> Result<response::Kind, RelayError> {
+        use request::Kind;
+        let kind = req.kind.ok_or(RelayError::BadRequest("empty request"))?;
+        match kind {
+            Kind::RegisterAccount(_) | Kind::RegisterDevice(_) => Err(RelayError::BadRequest(
+                "registration goes on the control stream of an unauthenticated connection",
+            )),
+            Kind::PublishDeviceList(r) => self.publish_device_list(device, r).await,
+            Kind::RemoveDevice(r) => self.remove_device(device, r).await,
+            Kind::LookupUser(r) => self.lookup_user(r).await,
+            Kind::UploadPrekeys(r) => self.upload_prekeys(device, r).await,
+            Kind::FetchBundles(r) => self.fetch_bundles(r).await,
+            Kind::CreateChat(r) => self.create_chat(device, r).await,
+            Kind::ChangeMembers(r) => self.change_members(device, r).await,
+            Kind::GetChat(r) => self.get_chat(device, r).await,
+            Kind::ListChats(_) => self.list_chats(device).await,
+            Kind::Send(r) => self.send(device, r).await,
+            Kind::AckDelivered(r) => self.ack_delivered(device, r).await,
+            Kind::Sync(r) => self.sync(device, r).await,
+            Kind::SetPushEndpoint(r) => self.set_push_endpoint(device, r).await,
+            Kind::SubscribePresence(_)
+            | Kind::BlobUploadStart(_)
+            | Kind::BlobDownload(_)
+            | Kind::ProvisioningOpen(_)
+            | Kind::ProvisioningSend(_) => {
+                Err(RelayError::Unavailable("not supported by this relay yet"))
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Durable state behind the [`Store`] trait.
+//!
+//! Routing and delivery only ever talk to this trait; each backend keeps all
+//! of its SQL in its own module with a versioned schema. SQLite
+//! ([`sqlite::SqliteStore`]) is the embedded default; a PostgreSQL backend
+//! for several relay nodes implements the same trait.
+//!
+//! Methods are blocking: async callers run them on a blocking thread pool.
+//! Domain rules that need a consistent view (one-time prekeys handed out at
+//! most once, idempotent sends, per-chat sequence numbers, membership) are
+//! enforced inside the backend's transactions.
+
+pub mod sqlite;
+
+use bytes::Bytes;
+use tern_protocol::wire::{
+    ChatKind, Delivery, DeviceCiphertext, KemPrekey, OneTimePrekey, PrekeyBundle, SignedDeviceList,
+    SignedPrekey,
+};
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+
+use crate::error::StoreError;
+
+/// A device of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceAddr {
+    /// The account.
+    pub user: UserId,
+    /// The device id within the account.
+    pub device: u32,
+}
+
+/// A device named in an account's device list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub device_id: u32,
+    /// Ed25519 device identity key.
+    pub identity_key: [u8; 32],
+    /// Whether the device proved possession of its key.
+    pub registered: bool,
+}
+
+/// An account's public directory entry.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    /// Account id.
+    pub user_id: UserId,
+    /// Unique user name.
+    pub user_name: String,
+    /// Ed25519 account identity key.
+    pub account_key: [u8; 32],
+    /// The current signed device list.
+    pub device_list: SignedDeviceList,
+    /// Its version.
+    pub device_list_version: u64,
+}
+
+/// A verified device list to store.
+#[derive(Debug, Clone)]
+pub struct DeviceListUpdate {
+    /// The account.
+    pub user_id: UserId,
+    /// The list as signed.
+    pub signed: SignedDeviceList,
+    /// Its version.
+    pub version: u64,
+    /// Its devices: id and identity key.
+    pub devices: Vec<(u32, [u8; 32])>,
+}
+
+/// A verified account registration.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Unique user name.
+    pub user_name: String,
+    /// Ed25519 account identity key.
+    pub account_key: [u8; 32],
+    /// The initial device list.
+    pub list: DeviceListUpdate,
+    /// The device that registered (marked registered).
+    pub device_id: u32,
+    /// SHA-256 of the invite token to consume, when registration needs one.
+    pub invite_hash: Option<[u8; 32]>,
+}
+
+/// Prekeys uploaded by a device.
+#[derive(Debug, Clone, Default)]
+pub struct PrekeyUpload {
+    /// Replaces the signed prekey.
+    pub signed_prekey: Option<SignedPrekey>,
+    /// Added to the one-time stock.
+    pub one_time: Vec<OneTimePrekey>,
+    /// Replaces the last-resort KEM prekey.
+    pub last_resort_kem: Option<KemPrekey>,
+    /// Added to the one-time KEM stock.
+    pub one_time_kem: Vec<KemPrekey>,
+}
+
+/// Remaining one-time prekeys of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrekeyCounts {
+    /// One-time X25519 prekeys.
+    pub one_time: u32,
+    /// One-time KEM prekeys.
+    pub one_time_kem: u32,
+}
+
+/// Bundles claimed for a user's devices.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedBundles {
+    /// One bundle per device that has a signed prekey and a KEM prekey.
+    pub bundles: Vec<PrekeyBundle>,
+    /// Stock left per device after the claim.
+    pub remaining: Vec<(u32, PrekeyCounts)>,
+}
+
+/// A chat and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRecord {
+    /// Chat id.
+    pub chat_id: ChatId,
+    /// Direct or group.
+    pub kind: ChatKind,
+    /// Members.
+    pub members: Vec<UserId>,
+    /// Offset of the last log entry.
+    pub last_seq: u64,
+}
+
+/// An end-to-end encrypted message to append to a chat log.
+#[derive(Debug, Clone)]
+pub struct MessageAppend {
+    /// Chat.
+    pub chat_id: ChatId,
+    /// Sending device.
+    pub sender: DeviceAddr,
+    /// Client-generated id (idempotency key with the sender's account).
+    pub client_message_id: ClientMessageId,
+    /// One ciphertext per recipient device (may be empty).
+    pub device_ciphertexts: Vec<DeviceCiphertext>,
+    /// Ciphertext common to all recipients (may be empty).
+    pub common_ciphertext: Bytes,
+}
+
+/// A membership change (or chat creation) to append to a chat log.
+#[derive(Debug, Clone)]
+pub struct MembershipAppend {
+    /// Chat.
+    pub chat_id: ChatId,
+    /// Device that asked for the change.
+    pub actor: DeviceAddr,
+    /// Set when this creates the chat.
+    pub create: Option<ChatKind>,
+    /// Accounts added (on creation: every member, the creator included).
+    pub added: Vec<UserId>,
+    /// Accounts removed.
+    pub removed: Vec<UserId>,
+}
+
+/// One append in a group commit.
+#[derive(Debug, Clone)]
+pub enum LogAppend {
+    /// A message.
+    Message(MessageAppend),
+    /// A membership change.
+    Membership(MembershipAppend),
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset in the chat log.
+    pub seq: u64,
+    /// Relay clock when stored.
+    pub server_time_ms: u64,
+    /// True when an earlier send with the same client message id was found.
+    pub duplicate: bool,
+}
+
+/// The durable state of a relay.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account with its first device; consumes the invite if any.
+    fn create_account(&self, account: &NewAccount) -> Result<(), StoreError>;
+    /// Looks an account up by id.
+    fn account(&self, user: &UserId) -> Result<Option<AccountRecord>, StoreError>;
+    /// Looks an account up by user name.
+    fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>, StoreError>;
+    /// Devices of an account's current list.
+    fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Replaces the device list; its version must increase.
+    fn replace_device_list(&self, update: &DeviceListUpdate) -> Result<(), StoreError>;
+    /// Marks a listed device as registered.
+    fn mark_device_registered(&self, device: DeviceAddr) -> Result<(), StoreError>;
+    /// Stores the SHA-256 of a new invite token.
+    fn create_invite(&self, token_hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError>;
+    /// Sets or clears a device's push endpoint.
+    fn set_push_endpoint(&self, device: DeviceAddr, url: Option<&str>) -> Result<(), StoreError>;
+
+    /// Adds prekeys for a device and returns its stock.
+    fn upload_prekeys(
+        &self,
+        device: DeviceAddr,
+        upload: &PrekeyUpload,
+        max_stock: u32,
+    ) -> Result<PrekeyCounts, StoreError>;
+    /// Current one-time stock of a device.
+    fn prekey_counts(&self, device: DeviceAddr) -> Result<PrekeyCounts, StoreError>;
+    /// Claims one bundle per listed device (all devices when `devices` is
+    /// empty). Each one-time prekey is handed out at most once.
+    fn claim_bundles(&self, user: &UserId, devices: &[u32]) -> Result<ClaimedBundles, StoreError>;
+
+    /// Appends a batch to the chat logs in ONE durable transaction and
+    /// returns a result per item, in order. An item rejected by a domain rule
+    /// does not affect the others. `Err` means nothing was committed.
+    fn append_batch(
+        &self,
+        items: &[LogAppend],
+        now_ms: u64,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
+    /// Finds an earlier send by client message id.
+    fn find_sent(
+        &self,
+        sender: &UserId,
+        client_message_id: &ClientMessageId,
+    ) -> Result<Option<Appended>, StoreError>;
+    /// A chat and its members.
+    fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError>;
+    /// The chats an account belongs to.
+    fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError>;
+    /// Accounts that share a chat with `user` (`user` included).
+    fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+    /// Log entries for a device after the given offsets (other chats from the
+    /// stored cursors), at most `limit` entries and about `max_bytes` of
+    /// ciphertext; returns whether more are waiting.
+    fn read_log(
+        &self,
+        device: DeviceAddr,
+        after: &[(ChatId, u64)],
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Delivery>, bool), StoreError>;
+    /// Advances a device's delivery cursors (never backwards).
+    fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,387 @@
+//! Chats, the append-only per-chat message log and delivery cursors.
+//!
+//! A message is one `log` row plus one `log_ciphertexts` row per addressed
+//! device: it is stored once whatever the member count, and fanned out
+//! logically. Every check of an append runs before its first write, so a
+//! rejected item leaves nothing behind and the rest of its batch commits.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tern_protocol::wire::{ChatKind, Delivery, EntryKind};
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+
+use super::{chat_id, user_id};
+use crate::error::{RelayError, StoreError};
+use crate::store::{Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend};
+
+pub(super) fn append_batch(
+    conn: &mut Connection,
+    items: &[LogAppend],
+    now: u64,
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let result = match item {
+            LogAppend::Message(m) => append_message(&tx, m, now),
+            LogAppend::Membership(m) => append_membership(&tx, m, now),
+        };
+        match result {
+            Err(StoreError::Rejected(e)) => out.push(Err(StoreError::Rejected(e))),
+            Err(e) => return Err(e),
+            Ok(a) => out.push(Ok(a)),
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn is_member(tx: &Connection, chat: &ChatId, user: &UserId) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM chat_members WHERE chat_id = ?1 AND user_id = ?2")?
+        .exists(params![&chat.0[..], &user.0[..]])?)
+}
+
+fn chat_exists(tx: &Connection, chat: &ChatId) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM chats WHERE chat_id = ?1")?
+        .exists([&chat.0[..]])?)
+}
+
+fn next_seq(tx: &Transaction<'_>, chat: &ChatId) -> Result<u64, StoreError> {
+    let seq: i64 = tx
+        .prepare_cached(
+            "UPDATE chats SET last_seq = last_seq + 1 WHERE chat_id = ?1 RETURNING last_seq",
+        )?
+        .query_row([&chat.0[..]], |r| r.get(0))?;
+    Ok(seq as u64)
+}
+
+fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> {
+    Ok(if chat_exists(tx, chat)? {
+        RelayError::Forbidden("not a member of this chat").into()
+    } else {
+        RelayError::NotFound("chat").into()
+    })
+}
+
+fn append_message(
+    tx: &Transaction<'_>,
+    m: &MessageAppend,
+    now: u64,
+) -> Result<Appended, StoreError> {
+    if let Some(found) = find_sent(tx, &m.sender.user, &m.client_message_id)? {
+        return Ok(found);
+    }
+    if !is_member(tx, &m.chat_id, &m.sender.user)? {
+        return Err(not_member(tx, &m.chat_id)?);
+    }
+    let seq = next_seq(tx, &m.chat_id)?;
+    let chat = &m.chat_id.0[..];
+    let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
+    tx.prepare_cached(
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                          server_time_ms, common_ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        chat,
+        seq as i64,
+        EntryKind::Message as i32,
+        &m.sender.user.0[..],
+        m.sender.device,
+        &m.client_message_id.0[..],
+        now as i64,
+        common
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for dc in &m.device_ciphertexts {
+        insert.execute(params![
+            chat,
+            seq as i64,
+            &dc.user_id[..],
+            dc.device_id,
+            &dc.ciphertext[..]
+        ])?;
+    }
+    Ok(Appended {
+        seq,
+        server_time_ms: now,
+        duplicate: false,
+    })
+}
+
+fn append_membership(
+    tx: &Transaction<'_>,
+    m: &MembershipAppend,
+    now: u64,
+) -> Result<Appended, StoreError> {
+    let chat = &m.chat_id.0[..];
+    match m.create {
+        Some(kind) => {
+            if chat_exists(tx, &m.chat_id)? {
+                return Err(RelayError::Conflict("chat id taken").into());
+            }
+            tx.execute(
+                "INSERT INTO chats (chat_id, kind, last_seq) VALUES (?1, ?2, 0)",
+                params![chat, kind as i32],
+            )?;
+        }
+        None => {
+            if !is_member(tx, &m.chat_id, &m.actor.user)? {
+                return Err(not_member(tx, &m.chat_id)?);
+            }
+            let kind: i32 =
+                tx.query_row("SELECT kind FROM chats WHERE chat_id = ?1", [chat], |r| {
+                    r.get(0)
+                })?;
+            if kind == ChatKind::Direct as i32 {
+                return Err(RelayError::Forbidden("direct chat members cannot change").into());
+            }
+            let mut count: i64 = tx.query_row(
+                "SELECT count(*) FROM chat_members WHERE chat_id = ?1",
+                [chat],
+                |r| r.get(0),
+            )?;
+            for u in &m.added {
+                count += i64::from(!is_member(tx, &m.chat_id, u)?);
+            }
+            if count as usize > tern_protocol::limits::MAX_CHAT_MEMBERS {
+                return Err(RelayError::QuotaExceeded("too many chat members").into());
+            }
+        }
+    }
+    let mut exists = tx.prepare_cached("SELECT 1 FROM accounts WHERE user_id = ?1")?;
+    for u in &m.added {
+        if !exists.exists([&u.0[..]])? {
+            return Err(RelayError::NotFound("added user").into());
+        }
+    }
+    let seq = next_seq(tx, &m.chat_id)?;
+    for u in &m.added {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO chat_members (chat_id, user_id, joined_seq) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![chat, &u.0[..], seq as i64])?;
+    }
+    for u in &m.removed {
+        tx.execute(
+            "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2",
+            params![chat, &u.0[..]],
+        )?;
+        tx.execute(
+            "DELETE FROM cursors WHERE chat_id = ?1 AND user_id = ?2",
+            params![chat, &u.0[..]],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, server_time_ms,
+                          added, removed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            chat,
+            seq as i64,
+            EntryKind::Membership as i32,
+            &m.actor.user.0[..],
+            m.actor.device,
+            now as i64,
+            join_ids(&m.added),
+            join_ids(&m.removed)
+        ],
+    )?;
+    Ok(Appended {
+        seq,
+        server_time_ms: now,
+        duplicate: false,
+    })
+}
+
+fn join_ids(ids: &[UserId]) -> Vec<u8> {
+    ids.iter().flat_map(|u| u.0).collect()
+}
+
+fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<bytes::Bytes>, StoreError> {
+    let bytes = bytes.unwrap_or_default();
+    if bytes.len() % UserId::LEN != 0 {
+        return Err(StoreError::Corrupt("member id list"));
+    }
+    Ok(bytes
+        .chunks(UserId::LEN)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect())
+}
+
+pub(super) fn find_sent(
+    conn: &Connection,
+    sender: &UserId,
+    id: &ClientMessageId,
+) -> Result<Option<Appended>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, server_time_ms FROM log WHERE sender_user = ?1 AND client_message_id = ?2",
+        )?
+        .query_row(params![&sender.0[..], &id.0[..]], |r| {
+            Ok(Appended {
+                seq: r.get::<_, i64>(0)? as u64,
+                server_time_ms: r.get::<_, i64>(1)? as u64,
+                duplicate: true,
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
+    let head: Option<(i32, i64)> = conn
+        .prepare_cached("SELECT kind, last_seq FROM chats WHERE chat_id = ?1")?
+        .query_row([&chat.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((kind, last_seq)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT user_id FROM chat_members WHERE chat_id = ?1 ORDER BY user_id")?;
+    let members = stmt
+        .query_map([&chat.0[..]], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|row| user_id(&row?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ChatRecord {
+        chat_id: *chat,
+        kind: ChatKind::try_from(kind).map_err(|_| StoreError::Corrupt("chat kind"))?,
+        members,
+        last_seq: last_seq as u64,
+    }))
+}
+
+fn member_chats(conn: &Connection, user: &UserId) -> Result<Vec<(ChatId, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1 ORDER BY chat_id",
+    )?;
+    let rows = stmt.query_map([&user.0[..]], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    rows.map(|row| {
+        let (c, joined) = row?;
+        Ok((chat_id(&c)?, joined as u64))
+    })
+    .collect()
+}
+
+pub(super) fn chats_of(conn: &Connection, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
+    member_chats(conn, user)?
+        .into_iter()
+        .filter_map(|(c, _)| chat(conn, &c).transpose())
+        .collect()
+}
+
+pub(super) fn contacts_of(conn: &Connection, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT b.user_id FROM chat_members a JOIN chat_members b ON a.chat_id = b.chat_id
+         WHERE a.user_id = ?1",
+    )?;
+    let mut out = stmt
+        .query_map([&user.0[..]], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|row| user_id(&row?))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !out.contains(user) {
+        out.push(*user);
+    }
+    Ok(out)
+}
+
+fn stored_cursor(conn: &Connection, d: DeviceAddr, chat: &ChatId) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM cursors WHERE user_id = ?1 AND device_id = ?2 AND chat_id = ?3",
+        )?
+        .query_row(params![&d.user.0[..], d.device, &chat.0[..]], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Rough per-entry overhead counted against a sync page's byte budget.
+const ENTRY_OVERHEAD: usize = 128;
+
+pub(super) fn read_log(
+    conn: &Connection,
+    d: DeviceAddr,
+    after: &[(ChatId, u64)],
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(Vec<Delivery>, bool), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.seq, l.kind, l.sender_user, l.sender_device, l.server_time_ms,
+                l.client_message_id, l.common_ciphertext, l.added, l.removed,
+                (SELECT c.ciphertext FROM log_ciphertexts c
+                 WHERE c.chat_id = l.chat_id AND c.seq = l.seq
+                   AND c.user_id = ?3 AND c.device_id = ?4)
+         FROM log l WHERE l.chat_id = ?1 AND l.seq > ?2 ORDER BY l.seq LIMIT ?5",
+    )?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (chat, joined) in member_chats(conn, &d.user)? {
+        let from = match after.iter().find(|(c, _)| *c == chat) {
+            Some((_, seq)) => *seq,
+            None => stored_cursor(conn, d, &chat)?,
+        };
+        let from = from.max(joined.saturating_sub(1));
+        let room = limit - out.len();
+        let mut rows = stmt.query(params![
+            &chat.0[..],
+            from as i64,
+            &d.user.0[..],
+            d.device,
+            (room + 1) as i64
+        ])?;
+        let mut taken = 0;
+        while let Some(r) = rows.next()? {
+            if taken == room || (bytes > max_bytes && !out.is_empty()) {
+                return Ok((out, true));
+            }
+            let delivery = Delivery {
+                chat_id: chat.to_wire(),
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                sender_user_id: r.get::<_, Vec<u8>>(2)?.into(),
+                sender_device_id: r.get(3)?,
+                server_time_ms: r.get::<_, i64>(4)? as u64,
+                client_message_id: r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default().into(),
+                common_ciphertext: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default().into(),
+                added: split_ids(r.get(7)?)?,
+                removed: split_ids(r.get(8)?)?,
+                ciphertext: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default().into(),
+            };
+            bytes += delivery.ciphertext.len() + delivery.common_ciphertext.len() + ENTRY_OVERHEAD;
+            out.push(delivery);
+            taken += 1;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+    }
+    Ok((out, false))
+}
+
+pub(super) fn ack_cursors(
+    conn: &mut Connection,
+    d: DeviceAddr,
+    cursors: &[(ChatId, u64)],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO cursors (user_id, device_id, chat_id, seq)
+             SELECT ?1, ?2, c.chat_id, min(?4, c.last_seq) FROM chats c
+             JOIN chat_members m ON m.chat_id = c.chat_id AND m.user_id = ?1
+             WHERE c.chat_id = ?3
+             ON CONFLICT (user_id, device_id, chat_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+        )?;
+        for (chat, seq) in cursors {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            stmt.execute(params![&d.user.0[..], d.device, &chat.0[..], seq])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The embedded SQLite backend (WAL mode). All of its SQL lives in this
+//! module and its children.
+//!
+//! Connections: one dedicated connection for the message log (used by the
+//! single group-commit writer, so never contended) and a small pool for
+//! everything else. Write transactions start `IMMEDIATE`, so concurrent
+//! writers queue on SQLite's busy handler instead of failing to upgrade.
+
+mod accounts;
+mod log;
+mod prekeys;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tern_protocol::wire::Delivery;
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+
+use super::*;
+use crate::config::Synchronous;
+
+/// Connections kept idle in the pool.
+const POOL_SIZE: usize = 8;
+/// How long a writer waits for the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    synchronous: Synchronous,
+    pool: Mutex<Vec<Connection>>,
+    log: Mutex<Connection>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        let mut first = open_connection(path, synchronous)?;
+        schema::migrate(&mut first)?;
+        let log = open_connection(path, synchronous)?;
+        Ok(Self {
+            path: path.to_owned(),
+            synchronous,
+            pool: Mutex::new(vec![first]),
+            log: Mutex::new(log),
+        })
+    }
+
+    /// Writes a consistent copy of the database to `dest` while the relay
+    /// keeps serving (a read transaction sees one snapshot).
+    pub fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        let dest = dest
+            .to_str()
+            .ok_or(StoreError::Corrupt("backup path is not UTF-8"))?;
+        self.with_conn(|c| {
+            c.execute("VACUUM INTO ?1", [dest])?;
+            Ok(())
+        })
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = lock(&self.pool).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path, self.synchronous)?,
+        };
+        let result = f(&mut conn);
+        let mut pool = lock(&self.pool);
+        if pool.len() < POOL_SIZE {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+pub(crate) fn user_id(bytes: &[u8]) -> Result<UserId, StoreError> {
+    UserId::from_slice("stored user id", bytes).map_err(|_| StoreError::Corrupt("user id"))
+}
+
+pub(crate) fn chat_id(bytes: &[u8]) -> Result<ChatId, StoreError> {
+    ChatId::from_slice("stored chat id", bytes).map_err(|_| StoreError::Corrupt("chat id"))
+}
+
+pub(crate) fn key32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt("key length"))
+}
+
+impl Store for SqliteStore {
+    fn create_account(&self, account: &NewAccount) -> Result<(), StoreError> {
+        self.with_conn(|c| accounts::create_account(c, account))
+    }
+
+    fn account(&self, user: &UserId) -> Result<Option<AccountRecord>, StoreError> {
+        self.with_conn(|c| accounts::account_by(c, "user_id", &user.0[..]))
+    }
+
+    fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        self.with_conn(|c| accounts::account_by(c, "user_name", name))
+    }
+
+    fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.with_conn(|c| accounts::devices(c, user))
+    }
+
+    fn replace_device_list(&self, update: &DeviceListUpdate) -> Result<(), StoreError> {
+        self.with_conn(|c| accounts::replace_device_list(c, update))
+    }
+
+    fn mark_device_registered(&self, device: DeviceAddr) -> Result<(), StoreError> {
+        self.with_conn(|c| accounts::mark_registered(c, device))
+    }
+
+    fn create_invite(&self, token_hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError> {
+        self.with_conn(|c| accounts::create_invite(c, token_hash, now_ms))
+    }
+
+    fn set_push_endpoint(&self, device: DeviceAddr, url: Option<&str>) -> Result<(), StoreError> {
+        self.with_conn(|c| accounts::set_push_endpoint(c, device, url))
+    }
+
+    fn upload_prekeys(
+        &self,
+        device: DeviceAddr,
+        upload: &PrekeyUpload,
+        max_stock: u32,
+    ) -> Result<PrekeyCounts, StoreError> {
+        self.with_conn(|c| prekeys::upload(c, device, upload, max_stock))
+    }
+
+    fn prekey_counts(&self, device: DeviceAddr) -> Result<PrekeyCounts, StoreError> {
+        self.with_conn(|c| prekeys::counts(c, device))
+    }
+
+    fn claim_bundles(&self, user: &UserId, devices: &[u32]) -> Result<ClaimedBundles, StoreError> {
+        self.with_conn(|c| prekeys::claim_bundles(c, user, devices))
+    }
+
+    fn append_batch(
+        &self,
+        items: &[LogAppend],
+        now_ms: u64,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        log::append_batch(&mut lock(&self.log), items, now_ms)
+    }
+
+    fn find_sent(
+        &self,
+        sender: &UserId,
+        client_message_id: &ClientMessageId,
+    ) -> Result<Option<Appended>, StoreError> {
+        self.with_conn(|c| log::find_sent(c, sender, client_message_id))
+    }
+
+    fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
+        self.with_conn(|c| log::chat(c, chat))
+    }
+
+    fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
+        self.with_conn(|c| log::chats_of(c, user))
+    }
+
+    fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.with_conn(|c| log::contacts_of(c, user))
+    }
+
+    fn read_log(
+        &self,
+        device: DeviceAddr,
+        after: &[(ChatId, u64)],
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Delivery>, bool), StoreError> {
+        self.with_conn(|c| log::read_log(c, device, after, limit, max_bytes))
+    }
+
+    fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
+        self.with_conn(|c| log::ack_cursors(c, device, cursors))
+    }
+}

@@ -1,0 +1,168 @@
+//! The prekey directory. Claims delete the one-time key they return inside
+//! an IMMEDIATE transaction, so a key is handed out at most once however
+//! many fetches run at the same time.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tern_protocol::UserId;
+use tern_protocol::wire::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
+
+use super::accounts;
+use crate::error::{RelayError, StoreError};
+use crate::store::{ClaimedBundles, DeviceAddr, PrekeyCounts, PrekeyUpload};
+
+/// `kind` column: X25519 keys.
+const EC: u8 = 0;
+/// `kind` column: ML-KEM keys.
+const KEM: u8 = 1;
+
+pub(super) fn upload(
+    conn: &mut Connection,
+    d: DeviceAddr,
+    up: &PrekeyUpload,
+    max_stock: u32,
+) -> Result<PrekeyCounts, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let uid = &d.user.0[..];
+    let put_signed = |kind: u8, id: u32, key: &[u8], sig: &[u8]| {
+        tx.execute(
+            "INSERT OR REPLACE INTO signed_prekeys
+                 (user_id, device_id, kind, id, public_key, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![uid, d.device, kind, id, key, sig],
+        )
+    };
+    if let Some(k) = &up.signed_prekey {
+        put_signed(EC, k.id, &k.public_key, &k.signature)?;
+    }
+    if let Some(k) = &up.last_resort_kem {
+        put_signed(KEM, k.id, &k.public_key, &k.signature)?;
+    }
+    for k in &up.one_time {
+        put_one_time(&tx, d, EC, k.id, &k.public_key, &[])?;
+    }
+    for k in &up.one_time_kem {
+        put_one_time(&tx, d, KEM, k.id, &k.public_key, &k.signature)?;
+    }
+    let counts = counts(&tx, d)?;
+    if counts.one_time > max_stock || counts.one_time_kem > max_stock {
+        return Err(RelayError::QuotaExceeded("too many one-time prekeys stored").into());
+    }
+    tx.commit()?;
+    Ok(counts)
+}
+
+fn put_one_time(
+    tx: &Transaction<'_>,
+    d: DeviceAddr,
+    kind: u8,
+    id: u32,
+    key: &[u8],
+    sig: &[u8],
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO one_time_prekeys
+             (user_id, device_id, kind, id, public_key, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![&d.user.0[..], d.device, kind, id, key, sig])?;
+    Ok(())
+}
+
+pub(super) fn counts(conn: &Connection, d: DeviceAddr) -> Result<PrekeyCounts, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 AND kind = ?3",
+    )?;
+    let mut count = |kind: u8| -> Result<u32, StoreError> {
+        let n: i64 = stmt.query_row(params![&d.user.0[..], d.device, kind], |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    Ok(PrekeyCounts {
+        one_time: count(EC)?,
+        one_time_kem: count(KEM)?,
+    })
+}
+
+type KeyRow = (u32, Vec<u8>, Vec<u8>);
+
+fn signed(tx: &Transaction<'_>, d: DeviceAddr, kind: u8) -> Result<Option<KeyRow>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT id, public_key, signature FROM signed_prekeys
+             WHERE user_id = ?1 AND device_id = ?2 AND kind = ?3",
+        )?
+        .query_row(params![&d.user.0[..], d.device, kind], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}
+
+fn take_one_time(
+    tx: &Transaction<'_>,
+    d: DeviceAddr,
+    kind: u8,
+) -> Result<Option<KeyRow>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM one_time_prekeys
+             WHERE user_id = ?1 AND device_id = ?2 AND kind = ?3 AND id = (
+                 SELECT id FROM one_time_prekeys
+                 WHERE user_id = ?1 AND device_id = ?2 AND kind = ?3 ORDER BY id LIMIT 1)
+             RETURNING id, public_key, signature",
+        )?
+        .query_row(params![&d.user.0[..], d.device, kind], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}
+
+pub(super) fn claim_bundles(
+    conn: &mut Connection,
+    user: &UserId,
+    wanted: &[u32],
+) -> Result<ClaimedBundles, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let devices = accounts::devices(&tx, user)?;
+    if devices.is_empty() {
+        return Err(RelayError::NotFound("user").into());
+    }
+    let mut out = ClaimedBundles::default();
+    for dev in devices
+        .iter()
+        .filter(|d| wanted.is_empty() || wanted.contains(&d.device_id))
+    {
+        let addr = DeviceAddr {
+            user: *user,
+            device: dev.device_id,
+        };
+        let (Some(spk), Some(last_resort)) = (signed(&tx, addr, EC)?, signed(&tx, addr, KEM)?)
+        else {
+            continue;
+        };
+        let one_time = take_one_time(&tx, addr, EC)?;
+        let kem_one_time = take_one_time(&tx, addr, KEM)?;
+        let is_last_resort = kem_one_time.is_none();
+        let (kid, kkey, ksig) = kem_one_time.unwrap_or(last_resort);
+        out.bundles.push(PrekeyBundle {
+            device_id: dev.device_id,
+            identity_key: dev.identity_key.to_vec().into(),
+            signed_prekey: Some(SignedPrekey {
+                id: spk.0,
+                public_key: spk.1.into(),
+                signature: spk.2.into(),
+            }),
+            one_time_prekey: one_time.map(|(id, key, _)| OneTimePrekey {
+                id,
+                public_key: key.into(),
+            }),
+            kem_prekey: Some(KemPrekey {
+                id: kid,
+                public_key: kkey.into(),
+                signature: ksig.into(),
+            }),
+            kem_prekey_is_last_resort: is_last_resort,
+        });
+        out.remaining.push((dev.device_id, counts(&tx, addr)?));
+    }
+    tx.commit()?;
+    Ok(out)
+}
