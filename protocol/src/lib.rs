@@ -40,3 +40,21 @@ pub use validate::Validate;
 pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/tern.v1.rs"));
 }
+
+/// The bytes a device signs to authenticate a connection:
+/// `AUTH_SIGNATURE_CONTEXT || challenge || exporter`, where `exporter` is the
+/// connection's TLS exporter value (label [`limits::AUTH_EXPORTER_LABEL`],
+/// empty context, [`limits::AUTH_EXPORTER_LEN`] bytes). Binding the exporter
+/// means a signature cannot be replayed on another connection.
+pub fn auth_message(
+    challenge: &[u8; limits::CHALLENGE_LEN],
+    exporter: &[u8; limits::AUTH_EXPORTER_LEN],
+) -> Vec<u8> {
+    [limits::AUTH_SIGNATURE_CONTEXT, challenge, exporter].concat()
+}
+
+/// The bytes an account key signs for a device list:
+/// `DEVICE_LIST_SIGNATURE_CONTEXT || encoded DeviceList`.
+pub fn device_list_message(encoded_device_list: &[u8]) -> Vec<u8> {
+    [limits::DEVICE_LIST_SIGNATURE_CONTEXT, encoded_device_list].concat()
+}

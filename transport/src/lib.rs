@@ -1,0 +1,24 @@
+//! QUIC plumbing shared by the Tern relay and clients.
+//!
+//! The wire format itself lives in `tern-protocol` (pure, no I/O); this crate
+//! is the thin layer that puts it on quinn streams:
+//!
+//! - [`frames`]: read and write length-prefixed frames on quinn streams, with
+//!   memory bounded by what the peer actually sent;
+//! - [`trust`]: how a client trusts a relay — a pinned SHA-256 certificate
+//!   fingerprint or ordinary certificate roots — and the matching quinn
+//!   client configuration;
+//! - [`config`]: transport parameters both sides agree on (ALPN, idle
+//!   timeout, keep-alive, datagrams);
+//! - [`exporter`]: the TLS exporter value that binds device authentication
+//!   to one connection.
+
+pub mod config;
+pub mod exporter;
+pub mod frames;
+pub mod trust;
+
+pub use config::{server_config, transport_config};
+pub use exporter::auth_exporter;
+pub use frames::{FrameIoError, read_frame, write_frame};
+pub use trust::{CertFingerprint, TrustPolicy};
