@@ -1,0 +1,547 @@
+//! Test client for the relay: real QUIC on 127.0.0.1, built only on quinn,
+//! rustls and tern-protocol, with a small Ed25519 signing helper.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::{Signer, SigningKey};
+use prost::Message;
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tern_protocol::limits::{
+    ALPN, AUTH_EXPORTER_LABEL, AUTH_SIGNATURE_CONTEXT, DEVICE_LIST_SIGNATURE_CONTEXT,
+    PROTOCOL_VERSION,
+};
+use tern_protocol::wire::*;
+use tern_protocol::{FrameDecoder, decode_server_frame, encode_frame};
+use tern_relay::{Config, Server};
+
+/// Deadlock guard for every network wait in tests (never a timing assert).
+pub const GUARD: Duration = Duration::from_secs(30);
+
+pub async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .expect("test step timed out")
+}
+
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+/// An in-process relay on an ephemeral port.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        tune(&mut config);
+        let server = Server::start(config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let fingerprint = server.fingerprint().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            fingerprint,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            guard(task).await.unwrap();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pinned(String, Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if tern_relay::tls::fingerprint(end_entity) == self.0 {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("fingerprint mismatch".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.1.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub fn client_endpoint(fingerprint: &str) -> Endpoint {
+    let provider = tern_relay::tls::crypto_provider();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(fingerprint.to_owned(), provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    endpoint
+}
+
+/// An account with its keys.
+#[derive(Clone)]
+pub struct Account {
+    pub name: String,
+    pub user_id: [u8; 16],
+    pub account_key: SigningKey,
+    pub devices: Vec<(u32, SigningKey)>,
+    pub version: u64,
+}
+
+impl Account {
+    pub fn new(name: &str, device_count: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            user_id: random(),
+            account_key: SigningKey::from_bytes(&random()),
+            devices: (1..=device_count)
+                .map(|id| (id, SigningKey::from_bytes(&random())))
+                .collect(),
+            version: 1,
+        }
+    }
+
+    pub fn device_key(&self, id: u32) -> &SigningKey {
+        &self.devices.iter().find(|(d, _)| *d == id).unwrap().1
+    }
+
+    pub fn signed_list(&self) -> SignedDeviceList {
+        let list = DeviceList {
+            user_id: self.user_id.to_vec().into(),
+            version: self.version,
+            devices: self
+                .devices
+                .iter()
+                .map(|(id, k)| DeviceEntry {
+                    device_id: *id,
+                    identity_key: k.verifying_key().to_bytes().to_vec().into(),
+                })
+                .collect(),
+        };
+        let bytes = list.encode_to_vec();
+        let sig = self
+            .account_key
+            .sign(&[DEVICE_LIST_SIGNATURE_CONTEXT, &bytes].concat());
+        SignedDeviceList {
+            device_list: bytes.into(),
+            signature: sig.to_bytes().to_vec().into(),
+        }
+    }
+
+    pub fn address(&self, device: u32) -> DeviceAddress {
+        DeviceAddress {
+            user_id: self.user_id.to_vec().into(),
+            device_id: device,
+        }
+    }
+}
+
+pub async fn write(send: &mut SendStream, frame: &ClientFrame) {
+    send.write_all(&encode_frame(frame).unwrap()).await.unwrap();
+}
+
+/// Reads one server frame; None at the end of the stream.
+pub async fn read(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Option<ServerFrame> {
+    loop {
+        if let Some(body) = decoder.next_frame().unwrap() {
+            return Some(decode_server_frame(body).unwrap());
+        }
+        match recv.read_chunk(64 * 1024, true).await.ok()? {
+            Some(chunk) => decoder.push(&chunk.bytes),
+            None => return None,
+        }
+    }
+}
+
+fn request_frame(kind: request::Kind) -> ClientFrame {
+    ClientFrame {
+        body: Some(client_frame::Body::Request(Request { kind: Some(kind) })),
+    }
+}
+
+/// A connected device.
+pub struct Client {
+    pub conn: Connection,
+    pub endpoint: Endpoint,
+    pub user_id: [u8; 16],
+    pub device_id: u32,
+    control: (SendStream, RecvStream),
+    delivery: Option<(RecvStream, FrameDecoder)>,
+}
+
+/// The control-stream preamble: hello, challenge; returns what to sign.
+async fn open(
+    addr: SocketAddr,
+    fingerprint: &str,
+) -> (Endpoint, Connection, SendStream, RecvStream, Vec<u8>) {
+    let endpoint = client_endpoint(fingerprint);
+    let conn = guard(
+        endpoint
+            .connect(addr, tern_relay::tls::SELF_SIGNED_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = ClientFrame {
+        body: Some(client_frame::Body::Hello(ClientHello {
+            protocol_version: PROTOCOL_VERSION,
+            client_agent: "relay-tests".into(),
+        })),
+    };
+    write(&mut send, &hello).await;
+    let mut decoder = FrameDecoder::new();
+    let Some(ServerFrame {
+        body: Some(server_frame::Body::Hello(h)),
+    }) = guard(read(&mut recv, &mut decoder)).await
+    else {
+        panic!("no server hello")
+    };
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, AUTH_EXPORTER_LABEL, b"")
+        .unwrap();
+    let message = [AUTH_SIGNATURE_CONTEXT, &h.challenge[..], &exporter[..]].concat();
+    (endpoint, conn, send, recv, message)
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client(device {})", self.device_id)
+    }
+}
+
+impl Client {
+    async fn finish_auth(
+        endpoint: Endpoint,
+        conn: Connection,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        frame: ClientFrame,
+        user_id: [u8; 16],
+        device_id: u32,
+    ) -> Result<Self, Error> {
+        write(&mut send, &frame).await;
+        let mut decoder = FrameDecoder::new();
+        match guard(read(&mut recv, &mut decoder)).await {
+            Some(ServerFrame {
+                body: Some(server_frame::Body::AuthOk(_)),
+            })
+            | Some(ServerFrame {
+                body:
+                    Some(server_frame::Body::Response(Response {
+                        kind: Some(response::Kind::Registered(_) | response::Kind::Ok(_)),
+                    })),
+            }) => Ok(Self {
+                conn,
+                endpoint,
+                user_id,
+                device_id,
+                control: (send, recv),
+                delivery: None,
+            }),
+            Some(ServerFrame {
+                body:
+                    Some(server_frame::Body::Response(Response {
+                        kind: Some(response::Kind::Error(e)),
+                    })),
+            }) => Err(e),
+            other => panic!("unexpected auth answer {other:?}"),
+        }
+    }
+
+    pub async fn register(relay: (SocketAddr, &str), account: &Account) -> Result<Self, Error> {
+        Self::register_with_invite(relay, account, "").await
+    }
+
+    pub async fn register_with_invite(
+        relay: (SocketAddr, &str),
+        account: &Account,
+        invite: &str,
+    ) -> Result<Self, Error> {
+        let announced = account.account_key.verifying_key().to_bytes();
+        Self::register_announcing(relay, account, announced, invite).await
+    }
+
+    /// Registers announcing `announced` as the account key (tests of forged lists).
+    pub async fn register_announcing(
+        relay: (SocketAddr, &str),
+        account: &Account,
+        announced: [u8; 32],
+        invite: &str,
+    ) -> Result<Self, Error> {
+        let (endpoint, conn, send, recv, message) = open(relay.0, relay.1).await;
+        let (device_id, key) = &account.devices[0];
+        let req = request::Kind::RegisterAccount(RegisterAccount {
+            user_name: account.name.clone(),
+            account_key: announced.to_vec().into(),
+            device_list: Some(account.signed_list()),
+            device_id: *device_id,
+            invite_token: invite.into(),
+            device_signature: key.sign(&message).to_bytes().to_vec().into(),
+        });
+        Self::finish_auth(
+            endpoint,
+            conn,
+            send,
+            recv,
+            request_frame(req),
+            account.user_id,
+            *device_id,
+        )
+        .await
+    }
+
+    pub async fn register_device(
+        relay: (SocketAddr, &str),
+        account: &Account,
+        device_id: u32,
+    ) -> Result<Self, Error> {
+        let (endpoint, conn, send, recv, message) = open(relay.0, relay.1).await;
+        let req = request::Kind::RegisterDevice(RegisterDevice {
+            user_id: account.user_id.to_vec().into(),
+            device_id,
+            device_signature: account
+                .device_key(device_id)
+                .sign(&message)
+                .to_bytes()
+                .to_vec()
+                .into(),
+        });
+        Self::finish_auth(
+            endpoint,
+            conn,
+            send,
+            recv,
+            request_frame(req),
+            account.user_id,
+            device_id,
+        )
+        .await
+    }
+
+    pub async fn login_with_key(
+        relay: (SocketAddr, &str),
+        user_id: [u8; 16],
+        device_id: u32,
+        key: &SigningKey,
+    ) -> Result<Self, Error> {
+        let (endpoint, conn, send, recv, message) = open(relay.0, relay.1).await;
+        let frame = ClientFrame {
+            body: Some(client_frame::Body::Authenticate(Authenticate {
+                user_id: user_id.to_vec().into(),
+                device_id,
+                signature: key.sign(&message).to_bytes().to_vec().into(),
+            })),
+        };
+        Self::finish_auth(endpoint, conn, send, recv, frame, user_id, device_id).await
+    }
+
+    pub async fn login(
+        relay: (SocketAddr, &str),
+        account: &Account,
+        device_id: u32,
+    ) -> Result<Self, Error> {
+        Self::login_with_key(
+            relay,
+            account.user_id,
+            device_id,
+            account.device_key(device_id),
+        )
+        .await
+    }
+
+    /// Sends one request on a new stream and returns the response.
+    pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, Error> {
+        raw_request(&self.conn, &encode_frame(&request_frame(kind)).unwrap()).await
+    }
+
+    pub async fn ok(&self, kind: request::Kind) -> response::Kind {
+        self.request(kind).await.expect("request failed")
+    }
+
+    /// The next event on the delivery stream.
+    pub async fn next_event(&mut self) -> event::Kind {
+        if self.delivery.is_none() {
+            let stream = guard(self.conn.accept_uni()).await.unwrap();
+            self.delivery = Some((stream, FrameDecoder::new()));
+        }
+        let (stream, decoder) = self.delivery.as_mut().unwrap();
+        match guard(read(stream, decoder)).await {
+            Some(ServerFrame {
+                body: Some(server_frame::Body::Event(Event { kind: Some(kind) })),
+            }) => kind,
+            other => panic!("unexpected delivery frame {other:?}"),
+        }
+    }
+
+    /// The next Delivery event, skipping other events.
+    pub async fn next_delivery(&mut self) -> Delivery {
+        loop {
+            if let event::Kind::Delivery(d) = self.next_event().await {
+                return d;
+            }
+        }
+    }
+
+    pub fn user(&self) -> Bytes {
+        self.user_id.to_vec().into()
+    }
+}
+
+/// Writes raw bytes as a request stream and reads the response.
+pub async fn raw_request(conn: &Connection, bytes: &[u8]) -> Result<response::Kind, Error> {
+    let (mut send, mut recv) = guard(conn.open_bi()).await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let _ = send.finish();
+    let mut decoder = FrameDecoder::new();
+    match guard(read(&mut recv, &mut decoder)).await {
+        Some(ServerFrame {
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(response::Kind::Error(e)),
+                })),
+        }) => Err(e),
+        Some(ServerFrame {
+            body: Some(server_frame::Body::Response(Response { kind: Some(kind) })),
+        }) => Ok(kind),
+        other => panic!("unexpected response {other:?}"),
+    }
+}
+
+pub fn frame_bytes(body: &[u8]) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(body);
+    buf.to_vec()
+}
+
+pub fn code(e: &Error) -> ErrorCode {
+    ErrorCode::try_from(e.code).unwrap()
+}
+
+pub fn create_chat(chat_id: [u8; 16], kind: ChatKind, members: &[[u8; 16]]) -> request::Kind {
+    request::Kind::CreateChat(CreateChat {
+        chat_id: chat_id.to_vec().into(),
+        kind: kind as i32,
+        members: members.iter().map(|m| Bytes::from(m.to_vec())).collect(),
+    })
+}
+
+pub fn send_to(
+    chat_id: [u8; 16],
+    cmid: [u8; 16],
+    to: &[(&[u8; 16], u32, &[u8])],
+    common: &[u8],
+) -> request::Kind {
+    request::Kind::Send(Send {
+        chat_id: chat_id.to_vec().into(),
+        client_message_id: cmid.to_vec().into(),
+        device_ciphertexts: to
+            .iter()
+            .map(|(u, d, ct)| DeviceCiphertext {
+                user_id: u.to_vec().into(),
+                device_id: *d,
+                ciphertext: ct.to_vec().into(),
+            })
+            .collect(),
+        common_ciphertext: common.to_vec().into(),
+    })
+}
+
+pub fn sync_req(after: &[([u8; 16], u64)]) -> request::Kind {
+    request::Kind::Sync(Sync {
+        after: after
+            .iter()
+            .map(|(c, s)| Cursor {
+                chat_id: c.to_vec().into(),
+                seq: *s,
+            })
+            .collect(),
+        limit: 0,
+    })
+}
+
+pub fn ack(kind: response::Kind) -> SendAck {
+    match kind {
+        response::Kind::SendAck(a) => a,
+        other => panic!("expected SendAck, got {other:?}"),
+    }
+}
+
+pub fn batch(kind: response::Kind) -> SyncBatch {
+    match kind {
+        response::Kind::SyncBatch(b) => b,
+        other => panic!("expected SyncBatch, got {other:?}"),
+    }
+}
