@@ -1,0 +1,68 @@
+//! Protocol constants: encoding versions, domain-separation labels and limits.
+//!
+//! Each limit states why it has the value it has. Labels end with a NUL byte so
+//! that no label is a prefix of another: a signature or key made under one label
+//! can never be mistaken for one made under another.
+
+/// Version byte that starts every encoding defined by this crate (messages and state).
+pub const ENCODING_VERSION: u8 = 1;
+
+/// Domain-separation label prefixed to every message signed with an account identity key
+/// (for example the device list encoded by `tern-protocol`).
+pub const ACCOUNT_SIGNATURE_LABEL: &[u8] = b"Tern-v1 account signature\0";
+/// Domain-separation label prefixed to every arbitrary message signed with a device
+/// identity key (for example the relay's connection challenge).
+pub const DEVICE_SIGNATURE_LABEL: &[u8] = b"Tern-v1 device signature\0";
+/// Label of the signature over a signed (X25519) prekey.
+pub const SIGNED_PREKEY_LABEL: &[u8] = b"Tern-v1 signed prekey\0";
+/// Label of the signature over an ML-KEM-1024 prekey.
+pub const KEM_PREKEY_LABEL: &[u8] = b"Tern-v1 kem prekey\0";
+/// Label of the signature over a sender-key message.
+pub const SENDER_KEY_SIGNATURE_LABEL: &[u8] = b"Tern-v1 sender key message\0";
+
+/// HKDF `info` of the PQXDH shared secret when a KEM prekey was used.
+pub const PQXDH_INFO: &[u8] = b"Tern-v1 PQXDH X25519 SHA-256 ML-KEM-1024";
+/// HKDF `info` of the classical X3DH shared secret (bundle without a KEM prekey).
+pub const X3DH_INFO: &[u8] = b"Tern-v1 X3DH X25519 SHA-256";
+/// HKDF `info` of the Double Ratchet root-key step.
+pub const ROOT_KDF_INFO: &[u8] = b"Tern-v1 ratchet root";
+/// HKDF `info` that expands a ratchet message-key seed into an AES key and nonce.
+pub const MESSAGE_KEY_INFO: &[u8] = b"Tern-v1 ratchet message keys";
+/// HKDF `info` that expands a sender-key message-key seed into an AES key and nonce.
+pub const SENDER_MESSAGE_KEY_INFO: &[u8] = b"Tern-v1 sender key message keys";
+
+/// HMAC input that derives a message-key seed from a chain key (as in Signal).
+pub const MESSAGE_KEY_SEED: u8 = 0x01;
+/// HMAC input that derives the next chain key from a chain key (as in Signal).
+pub const CHAIN_KEY_SEED: u8 = 0x02;
+
+/// Largest forward jump within one receiving chain (libsignal's value). A larger
+/// jump is rejected: deriving 25,000 keys costs a few milliseconds, more would let
+/// a peer burn CPU.
+pub const MAX_FORWARD_JUMP: u32 = 25_000;
+/// Skipped message keys kept per receiving chain (libsignal's value, 50× vodozemac's
+/// 40). The oldest is evicted first; the memory bound is 36 bytes per key.
+pub const MAX_SKIPPED_KEYS_PER_CHAIN: usize = 2_000;
+/// Receiving chains kept per session (libsignal's value): late messages from the
+/// previous few ratchet steps still decrypt.
+pub const MAX_RECEIVER_CHAINS: usize = 5;
+/// Older sessions kept per remote device. An incoming message may be tried against
+/// each of them, so the bound also caps trial-decryption work per message.
+pub const MAX_ARCHIVED_SESSIONS: usize = 10;
+/// Sender-key chains kept per (group, sender device): a rotation does not make
+/// in-flight messages under the previous chains undecryptable.
+pub const MAX_SENDER_KEY_STATES: usize = 5;
+/// Largest plaintext accepted for encryption (1 MiB). Media travel as separately
+/// encrypted blobs; messages only carry text and blob references.
+pub const MAX_PLAINTEXT_LEN: usize = 1 << 20;
+/// Largest encoded message accepted by any decoder: the plaintext bound plus every
+/// header, the KEM ciphertext, the AEAD tag and a signature, rounded up.
+pub const MAX_MESSAGE_LEN: usize = MAX_PLAINTEXT_LEN + 4096;
+/// Largest encoded session record accepted by the decoder: every session at its
+/// limits (receiver chains full of skipped keys) fits, garbage cannot allocate more.
+pub const MAX_SESSION_RECORD_LEN: usize = 8 << 20;
+
+/// Version of the safety-number fingerprint derivation.
+pub const FINGERPRINT_VERSION: u16 = 0;
+/// SHA-512 iterations of the safety-number fingerprint (Signal's value).
+pub const FINGERPRINT_ITERATIONS: usize = 5_200;

@@ -1,0 +1,8 @@
+//! Tern client core.
+//!
+//! [`crypto`] holds the sans-IO end-to-end cryptography: identities, prekeys,
+//! the PQXDH handshake, the Double Ratchet, per-device sessions, group sender
+//! keys and safety numbers. It never performs I/O and never persists anything
+//! itself: state leaves it only as versioned byte strings for the encrypted store.
+
+pub mod crypto;
