@@ -3,9 +3,7 @@
 //! lists. Pure functions, no I/O.
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use tern_protocol::limits::{
-    AUTH_EXPORTER_LEN, AUTH_SIGNATURE_CONTEXT, CHALLENGE_LEN, DEVICE_LIST_SIGNATURE_CONTEXT,
-};
+use tern_protocol::limits::{AUTH_EXPORTER_LEN, CHALLENGE_LEN};
 use tern_protocol::wire::{DeviceList, SignedDeviceList};
 use tern_protocol::{UserId, decode_device_list};
 
@@ -24,7 +22,7 @@ pub struct AuthBinding {
 impl AuthBinding {
     /// `AUTH_SIGNATURE_CONTEXT || challenge || exporter`.
     pub fn message(&self) -> Vec<u8> {
-        [AUTH_SIGNATURE_CONTEXT, &self.challenge, &self.exporter].concat()
+        tern_protocol::auth_message(&self.challenge, &self.exporter)
     }
 
     /// Checks a device's signature over [`Self::message`].
@@ -48,7 +46,7 @@ pub fn verify_device_list(
     signed: &SignedDeviceList,
 ) -> Result<DeviceListUpdate, RelayError> {
     let list: DeviceList = decode_device_list(signed)?;
-    let message = [DEVICE_LIST_SIGNATURE_CONTEXT, &signed.device_list[..]].concat();
+    let message = tern_protocol::device_list_message(&signed.device_list);
     verify(account_key, &message, &signed.signature)
         .map_err(|_| RelayError::Unauthenticated("invalid device list signature"))?;
     let devices = list
@@ -113,7 +111,7 @@ mod tests {
             }],
         };
         let bytes = list.encode_to_vec();
-        let sig = account.sign(&[DEVICE_LIST_SIGNATURE_CONTEXT, &bytes].concat());
+        let sig = account.sign(&tern_protocol::device_list_message(&bytes));
         let mut signed = SignedDeviceList {
             device_list: bytes.into(),
             signature: sig.to_bytes().to_vec().into(),

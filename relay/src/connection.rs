@@ -9,18 +9,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use prost::Message;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use tern_protocol::limits::{AUTH_EXPORTER_LABEL, PROTOCOL_VERSION};
+use tern_protocol::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 use tern_protocol::wire::{
     AuthOk, Event, ServerFrame, ServerHello, SyncNeeded, client_frame, event, request, response,
     server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
+use tern_transport::{FrameIoError as FrameError, read_frame, write_frame};
 use tokio::sync::mpsc;
 
 use crate::auth::AuthBinding;
 use crate::error::RelayError;
-use crate::framing::{FrameError, append_frame, read_frame, write_frame};
 use crate::router::{Mailbox, Outbound};
 use crate::service::{Relay, now_ms};
 use crate::store::DeviceAddr;
@@ -120,10 +121,24 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
 }
 
 fn exporter(conn: &Connection) -> Result<[u8; 32], RelayError> {
-    let mut out = [0u8; 32];
-    conn.export_keying_material(&mut out, AUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| RelayError::Unavailable("TLS exporter unavailable"))?;
-    Ok(out)
+    tern_transport::auth_exporter(conn)
+        .map_err(|_| RelayError::Unavailable("TLS exporter unavailable"))
+}
+
+/// Appends one encoded frame to a buffer, so queued events go out in one
+/// write.
+fn append_frame(buf: &mut BytesMut, msg: &ServerFrame) -> Result<(), ProtocolError> {
+    let len = msg.encoded_len();
+    if len > MAX_FRAME_LEN {
+        return Err(ProtocolError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    // MAX_FRAME_LEN fits in u32.
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    msg.encode_raw(buf);
+    Ok(())
 }
 
 async fn next_frame(recv: &mut RecvStream) -> Result<bytes::Bytes, RelayError> {

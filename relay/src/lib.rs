@@ -2,7 +2,7 @@
 //!
 //! Layers, from the wire inwards:
 //! - [`server`] and [`connection`]: the thin quinn/tokio shell (TLS in
-//!   [`tls`], frame I/O in [`framing`]);
+//!   [`tls`], frame I/O from `tern-transport`);
 //! - [`service::Relay`] and the domain modules it dispatches to
 //!   ([`accounts`], [`prekeys`], [`chats`], [`messages`]), with
 //!   proofs of key possession in [`auth`];
@@ -16,7 +16,6 @@ pub mod chats;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod framing;
 pub mod log_writer;
 pub mod messages;
 pub mod prekeys;

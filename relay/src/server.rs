@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Endpoint, ServerConfig, TransportConfig, VarInt};
+use quinn::{Endpoint, TransportConfig, VarInt};
 
 use crate::config::Config;
 use crate::connection::{self, CLOSE_SHUTDOWN};
@@ -74,7 +74,7 @@ impl Server {
         )?);
         let identity = tls::load_identity(config.tls.as_ref(), &config.data_dir)?;
         let fingerprint = identity.fingerprint();
-        let mut server_config = ServerConfig::with_crypto(tls::server_crypto(identity)?);
+        let mut server_config = tls::server_config(identity)?;
         server_config.transport_config(Arc::new(transport(&config)?));
         let endpoint = Endpoint::server(server_config, config.listen)?;
         let router = Arc::new(Router::new());

@@ -3,11 +3,9 @@
 //! fingerprint of the DER certificate.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sha2::{Digest, Sha256};
 
 use crate::config::TlsConfig;
 
@@ -38,11 +36,8 @@ pub enum TlsError {
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
-    /// rustls rejected the certificate or key.
-    #[error("tls configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// QUIC rejected the TLS configuration.
-    #[error("quic tls configuration: {0}")]
+    /// The certificate or key was refused.
+    #[error("{0}")]
     Quic(String),
 }
 
@@ -66,7 +61,7 @@ impl Identity {
 
 /// Hex SHA-256 of a DER certificate.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    tern_transport::CertFingerprint::of(der).to_string()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -131,24 +126,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     file.sync_all().map_err(io_err(path))
 }
 
-/// The rustls crypto provider used everywhere in the relay (ring).
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Builds the QUIC server crypto configuration (TLS 1.3, ALPN `tern/1`).
-pub fn server_crypto(
-    identity: Identity,
-) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, TlsError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)?;
-    tls.alpn_protocols = vec![tern_protocol::limits::ALPN.to_vec()];
-    tls.max_early_data_size = 0;
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
-    Ok(Arc::new(quic))
+/// Builds the QUIC server configuration (TLS 1.3, ALPN `tern/1`, ring).
+pub fn server_config(identity: Identity) -> Result<quinn::ServerConfig, TlsError> {
+    tern_transport::server_config(identity.chain, identity.key)
+        .map_err(|e| TlsError::Quic(e.to_string()))
 }
 
 #[cfg(test)]
@@ -162,6 +143,6 @@ mod tests {
         let second = load_identity(None, dir.path()).unwrap();
         assert_eq!(first.fingerprint(), second.fingerprint());
         assert_eq!(first.fingerprint().len(), 64);
-        server_crypto(second).unwrap();
+        server_config(second).unwrap();
     }
 }

@@ -3,19 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::{Signer, SigningKey};
 use prost::Message;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tern_protocol::limits::{
-    ALPN, AUTH_EXPORTER_LABEL, AUTH_SIGNATURE_CONTEXT, DEVICE_LIST_SIGNATURE_CONTEXT,
-    PROTOCOL_VERSION,
-};
+use tern_protocol::limits::PROTOCOL_VERSION;
 use tern_protocol::wire::*;
 use tern_protocol::{FrameDecoder, decode_server_frame, encode_frame};
 use tern_relay::{Config, Server};
@@ -83,67 +77,11 @@ impl TestRelay {
     }
 }
 
-#[derive(Debug)]
-struct Pinned(String, Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if tern_relay::tls::fingerprint(end_entity) == self.0 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("fingerprint mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.1.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 pub fn client_endpoint(fingerprint: &str) -> Endpoint {
-    let provider = tern_relay::tls::crypto_provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(fingerprint.to_owned(), provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    config.transport_config(Arc::new(transport));
+    let pin = fingerprint.parse().unwrap();
+    let config = tern_transport::TrustPolicy::Pinned(pin)
+        .client_config()
+        .unwrap();
     let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(config);
     endpoint
@@ -192,7 +130,7 @@ impl Account {
         let bytes = list.encode_to_vec();
         let sig = self
             .account_key
-            .sign(&[DEVICE_LIST_SIGNATURE_CONTEXT, &bytes].concat());
+            .sign(&tern_protocol::device_list_message(&bytes));
         SignedDeviceList {
             device_list: bytes.into(),
             signature: sig.to_bytes().to_vec().into(),
@@ -268,10 +206,9 @@ async fn open(
     else {
         panic!("no server hello")
     };
-    let mut exporter = [0u8; 32];
-    conn.export_keying_material(&mut exporter, AUTH_EXPORTER_LABEL, b"")
-        .unwrap();
-    let message = [AUTH_SIGNATURE_CONTEXT, &h.challenge[..], &exporter[..]].concat();
+    let exporter = tern_transport::auth_exporter(&conn).unwrap();
+    let challenge = <[u8; 32]>::try_from(&h.challenge[..]).unwrap();
+    let message = tern_protocol::auth_message(&challenge, &exporter);
     (endpoint, conn, send, recv, message)
 }
 
