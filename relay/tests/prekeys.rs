@@ -1,0 +1,131 @@
+//! The prekey directory over real QUIC.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use tern_protocol::wire::*;
+
+fn kem(id: u32) -> KemPrekey {
+    KemPrekey {
+        id,
+        public_key: vec![id as u8; tern_protocol::limits::KEM_PUBLIC_KEY_LEN].into(),
+        signature: vec![1; 64].into(),
+    }
+}
+
+fn upload(one_time: std::ops::Range<u32>, kem_one_time: std::ops::Range<u32>) -> request::Kind {
+    request::Kind::UploadPrekeys(UploadPrekeys {
+        signed_prekey: Some(SignedPrekey {
+            id: 1,
+            public_key: vec![5; 32].into(),
+            signature: vec![6; 64].into(),
+        }),
+        one_time_prekeys: one_time
+            .map(|id| OneTimePrekey {
+                id,
+                public_key: vec![id as u8; 32].into(),
+            })
+            .collect(),
+        last_resort_kem_prekey: Some(kem(9999)),
+        one_time_kem_prekeys: kem_one_time.map(kem).collect(),
+    })
+}
+
+fn fetch(user: [u8; 16]) -> request::Kind {
+    request::Kind::FetchBundles(FetchBundles {
+        user_id: user.to_vec().into(),
+        device_ids: vec![],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let mut a = Client::register(at, &alice).await.unwrap();
+    let stock = a.ok(upload(0..40, 0..10)).await;
+    let response::Kind::PrekeyStock(stock) = stock else {
+        panic!("expected stock")
+    };
+    assert_eq!(
+        (stock.one_time_prekeys, stock.one_time_kem_prekeys),
+        (40, 10)
+    );
+
+    let mut fetchers = Vec::new();
+    for i in 0..6 {
+        let c = Client::register(at, &Account::new(&format!("f{i}"), 1))
+            .await
+            .unwrap();
+        fetchers.push(c);
+    }
+    let mut tasks = Vec::new();
+    for c in fetchers {
+        let user = alice.user_id;
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let response::Kind::Bundles(b) = c.ok(fetch(user)).await else {
+                    panic!("expected bundles")
+                };
+                got.push(b.bundles.into_iter().next().unwrap());
+            }
+            got
+        }));
+    }
+    let mut bundles = Vec::new();
+    for t in tasks {
+        bundles.extend(guard(t).await.unwrap());
+    }
+    assert_eq!(bundles.len(), 60);
+    let one_time: Vec<u32> = bundles
+        .iter()
+        .filter_map(|b| b.one_time_prekey.as_ref().map(|k| k.id))
+        .collect();
+    let unique: HashSet<u32> = one_time.iter().copied().collect();
+    assert_eq!(one_time.len(), 40, "every one-time key handed out");
+    assert_eq!(unique.len(), 40, "and none twice");
+    let kem_ids: Vec<u32> = bundles
+        .iter()
+        .filter(|b| !b.kem_prekey_is_last_resort)
+        .map(|b| b.kem_prekey.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(kem_ids.iter().copied().collect::<HashSet<_>>().len(), 10);
+    assert_eq!(kem_ids.len(), 10);
+    let last_resort = bundles.iter().filter(|b| b.kem_prekey_is_last_resort);
+    assert!(
+        last_resort
+            .clone()
+            .all(|b| b.kem_prekey.as_ref().unwrap().id == 9999)
+    );
+    assert_eq!(last_resort.count(), 50);
+
+    // The owner was told its stock ran low.
+    loop {
+        if let event::Kind::PrekeysLow(s) = a.next_event().await {
+            assert!(s.one_time_prekeys < 10 || s.one_time_kem_prekeys < 10);
+            break;
+        }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_without_prekeys_have_no_bundle_and_unknown_users_are_not_found() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let response::Kind::Bundles(b) = a.ok(fetch(alice.user_id)).await else {
+        panic!("expected bundles")
+    };
+    assert!(b.bundles.is_empty());
+    let err = a.request(fetch(random())).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::NotFound);
+    relay.stop().await;
+}

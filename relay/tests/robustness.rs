@@ -1,0 +1,134 @@
+//! Hostile input: malformed, oversized and unauthenticated frames get
+//! errors while other connections carry on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use tern_protocol::limits::MAX_FRAME_LEN;
+use tern_protocol::wire::*;
+
+fn list_chats() -> request::Kind {
+    request::Kind::ListChats(ListChats {})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_errors_and_the_connection_carries_on() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let other = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+
+    let garbage = raw_request(&a.conn, &frame_bytes(&[0xff, 0xff, 0xff, 0x0f]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&garbage), ErrorCode::BadRequest);
+
+    let mut oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
+    oversized.extend_from_slice(&[0; 64]);
+    let err = raw_request(&a.conn, &oversized).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::TooLarge);
+
+    let long_name = request::Kind::LookupUser(LookupUser {
+        user_name: "x".repeat(100),
+        user_id: Default::default(),
+    });
+    let err = a.request(long_name).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::TooLarge);
+
+    let not_a_request = ClientFrame {
+        body: Some(client_frame::Body::Hello(ClientHello {
+            protocol_version: 1,
+            client_agent: String::new(),
+        })),
+    };
+    let bytes = tern_protocol::encode_frame(&not_a_request).unwrap();
+    let err = raw_request(&a.conn, &bytes).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::BadRequest);
+
+    let truncated = &frame_bytes(&[1, 2, 3, 4, 5, 6])[..7];
+    let err = raw_request(&a.conn, truncated).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::BadRequest);
+
+    // Both connections still work.
+    a.ok(list_chats()).await;
+    other.ok(list_chats()).await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_before_authentication_are_refused() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let bob = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+
+    let endpoint = client_endpoint(&relay.fingerprint);
+    let conn = guard(
+        endpoint
+            .connect(relay.addr, tern_relay::tls::SELF_SIGNED_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Open (and hold) the control stream without authenticating.
+    let (mut ctl, _ctl_recv) = conn.open_bi().await.unwrap();
+    ctl.write_all(
+        &tern_protocol::encode_frame(&ClientFrame {
+            body: Some(client_frame::Body::Hello(ClientHello {
+                protocol_version: 1,
+                client_agent: String::new(),
+            })),
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let req = ClientFrame {
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(list_chats()),
+        })),
+    };
+    let err = raw_request(&conn, &tern_protocol::encode_frame(&req).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::Unauthenticated);
+    bob.ok(list_chats()).await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_protocol_version_is_refused() {
+    let relay = TestRelay::start().await;
+    let endpoint = client_endpoint(&relay.fingerprint);
+    let conn = guard(
+        endpoint
+            .connect(relay.addr, tern_relay::tls::SELF_SIGNED_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = ClientFrame {
+        body: Some(client_frame::Body::Hello(ClientHello {
+            protocol_version: 99,
+            client_agent: String::new(),
+        })),
+    };
+    send.write_all(&tern_protocol::encode_frame(&hello).unwrap())
+        .await
+        .unwrap();
+    let mut decoder = tern_protocol::FrameDecoder::new();
+    let Some(ServerFrame {
+        body:
+            Some(server_frame::Body::Response(Response {
+                kind: Some(response::Kind::Error(e)),
+            })),
+    }) = guard(read(&mut recv, &mut decoder)).await
+    else {
+        panic!("expected an error response")
+    };
+    assert_eq!(code(&e), ErrorCode::UnsupportedVersion);
+    relay.stop().await;
+}
