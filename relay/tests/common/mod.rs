@@ -396,6 +396,37 @@ impl Client {
     }
 }
 
+/// Like [`Client::request`], but `None` when the connection failed (the
+/// relay died) instead of panicking.
+pub async fn try_request(
+    conn: &Connection,
+    kind: request::Kind,
+) -> Option<Result<response::Kind, Error>> {
+    let bytes = encode_frame(&request_frame(kind)).unwrap();
+    let (mut send, mut recv) = tokio::time::timeout(GUARD, conn.open_bi())
+        .await
+        .ok()?
+        .ok()?;
+    send.write_all(&bytes).await.ok()?;
+    let _ = send.finish();
+    let mut decoder = FrameDecoder::new();
+    match tokio::time::timeout(GUARD, read(&mut recv, &mut decoder))
+        .await
+        .ok()?
+    {
+        Some(ServerFrame {
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(response::Kind::Error(e)),
+                })),
+        }) => Some(Err(e)),
+        Some(ServerFrame {
+            body: Some(server_frame::Body::Response(Response { kind: Some(kind) })),
+        }) => Some(Ok(kind)),
+        _ => None,
+    }
+}
+
 /// Writes raw bytes as a request stream and reads the response.
 pub async fn raw_request(conn: &Connection, bytes: &[u8]) -> Result<response::Kind, Error> {
     let (mut send, mut recv) = guard(conn.open_bi()).await.unwrap();
