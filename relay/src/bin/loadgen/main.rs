@@ -1,0 +1,473 @@
+//! `tern-loadgen`: registers devices against a running relay and measures
+//! accepted messages per second and send→deliver latency.
+//!
+//! Modes: `direct` (pairs of devices), `group` (one sender per group,
+//! sender-key style common ciphertext), `drain` (reconnect with queued
+//! messages) and `idle` (hold many connections, for RSS measurements).
+
+mod client;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use quinn::Endpoint;
+use tern_protocol::wire::{
+    ChatKind, CreateChat, Cursor, DeviceCiphertext, Send, Sync, event, request, response,
+};
+use tokio::sync::Semaphore;
+
+use client::{Device, random, register, request};
+
+/// Load generator for tern-relay.
+#[derive(Parser, Clone)]
+#[command(version)]
+struct Args {
+    /// Relay UDP address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    relay: SocketAddr,
+    /// SHA-256 fingerprint the relay printed.
+    #[arg(long)]
+    fingerprint: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "direct")]
+    mode: Mode,
+    /// Devices to register and connect.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Members per group (group mode).
+    #[arg(long, default_value_t = 100)]
+    group_size: usize,
+    /// Target messages per second over all senders; 0 = as fast as acks allow.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Sends in flight per sender.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Ciphertext bytes per message (at least 8).
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Messages queued for the offline device (drain mode).
+    #[arg(long, default_value_t = 10_000)]
+    queued: usize,
+    /// Client UDP endpoints the connections are spread over.
+    #[arg(long, default_value_t = 4)]
+    endpoints: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Direct,
+    Group,
+    Drain,
+    Idle,
+}
+
+struct Clock(Instant);
+
+impl Clock {
+    fn micros(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+fn endpoints(args: &Args) -> anyhow::Result<Vec<Endpoint>> {
+    let pin = args.fingerprint.parse()?;
+    let config = tern_transport::TrustPolicy::Pinned(pin).client_config()?;
+    (0..args.endpoints.max(1))
+        .map(|_| {
+            let mut e = Endpoint::client("0.0.0.0:0".parse()?)?;
+            e.set_default_client_config(config.clone());
+            Ok(e)
+        })
+        .collect()
+}
+
+async fn register_many(args: &Args, n: usize) -> anyhow::Result<Vec<Device>> {
+    let eps = endpoints(args)?;
+    let run = random::<4>()?;
+    let limit = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let ep = eps[i % eps.len()].clone();
+        let name = format!("lg-{}-{i}", hex::encode(run));
+        let relay = args.relay;
+        let limit = limit.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await?;
+            register(&ep, relay, &name).await
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await??);
+    }
+    Ok(out)
+}
+
+async fn create_chat(
+    owner: &Device,
+    members: &[[u8; 16]],
+    kind: ChatKind,
+) -> anyhow::Result<[u8; 16]> {
+    let chat = random()?;
+    let req = request::Kind::CreateChat(CreateChat {
+        chat_id: chat.to_vec().into(),
+        kind: kind as i32,
+        members: members.iter().map(|m| m.to_vec().into()).collect(),
+    });
+    request(&owner.conn, req).await?;
+    Ok(chat)
+}
+
+fn payload(clock: &Clock, len: usize) -> bytes::Bytes {
+    let mut p = vec![0u8; len.max(8)];
+    p[..8].copy_from_slice(&clock.micros().to_be_bytes());
+    p.into()
+}
+
+fn stamp(ct: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(ct.get(..8)?.try_into().ok()?))
+}
+
+/// Latency samples (µs) shared by receivers.
+#[derive(Default)]
+struct Samples(std::sync::Mutex<Vec<u32>>);
+
+impl Samples {
+    fn add(&self, batch: &mut Vec<u32>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(batch);
+    }
+
+    fn report(&self, what: &str) {
+        let mut v = std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        v.sort_unstable();
+        let q = |p: f64| {
+            v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "{what}: n={} p50={:.3}ms p99={:.3}ms p999={:.3}ms max={:.3}ms",
+            v.len(),
+            f64::from(q(0.5)) / 1000.0,
+            f64::from(q(0.99)) / 1000.0,
+            f64::from(q(0.999)) / 1000.0,
+            f64::from(v.last().copied().unwrap_or(0)) / 1000.0
+        );
+    }
+}
+
+/// Spawns a reader for a device's delivery stream that records latency of
+/// entries stamped after `measure_from`.
+fn spawn_receiver(
+    dev: &Device,
+    clock: Arc<Clock>,
+    samples: Arc<Samples>,
+    delivered: Arc<AtomicU64>,
+    measure_from: u64,
+) {
+    let conn = dev.conn.clone();
+    tokio::spawn(async move {
+        let mut local = Vec::with_capacity(1024);
+        let result = client::read_events(conn, |e| {
+            if let Some(event::Kind::Delivery(d)) = e.kind {
+                let ct = if d.ciphertext.is_empty() {
+                    &d.common_ciphertext
+                } else {
+                    &d.ciphertext
+                };
+                if let Some(sent) = stamp(ct).filter(|s| *s >= measure_from) {
+                    local.push(
+                        u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
+                    );
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if local.len() >= 1024 {
+                        samples.add(&mut local);
+                    }
+                }
+            }
+        })
+        .await;
+        samples.add(&mut local);
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "delivery stream ended");
+        }
+    });
+}
+
+struct Sender {
+    conn: quinn::Connection,
+    chat: [u8; 16],
+    to: Option<[u8; 16]>,
+}
+
+async fn run_senders(
+    args: &Args,
+    senders: Vec<Sender>,
+    clock: Arc<Clock>,
+) -> anyhow::Result<(u64, Arc<Samples>)> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let ack_lat = Arc::new(Samples::default());
+    let stop = Instant::now() + Duration::from_secs(args.duration);
+    let per_sender_interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(senders.len() as f64 / args.rate as f64));
+    let mut tasks = Vec::new();
+    for s in senders {
+        let s = Arc::new(s);
+        let permits = args.inflight.max(1);
+        let inflight = Arc::new(Semaphore::new(permits));
+        let (acked, ack_lat, clock) = (acked.clone(), ack_lat.clone(), clock.clone());
+        let len = args.payload;
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = per_sender_interval.map(tokio::time::interval);
+            while Instant::now() < stop {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
+                let Ok(permit) = inflight.clone().acquire_owned().await else {
+                    break;
+                };
+                let (s, acked, ack_lat, clock) =
+                    (s.clone(), acked.clone(), ack_lat.clone(), clock.clone());
+                tokio::spawn(async move {
+                    let body = payload(&clock, len);
+                    let sent = stamp(&body).unwrap_or(0);
+                    let device_ciphertexts =
+                        s.to.map(|to| DeviceCiphertext {
+                            user_id: to.to_vec().into(),
+                            device_id: 1,
+                            ciphertext: body.clone(),
+                        })
+                        .into_iter()
+                        .collect();
+                    let common = if s.to.is_some() {
+                        bytes::Bytes::new()
+                    } else {
+                        body
+                    };
+                    let req = request::Kind::Send(Send {
+                        chat_id: s.chat.to_vec().into(),
+                        client_message_id: random::<16>().unwrap_or_default().to_vec().into(),
+                        device_ciphertexts,
+                        common_ciphertext: common,
+                    });
+                    if request(&s.conn, req).await.is_ok() {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        let mut l = vec![
+                            u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
+                        ];
+                        ack_lat.add(&mut l);
+                    }
+                    drop(permit);
+                });
+            }
+            // Wait for this sender's sends in flight.
+            let _ = inflight
+                .acquire_many(u32::try_from(permits).unwrap_or(1))
+                .await;
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok((acked.load(Ordering::Relaxed), ack_lat))
+}
+
+async fn direct(args: &Args) -> anyhow::Result<()> {
+    let devices = register_many(args, args.devices - args.devices % 2).await?;
+    println!("registered {} devices", devices.len());
+    let clock = Arc::new(Clock(Instant::now()));
+    let samples = Arc::new(Samples::default());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for pair in devices.chunks(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let chat = create_chat(a, &[b.user_id], ChatKind::Direct).await?;
+        senders.push(Sender {
+            conn: a.conn.clone(),
+            chat,
+            to: Some(b.user_id),
+        });
+        senders.push(Sender {
+            conn: b.conn.clone(),
+            chat,
+            to: Some(a.user_id),
+        });
+    }
+    let start_us = clock.micros();
+    for d in &devices {
+        spawn_receiver(
+            d,
+            clock.clone(),
+            samples.clone(),
+            delivered.clone(),
+            start_us,
+        );
+    }
+    let t0 = Instant::now();
+    let (acked, ack_lat) = run_senders(args, senders, clock).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "direct: devices={} rate_target={} accepted={} in {:.2}s = {:.0} msgs/s; delivered={}",
+        devices.len(),
+        args.rate,
+        acked,
+        secs,
+        acked as f64 / secs,
+        delivered.load(Ordering::Relaxed)
+    );
+    ack_lat.report("send->ack");
+    samples.report("send->deliver");
+    Ok(())
+}
+
+async fn group(args: &Args) -> anyhow::Result<()> {
+    let g = args.group_size.max(2);
+    let devices = register_many(args, args.devices - args.devices % g).await?;
+    println!("registered {} devices", devices.len());
+    let clock = Arc::new(Clock(Instant::now()));
+    let samples = Arc::new(Samples::default());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for members in devices.chunks(g) {
+        let others: Vec<[u8; 16]> = members[1..].iter().map(|d| d.user_id).collect();
+        let chat = create_chat(&members[0], &others, ChatKind::Group).await?;
+        senders.push(Sender {
+            conn: members[0].conn.clone(),
+            chat,
+            to: None,
+        });
+    }
+    let start_us = clock.micros();
+    for d in &devices {
+        spawn_receiver(
+            d,
+            clock.clone(),
+            samples.clone(),
+            delivered.clone(),
+            start_us,
+        );
+    }
+    let t0 = Instant::now();
+    let (acked, ack_lat) = run_senders(args, senders, clock).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = delivered.load(Ordering::Relaxed);
+    println!(
+        "group: size={g} groups={} accepted={} in {:.2}s = {:.0} msgs/s; deliveries={} = {:.0} deliveries/s",
+        devices.len() / g,
+        acked,
+        secs,
+        acked as f64 / secs,
+        d,
+        d as f64 / secs
+    );
+    ack_lat.report("send->ack");
+    samples.report("send->deliver");
+    Ok(())
+}
+
+async fn drain(args: &Args) -> anyhow::Result<()> {
+    let devices = register_many(args, 2).await?;
+    let (a, b) = (&devices[0], &devices[1]);
+    let chat = create_chat(a, &[b.user_id], ChatKind::Direct).await?;
+    let clock = Clock(Instant::now());
+    let limit = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for _ in 0..args.queued {
+        let permit = limit.clone().acquire_owned().await?;
+        let conn = a.conn.clone();
+        let req = request::Kind::Send(Send {
+            chat_id: chat.to_vec().into(),
+            client_message_id: random::<16>()?.to_vec().into(),
+            device_ciphertexts: vec![DeviceCiphertext {
+                user_id: b.user_id.to_vec().into(),
+                device_id: 1,
+                ciphertext: payload(&clock, args.payload),
+            }],
+            common_ciphertext: bytes::Bytes::new(),
+        });
+        tasks.push(tokio::spawn(async move {
+            let r = request(&conn, req).await;
+            drop(permit);
+            r
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!("queued {} messages for the offline reader", args.queued);
+    let t0 = Instant::now();
+    let mut after = 0;
+    let mut got = 0;
+    loop {
+        let req = request::Kind::Sync(Sync {
+            after: vec![Cursor {
+                chat_id: chat.to_vec().into(),
+                seq: after,
+            }],
+            limit: 0,
+        });
+        let response::Kind::SyncBatch(page) = request(&b.conn, req).await? else {
+            anyhow::bail!("expected a sync batch");
+        };
+        got += page.entries.len();
+        after = page.entries.last().map_or(after, |e| e.seq);
+        if !page.more {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "drain: {got} entries synced in {:.3}s = {:.0} entries/s",
+        secs,
+        got as f64 / secs
+    );
+    Ok(())
+}
+
+async fn idle(args: &Args) -> anyhow::Result<()> {
+    let devices = register_many(args, args.devices).await?;
+    println!(
+        "connected {} idle devices; holding for {}s",
+        devices.len(),
+        args.duration
+    );
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(async {
+        match args.mode {
+            Mode::Direct => direct(&args).await,
+            Mode::Group => group(&args).await,
+            Mode::Drain => drain(&args).await,
+            Mode::Idle => idle(&args).await,
+        }
+    })
+}
