@@ -1,0 +1,296 @@
+//! One QUIC connection to the relay, from hello to authenticated requests.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use prost::Message;
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tern_protocol::limits::{CHALLENGE_LEN, PROTOCOL_VERSION};
+use tern_protocol::wire::{
+    Authenticate, ClientFrame, ClientHello, EphemeralEvent, Request, ServerFrame, client_frame,
+    event, request, response, server_frame,
+};
+use tern_protocol::{ProtocolError, UserId, decode_datagram, decode_server_frame};
+use tern_transport::{TrustPolicy, auth_exporter, read_frame, write_frame};
+
+use super::error::NetError;
+
+/// Where the relay is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct RelayAddress {
+    /// UDP address of the relay.
+    pub addr: SocketAddr,
+    /// TLS server name (`tern-relay` for self-signed relays).
+    pub server_name: String,
+    /// Pinned fingerprint or certificate roots.
+    pub trust: TrustPolicy,
+}
+
+/// Signs with the device identity key. Implemented by the crypto layer's
+/// device identity; kept as a trait so the connection never holds key bytes.
+pub trait DeviceSigner: Send + Sync {
+    /// Ed25519 signature over `message`.
+    fn sign(&self, message: &[u8]) -> [u8; 64];
+}
+
+/// A connection that completed the hello exchange but is not authenticated
+/// yet: it can authenticate an existing device or register a new one.
+pub struct Greeting {
+    endpoint: Endpoint,
+    conn: Connection,
+    control: (SendStream, RecvStream),
+    auth_message: Vec<u8>,
+    server_time_ms: u64,
+}
+
+impl Greeting {
+    /// Connects to the relay and exchanges hellos.
+    pub async fn connect(relay: &RelayAddress) -> Result<Self, NetError> {
+        let bind: SocketAddr = if relay.addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = Endpoint::client(bind).map_err(|e| NetError::Connect(e.to_string()))?;
+        let config = relay
+            .trust
+            .client_config()
+            .map_err(|e| NetError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(relay.addr, &relay.server_name)
+            .map_err(|e| NetError::Connect(e.to_string()))?
+            .await
+            .map_err(|e| NetError::Connect(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = ClientHello {
+            protocol_version: PROTOCOL_VERSION,
+            client_agent: concat!("tern-core/", env!("CARGO_PKG_VERSION")).into(),
+        };
+        write_frame(&mut send, &frame(client_frame::Body::Hello(hello))).await?;
+        let server_hello = match read_server_frame(&mut recv).await? {
+            server_frame::Body::Hello(h) => h,
+            server_frame::Body::Response(r) => return Err(response_error(r)),
+            _ => return Err(unexpected("ServerHello")),
+        };
+        if server_hello.protocol_version != PROTOCOL_VERSION {
+            return Err(ProtocolError::UnsupportedVersion {
+                got: server_hello.protocol_version,
+                supported: PROTOCOL_VERSION,
+            }
+            .into());
+        }
+        let challenge: [u8; CHALLENGE_LEN] = server_hello
+            .challenge
+            .as_ref()
+            .try_into()
+            .map_err(|_| unexpected("a 32-byte challenge"))?;
+        let exporter = auth_exporter(&conn)
+            .map_err(|_| NetError::Connect("TLS exporter unavailable".into()))?;
+        Ok(Self {
+            endpoint,
+            conn,
+            control: (send, recv),
+            auth_message: tern_protocol::auth_message(&challenge, &exporter),
+            server_time_ms: server_hello.server_time_ms,
+        })
+    }
+
+    /// The relay's clock at hello, milliseconds since the Unix epoch.
+    pub fn server_time_ms(&self) -> u64 {
+        self.server_time_ms
+    }
+
+    /// Signs this connection's authentication message.
+    pub fn sign(&self, signer: &dyn DeviceSigner) -> Bytes {
+        Bytes::copy_from_slice(&signer.sign(&self.auth_message))
+    }
+
+    /// Authenticates as an existing device.
+    pub async fn authenticate(
+        mut self,
+        user_id: UserId,
+        device_id: u32,
+        signer: &dyn DeviceSigner,
+    ) -> Result<RelayConnection, NetError> {
+        let auth = Authenticate {
+            user_id: user_id.to_wire(),
+            device_id,
+            signature: self.sign(signer),
+        };
+        let (send, recv) = &mut self.control;
+        write_frame(send, &frame(client_frame::Body::Authenticate(auth))).await?;
+        match read_server_frame(recv).await? {
+            server_frame::Body::AuthOk(_) => Ok(self.into_connection()),
+            server_frame::Body::Response(r) => Err(response_error(r)),
+            _ => Err(unexpected("AuthOk")),
+        }
+    }
+
+    /// Sends a registration request (`register_account` or
+    /// `register_device`, whose `device_signature` the caller filled with
+    /// [`Self::sign`]) on the control stream. Success authenticates the
+    /// connection.
+    pub async fn register(
+        mut self,
+        kind: request::Kind,
+    ) -> Result<(response::Kind, RelayConnection), NetError> {
+        let (send, recv) = &mut self.control;
+        let req = Request { kind: Some(kind) };
+        write_frame(send, &frame(client_frame::Body::Request(req))).await?;
+        match read_server_frame(recv).await? {
+            server_frame::Body::Response(r) => {
+                let answer = response_kind(r)?;
+                Ok((answer, self.into_connection()))
+            }
+            _ => Err(unexpected("Response")),
+        }
+    }
+
+    /// Keeps the connection unauthenticated (for provisioning a new device).
+    pub fn unauthenticated(self) -> RelayConnection {
+        self.into_connection()
+    }
+
+    fn into_connection(self) -> RelayConnection {
+        RelayConnection {
+            _endpoint: self.endpoint,
+            conn: self.conn,
+            _control: self.control,
+        }
+    }
+}
+
+/// A connection to the relay. Requests may be issued concurrently from
+/// several tasks; each uses its own QUIC stream.
+pub struct RelayConnection {
+    _endpoint: Endpoint,
+    conn: Connection,
+    // Held open for the connection's lifetime: closing it is a protocol error.
+    _control: (SendStream, RecvStream),
+}
+
+impl RelayConnection {
+    /// Sends one request on a new stream and returns the relay's answer;
+    /// `Response{error}` becomes [`NetError::Relay`].
+    pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, NetError> {
+        let (mut send, mut recv) = self.open_request(kind).await?;
+        send.finish().map_err(|_| NetError::NoResponse)?;
+        match read_server_frame(&mut recv).await? {
+            server_frame::Body::Response(r) => response_kind(r),
+            _ => Err(unexpected("Response")),
+        }
+    }
+
+    /// Opens a stream and sends a request on it, leaving the stream to the
+    /// caller (blob uploads and downloads continue on it).
+    pub async fn open_request(
+        &self,
+        kind: request::Kind,
+    ) -> Result<(SendStream, RecvStream), NetError> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        let req = Request { kind: Some(kind) };
+        write_frame(&mut send, &frame(client_frame::Body::Request(req))).await?;
+        Ok((send, recv))
+    }
+
+    /// The relay's delivery stream. QUIC makes a stream visible to the peer
+    /// only with its first bytes, so the stream is accepted on the first
+    /// [`EventStream::next`], not here.
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            conn: self.conn.clone(),
+            recv: None,
+        }
+    }
+
+    /// Sends an ephemeral event (typing) as a QUIC datagram. Best effort:
+    /// datagrams may be lost.
+    pub fn send_ephemeral(&self, event: &EphemeralEvent) -> Result<(), NetError> {
+        self.conn
+            .send_datagram(event.encode_to_vec().into())
+            .map_err(|e| NetError::Connect(e.to_string()))
+    }
+
+    /// The next ephemeral event (typing, presence) from the relay.
+    pub async fn next_ephemeral(&self) -> Result<EphemeralEvent, NetError> {
+        loop {
+            let datagram = self.conn.read_datagram().await?;
+            match decode_datagram(datagram) {
+                Ok(event) => return Ok(event),
+                Err(error) => tracing::debug!(%error, "ignoring malformed datagram"),
+            }
+        }
+    }
+
+    /// Resolves when the connection closes, with the reason.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.conn.closed().await
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// The relay's delivery stream: deliveries and notices, in order.
+pub struct EventStream {
+    conn: Connection,
+    recv: Option<RecvStream>,
+}
+
+impl EventStream {
+    /// The next event; `Ok(None)` when the relay finished the stream.
+    /// Events this client does not understand (from a newer relay) are
+    /// skipped.
+    pub async fn next(&mut self) -> Result<Option<event::Kind>, NetError> {
+        let recv = match &mut self.recv {
+            Some(recv) => recv,
+            None => self.recv.insert(self.conn.accept_uni().await?),
+        };
+        loop {
+            let Some(body) = read_frame(recv).await? else {
+                return Ok(None);
+            };
+            match decode_server_frame(body) {
+                Ok(ServerFrame {
+                    body:
+                        Some(server_frame::Body::Event(tern_protocol::wire::Event { kind: Some(k) })),
+                }) => return Ok(Some(k)),
+                Ok(_) | Err(ProtocolError::MissingField(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn frame(body: client_frame::Body) -> ClientFrame {
+    ClientFrame { body: Some(body) }
+}
+
+async fn read_server_frame(recv: &mut RecvStream) -> Result<server_frame::Body, NetError> {
+    let body = read_frame(recv).await?.ok_or(NetError::NoResponse)?;
+    decode_server_frame(body)?
+        .body
+        .ok_or(ProtocolError::MissingField("ServerFrame.body").into())
+}
+
+fn response_kind(r: tern_protocol::wire::Response) -> Result<response::Kind, NetError> {
+    match r.kind {
+        Some(response::Kind::Error(e)) => Err(e.into()),
+        Some(kind) => Ok(kind),
+        None => Err(ProtocolError::MissingField("Response.kind").into()),
+    }
+}
+
+fn response_error(r: tern_protocol::wire::Response) -> NetError {
+    match response_kind(r) {
+        Err(e) => e,
+        Ok(_) => unexpected("an error"),
+    }
+}
+
+fn unexpected(expected: &'static str) -> NetError {
+    ProtocolError::Unexpected { expected }.into()
+}

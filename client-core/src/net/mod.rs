@@ -1,0 +1,15 @@
+//! The relay connection: where messages leave the device and arrive at it.
+//!
+//! A thin async shell over quinn and `tern-transport`: it opens a QUIC
+//! connection to the relay (certificate pinned or checked against roots),
+//! performs the hello and device authentication, sends requests on their own
+//! streams, and hands the delivery stream's events and the ephemeral
+//! datagrams to the sync engine. Reconnection policy ([`Backoff`]) is pure.
+
+mod backoff;
+mod connection;
+mod error;
+
+pub use backoff::Backoff;
+pub use connection::{DeviceSigner, EventStream, Greeting, RelayAddress, RelayConnection};
+pub use error::NetError;

@@ -1,0 +1,147 @@
+//! Shared helpers for Tern's workspace-level integration tests: a real relay
+//! on 127.0.0.1 and client devices speaking to it through `tern-core`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::{Signer, SigningKey};
+use prost::Message;
+use tern_core::net::{DeviceSigner, Greeting, RelayAddress, RelayConnection};
+use tern_protocol::UserId;
+use tern_protocol::wire::{DeviceEntry, DeviceList, RegisterAccount, SignedDeviceList, request};
+use tern_relay::{Config, Server};
+use tern_transport::TrustPolicy;
+
+/// Fails a test that hangs instead of letting it run forever.
+pub async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("test step timed out")
+}
+
+/// Random bytes for ids and keys.
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).unwrap();
+    out
+}
+
+/// A relay served in-process on an ephemeral port with its own data dir.
+pub struct TestRelay {
+    pub address: RelayAddress,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let server = Server::start(config).unwrap();
+        let addr: SocketAddr = server.local_addr().unwrap();
+        let pin = server.fingerprint().parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address: RelayAddress {
+                addr,
+                server_name: "tern-relay".into(),
+                trust: TrustPolicy::Pinned(pin),
+            },
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            guard(task).await.unwrap();
+        }
+    }
+}
+
+/// An Ed25519 device key acting as the device signer.
+pub struct TestKey(pub SigningKey);
+
+impl DeviceSigner for TestKey {
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+}
+
+/// A single-device account.
+pub struct TestUser {
+    pub name: String,
+    pub user_id: UserId,
+    pub account_key: SigningKey,
+    pub device_key: TestKey,
+}
+
+impl TestUser {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            user_id: UserId(random()),
+            account_key: SigningKey::from_bytes(&random()),
+            device_key: TestKey(SigningKey::from_bytes(&random())),
+        }
+    }
+
+    pub fn signed_device_list(&self) -> SignedDeviceList {
+        let list = DeviceList {
+            user_id: self.user_id.to_wire(),
+            version: 1,
+            devices: vec![DeviceEntry {
+                device_id: 1,
+                identity_key: Bytes::copy_from_slice(self.device_key.0.verifying_key().as_bytes()),
+            }],
+        }
+        .encode_to_vec();
+        let signature = self
+            .account_key
+            .sign(&tern_protocol::device_list_message(&list));
+        SignedDeviceList {
+            device_list: list.into(),
+            signature: Bytes::copy_from_slice(&signature.to_bytes()),
+        }
+    }
+
+    /// Registers the account and its device 1; returns the authenticated connection.
+    pub async fn register(&self, relay: &RelayAddress) -> RelayConnection {
+        let greeting = guard(Greeting::connect(relay)).await.unwrap();
+        let request = RegisterAccount {
+            user_name: self.name.clone(),
+            account_key: Bytes::copy_from_slice(self.account_key.verifying_key().as_bytes()),
+            device_list: Some(self.signed_device_list()),
+            device_id: 1,
+            invite_token: String::new(),
+            device_signature: greeting.sign(&self.device_key),
+        };
+        let (_, conn) = guard(greeting.register(request::Kind::RegisterAccount(request)))
+            .await
+            .unwrap();
+        conn
+    }
+
+    /// Authenticates device 1 on a new connection.
+    pub async fn login(&self, relay: &RelayAddress) -> RelayConnection {
+        let greeting = guard(Greeting::connect(relay)).await.unwrap();
+        guard(greeting.authenticate(self.user_id, 1, &self.device_key))
+            .await
+            .unwrap()
+    }
+}
