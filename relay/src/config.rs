@@ -29,6 +29,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Storage tuning.
     pub storage: StorageConfig,
+    /// TCP address of the Prometheus endpoint (`GET /metrics`); off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Paths of a PEM certificate chain and its private key.
@@ -141,6 +143,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -5,8 +5,9 @@
 //! later bidirectional stream carries one request and its response; the
 //! relay opens one unidirectional delivery stream after authentication.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use prost::Message;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::AuthBinding;
 use crate::error::RelayError;
+use crate::metrics::Metrics;
 use crate::router::{Mailbox, Outbound};
 use crate::service::{Relay, now_ms};
 use crate::store::DeviceAddr;
@@ -108,14 +110,16 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         }
     };
     let _ = session.set(device);
+    relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let (mailbox, rx) = relay
         .router
         .register(device, relay.config.limits.delivery_queue_len);
     tracing::debug!(user = %device.user, device = device.device, "device online");
-    if let Err(e) = deliver(conn, &mailbox, rx).await {
+    if let Err(e) = deliver(conn, &mailbox, rx, &relay.metrics).await {
         tracing::debug!(error = %e, "delivery stream ended");
     }
     relay.router.unregister(&mailbox);
+    relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     requests.abort();
     drop((ctl_send, ctl_recv));
 }
@@ -281,9 +285,10 @@ fn event_frame(kind: event::Kind) -> ServerFrame {
     }
 }
 
-fn render(mailbox: &Mailbox, out: Outbound) -> ServerFrame {
+fn render(mailbox: &Mailbox, out: Outbound, committed: &mut Vec<Instant>) -> ServerFrame {
     match out {
         Outbound::Entry(entry) => {
+            committed.push(entry.committed_at);
             event_frame(event::Kind::Delivery(entry.delivery_for(mailbox.device)))
         }
         Outbound::Event(e) => ServerFrame {
@@ -297,16 +302,18 @@ async fn deliver(
     conn: &Connection,
     mailbox: &Mailbox,
     mut rx: mpsc::Receiver<Outbound>,
+    metrics: &Metrics,
 ) -> Result<(), FrameError> {
     let mut stream = match conn.open_uni().await {
         Ok(s) => s,
         Err(_) => return Ok(()),
     };
     let mut buf = BytesMut::new();
+    let mut committed = Vec::new();
     loop {
         tokio::select! {
             out = rx.recv() => match out {
-                Some(out) => append_frame(&mut buf, &render(mailbox, out))?,
+                Some(out) => append_frame(&mut buf, &render(mailbox, out, &mut committed))?,
                 None => return Ok(()),
             },
             () = mailbox.lagged() => {}
@@ -314,7 +321,7 @@ async fn deliver(
         }
         while buf.len() < DELIVERY_WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
-            append_frame(&mut buf, &render(mailbox, out))?;
+            append_frame(&mut buf, &render(mailbox, out, &mut committed))?;
         }
         if mailbox.is_lagging() && rx.is_empty() {
             append_frame(
@@ -322,10 +329,14 @@ async fn deliver(
                 &event_frame(event::Kind::SyncNeeded(SyncNeeded {})),
             )?;
             mailbox.clear_lagging();
+            metrics.sync_needed.fetch_add(1, Ordering::Relaxed);
         }
         if !buf.is_empty() {
             stream.write_all(&buf).await?;
             buf.clear();
+            for at in committed.drain(..) {
+                metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod connection;
 pub mod error;
 pub mod log_writer;
 pub mod messages;
+pub mod metrics;
 pub mod prekeys;
 pub mod router;
 pub mod server;

@@ -9,13 +9,17 @@
 //! chat's entries, i.e. the chat's partition (one partition for now).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use tern_protocol::wire::EntryKind;
 use tern_protocol::{ChatId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{RelayError, StoreError};
+use crate::metrics::Metrics;
 use crate::router::{CommittedEntry, Router};
+use crate::service::now_ms;
 use crate::store::{Appended, LogAppend, Store};
 
 type Reply = oneshot::Sender<Result<Appended, RelayError>>;
@@ -30,6 +34,7 @@ struct Job {
 #[derive(Clone)]
 pub struct LogWriter {
     tx: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 impl LogWriter {
@@ -38,14 +43,20 @@ impl LogWriter {
     pub fn spawn(
         store: Arc<dyn Store>,
         router: Arc<Router>,
+        metrics: Arc<Metrics>,
         queue_len: usize,
         max_batch: usize,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(queue_len);
+        let writer = Writer {
+            store,
+            router,
+            metrics: metrics.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("tern-log-writer".into())
-            .spawn(move || run(rx, &*store, &router, max_batch))?;
-        Ok((Self { tx }, thread))
+            .spawn(move || writer.run(rx, max_batch))?;
+        Ok((Self { tx, metrics }, thread))
     }
 
     /// Appends one item and waits until it is durable. `recipients` are the
@@ -57,6 +68,9 @@ impl LogWriter {
         recipients: Option<Vec<UserId>>,
     ) -> Result<Appended, RelayError> {
         let (reply, answer) = oneshot::channel();
+        self.metrics
+            .commit_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         self.tx
             .send(Job {
                 item,
@@ -71,48 +85,69 @@ impl LogWriter {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+struct Writer {
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
 }
 
-fn run(mut rx: mpsc::Receiver<Job>, store: &dyn Store, router: &Router, max_batch: usize) {
-    let mut items = Vec::with_capacity(max_batch);
-    let mut replies = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            items.push(job.item);
-            replies.push((job.recipients, job.reply));
-            if items.len() < max_batch {
-                next = rx.try_recv().ok();
+impl Writer {
+    fn run(self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+        let (store, router) = (&*self.store, &*self.router);
+        let mut items = Vec::with_capacity(max_batch);
+        let mut replies = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                items.push(job.item);
+                replies.push((job.recipients, job.reply));
+                if items.len() < max_batch {
+                    next = rx.try_recv().ok();
+                }
             }
-        }
-        let now = now_ms();
-        match store.append_batch(&items, now) {
-            Ok(results) => {
-                let jobs = items.drain(..).zip(replies.drain(..)).zip(results);
-                for ((item, (recipients, reply)), result) in jobs {
-                    if let Ok(appended) = &result
-                        && !appended.duplicate
-                    {
-                        fan_out(store, router, item, recipients, *appended);
+            let now = now_ms();
+            let started = Instant::now();
+            let committed = store.append_batch(&items, now);
+            self.observe_commit(items.len(), started);
+            match committed {
+                Ok(results) => {
+                    let jobs = items.drain(..).zip(replies.drain(..)).zip(results);
+                    for ((item, (recipients, reply)), result) in jobs {
+                        if let Ok(appended) = &result
+                            && !appended.duplicate
+                        {
+                            let queued = fan_out(store, router, item, recipients, *appended);
+                            self.metrics
+                                .entries_committed
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.metrics
+                                .deliveries_queued
+                                .fetch_add(queued as u64, Ordering::Relaxed);
+                        }
+                        let _ = reply.send(result.map_err(|e| RelayError::from(e).flatten()));
                     }
-                    let _ = reply.send(result.map_err(|e| RelayError::from(e).flatten()));
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, batch = items.len(), "log commit failed");
-                items.clear();
-                for (_, reply) in replies.drain(..) {
-                    let _ =
-                        reply.send(Err(RelayError::Store(StoreError::Corrupt("commit failed"))));
+                Err(e) => {
+                    tracing::error!(error = %e, batch = items.len(), "log commit failed");
+                    self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    items.clear();
+                    for (_, reply) in replies.drain(..) {
+                        let _ = reply
+                            .send(Err(RelayError::Store(StoreError::Corrupt("commit failed"))));
+                    }
                 }
             }
         }
+        tracing::debug!("log writer stopped");
     }
-    tracing::debug!("log writer stopped");
+
+    fn observe_commit(&self, batch: usize, started: Instant) {
+        let m = &self.metrics;
+        m.commit_seconds.observe(started.elapsed().as_secs_f64());
+        m.commit_batch_size.observe(batch as f64);
+        m.commit_queue_depth
+            .fetch_sub(batch as i64, Ordering::Relaxed);
+    }
 }
 
 fn members(store: &dyn Store, chat: &ChatId) -> Vec<UserId> {
@@ -132,7 +167,8 @@ fn fan_out(
     item: LogAppend,
     recipients: Option<Vec<UserId>>,
     appended: Appended,
-) {
+) -> usize {
+    let committed_at = Instant::now();
     let entry = match item {
         LogAppend::Message(m) => {
             let recipients = recipients.unwrap_or_else(|| members(store, &m.chat_id));
@@ -148,6 +184,7 @@ fn fan_out(
                 added: Vec::new(),
                 removed: Vec::new(),
                 recipients,
+                committed_at,
             }
         }
         LogAppend::Membership(m) => {
@@ -165,8 +202,9 @@ fn fan_out(
                 added: m.added,
                 removed: m.removed,
                 recipients,
+                committed_at,
             }
         }
     };
-    router.fan_out(&Arc::new(entry));
+    router.fan_out(&Arc::new(entry))
 }

@@ -91,6 +91,9 @@ async fn serve(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyh
     let server = Server::start(config)?;
     println!("tern-relay listening on {}", server.local_addr()?);
     println!("certificate sha256 fingerprint: {}", server.fingerprint());
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -43,6 +43,8 @@ pub struct CommittedEntry {
     pub removed: Vec<UserId>,
     /// Accounts whose online devices receive the entry.
     pub recipients: Vec<UserId>,
+    /// When the commit finished (for the delivery latency metric).
+    pub committed_at: std::time::Instant,
 }
 
 impl CommittedEntry {
@@ -257,6 +259,7 @@ mod tests {
             added: vec![],
             removed: vec![],
             recipients,
+            committed_at: std::time::Instant::now(),
         })
     }
 

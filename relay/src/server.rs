@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::connection::{self, CLOSE_SHUTDOWN};
 use crate::error::StoreError;
 use crate::log_writer::LogWriter;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::service::Relay;
 use crate::store::sqlite::SqliteStore;
@@ -39,6 +40,7 @@ pub struct Server {
     relay: Arc<Relay>,
     writer: std::thread::JoinHandle<()>,
     fingerprint: String,
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// How long shutdown waits for connections to close.
@@ -78,24 +80,36 @@ impl Server {
         server_config.transport_config(Arc::new(transport(&config)?));
         let endpoint = Endpoint::server(server_config, config.listen)?;
         let router = Arc::new(Router::new());
+        let metrics = Arc::new(Metrics::default());
+        let metrics_listener = config
+            .metrics_listen
+            .map(crate::metrics::bind)
+            .transpose()?;
         let (log, writer) = LogWriter::spawn(
             store.clone(),
             router.clone(),
+            metrics.clone(),
             config.limits.commit_queue_len,
             config.limits.max_commit_batch,
         )?;
-        let relay = Arc::new(Relay::new(store, router, log, Arc::new(config)));
+        let relay = Arc::new(Relay::new(store, router, log, Arc::new(config), metrics));
         Ok(Self {
             endpoint,
             relay,
             writer,
             fingerprint,
+            metrics_listener,
         })
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
+    }
+
+    /// The bound metrics address, when metrics are enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     /// Hex SHA-256 of the certificate clients pin.
@@ -106,6 +120,14 @@ impl Server {
     /// Serves connections until `shutdown` resolves, then closes every
     /// connection and waits for in-flight commits to finish.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let metrics = self.metrics_listener.map(|listener| {
+            let metrics = self.relay.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(listener, metrics).await {
+                    tracing::error!(error = %e, "metrics endpoint failed");
+                }
+            })
+        });
         let accept = async {
             while let Some(incoming) = self.endpoint.accept().await {
                 tokio::spawn(connection::serve(self.relay.clone(), incoming));
@@ -116,6 +138,9 @@ impl Server {
             () = shutdown => {}
         }
         tracing::info!("shutting down");
+        if let Some(task) = metrics {
+            task.abort();
+        }
         self.endpoint
             .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"relay shutting down");
         let _ = tokio::time::timeout(DRAIN, self.endpoint.wait_idle()).await;

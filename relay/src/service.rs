@@ -10,6 +10,7 @@ use tern_protocol::wire::{Request, request, response};
 use crate::config::Config;
 use crate::error::{RelayError, StoreError};
 use crate::log_writer::LogWriter;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::store::{DeviceAddr, Store};
 
@@ -19,6 +20,7 @@ pub struct Relay {
     pub(crate) router: Arc<Router>,
     pub(crate) log: LogWriter,
     pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -35,12 +37,14 @@ impl Relay {
         router: Arc<Router>,
         log: LogWriter,
         config: Arc<Config>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
             router,
             log,
             config,
+            metrics,
         }
     }
 

@@ -32,6 +32,7 @@ pub fn random<const N: usize>() -> [u8; N] {
 /// An in-process relay on an ephemeral port.
 pub struct TestRelay {
     pub addr: SocketAddr,
+    pub metrics: Option<SocketAddr>,
     pub fingerprint: String,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -53,6 +54,7 @@ impl TestRelay {
         tune(&mut config);
         let server = Server::start(config).unwrap();
         let addr = server.local_addr().unwrap();
+        let metrics = server.metrics_addr();
         let fingerprint = server.fingerprint().to_owned();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(server.run(async {
@@ -60,6 +62,7 @@ impl TestRelay {
         }));
         Self {
             addr,
+            metrics,
             fingerprint,
             dir,
             stop: Some(stop),
@@ -67,13 +70,15 @@ impl TestRelay {
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Shuts the relay down gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             guard(task).await.unwrap();
         }
+        self.dir
     }
 }
 

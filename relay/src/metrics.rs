@@ -1,0 +1,234 @@
+//! Prometheus metrics: counters and histograms updated lock-free on the hot
+//! path, rendered in the text exposition format by a tiny HTTP endpoint.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A fixed-bucket histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    sum_micro: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micro: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micro
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+const SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+const BATCH: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// Every metric the relay exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Authenticated connections open now.
+    pub connections: AtomicI64,
+    /// Log entries committed (messages and membership changes).
+    pub entries_committed: AtomicU64,
+    /// Entries pushed into connection mailboxes.
+    pub deliveries_queued: AtomicU64,
+    /// SyncNeeded notices sent to slow consumers.
+    pub sync_needed: AtomicU64,
+    /// Commit transactions that failed.
+    pub commit_failures: AtomicU64,
+    /// Appends waiting for the log writer.
+    pub commit_queue_depth: AtomicI64,
+    /// Appends per commit transaction.
+    pub commit_batch_size: Histogram,
+    /// Duration of a commit transaction, fsync included.
+    pub commit_seconds: Histogram,
+    /// From commit to the entry's frame being written to a delivery stream.
+    pub delivery_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            connections: AtomicI64::new(0),
+            entries_committed: AtomicU64::new(0),
+            deliveries_queued: AtomicU64::new(0),
+            sync_needed: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            commit_queue_depth: AtomicI64::new(0),
+            commit_batch_size: Histogram::new(BATCH),
+            commit_seconds: Histogram::new(SECONDS),
+            delivery_seconds: Histogram::new(SECONDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauges = [
+            (
+                "tern_connections",
+                "Authenticated connections open.",
+                self.connections.load(Ordering::Relaxed),
+            ),
+            (
+                "tern_commit_queue_depth",
+                "Appends waiting for the log writer.",
+                self.commit_queue_depth.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let counters = [
+            (
+                "tern_entries_committed_total",
+                "Log entries committed.",
+                &self.entries_committed,
+            ),
+            (
+                "tern_deliveries_queued_total",
+                "Entries pushed to connection mailboxes.",
+                &self.deliveries_queued,
+            ),
+            (
+                "tern_sync_needed_total",
+                "SyncNeeded notices sent to slow consumers.",
+                &self.sync_needed,
+            ),
+            (
+                "tern_commit_failures_total",
+                "Failed commit transactions.",
+                &self.commit_failures,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        self.commit_batch_size.render(
+            &mut out,
+            "tern_commit_batch_size",
+            "Appends per commit transaction.",
+        );
+        self.commit_seconds.render(
+            &mut out,
+            "tern_commit_seconds",
+            "Commit transaction duration including fsync.",
+        );
+        self.delivery_seconds.render(
+            &mut out,
+            "tern_delivery_seconds",
+            "Commit to delivery-stream write.",
+        );
+        out
+    }
+}
+
+/// Largest HTTP request head read.
+const MAX_REQUEST_HEAD: usize = 4096;
+/// Time a scraper has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the metrics endpoint (before the runtime serves it).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(512);
+            let mut buf = [0u8; 512];
+            let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let (status, body) = if head.starts_with(b"GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", String::from("not found\n"))
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.commit_batch_size.observe(1.0);
+        m.commit_batch_size.observe(3.0);
+        m.commit_batch_size.observe(100.0);
+        let text = m.render();
+        assert!(text.contains("tern_commit_batch_size_bucket{le=\"1\"} 1"));
+        assert!(text.contains("tern_commit_batch_size_bucket{le=\"4\"} 2"));
+        assert!(text.contains("tern_commit_batch_size_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("tern_commit_batch_size_count 3"));
+    }
+}
