@@ -1,5 +1,8 @@
 //! Session behaviour: handshakes, prekey consumption, replay, Sesame rules, persistence.
 
+// Test helpers outside #[test] functions unwrap too (clippy.toml only covers tests).
+#![allow(clippy::unwrap_used)]
+
 mod crypto_support;
 
 use crypto_support::{Device, KEM_ONE_TIME_KEYS, ONE_TIME_KEYS, rng};
@@ -23,7 +26,10 @@ fn first_messages_carry_the_handshake_until_the_reply() {
     let second = bob.manager.decrypt(alice.address, &m1).unwrap();
     assert!(!second.new_session);
     assert_eq!(second.plaintext, b"one");
-    assert_eq!(bob.store.one_time_prekeys_left(), ONE_TIME_KEYS as usize - 1);
+    assert_eq!(
+        bob.store.one_time_prekeys_left(),
+        ONE_TIME_KEYS as usize - 1
+    );
     assert_eq!(bob.store.kem_prekeys_left(), KEM_ONE_TIME_KEYS as usize);
 
     let reply = bob.send(&alice, b"hi", &mut rng);
@@ -52,7 +58,10 @@ fn replayed_initial_message_fails_cleanly() {
     bob.store.remove_session(&alice.address);
     assert!(matches!(
         bob.receive(&alice, &initial),
-        Err(CryptoError::UnknownPreKey { kind: "one-time", .. })
+        Err(CryptoError::UnknownPreKey {
+            kind: "one-time",
+            ..
+        })
     ));
     assert!(bob.record_bytes(&alice).is_none());
 }
@@ -86,8 +95,12 @@ fn classical_bundles_are_refused_unless_allowed() {
         std::sync::Arc::new(tern_core::crypto::session::InMemoryStore::new()),
     )
     .allow_classical_handshakes(true);
-    classical.start_session(bob.address, &bundle, &mut rng).unwrap();
-    let message = classical.encrypt(bob.address, b"classical", &mut rng).unwrap();
+    classical
+        .start_session(bob.address, &bundle, &mut rng)
+        .unwrap();
+    let message = classical
+        .encrypt(bob.address, b"classical", &mut rng)
+        .unwrap();
     // Bob requires the KEM: the downgrade is refused on his side too.
     assert!(matches!(
         bob.manager.decrypt(alice.address, &message),
@@ -148,7 +161,10 @@ fn archived_session_still_decrypts_and_is_promoted() {
     let late = bob.send(&alice, b"late on s1", &mut rng);
     let first_base = alice.active_base_key(&bob);
     // Alice starts a second session (as after losing track of the first).
-    alice.manager.start_session(bob.address, &bob.bundle(), &mut rng).unwrap();
+    alice
+        .manager
+        .start_session(bob.address, &bob.bundle(), &mut rng)
+        .unwrap();
     assert_ne!(alice.active_base_key(&bob), first_base);
     let record = alice.store.load_session(&bob.address).unwrap().unwrap();
     assert_eq!(record.archived_len(), 1);
@@ -168,7 +184,10 @@ fn reinstalled_peer_gets_a_fresh_session() {
     // Bob re-installs: same address, new identity and prekeys, no sessions.
     let bob = Device::new(2, 1, &mut rng);
     let stale = alice.send(&bob, b"lost", &mut rng);
-    assert!(matches!(bob.receive(&alice, &stale), Err(CryptoError::NoSession)));
+    assert!(matches!(
+        bob.receive(&alice, &stale),
+        Err(CryptoError::NoSession)
+    ));
     let hello = bob.send(&alice, b"new install", &mut rng);
     let decrypted = alice.manager.decrypt(bob.address, &hello).unwrap();
     assert!(decrypted.new_session);
@@ -204,8 +223,9 @@ fn debug_output_shows_no_key_bytes() {
     let initial = alice.send(&bob, b"a", &mut rng);
     bob.receive(&alice, &initial).unwrap();
     let bytes = bob.record_bytes(&alice).unwrap();
-    // Responder record: header (3) + identities (64) + flags (2) + base key (32) + pending flag (1).
-    let root_key = &bytes[102..134];
+    // Responder record: header (3) + identities (64) + flags (2) + base key (32)
+    // + prekey digest (33) + pending flag (1), then the root key.
+    let root_key = &bytes[135..167];
     let record = bob.store.load_session(&alice.address).unwrap().unwrap();
     let debug = format!("{record:?}");
     let needle = format!("{:?}", &root_key[..4]);

@@ -30,7 +30,10 @@ impl Chain {
 
     /// Derives the message-key seed for the current index and the chain one step on.
     pub(crate) fn step(&self) -> Result<(Secret32, Chain), CryptoError> {
-        let index = self.index.checked_add(1).ok_or(CryptoError::ChainExhausted)?;
+        let index = self
+            .index
+            .checked_add(1)
+            .ok_or(CryptoError::ChainExhausted)?;
         let (seed, key) = chain_step(&self.key);
         Ok((seed, Chain { key, index }))
     }
@@ -163,7 +166,9 @@ mod tests {
     #[test]
     fn skipped_keys_are_bounded_and_usable_once() {
         let mut chain = ReceivingChain::new(Chain::new(Secret32::from_bytes([1; 32])));
-        let (_, lookup) = chain.message_key(MAX_SKIPPED_KEYS_PER_CHAIN as u32 + 10).unwrap();
+        let (_, lookup) = chain
+            .message_key(MAX_SKIPPED_KEYS_PER_CHAIN as u32 + 10)
+            .unwrap();
         chain.commit(lookup);
         assert_eq!(chain.skipped.len(), MAX_SKIPPED_KEYS_PER_CHAIN);
         assert!(matches!(
@@ -173,7 +178,9 @@ mod tests {
         let (seed, lookup) = chain.message_key(20).unwrap();
         chain.commit(lookup);
         assert!(chain.message_key(20).is_err());
-        let fresh = Chain::new(Secret32::from_bytes([1; 32])).skip_to(20).unwrap();
+        let fresh = Chain::new(Secret32::from_bytes([1; 32]))
+            .skip_to(20)
+            .unwrap();
         assert_eq!(fresh.chain.step().unwrap().0, seed);
         assert!(matches!(
             chain.message_key(MAX_FORWARD_JUMP + 3000),

@@ -85,7 +85,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes exactly `len` bytes.
-    pub(crate) fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(
+        &mut self,
+        len: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < len {
             return Err(DecodeError::Truncated(field));
         }
@@ -95,7 +99,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a fixed-size array.
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, field)?);
         Ok(out)
@@ -122,7 +129,8 @@ impl<'a> Reader<'a> {
 
     /// Reads a `u32` count and checks it against `max` before anything is allocated.
     pub(crate) fn count(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
-        let len = usize::try_from(self.u32(field)?).map_err(|_| DecodeError::InvalidValue(field))?;
+        let len =
+            usize::try_from(self.u32(field)?).map_err(|_| DecodeError::InvalidValue(field))?;
         if len > max {
             return Err(DecodeError::TooLong { field, len, max });
         }
@@ -130,7 +138,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes every remaining byte (at most `max`).
-    pub(crate) fn rest(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn rest(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() > max {
             return Err(DecodeError::TooLong {
                 field,
@@ -219,7 +231,10 @@ mod tests {
         );
         assert_eq!(
             Reader::with_header(&[1, 2], Kind::RatchetMessage).err(),
-            Some(DecodeError::UnexpectedKind { expected: 1, found: 2 })
+            Some(DecodeError::UnexpectedKind {
+                expected: 1,
+                found: 2
+            })
         );
         assert_eq!(
             Reader::with_header(&[1], Kind::RatchetMessage).err(),
@@ -228,9 +243,16 @@ mod tests {
         let mut reader = Reader::with_header(&[1, 1, 0, 0, 0, 9, 1], Kind::RatchetMessage).unwrap();
         assert_eq!(
             reader.count("items", 8).err(),
-            Some(DecodeError::TooLong { field: "items", len: 9, max: 8 })
+            Some(DecodeError::TooLong {
+                field: "items",
+                len: 9,
+                max: 8
+            })
         );
-        assert_eq!(reader.take(2, "rest").err(), Some(DecodeError::Truncated("rest")));
+        assert_eq!(
+            reader.take(2, "rest").err(),
+            Some(DecodeError::Truncated("rest"))
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum CryptoError {
         /// The prekey id.
         id: u32,
     },
+    /// A retransmitted prekey message's handshake fields differ from those that
+    /// created its session (tampering or a reflected message).
+    #[error("handshake fields do not match the session")]
+    HandshakeMismatch,
     /// A bundle has no KEM prekey while post-quantum security is required.
     #[error("the bundle has no KEM prekey")]
     MissingKemPreKey,

@@ -38,7 +38,10 @@ fn fingerprint(user_id: &[u8], key: &IdentityKey) -> [u8; 32] {
         .chain_update(key)
         .finalize();
     for _ in 1..FINGERPRINT_ITERATIONS {
-        hash = Sha512::new().chain_update(hash).chain_update(key).finalize();
+        hash = Sha512::new()
+            .chain_update(hash)
+            .chain_update(key)
+            .finalize();
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(&hash[..32]);
@@ -49,7 +52,9 @@ fn digits(fingerprint: &[u8; 32]) -> String {
     fingerprint[..30]
         .chunks_exact(5)
         .map(|chunk| {
-            let value = chunk.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+            let value = chunk
+                .iter()
+                .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
             format!("{:05}", value % 100_000)
         })
         .collect()

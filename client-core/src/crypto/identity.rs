@@ -33,7 +33,8 @@ pub struct IdentityKey {
 impl IdentityKey {
     /// Parses 32 bytes, rejecting non-canonical, non-decompressible and small-order points.
     pub fn from_bytes(bytes: &[u8; IDENTITY_KEY_LEN]) -> Result<Self, CryptoError> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey("identity key"))?;
+        let key =
+            VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey("identity key"))?;
         if key.is_weak() || key.to_edwards().compress().as_bytes() != bytes {
             return Err(CryptoError::InvalidKey("identity key"));
         }
@@ -102,7 +103,11 @@ impl IdentityKeyPair {
             key: signing.verifying_key(),
         };
         let x25519 = X25519KeyPair::from_secret(StaticSecret::from(signing.to_scalar_bytes()));
-        Self { signing, public, x25519 }
+        Self {
+            signing,
+            public,
+            x25519,
+        }
     }
 
     fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
@@ -230,7 +235,12 @@ pub fn verify_device_signature(
     message: &[u8],
     signature: &[u8; SIGNATURE_LEN],
 ) -> Result<(), CryptoError> {
-    IdentityKey::from_bytes(public_key)?.verify_labelled(DEVICE_SIGNATURE_LABEL, message, signature, "device message")
+    IdentityKey::from_bytes(public_key)?.verify_labelled(
+        DEVICE_SIGNATURE_LABEL,
+        message,
+        signature,
+        "device message",
+    )
 }
 
 /// Verifies an account signature made by [`AccountIdentity::sign`] with the account's
@@ -278,10 +288,19 @@ mod tests {
         let mut rng = rng();
         let alice = DeviceIdentity::generate(&mut rng);
         let bob = DeviceIdentity::generate(&mut rng);
-        let ab = alice.x25519().dh(&bob.public_key().x25519_public()).unwrap();
-        let ba = bob.x25519().dh(&alice.public_key().x25519_public()).unwrap();
+        let ab = alice
+            .x25519()
+            .dh(&bob.public_key().x25519_public())
+            .unwrap();
+        let ba = bob
+            .x25519()
+            .dh(&alice.public_key().x25519_public())
+            .unwrap();
         assert_eq!(ab, ba);
-        assert_eq!(alice.x25519().public_bytes(), alice.public_key().x25519_public());
+        assert_eq!(
+            alice.x25519().public_bytes(),
+            alice.public_key().x25519_public()
+        );
     }
 
     #[test]

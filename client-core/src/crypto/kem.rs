@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use libcrux_ml_kem::mlkem1024::{self, MlKem1024Ciphertext, MlKem1024PrivateKey, MlKem1024PublicKey};
+use libcrux_ml_kem::mlkem1024::{
+    self, MlKem1024Ciphertext, MlKem1024PrivateKey, MlKem1024PublicKey,
+};
 use libcrux_ml_kem::{ENCAPS_SEED_SIZE, KEY_GENERATION_SEED_SIZE};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
@@ -29,7 +31,8 @@ pub struct KemPublicKey {
 impl KemPublicKey {
     /// Parses and validates (FIPS 203 modulus check) an encapsulation key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let key = MlKem1024PublicKey::try_from(bytes).map_err(|_| CryptoError::InvalidKey("KEM public key length"))?;
+        let key = MlKem1024PublicKey::try_from(bytes)
+            .map_err(|_| CryptoError::InvalidKey("KEM public key length"))?;
         if !mlkem1024::validate_public_key(&key) {
             return Err(CryptoError::InvalidKey("KEM public key"));
         }
@@ -42,11 +45,17 @@ impl KemPublicKey {
     }
 
     /// Encapsulates a fresh shared secret to this key.
-    pub(crate) fn encapsulate<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> (Box<[u8; KEM_CIPHERTEXT_LEN]>, Secret32) {
+    pub(crate) fn encapsulate<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> (Box<[u8; KEM_CIPHERTEXT_LEN]>, Secret32) {
         let mut randomness = Zeroizing::new([0u8; ENCAPS_SEED_SIZE]);
         rng.fill_bytes(randomness.as_mut());
         let (ciphertext, shared) = mlkem1024::encapsulate(&self.key, *randomness);
-        (Box::new(*ciphertext.as_slice()), Secret32::from_bytes(shared))
+        (
+            Box::new(*ciphertext.as_slice()),
+            Secret32::from_bytes(shared),
+        )
     }
 }
 

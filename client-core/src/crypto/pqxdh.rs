@@ -9,6 +9,7 @@
 //! ```
 
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::codec::{DecodeError, Kind, Reader, Writer};
@@ -45,13 +46,19 @@ pub struct PreKeyMessage {
     pub header: PreKeyHeader,
     /// The embedded Double Ratchet message.
     pub message: RatchetMessage,
+    /// SHA-256 of the encoded handshake fields (everything before the ratchet message).
+    header_digest: [u8; 32],
 }
 
 impl PreKeyMessage {
     /// Encodes `header` around an already encoded ratchet message (layout in `docs/crypto.md`).
     pub(crate) fn encode(header: &PreKeyHeader, ratchet_message: &[u8]) -> Vec<u8> {
-        let mut writer = Writer::with_header(Kind::PreKeyMessage, 80 + KEM_CIPHERTEXT_LEN + ratchet_message.len());
-        let flags = header.one_time_prekey_id.map_or(0, |_| HAS_ONE_TIME) | header.kem.as_ref().map_or(0, |_| HAS_KEM);
+        let mut writer = Writer::with_header(
+            Kind::PreKeyMessage,
+            80 + KEM_CIPHERTEXT_LEN + ratchet_message.len(),
+        );
+        let flags = header.one_time_prekey_id.map_or(0, |_| HAS_ONE_TIME)
+            | header.kem.as_ref().map_or(0, |_| HAS_KEM);
         writer
             .u8(flags)
             .bytes(&header.identity_key.to_bytes())
@@ -92,9 +99,14 @@ impl PreKeyMessage {
         };
         let kem = match flags & HAS_KEM {
             0 => None,
-            _ => Some((reader.u32("KEM prekey id")?, Box::new(reader.array("KEM ciphertext")?))),
+            _ => Some((
+                reader.u32("KEM prekey id")?,
+                Box::new(reader.array("KEM ciphertext")?),
+            )),
         };
-        let message = RatchetMessage::decode(reader.rest("ratchet message", MAX_MESSAGE_LEN)?)?;
+        let embedded = reader.rest("ratchet message", MAX_MESSAGE_LEN)?;
+        let header_digest = Sha256::digest(&bytes[..bytes.len() - embedded.len()]).into();
+        let message = RatchetMessage::decode(embedded)?;
         Ok(Self {
             header: PreKeyHeader {
                 identity_key,
@@ -104,7 +116,14 @@ impl PreKeyMessage {
                 kem,
             },
             message,
+            header_digest,
         })
+    }
+
+    /// SHA-256 of the handshake fields; a responder session remembers it so that a
+    /// retransmission with altered handshake fields is rejected.
+    pub(crate) fn header_digest(&self) -> &[u8; 32] {
+        &self.header_digest
     }
 }
 
@@ -120,7 +139,11 @@ fn derive_shared_secret(dh: &[Secret32], kem_secret: Option<&Secret32>) -> Secre
     for part in dh.iter().chain(kem_secret) {
         ikm.extend_from_slice(part.as_bytes());
     }
-    let info = if kem_secret.is_some() { PQXDH_INFO } else { X3DH_INFO };
+    let info = if kem_secret.is_some() {
+        PQXDH_INFO
+    } else {
+        X3DH_INFO
+    };
     let mut okm = [0u8; 32];
     hkdf(None, &ikm, info, &mut okm);
     Secret32::from_bytes(okm)

@@ -56,10 +56,21 @@ pub struct SignedPreKey {
 
 impl SignedPreKey {
     /// Generates and signs a prekey.
-    pub fn generate<R: CryptoRng + ?Sized>(id: u32, identity: &DeviceIdentity, rng: &mut R) -> Self {
+    pub fn generate<R: CryptoRng + ?Sized>(
+        id: u32,
+        identity: &DeviceIdentity,
+        rng: &mut R,
+    ) -> Self {
         let pair = X25519KeyPair::generate(rng);
-        let signature = identity.sign_labelled(SIGNED_PREKEY_LABEL, &signed_prekey_message(id, &pair.public_bytes()));
-        Self { id, pair, signature }
+        let signature = identity.sign_labelled(
+            SIGNED_PREKEY_LABEL,
+            &signed_prekey_message(id, &pair.public_bytes()),
+        );
+        Self {
+            id,
+            pair,
+            signature,
+        }
     }
 
     /// The prekey id.
@@ -96,7 +107,11 @@ impl SignedPreKey {
         let pair = X25519KeyPair::read(&mut reader, "signed prekey secret")?;
         let signature = reader.array("signed prekey signature")?;
         reader.finish()?;
-        Ok(Self { id, pair, signature })
+        Ok(Self {
+            id,
+            pair,
+            signature,
+        })
     }
 }
 
@@ -118,7 +133,11 @@ pub struct OneTimePreKey {
 
 impl OneTimePreKey {
     /// Generates `count` prekeys with consecutive ids starting at `first_id` (wrapping).
-    pub fn generate_batch<R: CryptoRng + ?Sized>(first_id: u32, count: u32, rng: &mut R) -> Vec<Self> {
+    pub fn generate_batch<R: CryptoRng + ?Sized>(
+        first_id: u32,
+        count: u32,
+        rng: &mut R,
+    ) -> Vec<Self> {
         (0..count)
             .map(|i| Self {
                 id: first_id.wrapping_add(i),
@@ -212,7 +231,10 @@ impl KemPreKey {
         rng: &mut R,
     ) -> Self {
         let pair = KemKeyPair::generate(rng);
-        let signature = identity.sign_labelled(KEM_PREKEY_LABEL, &kem_prekey_message(id, pair.public_key().as_bytes()));
+        let signature = identity.sign_labelled(
+            KEM_PREKEY_LABEL,
+            &kem_prekey_message(id, pair.public_key().as_bytes()),
+        );
         Self {
             id,
             kind,
@@ -307,7 +329,10 @@ impl PreKeyBundle {
     /// Versioned encoding (layout in `docs/crypto.md`).
     pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::with_header(Kind::PreKeyBundle, 1800);
-        let flags = self.one_time_prekey.as_ref().map_or(0, |_| BUNDLE_HAS_ONE_TIME)
+        let flags = self
+            .one_time_prekey
+            .as_ref()
+            .map_or(0, |_| BUNDLE_HAS_ONE_TIME)
             | self.kem_prekey.as_ref().map_or(0, |_| BUNDLE_HAS_KEM);
         writer
             .bytes(&self.identity_key.to_bytes())
@@ -319,7 +344,10 @@ impl PreKeyBundle {
             writer.u32(one_time.id).bytes(&one_time.key);
         }
         if let Some(kem) = &self.kem_prekey {
-            writer.u32(kem.id).bytes(kem.key.as_bytes()).bytes(&kem.signature);
+            writer
+                .u32(kem.id)
+                .bytes(kem.key.as_bytes())
+                .bytes(&kem.signature);
         }
         writer.finish()
     }
@@ -398,7 +426,10 @@ mod tests {
         let (bundle, _) = bundle();
         let mut bad = bundle.clone();
         bad.signed_prekey.signature[0] ^= 1;
-        assert!(matches!(bad.verify(), Err(CryptoError::BadSignature("signed prekey"))));
+        assert!(matches!(
+            bad.verify(),
+            Err(CryptoError::BadSignature("signed prekey"))
+        ));
         let mut bad = bundle.clone();
         bad.signed_prekey.id += 1;
         assert!(matches!(bad.verify(), Err(CryptoError::BadSignature(_))));
@@ -406,7 +437,10 @@ mod tests {
         if let Some(kem) = bad.kem_prekey.as_mut() {
             kem.signature[5] ^= 1;
         }
-        assert!(matches!(bad.verify(), Err(CryptoError::BadSignature("KEM prekey"))));
+        assert!(matches!(
+            bad.verify(),
+            Err(CryptoError::BadSignature("KEM prekey"))
+        ));
         let mut bad = bundle.clone();
         bad.signed_prekey.key = [0; 32];
         assert!(matches!(bad.verify(), Err(CryptoError::InvalidKey(_))));
@@ -418,7 +452,10 @@ mod tests {
         assert!(matches!(bad.verify(), Err(CryptoError::InvalidKey(_))));
         let encoded = bundle.encode();
         for len in 0..encoded.len() {
-            assert!(PreKeyBundle::decode(&encoded[..len]).is_err(), "prefix {len}");
+            assert!(
+                PreKeyBundle::decode(&encoded[..len]).is_err(),
+                "prefix {len}"
+            );
         }
         let mut long = encoded.clone();
         long.push(0);
@@ -433,10 +470,18 @@ mod tests {
         let mut rng = rand::rngs::ChaCha20Rng::from_seed([4; 32]);
         let identity = DeviceIdentity::generate(&mut rng);
         let spk = SignedPreKey::generate(1, &identity, &mut rng);
-        assert_eq!(SignedPreKey::from_bytes(&spk.to_bytes()).unwrap().public(), spk.public());
+        assert_eq!(
+            SignedPreKey::from_bytes(&spk.to_bytes()).unwrap().public(),
+            spk.public()
+        );
         let opk = OneTimePreKey::generate_batch(u32::MAX, 2, &mut rng);
         assert_eq!(opk[1].id(), 0);
-        assert_eq!(OneTimePreKey::from_bytes(&opk[0].to_bytes()).unwrap().public(), opk[0].public());
+        assert_eq!(
+            OneTimePreKey::from_bytes(&opk[0].to_bytes())
+                .unwrap()
+                .public(),
+            opk[0].public()
+        );
         let kem = KemPreKey::generate(9, KemPreKeyKind::OneTime, &identity, &mut rng);
         let restored = KemPreKey::from_bytes(&kem.to_bytes()).unwrap();
         assert_eq!(restored.public(), kem.public());

@@ -79,13 +79,25 @@ fn hmac_byte(key: &Secret32, byte: u8) -> Secret32 {
 /// One symmetric-ratchet step (Signal's KDF_CK): returns (message-key seed, next chain key).
 pub(crate) fn chain_step(chain_key: &Secret32) -> (Secret32, Secret32) {
     use super::consts::{CHAIN_KEY_SEED, MESSAGE_KEY_SEED};
-    (hmac_byte(chain_key, MESSAGE_KEY_SEED), hmac_byte(chain_key, CHAIN_KEY_SEED))
+    (
+        hmac_byte(chain_key, MESSAGE_KEY_SEED),
+        hmac_byte(chain_key, CHAIN_KEY_SEED),
+    )
 }
 
 /// Double Ratchet KDF_RK: HKDF(salt = root key, ikm = DH output) → (root key, chain key).
-pub(crate) fn root_step(root_key: &Secret32, dh_output: &Secret32, info: &[u8]) -> (Secret32, Secret32) {
+pub(crate) fn root_step(
+    root_key: &Secret32,
+    dh_output: &Secret32,
+    info: &[u8],
+) -> (Secret32, Secret32) {
     let mut okm = Zeroizing::new([0u8; 64]);
-    hkdf(Some(root_key.as_bytes()), dh_output.as_bytes(), info, okm.as_mut());
+    hkdf(
+        Some(root_key.as_bytes()),
+        dh_output.as_bytes(),
+        info,
+        okm.as_mut(),
+    );
     let mut root = [0u8; 32];
     let mut chain = [0u8; 32];
     root.copy_from_slice(&okm[..32]);
@@ -119,7 +131,13 @@ impl MessageKeys {
     pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(self.nonce);
         self.cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .unwrap_or_else(|_| unreachable!("plaintexts are bounded far below the GCM limit"))
     }
 
@@ -127,7 +145,13 @@ impl MessageKeys {
     pub(crate) fn open(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(self.nonce);
         self.cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::DecryptFailed)
     }
 }
@@ -203,12 +227,14 @@ const LOW_ORDER_POINTS: [[u8; 32]; 7] = [
         p
     },
     [
-        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-        0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
     ],
     [
-        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-        0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
     ],
     field_element_minus(1),
     field_element_minus(0),
@@ -230,7 +256,9 @@ pub(crate) fn check_x25519_public(key: &[u8; 32], what: &'static str) -> Result<
     masked[31] &= 0x7f;
     let low = LOW_ORDER_POINTS
         .iter()
-        .fold(subtle::Choice::from(0), |acc, point| acc | point.ct_eq(&masked));
+        .fold(subtle::Choice::from(0), |acc, point| {
+            acc | point.ct_eq(&masked)
+        });
     if bool::from(low) {
         return Err(CryptoError::InvalidKey(what));
     }
@@ -239,7 +267,12 @@ pub(crate) fn check_x25519_public(key: &[u8; 32], what: &'static str) -> Result<
 
 /// The first four bytes of a public key in hex, for `Debug` output.
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>() + "…"
+    bytes
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        + "…"
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ use zeroize::Zeroizing;
 
 use super::chain::{Chain, ReceivingChain};
 use super::codec::{DecodeError, Kind, Reader, Writer};
-use super::consts::{MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, MAX_SENDER_KEY_STATES, SENDER_KEY_SIGNATURE_LABEL, SENDER_MESSAGE_KEY_INFO};
+use super::consts::{
+    MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, MAX_SENDER_KEY_STATES, SENDER_KEY_SIGNATURE_LABEL,
+    SENDER_MESSAGE_KEY_INFO,
+};
 use super::error::CryptoError;
 use super::identity::{IdentityKey, SIGNATURE_LEN, labelled};
 use super::primitives::{MessageKeys, Secret32};
@@ -148,7 +151,10 @@ impl fmt::Debug for GroupSender {
 
 impl GroupSender {
     /// A new sender chain for the group session `distribution_id`.
-    pub fn new<R: CryptoRng + ?Sized>(distribution_id: [u8; DISTRIBUTION_ID_LEN], rng: &mut R) -> Self {
+    pub fn new<R: CryptoRng + ?Sized>(
+        distribution_id: [u8; DISTRIBUTION_ID_LEN],
+        rng: &mut R,
+    ) -> Self {
         let mut seed = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(seed.as_mut());
         Self {
@@ -181,11 +187,18 @@ impl GroupSender {
             return Err(CryptoError::PlaintextTooLong(plaintext.len()));
         }
         let (seed, next) = self.chain.step()?;
-        let mut writer = Writer::with_header(Kind::SenderKeyMessage, HEADER_LEN + plaintext.len() + 80);
-        writer.bytes(&self.distribution_id).u32(self.chain_id).u32(self.chain.index);
-        let ciphertext = MessageKeys::derive(&seed, SENDER_MESSAGE_KEY_INFO).seal(plaintext, writer.as_slice());
+        let mut writer =
+            Writer::with_header(Kind::SenderKeyMessage, HEADER_LEN + plaintext.len() + 80);
+        writer
+            .bytes(&self.distribution_id)
+            .u32(self.chain_id)
+            .u32(self.chain.index);
+        let ciphertext =
+            MessageKeys::derive(&seed, SENDER_MESSAGE_KEY_INFO).seal(plaintext, writer.as_slice());
         writer.bytes(&ciphertext);
-        let signature = self.signing.sign(&labelled(SENDER_KEY_SIGNATURE_LABEL, writer.as_slice()));
+        let signature = self
+            .signing
+            .sign(&labelled(SENDER_KEY_SIGNATURE_LABEL, writer.as_slice()));
         writer.bytes(&signature.to_bytes());
         self.chain = next;
         Ok(writer.finish())
@@ -239,7 +252,11 @@ impl SenderKeyRecord {
     /// Adds the chain of a distribution message. A chain already held with the same
     /// signing key is kept as is (it may be further along); otherwise it is replaced.
     pub fn process_distribution(&mut self, message: &DistributionMessage) {
-        if let Some(existing) = self.states.iter().position(|s| s.chain_id == message.chain_id) {
+        if let Some(existing) = self
+            .states
+            .iter()
+            .position(|s| s.chain_id == message.chain_id)
+        {
             if self.states[existing].signing_key == message.signing_key {
                 return;
             }
@@ -273,7 +290,8 @@ impl SenderKeyRecord {
         )?;
         let (seed, lookup) = state.chain.message_key(message.iteration)?;
         let (header, ciphertext) = message.signed.split_at(HEADER_LEN);
-        let plaintext = MessageKeys::derive(&seed, SENDER_MESSAGE_KEY_INFO).open(ciphertext, header)?;
+        let plaintext =
+            MessageKeys::derive(&seed, SENDER_MESSAGE_KEY_INFO).open(ciphertext, header)?;
         state.chain.commit(lookup);
         Ok(plaintext)
     }
@@ -283,7 +301,9 @@ impl SenderKeyRecord {
         let mut writer = Writer::with_header(Kind::SenderKeyRecord, 128);
         writer.count(self.states.len());
         for state in &self.states {
-            writer.u32(state.chain_id).bytes(&state.signing_key.to_bytes());
+            writer
+                .u32(state.chain_id)
+                .bytes(&state.signing_key.to_bytes());
             state.chain.write(&mut writer);
         }
         Zeroizing::new(writer.finish())

@@ -1,5 +1,5 @@
 //! Test devices with an in-memory store and a minimal prekey directory.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 
@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use tern_core::crypto::identity::DeviceIdentity;
 use tern_core::crypto::prekeys::{
-    KemPreKey, KemPreKeyKind, KemPreKeyPublic, OneTimePreKey, OneTimePreKeyPublic, PreKeyBundle, SignedPreKey,
-    SignedPreKeyPublic,
+    KemPreKey, KemPreKeyKind, KemPreKeyPublic, OneTimePreKey, OneTimePreKeyPublic, PreKeyBundle,
+    SignedPreKey, SignedPreKeyPublic,
 };
 use tern_core::crypto::session::{DeviceAddress, InMemoryStore, SessionManager, SessionStore};
 
@@ -45,7 +45,8 @@ impl Device {
         let kem_one_time: Vec<KemPreKey> = (1..=KEM_ONE_TIME_KEYS)
             .map(|id| KemPreKey::generate(id, KemPreKeyKind::OneTime, &identity, rng))
             .collect();
-        let last_resort = KemPreKey::generate(LAST_RESORT_ID, KemPreKeyKind::LastResort, &identity, rng);
+        let last_resort =
+            KemPreKey::generate(LAST_RESORT_ID, KemPreKeyKind::LastResort, &identity, rng);
         let directory = Directory {
             signed: signed.public(),
             one_time: one_time.iter().map(OneTimePreKey::public).collect(),
@@ -104,13 +105,21 @@ impl Device {
     /// Encrypts for `peer`, starting a session from its bundle if there is none.
     pub fn send(&self, peer: &Device, plaintext: &[u8], rng: &mut ChaCha20Rng) -> Vec<u8> {
         if self.store.load_session(&peer.address).unwrap().is_none() {
-            self.manager.start_session(peer.address, &peer.bundle(), rng).unwrap();
+            self.manager
+                .start_session(peer.address, &peer.bundle(), rng)
+                .unwrap();
         }
         self.manager.encrypt(peer.address, plaintext, rng).unwrap()
     }
 
     /// Decrypts a message from `peer`.
-    pub fn receive(&self, peer: &Device, bytes: &[u8]) -> Result<Vec<u8>, tern_core::crypto::CryptoError> {
-        self.manager.decrypt(peer.address, bytes).map(|d| d.plaintext)
+    pub fn receive(
+        &self,
+        peer: &Device,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, tern_core::crypto::CryptoError> {
+        self.manager
+            .decrypt(peer.address, bytes)
+            .map(|d| d.plaintext)
     }
 }

@@ -46,7 +46,11 @@ impl RatchetState {
         rng: &mut R,
     ) -> Result<Self, CryptoError> {
         let our_ratchet = X25519KeyPair::generate(rng);
-        let (root_key, chain_key) = root_step(shared_secret, &our_ratchet.dh(their_signed_prekey)?, ROOT_KDF_INFO);
+        let (root_key, chain_key) = root_step(
+            shared_secret,
+            &our_ratchet.dh(their_signed_prekey)?,
+            ROOT_KDF_INFO,
+        );
         Ok(Self {
             root_key,
             our_ratchet,
@@ -84,7 +88,11 @@ impl RatchetState {
             None => self.sending_dh_step(rng)?,
         };
         let (seed, next) = chain.step()?;
-        let mut writer = RatchetMessage::header(&self.our_ratchet.public_bytes(), self.previous_counter, chain.index);
+        let mut writer = RatchetMessage::header(
+            &self.our_ratchet.public_bytes(),
+            self.previous_counter,
+            chain.index,
+        );
         let aad = [associated_data, writer.as_slice()].concat();
         let ciphertext = MessageKeys::derive(&seed, MESSAGE_KEY_INFO).seal(plaintext, &aad);
         writer.bytes(&ciphertext);
@@ -93,23 +101,43 @@ impl RatchetState {
     }
 
     /// The sending half of a DH step: a new ratchet key and sending chain.
-    fn sending_dh_step<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> Result<Chain, CryptoError> {
+    fn sending_dh_step<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+    ) -> Result<Chain, CryptoError> {
         let their = self.their_ratchet.ok_or(CryptoError::NoSession)?;
         let our_ratchet = X25519KeyPair::generate(rng);
-        let (root_key, chain_key) = root_step(&self.root_key, &our_ratchet.dh(&their)?, ROOT_KDF_INFO);
+        let (root_key, chain_key) =
+            root_step(&self.root_key, &our_ratchet.dh(&their)?, ROOT_KDF_INFO);
         self.root_key = root_key;
         self.our_ratchet = our_ratchet;
         Ok(Chain::new(chain_key))
     }
 
     /// Decrypts one message; on any error the state is unchanged.
-    pub(crate) fn decrypt(&mut self, associated_data: &[u8], message: &RatchetMessage) -> Result<Vec<u8>, CryptoError> {
-        let header = RatchetMessage::header(&message.ratchet_key, message.previous_counter, message.counter);
+    pub(crate) fn decrypt(
+        &mut self,
+        associated_data: &[u8],
+        message: &RatchetMessage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let header = RatchetMessage::header(
+            &message.ratchet_key,
+            message.previous_counter,
+            message.counter,
+        );
         let aad = [associated_data, header.as_slice()].concat();
-        let open = |seed: &Secret32| MessageKeys::derive(seed, MESSAGE_KEY_INFO).open(&message.ciphertext, &aad);
+        let open = |seed: &Secret32| {
+            MessageKeys::derive(seed, MESSAGE_KEY_INFO).open(&message.ciphertext, &aad)
+        };
 
-        if let Some(position) = self.receivers.iter().position(|r| r.ratchet_key == message.ratchet_key) {
-            let (seed, lookup) = self.receivers[position].chain.message_key(message.counter)?;
+        if let Some(position) = self
+            .receivers
+            .iter()
+            .position(|r| r.ratchet_key == message.ratchet_key)
+        {
+            let (seed, lookup) = self.receivers[position]
+                .chain
+                .message_key(message.counter)?;
             let plaintext = open(&seed)?;
             self.receivers[position].chain.commit(lookup);
             return Ok(plaintext);
@@ -120,8 +148,14 @@ impl RatchetState {
             .receivers
             .back()
             .filter(|r| Some(r.ratchet_key) == self.their_ratchet);
-        let tail = current.map(|r| r.chain.skip_to(message.previous_counter)).transpose()?;
-        let (root_key, chain_key) = root_step(&self.root_key, &self.our_ratchet.dh(&message.ratchet_key)?, ROOT_KDF_INFO);
+        let tail = current
+            .map(|r| r.chain.skip_to(message.previous_counter))
+            .transpose()?;
+        let (root_key, chain_key) = root_step(
+            &self.root_key,
+            &self.our_ratchet.dh(&message.ratchet_key)?,
+            ROOT_KDF_INFO,
+        );
         let mut chain = ReceivingChain::new(Chain::new(chain_key));
         let (seed, lookup) = chain.message_key(message.counter)?;
         let plaintext = open(&seed)?;
@@ -157,7 +191,9 @@ impl RatchetState {
         if let Some(sending) = &self.sending {
             sending.write(writer);
         }
-        writer.u32(self.previous_counter).count(self.receivers.len());
+        writer
+            .u32(self.previous_counter)
+            .count(self.receivers.len());
         for receiver in &self.receivers {
             writer.bytes(&receiver.ratchet_key);
             receiver.chain.write(writer);

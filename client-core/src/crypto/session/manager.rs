@@ -69,7 +69,9 @@ impl<S: SessionStore> SessionManager<S> {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn load(&self, address: &DeviceAddress) -> Result<SessionRecord, StoreError> {
@@ -124,11 +126,21 @@ impl<S: SessionStore> SessionManager<S> {
         }
     }
 
-    fn decrypt_ratchet_message(&self, address: DeviceAddress, message: &RatchetMessage) -> Result<Decrypted, CryptoError> {
+    fn decrypt_ratchet_message(
+        &self,
+        address: DeviceAddress,
+        message: &RatchetMessage,
+    ) -> Result<Decrypted, CryptoError> {
         let _guard = self.guard();
-        let mut record = self.store.load_session(&address)?.ok_or(CryptoError::NoSession)?;
+        let mut record = self
+            .store
+            .load_session(&address)?
+            .ok_or(CryptoError::NoSession)?;
         let plaintext = record.decrypt(message)?;
-        let sender_identity = record.active().map(Session::remote_identity).ok_or(CryptoError::NoSession)?;
+        let sender_identity = record
+            .active()
+            .map(Session::remote_identity)
+            .ok_or(CryptoError::NoSession)?;
         self.commit(address, record)?;
         Ok(Decrypted {
             plaintext,
@@ -138,13 +150,17 @@ impl<S: SessionStore> SessionManager<S> {
         })
     }
 
-    fn decrypt_prekey_message(&self, address: DeviceAddress, message: &PreKeyMessage) -> Result<Decrypted, CryptoError> {
+    fn decrypt_prekey_message(
+        &self,
+        address: DeviceAddress,
+        message: &PreKeyMessage,
+    ) -> Result<Decrypted, CryptoError> {
         let header = &message.header;
         let _guard = self.guard();
         let mut record = self.load(&address)?;
         if let Some(slot) = record.find_by_base_key(&header.base_key) {
             // A retransmitted handshake of a session we already have: never re-run it.
-            let plaintext = record.decrypt_in(slot, &message.message)?;
+            let plaintext = record.decrypt_prekey_in(slot, message)?;
             self.commit(address, record)?;
             return Ok(Decrypted {
                 plaintext,
@@ -162,14 +178,28 @@ impl<S: SessionStore> SessionManager<S> {
             .load_signed_prekey(header.signed_prekey_id)?
             .ok_or(unknown("signed", header.signed_prekey_id))?;
         let one_time = match header.one_time_prekey_id {
-            Some(id) => Some(self.store.load_one_time_prekey(id)?.ok_or(unknown("one-time", id))?),
+            Some(id) => Some(
+                self.store
+                    .load_one_time_prekey(id)?
+                    .ok_or(unknown("one-time", id))?,
+            ),
             None => None,
         };
         let kem = match &header.kem {
-            Some((id, _)) => Some(self.store.load_kem_prekey(*id)?.ok_or(unknown("KEM", *id))?),
+            Some((id, _)) => Some(
+                self.store
+                    .load_kem_prekey(*id)?
+                    .ok_or(unknown("KEM", *id))?,
+            ),
             None => None,
         };
-        let (session, plaintext) = Session::respond(&self.identity, message, &signed, one_time.as_ref(), kem.as_ref())?;
+        let (session, plaintext) = Session::respond(
+            &self.identity,
+            message,
+            &signed,
+            one_time.as_ref(),
+            kem.as_ref(),
+        )?;
         let identity_changed = record
             .active()
             .is_some_and(|active| !active.remote_identity().ct_eq(&header.identity_key));
@@ -177,7 +207,9 @@ impl<S: SessionStore> SessionManager<S> {
         self.store.apply(StoreTransaction {
             sessions: vec![(address, record)],
             consumed_one_time_prekey: header.one_time_prekey_id,
-            consumed_kem_prekey: kem.filter(|k| k.kind() == KemPreKeyKind::OneTime).map(|k| k.id()),
+            consumed_kem_prekey: kem
+                .filter(|k| k.kind() == KemPreKeyKind::OneTime)
+                .map(|k| k.id()),
         })?;
         Ok(Decrypted {
             plaintext,

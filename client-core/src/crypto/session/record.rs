@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use crate::crypto::codec::{DecodeError, Kind, Reader, Writer};
 use crate::crypto::consts::{MAX_ARCHIVED_SESSIONS, MAX_SESSION_RECORD_LEN};
 use crate::crypto::error::CryptoError;
+use crate::crypto::pqxdh::PreKeyMessage;
 use crate::crypto::ratchet::RatchetMessage;
 
 use super::state::Session;
@@ -48,22 +49,47 @@ impl SessionRecord {
 
     /// The session started with `base_key`, if the record still holds it.
     pub(crate) fn find_by_base_key(&self, base_key: &[u8; 32]) -> Option<Slot> {
-        if self.active.as_ref().is_some_and(|s| s.base_key() == base_key) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|s| s.base_key() == base_key)
+        {
             return Some(Slot::Active);
         }
-        self.archived.iter().position(|s| s.base_key() == base_key).map(Slot::Archived)
+        self.archived
+            .iter()
+            .position(|s| s.base_key() == base_key)
+            .map(Slot::Archived)
     }
 
     /// Decrypts with the session in `slot`; on error nothing changes.
-    pub(crate) fn decrypt_in(&mut self, slot: Slot, message: &RatchetMessage) -> Result<Vec<u8>, CryptoError> {
-        self.slot_mut(slot).ok_or(CryptoError::NoSession)?.decrypt(message)
+    pub(crate) fn decrypt_in(
+        &mut self,
+        slot: Slot,
+        message: &RatchetMessage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.slot_mut(slot)
+            .ok_or(CryptoError::NoSession)?
+            .decrypt(message)
+    }
+
+    /// Decrypts a retransmitted prekey message with the session in `slot`.
+    pub(crate) fn decrypt_prekey_in(
+        &mut self,
+        slot: Slot,
+        message: &PreKeyMessage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.slot_mut(slot)
+            .ok_or(CryptoError::NoSession)?
+            .decrypt_prekey_message(message)
     }
 
     /// Tries the active session, then the archived ones. A session that decrypts
     /// a ratchet message becomes active (Sesame): the peer is using it.
     pub(crate) fn decrypt(&mut self, message: &RatchetMessage) -> Result<Vec<u8>, CryptoError> {
         let mut first_error = None;
-        let slots = std::iter::once(Slot::Active).chain((0..self.archived.len()).map(Slot::Archived));
+        let slots =
+            std::iter::once(Slot::Active).chain((0..self.archived.len()).map(Slot::Archived));
         for slot in slots {
             match self.decrypt_in(slot, message) {
                 Ok(plaintext) => {
@@ -105,7 +131,9 @@ impl SessionRecord {
     /// the session with the smaller base key wins on both sides, so they converge.
     pub(crate) fn install_incoming(&mut self, session: Session) {
         let keep_ours = self.active.as_ref().is_some_and(|active| {
-            active.initiated_by_us() && !active.received_any() && active.base_key() < session.base_key()
+            active.initiated_by_us()
+                && !active.received_any()
+                && active.base_key() < session.base_key()
         });
         if keep_ours {
             self.archive(session);

@@ -1,6 +1,7 @@
 //! One session between two devices: the ratchet plus the handshake facts.
 
 use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
 
 use crate::crypto::codec::{DecodeError, Reader, Writer};
 use crate::crypto::error::CryptoError;
@@ -24,6 +25,8 @@ pub struct Session {
     base_key: [u8; 32],
     /// Initiator only: the handshake header, attached to messages until the first reply.
     pending: Option<PreKeyHeader>,
+    /// Responder only: digest of the handshake fields that created the session.
+    prekey_digest: Option<[u8; 32]>,
 }
 
 impl Session {
@@ -36,7 +39,10 @@ impl Session {
         rng: &mut R,
     ) -> Result<Self, CryptoError> {
         let handshake = pqxdh::initiate(identity, bundle, require_kem, rng)?;
-        Ok(Self::from_initiator_handshake(handshake, bundle.identity_key))
+        Ok(Self::from_initiator_handshake(
+            handshake,
+            bundle.identity_key,
+        ))
     }
 
     /// Responder: runs PQXDH with the prekeys the message names and decrypts the
@@ -48,8 +54,15 @@ impl Session {
         one_time_prekey: Option<&OneTimePreKey>,
         kem_prekey: Option<&KemPreKey>,
     ) -> Result<(Self, Vec<u8>), CryptoError> {
-        let handshake = pqxdh::respond(identity, &message.header, signed_prekey, one_time_prekey, kem_prekey)?;
+        let handshake = pqxdh::respond(
+            identity,
+            &message.header,
+            signed_prekey,
+            one_time_prekey,
+            kem_prekey,
+        )?;
         let mut session = Self::from_responder_handshake(handshake, identity.public_key());
+        session.prekey_digest = Some(*message.header_digest());
         let plaintext = session.decrypt(&message.message)?;
         Ok((session, plaintext))
     }
@@ -63,6 +76,7 @@ impl Session {
             received_any: false,
             base_key: handshake.header.base_key,
             pending: Some(handshake.header),
+            prekey_digest: None,
         }
     }
 
@@ -75,6 +89,7 @@ impl Session {
             received_any: false,
             base_key: handshake.header.base_key,
             pending: None,
+            prekey_digest: None,
         }
     }
 
@@ -109,12 +124,33 @@ impl Session {
     }
 
     /// Encrypts a message: a prekey message until the peer replied, then a ratchet message.
-    pub fn encrypt<R: CryptoRng + ?Sized>(&mut self, plaintext: &[u8], rng: &mut R) -> Result<Vec<u8>, CryptoError> {
-        let message = self.ratchet.encrypt(&self.associated_data(), plaintext, rng)?;
+    pub fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let message = self
+            .ratchet
+            .encrypt(&self.associated_data(), plaintext, rng)?;
         Ok(match &self.pending {
             Some(header) => PreKeyMessage::encode(header, &message),
             None => message,
         })
+    }
+
+    /// Decrypts a retransmitted prekey message of this session: its handshake fields
+    /// must be exactly those that created the session.
+    pub fn decrypt_prekey_message(
+        &mut self,
+        message: &PreKeyMessage,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let same = self
+            .prekey_digest
+            .is_some_and(|digest| bool::from(digest.ct_eq(message.header_digest())));
+        if !same || message.header.base_key != self.base_key {
+            return Err(CryptoError::HandshakeMismatch);
+        }
+        self.decrypt(&message.message)
     }
 
     /// Decrypts a ratchet message; on error nothing changes.
@@ -134,6 +170,8 @@ impl Session {
             .bool(self.initiated_by_us)
             .bool(self.received_any)
             .bytes(&self.base_key)
+            .bool(self.prekey_digest.is_some())
+            .bytes(&self.prekey_digest.unwrap_or_default())
             .bool(self.pending.is_some());
         if let Some(header) = &self.pending {
             writer
@@ -154,6 +192,9 @@ impl Session {
         let initiated_by_us = reader.bool("initiated by us")?;
         let received_any = reader.bool("received any")?;
         let base_key = reader.array("base key")?;
+        let has_digest = reader.bool("has prekey digest")?;
+        let digest: [u8; 32] = reader.array("prekey digest")?;
+        let prekey_digest = has_digest.then_some(digest);
         let pending = match reader.bool("has pending header")? {
             false => None,
             true => {
@@ -161,7 +202,10 @@ impl Session {
                 let has_one_time = reader.bool("has one-time prekey")?;
                 let one_time = reader.u32("one-time prekey id")?;
                 let kem = match reader.bool("has KEM prekey")? {
-                    true => Some((reader.u32("KEM prekey id")?, Box::new(reader.array("KEM ciphertext")?))),
+                    true => Some((
+                        reader.u32("KEM prekey id")?,
+                        Box::new(reader.array("KEM ciphertext")?),
+                    )),
                     false => None,
                 };
                 Some(PreKeyHeader {
@@ -185,6 +229,7 @@ impl Session {
             received_any,
             base_key,
             pending,
+            prekey_digest,
         })
     }
 }

@@ -1,0 +1,262 @@
+//! Tern's crypto against vodozemac (Olm and Megolm) in the same run.
+//!
+//! `cargo bench -p tern-core --bench crypto`. Every message is 100 bytes.
+
+// `criterion_group!` generates an undocumented public function; a benchmark whose
+// set-up fails must abort, so unwrapping is the intended behaviour here.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+use tern_core::crypto::identity::DeviceIdentity;
+use tern_core::crypto::pqxdh::PreKeyMessage;
+use tern_core::crypto::prekeys::{
+    KemPreKey, KemPreKeyKind, OneTimePreKey, PreKeyBundle, SignedPreKey,
+};
+use tern_core::crypto::ratchet::RatchetMessage;
+use tern_core::crypto::sender_key::{GroupSender, SenderKeyMessage, SenderKeyRecord};
+use tern_core::crypto::session::Session;
+use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
+use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig, SessionPickle};
+
+const MESSAGE: [u8; 100] = [0x42; 100];
+
+struct Responder {
+    identity: DeviceIdentity,
+    signed: SignedPreKey,
+    one_time: OneTimePreKey,
+    kem: KemPreKey,
+    bundle: PreKeyBundle,
+}
+
+fn responder(rng: &mut ChaCha20Rng) -> Responder {
+    let identity = DeviceIdentity::generate(rng);
+    let signed = SignedPreKey::generate(1, &identity, rng);
+    let one_time = OneTimePreKey::generate_batch(1, 1, rng).remove(0);
+    let kem = KemPreKey::generate(1, KemPreKeyKind::OneTime, &identity, rng);
+    let bundle = PreKeyBundle {
+        identity_key: identity.public_key(),
+        signed_prekey: signed.public(),
+        one_time_prekey: Some(one_time.public()),
+        kem_prekey: Some(kem.public()),
+    };
+    Responder {
+        identity,
+        signed,
+        one_time,
+        kem,
+        bundle,
+    }
+}
+
+/// Initiator and responder run PQXDH and exchange one message each way.
+fn tern_pair(rng: &mut ChaCha20Rng) -> (Session, Session) {
+    let alice = DeviceIdentity::generate(rng);
+    let bob = responder(rng);
+    let mut a = Session::initiate(&alice, &bob.bundle, true, rng).unwrap();
+    let first = PreKeyMessage::decode(&a.encrypt(&MESSAGE, rng).unwrap()).unwrap();
+    let (mut b, _) = Session::respond(
+        &bob.identity,
+        &first,
+        &bob.signed,
+        Some(&bob.one_time),
+        Some(&bob.kem),
+    )
+    .unwrap();
+    let reply = RatchetMessage::decode(&b.encrypt(&MESSAGE, rng).unwrap()).unwrap();
+    a.decrypt(&reply).unwrap();
+    (a, b)
+}
+
+fn olm_pair() -> (OlmSession, OlmSession) {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = *bob.one_time_keys().values().next().unwrap();
+    bob.mark_keys_as_published();
+    let mut a = alice
+        .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+        .unwrap();
+    let OlmMessage::PreKey(first) = a.encrypt(MESSAGE).unwrap() else {
+        unreachable!()
+    };
+    let mut b = bob
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first)
+        .unwrap()
+        .session;
+    let reply = b.encrypt(MESSAGE).unwrap();
+    a.decrypt(&reply).unwrap();
+    (a, b)
+}
+
+fn tern_round(from: &mut Session, to: &mut Session, rng: &mut ChaCha20Rng) {
+    let bytes = from.encrypt(&MESSAGE, rng).unwrap();
+    black_box(
+        to.decrypt(&RatchetMessage::decode(&bytes).unwrap())
+            .unwrap(),
+    );
+}
+
+fn olm_round(from: &mut OlmSession, to: &mut OlmSession) {
+    let message = from.encrypt(MESSAGE).unwrap();
+    black_box(to.decrypt(&message).unwrap());
+}
+
+fn one_way(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([1; 32]);
+    let mut group = c.benchmark_group("one_way_100B");
+    let (mut a, mut b) = tern_pair(&mut rng);
+    group.bench_function("tern", |bench| {
+        bench.iter(|| tern_round(&mut a, &mut b, &mut rng))
+    });
+    let (mut a, mut b) = olm_pair();
+    group.bench_function("vodozemac_olm", |bench| {
+        bench.iter(|| olm_round(&mut a, &mut b))
+    });
+    group.finish();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    let mut group = c.benchmark_group("ping_pong_100B");
+    let (mut a, mut b) = tern_pair(&mut rng);
+    group.bench_function("tern", |bench| {
+        bench.iter(|| {
+            tern_round(&mut a, &mut b, &mut rng);
+            tern_round(&mut b, &mut a, &mut rng);
+        })
+    });
+    let (mut a, mut b) = olm_pair();
+    group.bench_function("vodozemac_olm", |bench| {
+        bench.iter(|| {
+            olm_round(&mut a, &mut b);
+            olm_round(&mut b, &mut a);
+        })
+    });
+    group.finish();
+}
+
+fn tern_setup(bob: &Responder, alice: &DeviceIdentity, with_kem: bool, rng: &mut ChaCha20Rng) {
+    let mut bundle = bob.bundle.clone();
+    if !with_kem {
+        bundle.kem_prekey = None;
+    }
+    let mut a = Session::initiate(alice, &bundle, with_kem, rng).unwrap();
+    let first = PreKeyMessage::decode(&a.encrypt(&MESSAGE, rng).unwrap()).unwrap();
+    let kem = with_kem.then_some(&bob.kem);
+    black_box(
+        Session::respond(&bob.identity, &first, &bob.signed, Some(&bob.one_time), kem).unwrap(),
+    );
+}
+
+fn setup(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let mut group = c.benchmark_group("session_setup");
+    let alice = DeviceIdentity::generate(&mut rng);
+    let bob = responder(&mut rng);
+    group.bench_function("tern_pqxdh", |bench| {
+        bench.iter(|| tern_setup(&bob, &alice, true, &mut rng))
+    });
+    group.bench_function("tern_x3dh_no_kem", |bench| {
+        bench.iter(|| tern_setup(&bob, &alice, false, &mut rng))
+    });
+    let olm_alice = Account::new();
+    group.bench_function("vodozemac_olm", |bench| {
+        bench.iter_batched(
+            || {
+                let mut bob = Account::new();
+                bob.generate_one_time_keys(1);
+                let otk = *bob.one_time_keys().values().next().unwrap();
+                bob.mark_keys_as_published();
+                (bob, otk)
+            },
+            |(mut bob, otk)| {
+                let mut a = olm_alice
+                    .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+                    .unwrap();
+                let OlmMessage::PreKey(first) = a.encrypt(MESSAGE).unwrap() else {
+                    unreachable!()
+                };
+                black_box(
+                    bob.create_inbound_session(
+                        SessionConfig::version_1(),
+                        olm_alice.curve25519_key(),
+                        &first,
+                    )
+                    .unwrap(),
+                );
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn group_messages(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([4; 32]);
+    let mut group = c.benchmark_group("group_100B");
+    let mut sender = GroupSender::new([7; 16], &mut rng);
+    let mut receiver = SenderKeyRecord::new();
+    receiver.process_distribution(&sender.distribution_message());
+    group.bench_function("tern_sender_key_encrypt", |bench| {
+        bench.iter(|| black_box(sender.encrypt(&MESSAGE).unwrap()))
+    });
+    let mut sender = GroupSender::new([8; 16], &mut rng);
+    receiver.process_distribution(&sender.distribution_message());
+    group.bench_function("tern_sender_key_encrypt_decrypt", |bench| {
+        bench.iter(|| {
+            let message = SenderKeyMessage::decode(&sender.encrypt(&MESSAGE).unwrap()).unwrap();
+            black_box(receiver.decrypt(&message).unwrap())
+        })
+    });
+    let mut outbound = GroupSession::new(MegolmConfig::version_1());
+    group.bench_function("vodozemac_megolm_encrypt", |bench| {
+        bench.iter(|| black_box(outbound.encrypt(MESSAGE)))
+    });
+    let mut outbound = GroupSession::new(MegolmConfig::version_1());
+    let mut inbound = InboundGroupSession::new(&outbound.session_key(), MegolmConfig::version_1());
+    group.bench_function("vodozemac_megolm_encrypt_decrypt", |bench| {
+        bench.iter(|| {
+            let message = outbound.encrypt(MESSAGE);
+            black_box(inbound.decrypt(&message).unwrap())
+        })
+    });
+    group.finish();
+}
+
+fn skipped(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([5; 32]);
+    let mut group = c.benchmark_group("decrypt_after_skipping_1000");
+    let (mut a, b) = tern_pair(&mut rng);
+    for _ in 0..1000 {
+        a.encrypt(&MESSAGE, &mut rng).unwrap();
+    }
+    let last = RatchetMessage::decode(&a.encrypt(&MESSAGE, &mut rng).unwrap()).unwrap();
+    group.bench_function("tern", |bench| {
+        bench.iter_batched(
+            || b.clone(),
+            |mut b| black_box(b.decrypt(&last).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    let (mut a, b) = olm_pair();
+    for _ in 0..1000 {
+        a.encrypt(MESSAGE).unwrap();
+    }
+    let last = a.encrypt(MESSAGE).unwrap();
+    let pickle = b.pickle().encrypt(&[0; 32]);
+    group.bench_function("vodozemac_olm", |bench| {
+        bench.iter_batched(
+            || OlmSession::from_pickle(SessionPickle::from_encrypted(&pickle, &[0; 32]).unwrap()),
+            |mut b| black_box(b.decrypt(&last).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, one_way, ping_pong, setup, group_messages, skipped);
+criterion_main!(benches);
