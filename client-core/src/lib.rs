@@ -4,5 +4,9 @@
 //! the PQXDH handshake, the Double Ratchet, per-device sessions, group sender
 //! keys and safety numbers. It never performs I/O and never persists anything
 //! itself: state leaves it only as versioned byte strings for the encrypted store.
+//!
+//! [`net`] is the relay connection: QUIC with a pinned certificate, device
+//! authentication, requests, the delivery stream and ephemeral datagrams.
 
 pub mod crypto;
+pub mod net;
