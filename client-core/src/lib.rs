@@ -7,6 +7,10 @@
 //!
 //! [`net`] is the relay connection: QUIC with a pinned certificate, device
 //! authentication, requests, the delivery stream and ephemeral datagrams.
+//!
+//! [`store`] is the encrypted local store (SQLCipher): keys, sessions,
+//! contacts, chats, message history with full-text search, cursors and outbox.
 
 pub mod crypto;
 pub mod net;
+pub mod store;

@@ -1,0 +1,227 @@
+//! The encrypted local store: keys, sessions, contacts, chats, history and
+//! full-text search in one SQLCipher database.
+//!
+//! [`Store::open`] takes a [`KeySource`]: a passphrase stretched with Argon2id
+//! (parameters and salt in a key header beside the database, see [`key`]) or
+//! a raw 32-byte key from the host. Every read and write goes through
+//! [`Store::transaction`], so a crypto state change and the message it belongs
+//! to commit together or not at all:
+//!
+//! ```no_run
+//! # use tern_core::store::*;
+//! # fn demo(store: &Store, addr: DeviceAddress, msg: NewMessage) -> Result<(), StoreError> {
+//! store.transaction(|tx| {
+//!     tx.put_session(&addr, b"session-1", b"ratchet state", true)?;
+//!     tx.insert_message(&msg)?;
+//!     Ok::<_, StoreError>(())
+//! })?;
+//! # Ok(()) }
+//! ```
+//!
+//! The store is `Send + Sync`: one connection behind a mutex. Durability: WAL
+//! with `synchronous = FULL`, so a committed transaction survives power loss.
+
+mod attachments;
+mod contacts;
+mod crypto_state;
+mod error;
+pub mod key;
+mod messages;
+mod schema;
+mod search;
+mod sql;
+mod sync_state;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use zeroize::Zeroizing;
+
+pub use attachments::{Attachment, NewAttachment, TransferState};
+pub use contacts::{Chat, ChatKind, Contact, Verification};
+pub use crypto_state::{IdentitySlot, PrekeyKind, SessionRecord};
+pub use error::StoreError;
+pub use key::{KdfParams, KeySource};
+pub use messages::{DeliveryStatus, InsertOutcome, MessageId, NewMessage, StoredMessage};
+pub use schema::SCHEMA_VERSION;
+pub use search::{SearchHit, SearchQuery};
+pub use sync_state::{OutboxEntry, RelayCursor};
+
+/// Length of user, chat and client-message ids (matches the wire protocol).
+pub const ID_LEN: usize = 16;
+/// An account id.
+pub type UserId = [u8; ID_LEN];
+/// A chat id.
+pub type ChatId = [u8; ID_LEN];
+/// A client-generated message id; deduplicates retries.
+pub type ClientMessageId = [u8; ID_LEN];
+
+/// One device of one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceAddress {
+    /// The account.
+    pub user_id: UserId,
+    /// The device within the account.
+    pub device_id: u32,
+}
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The encrypted local store.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and its key header) if absent,
+    /// and migrates it to [`SCHEMA_VERSION`].
+    ///
+    /// Fails with [`StoreError::WrongKey`] when the key does not open it and
+    /// [`StoreError::Corrupt`] when the file is damaged or tampered with.
+    pub fn open(path: impl AsRef<Path>, key: KeySource) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let is_new = match fs::metadata(path) {
+            Ok(meta) => meta.len() == 0,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+            Err(err) => return Err(err.into()),
+        };
+        let resolved = key::resolve(path, &key, is_new)?;
+        drop(key);
+        let mut conn = Connection::open(path)?;
+        conn.execute_batch(CIPHER_QUIET)?;
+        apply_key(&conn, &resolved.key)?;
+        drop(resolved.key);
+        force_first_read(&conn, resolved.verified)?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version stored in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        schema::version(&self.lock())
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction. It commits when
+    /// `f` returns `Ok` and rolls back, leaving nothing written, when `f`
+    /// returns `Err` or panics.
+    pub fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Tx<'_>) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let mut conn = self.lock();
+        let inner = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let tx = Tx { inner };
+        let value = f(&tx)?;
+        tx.inner.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    /// Full-text search over message bodies; see [`SearchQuery`].
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        self.transaction(|tx| tx.search(query))
+    }
+
+    /// Reads and authenticates every page (`PRAGMA cipher_integrity_check`)
+    /// plus SQLite's structural check. Slow on large stores: for maintenance,
+    /// not for every open.
+    pub fn verify_integrity(&self) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("PRAGMA cipher_integrity_check")?;
+        let mut rows = stmt.query([])?;
+        if let Some(row) = rows.next()? {
+            let problem: String = row.get(0)?;
+            return Err(StoreError::Corrupt(problem));
+        }
+        let verdict: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if verdict != "ok" {
+            return Err(StoreError::Corrupt(verdict));
+        }
+        Ok(())
+    }
+
+    /// A poisoned mutex is safe to reuse: the panicking transaction was rolled
+    /// back when its guard dropped.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An open transaction; all data access methods live on it.
+pub struct Tx<'c> {
+    inner: rusqlite::Transaction<'c>,
+}
+
+impl Tx<'_> {
+    fn conn(&self) -> &Connection {
+        &self.inner
+    }
+}
+
+/// SQLCipher logs decryption failures to stderr by default; failures reach
+/// the caller as [`StoreError`] instead.
+const CIPHER_QUIET: &str = "PRAGMA cipher_log_level = NONE;";
+
+/// Hands the raw key to SQLCipher. The statement text is wiped afterwards.
+fn apply_key(conn: &Connection, key: &key::DbKey) -> Result<(), StoreError> {
+    let literal = key::sqlcipher_literal(key);
+    let mut statement = Zeroizing::new(String::with_capacity(literal.len() + 16));
+    statement.push_str("PRAGMA key = \"");
+    statement.push_str(&literal);
+    statement.push_str("\";");
+    conn.execute_batch(&statement)?;
+    Ok(())
+}
+
+/// SQLCipher only notices a wrong key when it first decrypts a page: read one
+/// now. When the key header already confirmed the key, a failure here means
+/// the file itself is damaged.
+fn force_first_read(conn: &Connection, key_verified: bool) -> Result<(), StoreError> {
+    let read = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    match read {
+        Ok(_) => Ok(()),
+        Err(err) if err.sqlite_error_code() == Some(ErrorCode::NotADatabase) && !key_verified => {
+            Err(StoreError::WrongKey)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+        row.get::<_, String>(0)
+    })?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(())
+}
