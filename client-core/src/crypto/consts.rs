@@ -1,35 +1,38 @@
 //! Protocol constants: encoding versions, domain-separation labels and limits.
 //!
-//! Each limit states why it has the value it has. Labels end with a NUL byte so
-//! that no label is a prefix of another: a signature or key made under one label
-//! can never be mistaken for one made under another.
+//! Each limit states why it has the value it has. Signature labels end with a NUL
+//! byte so that no label is a prefix of another: a signature made under one label can
+//! never be mistaken for one made under another. The two identity-signature labels are
+//! shared with `tern-protocol`, which defines what the relay verifies.
 
 /// Version byte that starts every encoding defined by this crate (messages and state).
 pub const ENCODING_VERSION: u8 = 1;
 
-/// Domain-separation label prefixed to every message signed with an account identity key
-/// (for example the device list encoded by `tern-protocol`).
-pub const ACCOUNT_SIGNATURE_LABEL: &[u8] = b"Tern-v1 account signature\0";
+/// Domain-separation label prefixed to every message signed with an account identity
+/// key. The account key signs only device lists, so this is `tern-protocol`'s
+/// `DEVICE_LIST_SIGNATURE_CONTEXT` (a test checks they are equal).
+pub const ACCOUNT_SIGNATURE_LABEL: &[u8] = b"tern/v1/device-list\0";
 /// Domain-separation label prefixed to every arbitrary message signed with a device
-/// identity key (for example the relay's connection challenge).
-pub const DEVICE_SIGNATURE_LABEL: &[u8] = b"Tern-v1 device signature\0";
+/// identity key: the relay's connection challenge (`challenge ‖ TLS exporter`), so this
+/// is `tern-protocol`'s `AUTH_SIGNATURE_CONTEXT` (a test checks they are equal).
+pub const DEVICE_SIGNATURE_LABEL: &[u8] = b"tern/v1/connection-auth\0";
 /// Label of the signature over a signed (X25519) prekey.
-pub const SIGNED_PREKEY_LABEL: &[u8] = b"Tern-v1 signed prekey\0";
+pub const SIGNED_PREKEY_LABEL: &[u8] = b"tern/v1/signed-prekey\0";
 /// Label of the signature over an ML-KEM-1024 prekey.
-pub const KEM_PREKEY_LABEL: &[u8] = b"Tern-v1 kem prekey\0";
+pub const KEM_PREKEY_LABEL: &[u8] = b"tern/v1/kem-prekey\0";
 /// Label of the signature over a sender-key message.
-pub const SENDER_KEY_SIGNATURE_LABEL: &[u8] = b"Tern-v1 sender key message\0";
+pub const SENDER_KEY_SIGNATURE_LABEL: &[u8] = b"tern/v1/sender-key-message\0";
 
 /// HKDF `info` of the PQXDH shared secret when a KEM prekey was used.
-pub const PQXDH_INFO: &[u8] = b"Tern-v1 PQXDH X25519 SHA-256 ML-KEM-1024";
+pub const PQXDH_INFO: &[u8] = b"tern/v1/pqxdh/x25519-sha256-mlkem1024";
 /// HKDF `info` of the classical X3DH shared secret (bundle without a KEM prekey).
-pub const X3DH_INFO: &[u8] = b"Tern-v1 X3DH X25519 SHA-256";
+pub const X3DH_INFO: &[u8] = b"tern/v1/x3dh/x25519-sha256";
 /// HKDF `info` of the Double Ratchet root-key step.
-pub const ROOT_KDF_INFO: &[u8] = b"Tern-v1 ratchet root";
+pub const ROOT_KDF_INFO: &[u8] = b"tern/v1/ratchet/root";
 /// HKDF `info` that expands a ratchet message-key seed into an AES key and nonce.
-pub const MESSAGE_KEY_INFO: &[u8] = b"Tern-v1 ratchet message keys";
+pub const MESSAGE_KEY_INFO: &[u8] = b"tern/v1/ratchet/message-keys";
 /// HKDF `info` that expands a sender-key message-key seed into an AES key and nonce.
-pub const SENDER_MESSAGE_KEY_INFO: &[u8] = b"Tern-v1 sender key message keys";
+pub const SENDER_MESSAGE_KEY_INFO: &[u8] = b"tern/v1/sender-key/message-keys";
 
 /// HMAC input that derives a message-key seed from a chain key (as in Signal).
 pub const MESSAGE_KEY_SEED: u8 = 0x01;
@@ -66,3 +69,36 @@ pub const MAX_SESSION_RECORD_LEN: usize = 8 << 20;
 pub const FINGERPRINT_VERSION: u16 = 0;
 /// SHA-512 iterations of the safety-number fingerprint (Signal's value).
 pub const FINGERPRINT_ITERATIONS: usize = 5_200;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_labels_are_the_ones_the_relay_verifies() {
+        assert_eq!(
+            ACCOUNT_SIGNATURE_LABEL,
+            tern_protocol::limits::DEVICE_LIST_SIGNATURE_CONTEXT
+        );
+        assert_eq!(
+            DEVICE_SIGNATURE_LABEL,
+            tern_protocol::limits::AUTH_SIGNATURE_CONTEXT
+        );
+    }
+
+    #[test]
+    fn signature_labels_are_prefix_free() {
+        let labels = [
+            ACCOUNT_SIGNATURE_LABEL,
+            DEVICE_SIGNATURE_LABEL,
+            SIGNED_PREKEY_LABEL,
+            KEM_PREKEY_LABEL,
+            SENDER_KEY_SIGNATURE_LABEL,
+        ];
+        for (i, a) in labels.iter().enumerate() {
+            for (j, b) in labels.iter().enumerate() {
+                assert!(i == j || !b.starts_with(a), "{i} is a prefix of {j}");
+            }
+        }
+    }
+}
