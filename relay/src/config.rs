@@ -60,11 +60,23 @@ pub enum Registration {
 pub struct RetentionConfig {
     /// Undelivered entries older than this many days are deleted.
     pub days: u32,
+    /// Seconds between retention sweeps (acknowledged and expired entries).
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { days: 30 }
+        Self {
+            days: 30,
+            sweep_interval_secs: 3600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The retention period in milliseconds.
+    pub fn max_age_ms(&self) -> u64 {
+        u64::from(self.days) * 24 * 3600 * 1000
     }
 }
 
@@ -87,6 +99,8 @@ pub struct LimitsConfig {
     pub commit_queue_len: usize,
     /// Most log appends committed in one transaction.
     pub max_commit_batch: usize,
+    /// Largest send, all ciphertexts together, in bytes.
+    pub max_message_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -99,6 +113,7 @@ impl Default for LimitsConfig {
             prekey_low_water: 10,
             commit_queue_len: 16_384,
             max_commit_batch: 512,
+            max_message_bytes: 1024 * 1024,
         }
     }
 }
@@ -214,8 +229,10 @@ impl Config {
                 "stream count and timeouts must be > 0",
             ));
         }
-        if self.retention.days == 0 {
-            return Err(ConfigError::Invalid("retention.days must be > 0"));
+        if self.retention.days == 0 || self.retention.sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.days and retention.sweep_interval_secs must be > 0",
+            ));
         }
         Ok(())
     }

@@ -33,6 +33,9 @@ pub enum RelayError {
     /// A quota is exhausted.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(&'static str),
+    /// The payload is larger than this relay accepts.
+    #[error("too large: {0}")]
+    TooLarge(&'static str),
     /// The relay is shutting down or overloaded.
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
@@ -82,6 +85,7 @@ impl RelayError {
             Self::MismatchedDevices(_) => ErrorCode::MismatchedDevices,
             Self::InviteRequired => ErrorCode::InviteRequired,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Self::TooLarge(_) => ErrorCode::TooLarge,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Store(StoreError::Rejected(inner)) => inner.code(),
             Self::Store(_) => ErrorCode::Internal,

@@ -88,6 +88,16 @@ impl Relay {
     ) -> Result<response::Kind, RelayError> {
         let chat_id = ChatId::from_slice("Send.chat_id", &r.chat_id)?;
         let cmid = ClientMessageId::from_slice("Send.client_message_id", &r.client_message_id)?;
+        let size = r.common_ciphertext.len()
+            + r.device_ciphertexts
+                .iter()
+                .map(|dc| dc.ciphertext.len())
+                .sum::<usize>();
+        if size > self.config.limits.max_message_bytes {
+            return Err(RelayError::TooLarge(
+                "the message exceeds the relay's limits.max_message_bytes",
+            ));
+        }
         let mut addressed = BTreeSet::new();
         for dc in &r.device_ciphertexts {
             let d = DeviceAddr {

@@ -64,6 +64,21 @@ fn transport(config: &Config) -> Result<TransportConfig, StartError> {
     Ok(t)
 }
 
+/// Deletes acknowledged and expired log entries periodically.
+async fn sweep_retention(relay: Arc<Relay>) {
+    let retention = relay.config.retention.clone();
+    let mut every = tokio::time::interval(Duration::from_secs(retention.sweep_interval_secs));
+    loop {
+        every.tick().await;
+        let cutoff = crate::service::now_ms().saturating_sub(retention.max_age_ms());
+        match relay.blocking(move |s| s.collect_garbage(cutoff)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention sweep"),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
 impl Server {
     /// Opens storage, starts the log writer and binds the endpoint. Must be
     /// called inside a tokio runtime.
@@ -128,6 +143,7 @@ impl Server {
                 }
             })
         });
+        let sweeper = tokio::spawn(sweep_retention(self.relay.clone()));
         let accept = async {
             while let Some(incoming) = self.endpoint.accept().await {
                 tokio::spawn(connection::serve(self.relay.clone(), incoming));
@@ -141,6 +157,7 @@ impl Server {
         if let Some(task) = metrics {
             task.abort();
         }
+        sweeper.abort();
         self.endpoint
             .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"relay shutting down");
         let _ = tokio::time::timeout(DRAIN, self.endpoint.wait_idle()).await;

@@ -242,4 +242,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<Delivery>, bool), StoreError>;
     /// Advances a device's delivery cursors (never backwards).
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError>;
+    /// Deletes log entries that every member device acknowledged, and
+    /// entries stored before `expire_before_ms`. Returns how many went.
+    fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError>;
 }

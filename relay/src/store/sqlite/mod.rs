@@ -9,6 +9,7 @@
 mod accounts;
 mod log;
 mod prekeys;
+mod retention;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -201,5 +202,9 @@ impl Store for SqliteStore {
 
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
         self.with_conn(|c| log::ack_cursors(c, device, cursors))
+    }
+
+    fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
+        self.with_conn(|c| retention::collect_garbage(c, expire_before_ms))
     }
 }

@@ -1,0 +1,122 @@
+//! Retention: acknowledged entries are collected, undelivered ones expire;
+//! size limits answer with clear errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use tern_protocol::wire::*;
+use tern_relay::store::Store;
+use tern_relay::store::sqlite::SqliteStore;
+
+fn open_store(relay: &TestRelay) -> SqliteStore {
+    SqliteStore::open(
+        &relay.dir.path().join("relay.db"),
+        tern_relay::config::Synchronous::Full,
+    )
+    .unwrap()
+}
+
+fn ack_to(chat: [u8; 16], seq: u64) -> request::Kind {
+    request::Kind::AckDelivered(AckDelivered {
+        cursors: vec![Cursor {
+            chat_id: chat.to_vec().into(),
+            seq,
+        }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_acknowledged_by_every_device_are_collected() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let b = Client::register(at, &bob).await.unwrap();
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    for i in 0..4u8 {
+        ack(a
+            .ok(send_to(chat, random(), &[(&bob.user_id, 1, &[i])], b""))
+            .await);
+    }
+    let store = open_store(&relay);
+    b.ok(ack_to(chat, 5)).await;
+    assert_eq!(
+        store.collect_garbage(0).unwrap(),
+        0,
+        "alice has not acked yet"
+    );
+    a.ok(ack_to(chat, 3)).await;
+    assert_eq!(store.collect_garbage(0).unwrap(), 3);
+    let page = batch(b.ok(sync_req(&[(chat, 0)])).await);
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![4, 5]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_entries_expire_after_retention() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let b = Client::register(at, &bob).await.unwrap();
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    ack(a
+        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"old")], b""))
+        .await);
+    let store = open_store(&relay);
+    let now = tern_relay::service::now_ms();
+    assert_eq!(
+        store.collect_garbage(now - 60_000).unwrap(),
+        0,
+        "not expired yet"
+    );
+    assert_eq!(store.collect_garbage(now + 1).unwrap(), 2);
+    assert!(batch(b.ok(sync_req(&[])).await).entries.is_empty());
+    // The chat goes on with fresh seqs.
+    let next = ack(a
+        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"new")], b""))
+        .await);
+    assert_eq!(next.seq, 3);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused_with_too_large() {
+    let relay = TestRelay::start_with(|c| c.limits.max_message_bytes = 1000).await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    drop(Client::register(at, &bob).await.unwrap());
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    let err = a
+        .request(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, &[0; 1001])],
+            b"",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::TooLarge);
+    ack(a
+        .ok(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, &[0; 1000])],
+            b"",
+        ))
+        .await);
+    relay.stop().await;
+}
