@@ -67,6 +67,26 @@ fn replayed_initial_message_fails_cleanly() {
 }
 
 #[test]
+fn retransmitted_handshake_with_altered_fields_is_rejected() {
+    let mut rng = rng(11);
+    let alice = Device::new(1, 1, &mut rng);
+    let bob = Device::new(2, 1, &mut rng);
+    let first = alice.send(&bob, b"first", &mut rng);
+    let second = alice.send(&bob, b"second", &mut rng);
+    bob.receive(&alice, &first).unwrap();
+    let before = bob.record_bytes(&alice);
+    // Flip a bit of the KEM ciphertext (offset: header 2 + flags 1 + keys 64 + ids 12).
+    let mut altered = second.clone();
+    altered[79 + 4] ^= 1;
+    assert!(matches!(
+        bob.receive(&alice, &altered),
+        Err(CryptoError::HandshakeMismatch)
+    ));
+    assert_eq!(bob.record_bytes(&alice), before);
+    assert_eq!(bob.receive(&alice, &second).unwrap(), b"second");
+}
+
+#[test]
 fn kem_prekeys_one_time_consumed_last_resort_kept() {
     let mut rng = rng(3);
     let bob = Device::new(2, 1, &mut rng);

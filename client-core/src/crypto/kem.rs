@@ -125,9 +125,16 @@ impl Clone for KemKeyPair {
     }
 }
 
+impl KemKeyPair {
+    /// Overwrites the expanded decapsulation key (libcrux does not wipe it itself).
+    fn wipe(&mut self) {
+        self.private[0..].zeroize();
+    }
+}
+
 impl Drop for KemKeyPair {
     fn drop(&mut self) {
-        self.private[0..].zeroize();
+        self.wipe();
     }
 }
 
@@ -156,5 +163,15 @@ mod tests {
         assert!(KemPublicKey::from_bytes(&[0xff; KEM_PUBLIC_KEY_LEN]).is_err());
         let restored = KemKeyPair::from_seed(pair.seed());
         assert_eq!(restored.public_key(), pair.public_key());
+    }
+
+    #[test]
+    fn drop_wipes_the_expanded_secret() {
+        let mut pair = KemKeyPair::from_seed(&[1; KEM_SEED_LEN]);
+        assert!(pair.private.as_slice().iter().any(|b| *b != 0));
+        pair.wipe();
+        assert!(pair.private.as_slice().iter().all(|b| *b == 0));
+        let debug = format!("{pair:?}");
+        assert!(debug.contains("redacted"));
     }
 }

@@ -297,6 +297,18 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_wiped_on_drop() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<Secret32>();
+        wiped_on_drop::<x25519_dalek::StaticSecret>();
+        wiped_on_drop::<ed25519_dalek::SigningKey>();
+        wiped_on_drop::<aes_gcm::Aes256Gcm>();
+        let mut secret = Secret32::from_bytes([7; 32]);
+        secret.zeroize();
+        assert_eq!(secret.as_bytes(), &[0; 32]);
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let secret = Secret32::from_bytes([0xab; 32]);
         assert!(!format!("{secret:?}").contains("ab"));
