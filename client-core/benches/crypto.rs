@@ -160,6 +160,9 @@ fn setup(c: &mut Criterion) {
     group.bench_function("tern_pqxdh", |bench| {
         bench.iter(|| tern_setup(&bob, &alice, true, &mut rng))
     });
+    group.bench_function("tern_bundle_verify_only", |bench| {
+        bench.iter(|| bob.bundle.verify().unwrap())
+    });
     group.bench_function("tern_x3dh_no_kem", |bench| {
         bench.iter(|| tern_setup(&bob, &alice, false, &mut rng))
     });

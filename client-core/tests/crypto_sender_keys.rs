@@ -137,3 +137,28 @@ fn decoders_reject_truncation_and_debug_hides_chain_keys() {
     let needle = format!("{:?}", &chain_key[..4]);
     assert!(!rendered.contains(needle.trim_start_matches('[').trim_end_matches(']')));
 }
+
+#[test]
+fn distribution_travels_over_pairwise_sessions_to_every_member_device() {
+    let mut rng = rng(25);
+    let alice = crypto_support::Device::new(1, 1, &mut rng);
+    let members: Vec<crypto_support::Device> = (0..3)
+        .map(|i| crypto_support::Device::new(2, i, &mut rng))
+        .collect();
+    let mut sender = GroupSender::new([6; 16], &mut rng);
+    let distribution = sender.distribution_message().encode();
+    let mut records: Vec<SenderKeyRecord> = members
+        .iter()
+        .map(|member| {
+            let wire = alice.send(member, &distribution, &mut rng);
+            let plaintext = member.receive(&alice, &wire).unwrap();
+            let mut record = SenderKeyRecord::new();
+            record.process_distribution(&DistributionMessage::decode(&plaintext).unwrap());
+            record
+        })
+        .collect();
+    let message = sender.encrypt(b"to the group").unwrap();
+    for record in &mut records {
+        assert_eq!(decrypt(record, &message).unwrap(), b"to the group");
+    }
+}

@@ -10,6 +10,18 @@ use tern_core::crypto::CryptoError;
 use tern_core::crypto::session::{SessionRecord, SessionStore};
 
 #[test]
+fn session_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<
+        tern_core::crypto::session::SessionManager<tern_core::crypto::session::InMemoryStore>,
+    >();
+    send_sync::<tern_core::crypto::session::Session>();
+    send_sync::<SessionRecord>();
+    send_sync::<tern_core::crypto::sender_key::GroupSender>();
+    send_sync::<tern_core::crypto::sender_key::SenderKeyRecord>();
+}
+
+#[test]
 fn first_messages_carry_the_handshake_until_the_reply() {
     let mut rng = rng(1);
     let alice = Device::new(1, 1, &mut rng);
