@@ -14,8 +14,8 @@ use prost::Message;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tern_protocol::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 use tern_protocol::wire::{
-    AuthOk, Event, ServerFrame, ServerHello, SyncNeeded, client_frame, event, request, response,
-    server_frame,
+    AuthOk, Event, ServerFrame, ServerHello, SyncNeeded, client_frame, ephemeral_event, event,
+    request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
 use tern_transport::{FrameIoError as FrameError, read_frame, write_frame};
@@ -25,7 +25,7 @@ use crate::auth::AuthBinding;
 use crate::error::RelayError;
 use crate::metrics::Metrics;
 use crate::router::{Mailbox, Outbound};
-use crate::service::{Relay, now_ms};
+use crate::service::{Relay, Session, now_ms};
 use crate::store::DeviceAddr;
 
 /// Application close code: authentication failed or timed out.
@@ -109,17 +109,28 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
             return;
         }
     };
-    let _ = session.set(device);
-    relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let (mailbox, rx) = relay
+    let (mailbox, rx, came_online) = relay
         .router
         .register(device, relay.config.limits.delivery_queue_len);
+    let _ = session.set(Session {
+        device,
+        mailbox: mailbox.clone(),
+    });
+    relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    if came_online {
+        relay.presence.publish(device.user, true);
+    }
     tracing::debug!(user = %device.user, device = device.device, "device online");
+    let datagrams = tokio::spawn(read_datagrams(relay.clone(), conn.clone(), session.clone()));
     if let Err(e) = deliver(conn, &mailbox, rx, &relay.metrics).await {
         tracing::debug!(error = %e, "delivery stream ended");
     }
-    relay.router.unregister(&mailbox);
+    relay.presence.forget(&mailbox);
+    if relay.router.unregister(&mailbox) {
+        relay.presence.publish(device.user, false);
+    }
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    datagrams.abort();
     requests.abort();
     drop((ctl_send, ctl_recv));
 }
@@ -216,12 +227,46 @@ async fn handshake(
     Ok(device)
 }
 
-async fn accept_requests(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLock<DeviceAddr>>) {
+/// Datagrams a connection may send per second; more are dropped.
+const DATAGRAMS_PER_SECOND: u32 = 20;
+
+/// Reads ephemeral events (typing) sent as datagrams, rate-limited.
+async fn read_datagrams(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLock<Session>>) {
+    let mut window = Instant::now();
+    let mut count = 0;
+    while let Ok(datagram) = conn.read_datagram().await {
+        if window.elapsed() >= Duration::from_secs(1) {
+            window = Instant::now();
+            count = 0;
+        }
+        count += 1;
+        let Some(session) = session.get() else {
+            continue;
+        };
+        if count > DATAGRAMS_PER_SECOND {
+            continue;
+        }
+        let event = match tern_protocol::decode_datagram(datagram) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad datagram");
+                continue;
+            }
+        };
+        if let Some(ephemeral_event::Kind::Typing(t)) = event.kind
+            && let Err(e) = relay.typing(session, t).await
+        {
+            tracing::debug!(error = %e, "typing event refused");
+        }
+    }
+}
+
+async fn accept_requests(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLock<Session>>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         let relay = relay.clone();
         let session = session.clone();
         tokio::spawn(async move {
-            if let Err(e) = request_stream(&relay, session.get().copied(), send, recv).await {
+            if let Err(e) = request_stream(&relay, session.get(), send, recv).await {
                 tracing::debug!(error = %e, "request stream failed");
             }
         });
@@ -231,7 +276,7 @@ async fn accept_requests(relay: Arc<Relay>, conn: Connection, session: Arc<OnceL
 /// One request, one response, then the stream is finished.
 async fn request_stream(
     relay: &Relay,
-    session: Option<DeviceAddr>,
+    session: Option<&Session>,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), FrameError> {
@@ -265,18 +310,18 @@ async fn request_stream(
 
 async fn dispatch(
     relay: &Relay,
-    session: Option<DeviceAddr>,
+    session: Option<&Session>,
     body: Option<client_frame::Body>,
 ) -> Result<response::Kind, RelayError> {
     let Some(client_frame::Body::Request(req)) = body else {
         return Err(RelayError::BadRequest("expected a Request frame"));
     };
-    let Some(device) = session else {
+    let Some(session) = session else {
         return Err(RelayError::Unauthenticated(
             "authenticate on the control stream first",
         ));
     };
-    relay.handle(device, req).await
+    relay.handle(session, req).await
 }
 
 fn event_frame(kind: event::Kind) -> ServerFrame {
@@ -285,8 +330,17 @@ fn event_frame(kind: event::Kind) -> ServerFrame {
     }
 }
 
-fn render(mailbox: &Mailbox, out: Outbound, committed: &mut Vec<Instant>) -> ServerFrame {
-    match out {
+/// Puts one outbound item on the wire: stream events into the write
+/// buffer, ephemeral events straight into a datagram (dropped if the peer
+/// does not take datagrams).
+fn render(
+    conn: &Connection,
+    mailbox: &Mailbox,
+    out: Outbound,
+    buf: &mut BytesMut,
+    committed: &mut Vec<Instant>,
+) -> Result<(), ProtocolError> {
+    let frame = match out {
         Outbound::Entry(entry) => {
             committed.push(entry.committed_at);
             event_frame(event::Kind::Delivery(entry.delivery_for(mailbox.device)))
@@ -294,7 +348,12 @@ fn render(mailbox: &Mailbox, out: Outbound, committed: &mut Vec<Instant>) -> Ser
         Outbound::Event(e) => ServerFrame {
             body: Some(server_frame::Body::Event(*e)),
         },
-    }
+        Outbound::Ephemeral(e) => {
+            let _ = conn.send_datagram(e.encode_to_vec().into());
+            return Ok(());
+        }
+    };
+    append_frame(buf, &frame)
 }
 
 /// Drains the mailbox onto the delivery stream until the connection ends.
@@ -313,7 +372,7 @@ async fn deliver(
     loop {
         tokio::select! {
             out = rx.recv() => match out {
-                Some(out) => append_frame(&mut buf, &render(mailbox, out, &mut committed))?,
+                Some(out) => render(conn, mailbox, out, &mut buf, &mut committed)?,
                 None => return Ok(()),
             },
             () = mailbox.lagged() => {}
@@ -321,7 +380,7 @@ async fn deliver(
         }
         while buf.len() < DELIVERY_WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
-            append_frame(&mut buf, &render(mailbox, out, &mut committed))?;
+            render(conn, mailbox, out, &mut buf, &mut committed)?;
         }
         if mailbox.is_lagging() && rx.is_empty() {
             append_frame(

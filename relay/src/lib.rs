@@ -20,6 +20,7 @@ pub mod log_writer;
 pub mod messages;
 pub mod metrics;
 pub mod prekeys;
+pub mod presence;
 pub mod router;
 pub mod server;
 pub mod service;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use tern_protocol::wire::{Delivery, DeviceCiphertext, EntryKind, Event};
+use tern_protocol::wire::{Delivery, DeviceCiphertext, EntryKind, EphemeralEvent, Event};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 use tokio::sync::{Notify, mpsc};
 
@@ -82,6 +82,8 @@ pub enum Outbound {
     Entry(Arc<CommittedEntry>),
     /// Any other event (prekeys low, device list changed, ...).
     Event(Box<Event>),
+    /// An ephemeral event, sent as a QUIC datagram.
+    Ephemeral(EphemeralEvent),
 }
 
 /// The bounded queue between the router and one connection.
@@ -112,6 +114,11 @@ impl Mailbox {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Unique id of this mailbox.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether events were dropped since the last [`Self::clear_lagging`].
@@ -155,12 +162,13 @@ impl Router {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers an authenticated connection with a queue of `capacity`.
+    /// Registers an authenticated connection with a queue of `capacity`;
+    /// the flag tells whether the account just came online.
     pub fn register(
         &self,
         device: DeviceAddr,
         capacity: usize,
-    ) -> (Arc<Mailbox>, mpsc::Receiver<Outbound>) {
+    ) -> (Arc<Mailbox>, mpsc::Receiver<Outbound>, bool) {
         let (tx, rx) = mpsc::channel(capacity);
         let mailbox = Arc::new(Mailbox {
             device,
@@ -169,20 +177,32 @@ impl Router {
             lagging: AtomicBool::new(false),
             wake: Notify::new(),
         });
-        self.write()
-            .entry(device.user)
-            .or_default()
-            .push(mailbox.clone());
-        (mailbox, rx)
+        let mut online = self.write();
+        let list = online.entry(device.user).or_default();
+        let came_online = list.is_empty();
+        list.push(mailbox.clone());
+        (mailbox, rx, came_online)
     }
 
-    /// Removes a connection's mailbox.
-    pub fn unregister(&self, mailbox: &Mailbox) {
+    /// Removes a connection's mailbox; true when the account went offline.
+    pub fn unregister(&self, mailbox: &Mailbox) -> bool {
         let mut online = self.write();
-        if let Some(list) = online.get_mut(&mailbox.device.user) {
-            list.retain(|m| m.id != mailbox.id);
-            if list.is_empty() {
-                online.remove(&mailbox.device.user);
+        let Some(list) = online.get_mut(&mailbox.device.user) else {
+            return false;
+        };
+        list.retain(|m| m.id != mailbox.id);
+        if list.is_empty() {
+            online.remove(&mailbox.device.user);
+            return true;
+        }
+        false
+    }
+
+    /// Pushes to every online device of `user` except `skip`.
+    pub fn push_to_user(&self, user: &UserId, skip: Option<DeviceAddr>, out: &Outbound) {
+        for mailbox in self.read().get(user).into_iter().flatten() {
+            if Some(mailbox.device) != skip {
+                mailbox.push(out.clone());
             }
         }
     }
@@ -266,10 +286,10 @@ mod tests {
     #[test]
     fn each_device_gets_only_its_ciphertext_and_sender_gets_nothing() {
         let router = Router::new();
-        let (_s, mut sender_rx) = router.register(dev(1, 1), 8);
-        let (_o, mut own_rx) = router.register(dev(1, 2), 8);
-        let (_a, mut a_rx) = router.register(dev(2, 1), 8);
-        let (_b, mut b_rx) = router.register(dev(2, 2), 8);
+        let (_s, mut sender_rx, _) = router.register(dev(1, 1), 8);
+        let (_o, mut own_rx, _) = router.register(dev(1, 2), 8);
+        let (_a, mut a_rx, _) = router.register(dev(2, 1), 8);
+        let (_b, mut b_rx, _) = router.register(dev(2, 2), 8);
         let e = entry(1, dev(1, 1), vec![UserId([1; 16]), UserId([2; 16])]);
         assert_eq!(router.fan_out(&e), 3);
         assert!(sender_rx.try_recv().is_err());
@@ -288,7 +308,7 @@ mod tests {
     #[test]
     fn full_mailbox_lags_and_drops_until_cleared() {
         let router = Router::new();
-        let (mb, mut rx) = router.register(dev(2, 1), 2);
+        let (mb, mut rx, _) = router.register(dev(2, 1), 2);
         let recipients = vec![UserId([2; 16])];
         for seq in 1..=5 {
             router.fan_out(&entry(seq, dev(1, 1), recipients.clone()));
@@ -297,7 +317,7 @@ mod tests {
         let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outbound::Entry(e) => e.seq,
-                Outbound::Event(_) => 0,
+                Outbound::Event(_) | Outbound::Ephemeral(_) => 0,
             })
             .collect();
         assert_eq!(seqs, vec![1, 2]);
@@ -309,10 +329,13 @@ mod tests {
     #[test]
     fn unregister_removes_only_that_connection() {
         let router = Router::new();
-        let (first, _rx1) = router.register(dev(1, 1), 1);
-        let (_second, _rx2) = router.register(dev(1, 1), 1);
-        router.unregister(&first);
+        let (first, _rx1, came_online) = router.register(dev(1, 1), 1);
+        assert!(came_online);
+        let (second, _rx2, again) = router.register(dev(1, 1), 1);
+        assert!(!again);
+        assert!(!router.unregister(&first));
         assert!(router.is_online(&UserId([1; 16])));
         assert_eq!(router.connection_count(), 1);
+        assert!(router.unregister(&second), "the last device went offline");
     }
 }

@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::error::{RelayError, StoreError};
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
+use crate::presence::PresenceBook;
+use crate::router::Mailbox;
 use crate::router::Router;
 use crate::store::{DeviceAddr, Store};
 
@@ -21,6 +23,15 @@ pub struct Relay {
     pub(crate) log: LogWriter,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) presence: PresenceBook,
+}
+
+/// An authenticated connection as request handlers see it.
+pub struct Session {
+    /// The device it authenticated as.
+    pub device: DeviceAddr,
+    /// Its delivery queue.
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -45,6 +56,7 @@ impl Relay {
             log,
             config,
             metrics,
+            presence: PresenceBook::default(),
         }
     }
 
@@ -64,10 +76,11 @@ impl Relay {
     /// Handles a request of an authenticated device.
     pub async fn handle(
         &self,
-        device: DeviceAddr,
+        session: &Session,
         req: Request,
     ) -> Result<response::Kind, RelayError> {
         use request::Kind;
+        let device = session.device;
         let kind = req.kind.ok_or(RelayError::BadRequest("empty request"))?;
         match kind {
             Kind::RegisterAccount(_) | Kind::RegisterDevice(_) => Err(RelayError::BadRequest(
@@ -86,8 +99,8 @@ impl Relay {
             Kind::AckDelivered(r) => self.ack_delivered(device, r).await,
             Kind::Sync(r) => self.sync(device, r).await,
             Kind::SetPushEndpoint(r) => self.set_push_endpoint(device, r).await,
-            Kind::SubscribePresence(_)
-            | Kind::BlobUploadStart(_)
+            Kind::SubscribePresence(r) => self.subscribe_presence(session, r).await,
+            Kind::BlobUploadStart(_)
             | Kind::BlobDownload(_)
             | Kind::ProvisioningOpen(_)
             | Kind::ProvisioningSend(_) => {
