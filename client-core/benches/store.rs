@@ -3,7 +3,7 @@
 //! The fixture (a SQLCipher store with 1M messages in 100 chats, bodies drawn
 //! from a Zipf-distributed 20,000-word vocabulary) is built once and reused:
 //! it lives in `$TERN_BENCH_DIR` (default: the system temp dir) under
-//! `tern-store-bench-v1-<messages>`, marked complete by a `complete` file.
+//! `tern-store-bench-v2-<messages>`, marked complete by a `complete` file.
 //!
 //! Besides criterion's mean/median, the search groups print their own latency
 //! distribution (p50/p90/p99/max over 200 distinct queries × 3 rounds).
@@ -110,7 +110,7 @@ fn fixture_dir(messages: u32) -> PathBuf {
     std::env::var_os("TERN_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
-        .join(format!("tern-store-bench-v1-{messages}"))
+        .join(format!("tern-store-bench-v2-{messages}"))
 }
 
 /// Returns the fixture database of `messages` messages, building it first if needed.

@@ -99,6 +99,14 @@ fn filters_by_chat_and_date_range() {
     range.chat_id = Some(chat_id(2));
     assert!(ids(&store, &range).is_empty());
 
+    let mut empty_period = SearchQuery::new("report");
+    empty_period.until_ms = Some(0);
+    assert!(ids(&store, &empty_period).is_empty());
+
+    // The chat key indexed for filtering is not searchable as text.
+    let chat_hex: String = chat_id(1).iter().map(|b| format!("{b:02X}")).collect();
+    assert!(ids(&store, &SearchQuery::new(chat_hex)).is_empty());
+
     let mut limited = SearchQuery::new("report");
     limited.limit = 2;
     assert_eq!(store.search(&limited).unwrap().len(), 2);

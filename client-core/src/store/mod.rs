@@ -20,6 +20,7 @@
 //!
 //! The store is `Send + Sync`: one connection behind a mutex. Durability: WAL
 //! with `synchronous = FULL`, so a committed transaction survives power loss.
+//! Up to 16 MiB of decrypted pages are cached per store.
 
 mod attachments;
 mod contacts;
@@ -100,11 +101,15 @@ impl Store {
         };
         let resolved = key::resolve(path, &key, is_new)?;
         drop(key);
-        let mut conn = Connection::open(path)?;
-        conn.execute_batch(CIPHER_QUIET)?;
-        apply_key(&conn, &resolved.key)?;
+        let mut conn = {
+            let _keying = KEYING.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = Connection::open(path)?;
+            conn.execute_batch(CIPHER_QUIET)?;
+            apply_key(&conn, &resolved.key)?;
+            force_first_read(&conn, resolved.verified)?;
+            conn
+        };
         drop(resolved.key);
-        force_first_read(&conn, resolved.verified)?;
         configure(&conn)?;
         schema::migrate(&mut conn)?;
         Ok(Self {
@@ -182,6 +187,11 @@ impl Tx<'_> {
     }
 }
 
+/// Serialises keying: SQLCipher's cipher set-up is not safe when several
+/// connections are keyed at the same moment (seen as a sporadic
+/// "An error occurred with PRAGMA key" under parallel opens).
+static KEYING: Mutex<()> = Mutex::new(());
+
 /// SQLCipher logs decryption failures to stderr by default; failures reach
 /// the caller as [`StoreError`] instead.
 const CIPHER_QUIET: &str = "PRAGMA cipher_log_level = NONE;";
@@ -220,6 +230,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     })?;
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
+         PRAGMA cache_size = -16384;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;",
     )?;

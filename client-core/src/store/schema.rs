@@ -77,10 +77,11 @@ CREATE TABLE messages (
     sent_at_ms        INTEGER NOT NULL,
     received_at_ms    INTEGER NOT NULL,
     body              TEXT    NOT NULL,
+    chat_key          TEXT    GENERATED ALWAYS AS (hex(chat_id)) VIRTUAL,
     UNIQUE (chat_id, sender_user_id, client_message_id)
 ) STRICT;
 CREATE UNIQUE INDEX messages_chat_seq ON messages (chat_id, relay_seq) WHERE relay_seq IS NOT NULL;
-CREATE INDEX messages_chat_time ON messages (chat_id, sent_at_ms);
+CREATE INDEX messages_sent_at ON messages (sent_at_ms);
 
 CREATE TABLE message_status (
     message_id        INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
@@ -124,21 +125,26 @@ CREATE INDEX outbox_due ON outbox (next_attempt_at_ms);
 
 -- Full-text index over message bodies, kept in sync by triggers. It lives in
 -- the same encrypted database; only the index, not a second copy of bodies.
+-- `chat_key` (the chat id in hex, one token) lets a chat filter run inside
+-- the index instead of after it.
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
     body,
+    chat_key,
     content = 'messages',
     content_rowid = 'id',
     tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+    INSERT INTO messages_fts (rowid, body, chat_key) VALUES (new.id, new.body, new.chat_key);
 END;
 CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO messages_fts (messages_fts, rowid, body, chat_key)
+        VALUES ('delete', old.id, old.body, old.chat_key);
 END;
 CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
-    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+    INSERT INTO messages_fts (messages_fts, rowid, body, chat_key)
+        VALUES ('delete', old.id, old.body, old.chat_key);
+    INSERT INTO messages_fts (rowid, body, chat_key) VALUES (new.id, new.body, new.chat_key);
 END;
 "#;
 

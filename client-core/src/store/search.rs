@@ -3,9 +3,11 @@
 //! User text never reaches FTS5's query language: it is split on whitespace
 //! and every term becomes a double-quoted string (inner quotes doubled), so
 //! `AND`, `NEAR(`, `col:` or `*` typed by a user are searched for, not
-//! interpreted. Terms are combined with AND; results are ranked by BM25.
+//! interpreted. Terms are combined with AND and confined to the `body`
+//! column; results are ranked by BM25 (body column only).
 
 use rusqlite::params;
+use rusqlite::types::ToSql;
 
 use super::messages::MessageId;
 use super::sql::check_len;
@@ -19,6 +21,8 @@ pub const MAX_QUERY_TERMS: usize = 16;
 pub const MAX_HITS: u32 = 200;
 /// Longest highlight marker accepted, in bytes.
 pub const MAX_MARKER_LEN: usize = 16;
+/// Matches ranked per query: the newest this many that pass the filters.
+pub const RANK_WINDOW: u32 = 5_000;
 /// Tokens of context in a snippet.
 const SNIPPET_TOKENS: i64 = 12;
 
@@ -77,30 +81,48 @@ pub struct SearchHit {
     pub score: f64,
 }
 
-/// The best hits (ids and scores only) pass the filters first; snippets are
-/// then built for those few rows alone, not for every match.
-const SEARCH_SQL: &str = "
-    WITH best AS (
-        SELECT messages_fts.rowid AS id, bm25(messages_fts) AS score
-        FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
-        WHERE messages_fts MATCH ?1
-          AND (?2 IS NULL OR m.chat_id = ?2)
-          AND (?3 IS NULL OR m.sent_at_ms >= ?3)
-          AND (?4 IS NULL OR m.sent_at_ms < ?4)
-        ORDER BY score, m.sent_at_ms DESC
-        LIMIT ?5
-    )
+/// Columns of the final result: snippets are built for the best hits only.
+const SELECT_HITS: &str = "
     SELECT m.id, m.chat_id, m.sender_user_id, m.sender_device_id, m.sent_at_ms,
-           snippet(messages_fts, 0, ?6, ?7, '…', ?8), best.score
+           snippet(messages_fts, 0, ?4, ?5, '…', ?6), best.score
     FROM best
     JOIN messages_fts ON messages_fts.rowid = best.id
     JOIN messages m ON m.id = best.id
     WHERE messages_fts MATCH ?1
-    ORDER BY best.score, m.sent_at_ms DESC";
+    ORDER BY best.score, best.id DESC";
+
+/// Without a date filter the index alone yields the newest matches.
+const RECENT_MATCHES: &str = "
+    SELECT messages_fts.rowid AS id, bm25(messages_fts, 1.0, 0.0) AS score
+    FROM messages_fts
+    WHERE messages_fts MATCH ?1
+    ORDER BY messages_fts.rowid DESC LIMIT ?2";
+
+/// With a date filter the scan is confined to the id range of messages sent
+/// in that period, and each candidate's send time is checked exactly.
+const RECENT_MATCHES_IN_PERIOD: &str = "
+    SELECT messages_fts.rowid AS id, bm25(messages_fts, 1.0, 0.0) AS score
+    FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+    WHERE messages_fts MATCH ?1
+      AND messages_fts.rowid BETWEEN ?7 AND ?8
+      AND m.sent_at_ms >= ?9 AND m.sent_at_ms < ?10
+    ORDER BY messages_fts.rowid DESC LIMIT ?2";
+
+fn search_sql(recent: &str) -> String {
+    format!(
+        "WITH recent AS MATERIALIZED ({recent}),
+              best AS (SELECT id, score FROM recent ORDER BY score, id DESC LIMIT ?3)
+         {SELECT_HITS}"
+    )
+}
 
 impl Tx<'_> {
     /// Ranked full-text search; an empty result when the text holds no
     /// searchable term.
+    ///
+    /// BM25 ranks the newest [`RANK_WINDOW`] matches that pass the filters, so
+    /// a query's cost stays bounded however common its terms are; the chat
+    /// and date filters reach further back.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         check_len("search query", query.text.len(), MAX_QUERY_LEN)?;
         check_len(
@@ -113,39 +135,78 @@ impl Tx<'_> {
             query.highlight_end.len(),
             MAX_MARKER_LEN,
         )?;
-        let Some(expression) = match_expression(&query.text, query.prefix) else {
+        let Some(terms) = match_expression(&query.text, query.prefix) else {
             return Ok(Vec::new());
         };
-        let mut stmt = self.conn().prepare_cached(SEARCH_SQL)?;
-        let hits = stmt
-            .query_map(
-                params![
-                    expression,
-                    query.chat_id,
-                    query.since_ms,
-                    query.until_ms,
-                    query.limit.min(MAX_HITS),
-                    query.highlight_start,
-                    query.highlight_end,
-                    SNIPPET_TOKENS,
-                ],
-                |row| {
-                    Ok(SearchHit {
-                        message_id: MessageId(row.get(0)?),
-                        chat_id: row.get(1)?,
-                        sender: DeviceAddress {
-                            user_id: row.get(2)?,
-                            device_id: row.get(3)?,
-                        },
-                        sent_at_ms: row.get(4)?,
-                        snippet: row.get(5)?,
-                        score: row.get(6)?,
-                    })
+        let expression = match &query.chat_id {
+            Some(chat_id) => format!("chat_key : \"{}\" AND body : ({terms})", upper_hex(chat_id)),
+            None => format!("body : ({terms})"),
+        };
+        let since = query.since_ms.unwrap_or(i64::MIN);
+        let until = query.until_ms.unwrap_or(i64::MAX);
+        let period = if query.since_ms.is_some() || query.until_ms.is_some() {
+            match self.id_range_sent_between(since, until)? {
+                Some(range) => Some(range),
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            None
+        };
+        let limit = query.limit.min(MAX_HITS);
+        let mut bound: Vec<&dyn ToSql> = vec![
+            &expression,
+            &RANK_WINDOW,
+            &limit,
+            &query.highlight_start,
+            &query.highlight_end,
+            &SNIPPET_TOKENS,
+        ];
+        let sql = match &period {
+            Some((first_id, last_id)) => {
+                bound.extend([first_id as &dyn ToSql, last_id, &since, &until]);
+                search_sql(RECENT_MATCHES_IN_PERIOD)
+            }
+            None => search_sql(RECENT_MATCHES),
+        };
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(bound.as_slice())?;
+        let mut hits = Vec::new();
+        while let Some(row) = rows.next()? {
+            hits.push(SearchHit {
+                message_id: MessageId(row.get(0)?),
+                chat_id: row.get(1)?,
+                sender: DeviceAddress {
+                    user_id: row.get(2)?,
+                    device_id: row.get(3)?,
                 },
-            )?
-            .collect::<Result<_, _>>()?;
+                sent_at_ms: row.get(4)?,
+                snippet: row.get(5)?,
+                score: row.get(6)?,
+            });
+        }
         Ok(hits)
     }
+
+    /// The smallest and largest local id of messages sent in `[since, until)`,
+    /// or `None` when there are none.
+    fn id_range_sent_between(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let range: (Option<i64>, Option<i64>) = self
+            .conn()
+            .prepare_cached(
+                "SELECT min(id), max(id) FROM messages WHERE sent_at_ms >= ?1 AND sent_at_ms < ?2",
+            )?
+            .query_row(params![since, until], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(range.0.zip(range.1))
+    }
+}
+
+/// The chat id as SQLite's `hex()` renders it (the `chat_key` column).
+fn upper_hex(id: &ChatId) -> String {
+    id.iter().map(|byte| format!("{byte:02X}")).collect()
 }
 
 /// Turns user text into an FTS5 expression made only of quoted strings, or
