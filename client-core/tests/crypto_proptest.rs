@@ -14,7 +14,9 @@ use tern_core::crypto::consts::MAX_RECEIVER_CHAINS;
 use tern_core::crypto::pqxdh::PreKeyMessage;
 use tern_core::crypto::prekeys::PreKeyBundle;
 use tern_core::crypto::ratchet::RatchetMessage;
-use tern_core::crypto::sender_key::{DistributionMessage, SenderKeyMessage};
+use tern_core::crypto::sender_key::{
+    DistributionMessage, GroupSender, SenderKeyMessage, SenderKeyRecord,
+};
 use tern_core::crypto::session::SessionRecord;
 
 #[derive(Debug, Clone)]
@@ -172,6 +174,32 @@ proptest! {
     #[test]
     fn three_devices_pairwise(seed in any::<u8>(), ops in ops(3, 60)) {
         run(3, seed, ops)?;
+    }
+
+    #[test]
+    fn sender_key_messages_decrypt_exactly_once_in_any_order(
+        seed in any::<u8>(),
+        count in 1usize..16,
+        order in proptest::collection::vec(any::<usize>(), 0..48),
+    ) {
+        let mut rng = rng(seed);
+        let mut sender = GroupSender::new([seed; 16], &mut rng);
+        let mut record = SenderKeyRecord::new();
+        record.process_distribution(&sender.distribution_message());
+        let messages: Vec<Vec<u8>> = (0..count).map(|i| sender.encrypt(&i.to_be_bytes()).unwrap()).collect();
+        let mut done = vec![false; count];
+        for pick in order {
+            let i = pick % count;
+            let before = record.to_bytes().to_vec();
+            let result = record.decrypt(&SenderKeyMessage::decode(&messages[i]).unwrap());
+            if done[i] {
+                prop_assert!(result.is_err());
+                prop_assert_eq!(record.to_bytes().to_vec(), before);
+            } else {
+                prop_assert_eq!(result.unwrap(), i.to_be_bytes().to_vec());
+                done[i] = true;
+            }
+        }
     }
 
     #[test]
