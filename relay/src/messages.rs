@@ -51,20 +51,17 @@ fn check_send(
     if let Some(found) = s.find_sent(&sender.user, cmid)? {
         return Ok(Checked::Duplicate(found));
     }
-    let record = s.chat(chat)?.ok_or(RelayError::NotFound("chat"))?;
-    if !record.members.contains(&sender.user) {
-        return Err(RelayError::Forbidden("not a member of this chat").into());
+    let mut expected: BTreeSet<DeviceAddr> = s.member_devices(chat)?.into_iter().collect();
+    let mut members: Vec<UserId> = expected.iter().map(|d| d.user).collect();
+    members.dedup();
+    if !members.contains(&sender.user) {
+        return Err(match s.chat(chat)? {
+            Some(_) => RelayError::Forbidden("not a member of this chat"),
+            None => RelayError::NotFound("chat"),
+        }
+        .into());
     }
     if !addressed.is_empty() {
-        let mut expected = BTreeSet::new();
-        for user in &record.members {
-            for d in s.devices(user)? {
-                expected.insert(DeviceAddr {
-                    user: *user,
-                    device: d.device_id,
-                });
-            }
-        }
         expected.remove(&sender);
         if expected != *addressed {
             let missing = expected.difference(addressed).copied().map(address);
@@ -76,7 +73,7 @@ fn check_send(
             .into());
         }
     }
-    Ok(Checked::Members(record.members))
+    Ok(Checked::Members(members))
 }
 
 impl Relay {

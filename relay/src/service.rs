@@ -24,6 +24,9 @@ pub struct Relay {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) presence: PresenceBook,
+    /// Bounds storage calls in flight to the store's connection pool, so
+    /// waiting requests queue as cheap futures, not as blocked threads.
+    storage_slots: tokio::sync::Semaphore,
 }
 
 /// An authenticated connection as request handlers see it.
@@ -33,6 +36,9 @@ pub struct Session {
     /// Its delivery queue.
     pub mailbox: Arc<Mailbox>,
 }
+
+/// Storage calls in flight at once (the SQLite pool size).
+const STORAGE_SLOTS: usize = crate::store::sqlite::POOL_SIZE;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -57,6 +63,7 @@ impl Relay {
             config,
             metrics,
             presence: PresenceBook::default(),
+            storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }
 
@@ -66,6 +73,11 @@ impl Relay {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
+        let _slot = self
+            .storage_slots
+            .acquire()
+            .await
+            .map_err(|_| RelayError::Unavailable("relay is shutting down"))?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&*store))
             .await

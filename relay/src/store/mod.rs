@@ -226,6 +226,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Appended>, StoreError>;
     /// A chat and its members.
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError>;
+    /// Every device of every member of a chat, in one read (empty when the
+    /// chat does not exist).
+    fn member_devices(&self, chat: &ChatId) -> Result<Vec<DeviceAddr>, StoreError>;
     /// The chats an account belongs to.
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError>;
     /// Accounts that share a chat with `user` (`user` included).

@@ -136,25 +136,28 @@ fn stamp(ct: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(ct.get(..8)?.try_into().ok()?))
 }
 
-/// Latency samples (µs) shared by receivers.
+type Shard = Arc<std::sync::Mutex<Vec<u32>>>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Latency samples (µs), one shard per task so recording never contends.
 #[derive(Default)]
-struct Samples(std::sync::Mutex<Vec<u32>>);
+struct Samples(std::sync::Mutex<Vec<Shard>>);
 
 impl Samples {
-    fn add(&self, batch: &mut Vec<u32>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .append(batch);
+    fn shard(&self) -> Shard {
+        let shard = Shard::default();
+        lock(&self.0).push(shard.clone());
+        shard
     }
 
     fn report(&self, what: &str) {
-        let mut v = std::mem::take(
-            &mut *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let mut v: Vec<u32> = lock(&self.0)
+            .iter()
+            .flat_map(|s| std::mem::take(&mut *lock(s)))
+            .collect();
         v.sort_unstable();
         let q = |p: f64| {
             v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
@@ -182,8 +185,8 @@ fn spawn_receiver(
     measure_from: u64,
 ) {
     let conn = dev.conn.clone();
+    let shard = samples.shard();
     tokio::spawn(async move {
-        let mut local = Vec::with_capacity(1024);
         let result = client::read_events(conn, |e| {
             if let Some(event::Kind::Delivery(d)) = e.kind {
                 let ct = if d.ciphertext.is_empty() {
@@ -192,18 +195,14 @@ fn spawn_receiver(
                     &d.ciphertext
                 };
                 if let Some(sent) = stamp(ct).filter(|s| *s >= measure_from) {
-                    local.push(
+                    lock(&shard).push(
                         u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
                     );
                     delivered.fetch_add(1, Ordering::Relaxed);
-                    if local.len() >= 1024 {
-                        samples.add(&mut local);
-                    }
                 }
             }
         })
         .await;
-        samples.add(&mut local);
         if let Err(e) = result {
             tracing::debug!(error = %e, "delivery stream ended");
         }
@@ -231,7 +230,7 @@ async fn run_senders(
         let s = Arc::new(s);
         let permits = args.inflight.max(1);
         let inflight = Arc::new(Semaphore::new(permits));
-        let (acked, ack_lat, clock) = (acked.clone(), ack_lat.clone(), clock.clone());
+        let (acked, ack_lat, clock) = (acked.clone(), ack_lat.shard(), clock.clone());
         let len = args.payload;
         tasks.push(tokio::spawn(async move {
             let mut ticker = per_sender_interval.map(tokio::time::interval);
@@ -268,10 +267,9 @@ async fn run_senders(
                     });
                     if request(&s.conn, req).await.is_ok() {
                         acked.fetch_add(1, Ordering::Relaxed);
-                        let mut l = vec![
+                        lock(&ack_lat).push(
                             u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
-                        ];
-                        ack_lat.add(&mut l);
+                        );
                     }
                     drop(permit);
                 });

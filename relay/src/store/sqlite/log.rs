@@ -254,6 +254,27 @@ pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord
     }))
 }
 
+pub(super) fn member_devices(
+    conn: &Connection,
+    chat: &ChatId,
+) -> Result<Vec<DeviceAddr>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.user_id, d.device_id FROM chat_members m JOIN devices d ON d.user_id = m.user_id
+         WHERE m.chat_id = ?1",
+    )?;
+    let rows = stmt.query_map([&chat.0[..]], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?))
+    })?;
+    rows.map(|row| {
+        let (user, device) = row?;
+        Ok(DeviceAddr {
+            user: user_id(&user)?,
+            device,
+        })
+    })
+    .collect()
+}
+
 fn member_chats(conn: &Connection, user: &UserId) -> Result<Vec<(ChatId, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1 ORDER BY chat_id",

@@ -13,7 +13,7 @@ mod retention;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -23,8 +23,10 @@ use tern_protocol::{ChatId, ClientMessageId, UserId};
 use super::*;
 use crate::config::Synchronous;
 
-/// Connections kept idle in the pool.
-const POOL_SIZE: usize = 8;
+/// Connections in the pool (besides the log writer's). Callers beyond this
+/// wait for a free connection instead of opening more: every connection has
+/// its own page cache, and opening one is far slower than a query.
+pub const POOL_SIZE: usize = 4;
 /// How long a writer waits for the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,8 +34,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     path: PathBuf,
     synchronous: Synchronous,
-    pool: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    available: Condvar,
     log: Mutex<Connection>,
+}
+
+struct Pool {
+    idle: Vec<Connection>,
+    opened: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,7 +57,11 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_owned(),
             synchronous,
-            pool: Mutex::new(vec![first]),
+            pool: Mutex::new(Pool {
+                idle: vec![first],
+                opened: 1,
+            }),
+            available: Condvar::new(),
             log: Mutex::new(log),
         })
     }
@@ -70,17 +82,31 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = lock(&self.pool).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&self.path, self.synchronous)?,
-        };
+        let mut conn = self.checkout()?;
         let result = f(&mut conn);
-        let mut pool = lock(&self.pool);
-        if pool.len() < POOL_SIZE {
-            pool.push(conn);
-        }
+        lock(&self.pool).idle.push(conn);
+        self.available.notify_one();
         result
+    }
+
+    fn checkout(&self) -> Result<Connection, StoreError> {
+        let mut pool = lock(&self.pool);
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.opened < POOL_SIZE {
+                pool.opened += 1;
+                drop(pool);
+                return open_connection(&self.path, self.synchronous).inspect_err(|_| {
+                    lock(&self.pool).opened -= 1;
+                });
+            }
+            pool = self
+                .available
+                .wait(pool)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 }
 
@@ -180,6 +206,10 @@ impl Store for SqliteStore {
 
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
         self.with_conn(|c| log::chat(c, chat))
+    }
+
+    fn member_devices(&self, chat: &ChatId) -> Result<Vec<DeviceAddr>, StoreError> {
+        self.with_conn(|c| log::member_devices(c, chat))
     }
 
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
