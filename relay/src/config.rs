@@ -101,6 +101,8 @@ pub struct LimitsConfig {
     pub max_commit_batch: usize,
     /// Largest send, all ciphertexts together, in bytes.
     pub max_message_bytes: usize,
+    /// Largest blob (encrypted attachment) in bytes.
+    pub max_blob_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -114,6 +116,7 @@ impl Default for LimitsConfig {
             commit_queue_len: 16_384,
             max_commit_batch: 512,
             max_message_bytes: 1024 * 1024,
+            max_blob_bytes: 100 * 1024 * 1024,
         }
     }
 }

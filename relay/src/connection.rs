@@ -14,8 +14,8 @@ use prost::Message;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tern_protocol::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 use tern_protocol::wire::{
-    AuthOk, Event, ServerFrame, ServerHello, SyncNeeded, client_frame, ephemeral_event, event,
-    request, response, server_frame,
+    AuthOk, Event, Request, ServerFrame, ServerHello, SyncNeeded, client_frame, ephemeral_event,
+    event, request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
 use tern_transport::{FrameIoError as FrameError, read_frame, write_frame};
@@ -283,7 +283,15 @@ async fn request_stream(
     let result = match read_frame(&mut recv).await {
         Ok(None) => return Ok(()),
         Ok(Some(body)) => match decode_client_frame(body) {
-            Ok(frame) => dispatch(relay, session, frame.body).await,
+            Ok(frame) => match blob_request(relay, session, frame.body, &mut send, &mut recv).await
+            {
+                Ok(None) => {
+                    let _ = send.finish();
+                    return Ok(());
+                }
+                Ok(Some(body)) => dispatch(relay, session, body).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e.into()),
         },
         Err(FrameError::Protocol(e)) => {
@@ -306,6 +314,31 @@ async fn request_stream(
     write_frame(&mut send, &frame).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Runs blob transfers, which use their stream beyond one request and one
+/// response; hands any other frame back (`Ok(Some)`).
+async fn blob_request(
+    relay: &Relay,
+    session: Option<&Session>,
+    body: Option<client_frame::Body>,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<Option<Option<client_frame::Body>>, RelayError> {
+    let Some(client_frame::Body::Request(Request { kind: Some(kind) })) = body else {
+        return Ok(Some(body));
+    };
+    match (session, kind) {
+        (Some(_), request::Kind::BlobUploadStart(start)) => {
+            relay.blobs.upload(start, send, recv).await.map(|()| None)
+        }
+        (Some(_), request::Kind::BlobDownload(d)) => {
+            relay.blobs.download(d, send).await.map(|()| None)
+        }
+        (_, kind) => Ok(Some(Some(client_frame::Body::Request(Request {
+            kind: Some(kind),
+        })))),
+    }
 }
 
 async fn dispatch(

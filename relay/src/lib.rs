@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod blobs;
 pub mod chats;
 pub mod config;
 pub mod connection;

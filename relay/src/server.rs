@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quinn::{Endpoint, TransportConfig, VarInt};
 
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::connection::{self, CLOSE_SHUTDOWN};
 use crate::error::StoreError;
@@ -76,6 +77,14 @@ async fn sweep_retention(relay: Arc<Relay>) {
             Ok(n) => tracing::info!(deleted = n, "retention sweep"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
+        let blob_cutoff = std::time::UNIX_EPOCH + Duration::from_millis(cutoff);
+        let sweeping = relay.clone();
+        match tokio::task::spawn_blocking(move || sweeping.blobs.sweep(blob_cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "blob retention sweep"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "blob retention sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "blob retention sweep panicked"),
+        }
     }
 }
 
@@ -107,7 +116,15 @@ impl Server {
             config.limits.commit_queue_len,
             config.limits.max_commit_batch,
         )?;
-        let relay = Arc::new(Relay::new(store, router, log, Arc::new(config), metrics));
+        let blobs = BlobStore::open(&config.data_dir, config.limits.max_blob_bytes)?;
+        let relay = Arc::new(Relay::new(
+            store,
+            router,
+            log,
+            Arc::new(config),
+            metrics,
+            blobs,
+        ));
         Ok(Self {
             endpoint,
             relay,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tern_protocol::wire::{Request, request, response};
 
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::error::{RelayError, StoreError};
 use crate::log_writer::LogWriter;
@@ -24,6 +25,7 @@ pub struct Relay {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) presence: PresenceBook,
+    pub(crate) blobs: BlobStore,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -55,6 +57,7 @@ impl Relay {
         log: LogWriter,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        blobs: BlobStore,
     ) -> Self {
         Self {
             store,
@@ -63,6 +66,7 @@ impl Relay {
             config,
             metrics,
             presence: PresenceBook::default(),
+            blobs,
             storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }
@@ -112,10 +116,10 @@ impl Relay {
             Kind::Sync(r) => self.sync(device, r).await,
             Kind::SetPushEndpoint(r) => self.set_push_endpoint(device, r).await,
             Kind::SubscribePresence(r) => self.subscribe_presence(session, r).await,
-            Kind::BlobUploadStart(_)
-            | Kind::BlobDownload(_)
-            | Kind::ProvisioningOpen(_)
-            | Kind::ProvisioningSend(_) => {
+            Kind::BlobUploadStart(_) | Kind::BlobDownload(_) => Err(RelayError::BadRequest(
+                "blob transfers need their own stream",
+            )),
+            Kind::ProvisioningOpen(_) | Kind::ProvisioningSend(_) => {
                 Err(RelayError::Unavailable("not supported by this relay yet"))
             }
         }

@@ -1,0 +1,257 @@
+//! Encrypted attachments on the filesystem, content-addressed by the
+//! SHA-256 of their ciphertext.
+//!
+//! Layout under `DATA_DIR/blobs`: complete blobs at `ab/abcdef…` (hex id),
+//! uploads in progress at `partial/abcdef…`. An upload streams chunks to the
+//! partial file (memory bounded by one frame), resumes from the partial
+//! file's length after a dropped connection, and becomes visible only after
+//! its hash is verified and the file is renamed into place.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use quinn::{RecvStream, SendStream};
+use sha2::{Digest, Sha256};
+use tern_protocol::BlobId;
+use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
+use tern_protocol::wire::{
+    BlobChunk, BlobDownload, BlobInfo, BlobUploadStart, BlobUploadStatus, ServerFrame,
+    client_frame, response, server_frame,
+};
+use tern_transport::{read_frame, write_frame};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::error::RelayError;
+
+/// The blob directory and the uploads running now.
+pub struct BlobStore {
+    dir: PathBuf,
+    max_len: u64,
+    uploading: Mutex<HashSet<BlobId>>,
+}
+
+/// Marks an upload as running; unmarks it when dropped.
+struct UploadGuard<'a>(&'a BlobStore, BlobId);
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
+    }
+}
+
+fn io(_: std::io::Error) -> RelayError {
+    RelayError::Unavailable("blob storage failed")
+}
+
+fn response_frame(kind: response::Kind) -> ServerFrame {
+    ServerFrame {
+        body: Some(server_frame::Body::Response(
+            tern_protocol::wire::Response { kind: Some(kind) },
+        )),
+    }
+}
+
+async fn send(stream: &mut SendStream, frame: &ServerFrame) -> Result<(), RelayError> {
+    write_frame(stream, frame)
+        .await
+        .map_err(|_| RelayError::Unavailable("stream closed"))
+}
+
+impl BlobStore {
+    /// Opens (creating) `data_dir/blobs`.
+    pub fn open(data_dir: &Path, max_len: u64) -> std::io::Result<Self> {
+        let dir = data_dir.join("blobs");
+        std::fs::create_dir_all(dir.join("partial"))?;
+        Ok(Self {
+            dir,
+            max_len,
+            uploading: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
+        self.uploading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn final_path(&self, id: &BlobId) -> PathBuf {
+        let hex = id.to_string();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    fn partial_path(&self, id: &BlobId) -> PathBuf {
+        self.dir.join("partial").join(id.to_string())
+    }
+
+    fn status(id: &BlobId, received: u64, complete: bool) -> ServerFrame {
+        response_frame(response::Kind::BlobUploadStatus(BlobUploadStatus {
+            blob_id: id.to_wire(),
+            received,
+            complete,
+        }))
+    }
+
+    /// Runs an upload on its request stream; the caller reports errors.
+    pub async fn upload(
+        &self,
+        start: BlobUploadStart,
+        tx: &mut SendStream,
+        rx: &mut RecvStream,
+    ) -> Result<(), RelayError> {
+        let id = BlobId::from_slice("BlobUploadStart.sha256", &start.sha256)?;
+        if start.size > self.max_len {
+            return Err(RelayError::TooLarge(
+                "blob larger than limits.max_blob_bytes",
+            ));
+        }
+        let done = self.final_path(&id);
+        if tokio::fs::metadata(&done)
+            .await
+            .is_ok_and(|m| m.len() == start.size)
+        {
+            return send(tx, &Self::status(&id, start.size, true)).await;
+        }
+        if !self.lock().insert(id) {
+            return Err(RelayError::Conflict(
+                "this blob is being uploaded on another stream",
+            ));
+        }
+        let _guard = UploadGuard(self, id);
+        let partial = self.partial_path(&id);
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&partial)
+            .await
+            .map_err(io)?;
+        let mut received = file.metadata().await.map_err(io)?.len();
+        if received > start.size {
+            file.set_len(0).await.map_err(io)?;
+            received = 0;
+        }
+        send(tx, &Self::status(&id, received, false)).await?;
+        let streamed = receive_chunks(&mut file, rx, &mut received, start.size).await;
+        file.sync_data().await.map_err(io)?;
+        streamed?;
+        if received != start.size {
+            return Err(RelayError::BadRequest(
+                "upload incomplete; resume from the status offset",
+            ));
+        }
+        if hash_file(&partial).await? != id.0 {
+            tokio::fs::remove_file(&partial).await.map_err(io)?;
+            return Err(RelayError::BadRequest(
+                "ciphertext does not match its sha256",
+            ));
+        }
+        let parent = done.parent().unwrap_or(&self.dir);
+        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        tokio::fs::rename(&partial, &done).await.map_err(io)?;
+        tokio::fs::File::open(parent)
+            .await
+            .map_err(io)?
+            .sync_all()
+            .await
+            .map_err(io)?;
+        send(tx, &Self::status(&id, received, true)).await
+    }
+
+    /// Streams a blob from an offset: BlobInfo, then chunks.
+    pub async fn download(&self, req: BlobDownload, tx: &mut SendStream) -> Result<(), RelayError> {
+        let id = BlobId::from_slice("BlobDownload.blob_id", &req.blob_id)?;
+        let mut file = tokio::fs::File::open(self.final_path(&id))
+            .await
+            .map_err(|_| RelayError::NotFound("blob"))?;
+        let size = file.metadata().await.map_err(io)?.len();
+        if req.offset > size {
+            return Err(RelayError::BadRequest("offset beyond the end of the blob"));
+        }
+        let info = response::Kind::BlobInfo(BlobInfo {
+            blob_id: id.to_wire(),
+            size,
+        });
+        send(tx, &response_frame(info)).await?;
+        file.seek(std::io::SeekFrom::Start(req.offset))
+            .await
+            .map_err(io)?;
+        let mut offset = req.offset;
+        let mut buf = vec![0u8; MAX_BLOB_CHUNK_LEN];
+        while offset < size {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = ServerFrame {
+                body: Some(server_frame::Body::BlobChunk(BlobChunk {
+                    offset,
+                    data: bytes::Bytes::copy_from_slice(&buf[..n]),
+                })),
+            };
+            send(tx, &chunk).await?;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Deletes blobs and partial uploads not modified since `cutoff`.
+    pub fn sweep(&self, cutoff: SystemTime) -> std::io::Result<u64> {
+        let mut deleted = 0;
+        for dir in std::fs::read_dir(&self.dir)? {
+            for file in std::fs::read_dir(dir?.path())? {
+                let file = file?;
+                if file.metadata()?.modified()? < cutoff {
+                    std::fs::remove_file(file.path())?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+async fn receive_chunks(
+    file: &mut tokio::fs::File,
+    rx: &mut RecvStream,
+    received: &mut u64,
+    size: u64,
+) -> Result<(), RelayError> {
+    loop {
+        let body = match read_frame(rx).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(()),
+            Err(tern_transport::FrameIoError::Protocol(e)) => return Err(e.into()),
+            Err(_) => return Err(RelayError::Unavailable("upload stream broke")),
+        };
+        let frame = tern_protocol::decode_client_frame(body)?;
+        let Some(client_frame::Body::BlobChunk(chunk)) = frame.body else {
+            return Err(RelayError::BadRequest("expected a BlobChunk"));
+        };
+        if chunk.offset != *received {
+            return Err(RelayError::BadRequest(
+                "chunk offset is not the resume point",
+            ));
+        }
+        let end = received.saturating_add(chunk.data.len() as u64);
+        if end > size {
+            return Err(RelayError::TooLarge("chunks exceed the announced size"));
+        }
+        file.write_all(&chunk.data).await.map_err(io)?;
+        *received = end;
+    }
+}
+
+async fn hash_file(path: &Path) -> Result<[u8; 32], RelayError> {
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
