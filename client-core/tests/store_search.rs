@@ -48,7 +48,10 @@ fn better_matches_rank_first() {
     let hits = store.search(&SearchQuery::new("kayak")).unwrap();
     assert_eq!(hits.len(), 3);
     assert_eq!(hits[2].message_id, m[0], "the long message ranks last");
-    assert!(hits.windows(2).all(|w| w[0].score <= w[1].score));
+    assert!(
+        hits.windows(2)
+            .all(|w| w[0].score.unwrap() <= w[1].score.unwrap())
+    );
     let short = hits.iter().find(|hit| hit.message_id == m[3]).unwrap();
     assert_eq!(short.chat_id, chat_id(2));
     assert_eq!(short.sender, store_support::device(1, 1));

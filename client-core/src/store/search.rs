@@ -4,7 +4,14 @@
 //! and every term becomes a double-quoted string (inner quotes doubled), so
 //! `AND`, `NEAR(`, `col:` or `*` typed by a user are searched for, not
 //! interpreted. Terms are combined with AND and confined to the `body`
-//! column; results are ranked by BM25 (body column only).
+//! column.
+//!
+//! Ranking is BM25 (body column) over the newest [`RANK_WINDOW`] matches that
+//! pass the filters. BM25 needs each term's document count, which FTS5 gets by
+//! walking the term's whole document list: for stop-word-like terms that walk
+//! alone would cost tens of milliseconds. A cheap probe estimates it first;
+//! above [`BM25_MAX_POSTINGS`] the query is ordered by recency instead
+//! ([`SearchHit::score`] is then `None`).
 
 use rusqlite::params;
 use rusqlite::types::ToSql;
@@ -23,6 +30,12 @@ pub const MAX_HITS: u32 = 200;
 pub const MAX_MARKER_LEN: usize = 16;
 /// Matches ranked per query: the newest this many that pass the filters.
 pub const RANK_WINDOW: u32 = 5_000;
+/// Estimated document-list entries (summed over the query's terms) above
+/// which BM25's document-count walk is skipped and hits are ordered by
+/// recency (about 12 ms of walking on a 2-core machine).
+pub const BM25_MAX_POSTINGS: u64 = 200_000;
+/// Matches of one term read to estimate its document count.
+const PROBE_WINDOW: u32 = 1_000;
 /// Tokens of context in a snippet.
 const SNIPPET_TOKENS: i64 = 12;
 
@@ -77,53 +90,65 @@ pub struct SearchHit {
     pub sent_at_ms: i64,
     /// An excerpt of the body with matches highlighted.
     pub snippet: String,
-    /// BM25 score; lower is a better match.
-    pub score: f64,
+    /// BM25 score, lower is better; `None` when the query's terms are so
+    /// common that hits are ordered by recency.
+    pub score: Option<f64>,
 }
 
-/// Columns of the final result: snippets are built for the best hits only.
-const SELECT_HITS: &str = "
-    SELECT m.id, m.chat_id, m.sender_user_id, m.sender_device_id, m.sent_at_ms,
-           snippet(messages_fts, 0, ?4, ?5, '…', ?6), best.score
-    FROM best
-    JOIN messages_fts ON messages_fts.rowid = best.id
-    JOIN messages m ON m.id = best.id
-    WHERE messages_fts MATCH ?1
-    ORDER BY best.score, best.id DESC";
+/// How the hits of one query are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ranking {
+    Bm25,
+    Recency,
+}
 
-/// Without a date filter the index alone yields the newest matches.
-const RECENT_MATCHES: &str = "
-    SELECT messages_fts.rowid AS id, bm25(messages_fts, 1.0, 0.0) AS score
-    FROM messages_fts
-    WHERE messages_fts MATCH ?1
-    ORDER BY messages_fts.rowid DESC LIMIT ?2";
-
-/// With a date filter the scan is confined to the id range of messages sent
-/// in that period, and each candidate's send time is checked exactly.
-const RECENT_MATCHES_IN_PERIOD: &str = "
-    SELECT messages_fts.rowid AS id, bm25(messages_fts, 1.0, 0.0) AS score
-    FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
-    WHERE messages_fts MATCH ?1
-      AND messages_fts.rowid BETWEEN ?7 AND ?8
-      AND m.sent_at_ms >= ?9 AND m.sent_at_ms < ?10
-    ORDER BY messages_fts.rowid DESC LIMIT ?2";
-
-fn search_sql(recent: &str) -> String {
+/// Builds the search statement. The newest matches passing the filters are
+/// collected first (`recent`), the best `?3` of them chosen (`best`), and
+/// snippets built for those alone. With a date filter the index scan is
+/// confined to the id range of the period (`?7`..`?8`) and each candidate's
+/// send time checked exactly (`?9`..`?10`).
+fn search_sql(ranking: Ranking, period: bool) -> String {
+    let score = match ranking {
+        Ranking::Bm25 => "bm25(messages_fts, 1.0, 0.0)",
+        Ranking::Recency => "NULL",
+    };
+    let (join, in_period) = if period {
+        (
+            "JOIN messages m ON m.id = messages_fts.rowid",
+            "AND messages_fts.rowid BETWEEN ?7 AND ?8 AND m.sent_at_ms >= ?9 AND m.sent_at_ms < ?10",
+        )
+    } else {
+        ("", "")
+    };
     format!(
-        "WITH recent AS MATERIALIZED ({recent}),
-              best AS (SELECT id, score FROM recent ORDER BY score, id DESC LIMIT ?3)
-         {SELECT_HITS}"
+        "WITH recent AS MATERIALIZED (
+             SELECT messages_fts.rowid AS id, {score} AS score
+             FROM messages_fts {join}
+             WHERE messages_fts MATCH ?1 {in_period}
+             ORDER BY messages_fts.rowid DESC LIMIT ?2),
+         best AS (SELECT id, score FROM recent ORDER BY score, id DESC LIMIT ?3)
+         SELECT m.id, m.chat_id, m.sender_user_id, m.sender_device_id, m.sent_at_ms,
+                snippet(messages_fts, 0, ?4, ?5, '…', ?6), best.score
+         FROM best
+         JOIN messages_fts ON messages_fts.rowid = best.id
+         JOIN messages m ON m.id = best.id
+         WHERE messages_fts MATCH ?1
+         ORDER BY best.score, best.id DESC"
     )
 }
 
 impl Tx<'_> {
     /// Ranked full-text search; an empty result when the text holds no
-    /// searchable term.
-    ///
-    /// BM25 ranks the newest [`RANK_WINDOW`] matches that pass the filters, so
-    /// a query's cost stays bounded however common its terms are; the chat
-    /// and date filters reach further back.
+    /// searchable term. See the [module documentation](self) for ranking.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        self.search_with_budget(query, BM25_MAX_POSTINGS)
+    }
+
+    fn search_with_budget(
+        &self,
+        query: &SearchQuery,
+        max_postings: u64,
+    ) -> Result<Vec<SearchHit>, StoreError> {
         check_len("search query", query.text.len(), MAX_QUERY_LEN)?;
         check_len(
             "highlight marker",
@@ -135,12 +160,14 @@ impl Tx<'_> {
             query.highlight_end.len(),
             MAX_MARKER_LEN,
         )?;
-        let Some(terms) = match_expression(&query.text, query.prefix) else {
+        let terms = quoted_terms(&query.text, query.prefix);
+        if terms.is_empty() {
             return Ok(Vec::new());
-        };
+        }
+        let body = format!("body : ({})", terms.join(" "));
         let expression = match &query.chat_id {
-            Some(chat_id) => format!("chat_key : \"{}\" AND body : ({terms})", upper_hex(chat_id)),
-            None => format!("body : ({terms})"),
+            Some(chat_id) => format!("chat_key : \"{}\" AND {body}", upper_hex(chat_id)),
+            None => body,
         };
         let since = query.since_ms.unwrap_or(i64::MIN);
         let until = query.until_ms.unwrap_or(i64::MAX);
@@ -153,22 +180,25 @@ impl Tx<'_> {
             None
         };
         let limit = query.limit.min(MAX_HITS);
+        let (ranking, window) = if self.estimated_postings(&terms)? > max_postings {
+            (Ranking::Recency, limit)
+        } else {
+            (Ranking::Bm25, RANK_WINDOW)
+        };
         let mut bound: Vec<&dyn ToSql> = vec![
             &expression,
-            &RANK_WINDOW,
+            &window,
             &limit,
             &query.highlight_start,
             &query.highlight_end,
             &SNIPPET_TOKENS,
         ];
-        let sql = match &period {
-            Some((first_id, last_id)) => {
-                bound.extend([first_id as &dyn ToSql, last_id, &since, &until]);
-                search_sql(RECENT_MATCHES_IN_PERIOD)
-            }
-            None => search_sql(RECENT_MATCHES),
-        };
-        let mut stmt = self.conn().prepare_cached(&sql)?;
+        if let Some((first_id, last_id)) = &period {
+            bound.extend([first_id as &dyn ToSql, last_id, &since, &until]);
+        }
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&search_sql(ranking, period.is_some()))?;
         let mut rows = stmt.query(bound.as_slice())?;
         let mut hits = Vec::new();
         while let Some(row) = rows.next()? {
@@ -185,6 +215,38 @@ impl Tx<'_> {
             });
         }
         Ok(hits)
+    }
+
+    /// Estimates how many document-list entries BM25 would walk for `terms`:
+    /// a term with fewer than [`PROBE_WINDOW`] matches counts exactly;
+    /// otherwise its newest matches' density in the id space is extrapolated.
+    fn estimated_postings(&self, terms: &[String]) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let newest_id: i64 = conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
+            .query_row([], |row| row.get(0))?;
+        let mut probe = conn.prepare_cached(
+            "SELECT count(*), coalesce(min(id), 0) FROM (
+                 SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH ?1
+                 ORDER BY rowid DESC LIMIT ?2)",
+        )?;
+        let mut total: u64 = 0;
+        for term in terms {
+            let (count, oldest_id): (i64, i64) = probe
+                .query_row(params![format!("body : {term}"), PROBE_WINDOW], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            let count = u64::try_from(count).unwrap_or(0);
+            let estimate = if count < u64::from(PROBE_WINDOW) {
+                count
+            } else {
+                let span = u64::try_from(newest_id.saturating_sub(oldest_id)).unwrap_or(0) + 1;
+                let newest = u64::try_from(newest_id).unwrap_or(0);
+                count.saturating_mul(newest) / span
+            };
+            total = total.saturating_add(estimate);
+        }
+        Ok(total)
     }
 
     /// The smallest and largest local id of messages sent in `[since, until)`,
@@ -209,53 +271,115 @@ fn upper_hex(id: &ChatId) -> String {
     id.iter().map(|byte| format!("{byte:02X}")).collect()
 }
 
-/// Turns user text into an FTS5 expression made only of quoted strings, or
-/// `None` when no term contains a letter or digit.
-fn match_expression(text: &str, prefix: bool) -> Option<String> {
+/// Turns user text into FTS5 string literals, one per term: terms without a
+/// letter or digit are dropped, inner quotes doubled, and with `prefix` the
+/// last term gets a `*`. The result contains no FTS5 operator.
+fn quoted_terms(text: &str, prefix: bool) -> Vec<String> {
     let terms: Vec<&str> = text
         .split_whitespace()
         .filter(|term| term.chars().any(char::is_alphanumeric))
         .take(MAX_QUERY_TERMS)
         .collect();
-    let last = terms.len().checked_sub(1)?;
-    let mut expression = String::with_capacity(text.len() + 4 * terms.len());
-    for (index, term) in terms.iter().enumerate() {
-        if index > 0 {
-            expression.push(' ');
-        }
-        expression.push('"');
-        expression.push_str(&term.replace('"', "\"\""));
-        expression.push('"');
-        if prefix && index == last {
-            expression.push('*');
-        }
-    }
-    Some(expression)
+    let last = terms.len().saturating_sub(1);
+    terms
+        .iter()
+        .enumerate()
+        .map(|(index, term)| {
+            let star = if prefix && index == last { "*" } else { "" };
+            format!("\"{}\"{star}", term.replace('"', "\"\""))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::match_expression;
+    use super::*;
+    use crate::store::{Chat, ChatKind, KeySource, NewMessage, Store};
+
+    fn joined(text: &str, prefix: bool) -> String {
+        quoted_terms(text, prefix).join(" ")
+    }
 
     #[test]
     fn operators_and_quotes_are_quoted_terms() {
         assert_eq!(
-            match_expression(r#"a AND "b NEAR(c) col:d -e"#, false).as_deref(),
-            Some(r#""a" "AND" """b" "NEAR(c)" "col:d" "-e""#)
+            joined(r#"a AND "b NEAR(c) col:d -e"#, false),
+            r#""a" "AND" """b" "NEAR(c)" "col:d" "-e""#
         );
     }
 
     #[test]
     fn prefix_applies_to_last_term_only() {
-        assert_eq!(
-            match_expression("hel wor", true).as_deref(),
-            Some(r#""hel" "wor"*"#)
-        );
+        assert_eq!(joined("hel wor", true), r#""hel" "wor"*"#);
     }
 
     #[test]
-    fn punctuation_only_text_has_no_expression() {
-        assert_eq!(match_expression(" \"\" ** ( ", false), None);
-        assert_eq!(match_expression("", true), None);
+    fn punctuation_only_text_has_no_terms() {
+        assert!(quoted_terms(" \"\" ** ( ", false).is_empty());
+        assert!(quoted_terms("", true).is_empty());
+    }
+
+    fn store_with(bodies: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.db"), KeySource::raw([1; 32])).unwrap();
+        store
+            .transaction(|tx| {
+                let chat = Chat {
+                    chat_id: [2; 16],
+                    kind: ChatKind::Direct,
+                    title: String::new(),
+                    created_at_ms: 0,
+                };
+                tx.upsert_chat(&chat)?;
+                for (n, body) in (0u8..).zip(bodies) {
+                    tx.insert_message(&NewMessage {
+                        chat_id: chat.chat_id,
+                        relay_seq: Some(u64::from(n)),
+                        client_message_id: [n; 16],
+                        sender: DeviceAddress {
+                            user_id: [3; 16],
+                            device_id: 1,
+                        },
+                        sent_at_ms: i64::from(n),
+                        received_at_ms: i64::from(n),
+                        body: (*body).to_owned(),
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn postings_are_counted_per_term() {
+        let (_dir, store) = store_with(&["tea time", "tea", "coffee"]);
+        let estimate = store
+            .transaction(|tx| tx.estimated_postings(&quoted_terms("tea coffee nothing", false)))
+            .unwrap();
+        assert_eq!(estimate, 3);
+    }
+
+    #[test]
+    fn over_budget_queries_are_ordered_by_recency() {
+        let (_dir, store) =
+            store_with(&["tea tea tea", "tea and a long tail of other words", "tea"]);
+        let query = SearchQuery::new("tea");
+        let ranked = store
+            .transaction(|tx| tx.search_with_budget(&query, u64::MAX))
+            .unwrap();
+        assert!(ranked.iter().all(|hit| hit.score.is_some()));
+        assert_ne!(
+            ranked[0].sent_at_ms, 2,
+            "BM25 prefers the densest body, not the newest"
+        );
+        let recent = store
+            .transaction(|tx| tx.search_with_budget(&query, 0))
+            .unwrap();
+        assert_eq!(
+            recent.iter().map(|hit| hit.sent_at_ms).collect::<Vec<_>>(),
+            [2, 1, 0]
+        );
+        assert!(recent.iter().all(|hit| hit.score.is_none()));
     }
 }
