@@ -6,25 +6,22 @@
 //! relay opens one unidirectional delivery stream after authentication.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use prost::Message;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use tern_protocol::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
+use tern_protocol::limits::PROTOCOL_VERSION;
 use tern_protocol::wire::{
-    AuthOk, Event, Request, ServerFrame, ServerHello, SyncNeeded, client_frame, ephemeral_event,
-    event, request, response, server_frame,
+    AuthOk, Empty, ProvisioningAddress, Request, ServerFrame, ServerHello, client_frame,
+    ephemeral_event, request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
 use tern_transport::{FrameIoError as FrameError, read_frame, write_frame};
-use tokio::sync::mpsc;
 
 use crate::auth::AuthBinding;
+use crate::delivery::{Outlet, deliver};
 use crate::error::RelayError;
-use crate::metrics::Metrics;
-use crate::router::{Mailbox, Outbound};
+use crate::provisioning;
 use crate::service::{Relay, Session, now_ms};
 use crate::store::DeviceAddr;
 
@@ -35,8 +32,42 @@ pub const CLOSE_PROTOCOL: u32 = 2;
 /// Application close code: the relay is shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 3;
 
-/// Most bytes of queued events written to the delivery stream at once.
-const DELIVERY_WRITE_BATCH: usize = 64 * 1024;
+/// How long a connection with an open provisioning mailbox may wait,
+/// unauthenticated, for the message that lets it register.
+const PROVISIONING_TTL: Duration = Duration::from_secs(600);
+
+/// What every stream of one connection shares.
+struct ConnCtx {
+    relay: Arc<Relay>,
+    conn: Connection,
+    outlet: Arc<Outlet>,
+    session: OnceLock<Session>,
+    provisioning: Mutex<Option<provisioning::Mailbox>>,
+}
+
+impl ConnCtx {
+    fn provisioning(&self) -> std::sync::MutexGuard<'_, Option<provisioning::Mailbox>> {
+        self.provisioning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens this connection's provisioning mailbox (once) and returns its
+    /// address.
+    fn open_provisioning(&self) -> Result<response::Kind, RelayError> {
+        let mut slot = self.provisioning();
+        if slot.is_none() {
+            *slot = Some(self.relay.provisioning.open(self.outlet.clone())?);
+        }
+        let address = slot
+            .as_ref()
+            .map(|m| m.address.to_vec())
+            .unwrap_or_default();
+        Ok(response::Kind::ProvisioningAddress(ProvisioningAddress {
+            address: address.into(),
+        }))
+    }
+}
 /// How long an error response may take to reach the peer before closing.
 const ERROR_FLUSH: Duration = Duration::from_secs(2);
 
@@ -69,7 +100,6 @@ pub async fn serve(relay: Arc<Relay>, incoming: quinn::Incoming) {
 
 async fn run(relay: &Arc<Relay>, conn: &Connection) {
     let auth_timeout = Duration::from_secs(relay.config.limits.auth_timeout_secs);
-    let session = Arc::new(OnceLock::new());
     let control = match tokio::time::timeout(auth_timeout, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return,
@@ -81,16 +111,18 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
             return;
         }
     };
-    let requests = tokio::spawn(accept_requests(
-        relay.clone(),
-        conn.clone(),
-        session.clone(),
-    ));
+    let ctx = Arc::new(ConnCtx {
+        relay: relay.clone(),
+        conn: conn.clone(),
+        outlet: Arc::new(Outlet::new(conn.clone())),
+        session: OnceLock::new(),
+        provisioning: Mutex::new(None),
+    });
+    let requests = tokio::spawn(accept_requests(ctx.clone()));
     let (mut ctl_send, mut ctl_recv) = control;
-    let handshake = handshake(relay, conn, &mut ctl_send, &mut ctl_recv);
-    let device = match tokio::time::timeout(auth_timeout, handshake).await {
-        Ok(Ok(device)) => device,
-        Ok(Err(e)) => {
+    let device = match authenticate(&ctx, &mut ctl_send, &mut ctl_recv).await {
+        Ok(device) => device,
+        Err(e) => {
             tracing::debug!(error = %e, "authentication failed");
             if write_frame(&mut ctl_send, &error_frame(&e)).await.is_ok() {
                 let _ = ctl_send.finish();
@@ -100,19 +132,12 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
             requests.abort();
             return;
         }
-        Err(_) => {
-            conn.close(
-                VarInt::from_u32(CLOSE_UNAUTHENTICATED),
-                b"authentication timeout",
-            );
-            requests.abort();
-            return;
-        }
     };
+    ctx.provisioning().take();
     let (mailbox, rx, came_online) = relay
         .router
         .register(device, relay.config.limits.delivery_queue_len);
-    let _ = session.set(Session {
+    let _ = ctx.session.set(Session {
         device,
         mailbox: mailbox.clone(),
     });
@@ -121,8 +146,8 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         relay.presence.publish(device.user, true);
     }
     tracing::debug!(user = %device.user, device = device.device, "device online");
-    let datagrams = tokio::spawn(read_datagrams(relay.clone(), conn.clone(), session.clone()));
-    if let Err(e) = deliver(conn, &mailbox, rx, &relay.metrics).await {
+    let datagrams = tokio::spawn(read_datagrams(ctx.clone()));
+    if let Err(e) = deliver(&ctx.outlet, &mailbox, rx, &relay.metrics).await {
         tracing::debug!(error = %e, "delivery stream ended");
     }
     relay.presence.forget(&mailbox);
@@ -135,25 +160,32 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
     drop((ctl_send, ctl_recv));
 }
 
+/// Waits for the handshake; a connection holding a provisioning mailbox may
+/// wait up to [`PROVISIONING_TTL`] instead of the authentication timeout.
+async fn authenticate(
+    ctx: &ConnCtx,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<DeviceAddr, RelayError> {
+    let auth_timeout = Duration::from_secs(ctx.relay.config.limits.auth_timeout_secs);
+    let started = Instant::now();
+    let handshake = handshake(&ctx.relay, &ctx.conn, send, recv);
+    tokio::pin!(handshake);
+    loop {
+        tokio::select! {
+            result = &mut handshake => return result,
+            () = tokio::time::sleep(auth_timeout) => {
+                if ctx.provisioning().is_none() || started.elapsed() >= PROVISIONING_TTL {
+                    return Err(RelayError::Unauthenticated("authentication timeout"));
+                }
+            }
+        }
+    }
+}
+
 fn exporter(conn: &Connection) -> Result<[u8; 32], RelayError> {
     tern_transport::auth_exporter(conn)
         .map_err(|_| RelayError::Unavailable("TLS exporter unavailable"))
-}
-
-/// Appends one encoded frame to a buffer, so queued events go out in one
-/// write.
-fn append_frame(buf: &mut BytesMut, msg: &ServerFrame) -> Result<(), ProtocolError> {
-    let len = msg.encoded_len();
-    if len > MAX_FRAME_LEN {
-        return Err(ProtocolError::FrameTooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
-    }
-    // MAX_FRAME_LEN fits in u32.
-    buf.extend_from_slice(&(len as u32).to_be_bytes());
-    msg.encode_raw(buf);
-    Ok(())
 }
 
 async fn next_frame(recv: &mut RecvStream) -> Result<bytes::Bytes, RelayError> {
@@ -231,16 +263,16 @@ async fn handshake(
 const DATAGRAMS_PER_SECOND: u32 = 20;
 
 /// Reads ephemeral events (typing) sent as datagrams, rate-limited.
-async fn read_datagrams(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLock<Session>>) {
+async fn read_datagrams(ctx: Arc<ConnCtx>) {
     let mut window = Instant::now();
     let mut count = 0;
-    while let Ok(datagram) = conn.read_datagram().await {
+    while let Ok(datagram) = ctx.conn.read_datagram().await {
         if window.elapsed() >= Duration::from_secs(1) {
             window = Instant::now();
             count = 0;
         }
         count += 1;
-        let Some(session) = session.get() else {
+        let Some(session) = ctx.session.get() else {
             continue;
         };
         if count > DATAGRAMS_PER_SECOND {
@@ -254,19 +286,18 @@ async fn read_datagrams(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLo
             }
         };
         if let Some(ephemeral_event::Kind::Typing(t)) = event.kind
-            && let Err(e) = relay.typing(session, t).await
+            && let Err(e) = ctx.relay.typing(session, t).await
         {
             tracing::debug!(error = %e, "typing event refused");
         }
     }
 }
 
-async fn accept_requests(relay: Arc<Relay>, conn: Connection, session: Arc<OnceLock<Session>>) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let relay = relay.clone();
-        let session = session.clone();
+async fn accept_requests(ctx: Arc<ConnCtx>) {
+    while let Ok((send, recv)) = ctx.conn.accept_bi().await {
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = request_stream(&relay, session.get(), send, recv).await {
+            if let Err(e) = request_stream(&ctx, send, recv).await {
                 tracing::debug!(error = %e, "request stream failed");
             }
         });
@@ -275,21 +306,19 @@ async fn accept_requests(relay: Arc<Relay>, conn: Connection, session: Arc<OnceL
 
 /// One request, one response, then the stream is finished.
 async fn request_stream(
-    relay: &Relay,
-    session: Option<&Session>,
+    ctx: &ConnCtx,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), FrameError> {
     let result = match read_frame(&mut recv).await {
         Ok(None) => return Ok(()),
         Ok(Some(body)) => match decode_client_frame(body) {
-            Ok(frame) => match blob_request(relay, session, frame.body, &mut send, &mut recv).await
-            {
+            Ok(frame) => match blob_request(ctx, frame.body, &mut send, &mut recv).await {
                 Ok(None) => {
                     let _ = send.finish();
                     return Ok(());
                 }
-                Ok(Some(body)) => dispatch(relay, session, body).await,
+                Ok(Some(body)) => dispatch(ctx, body).await,
                 Err(e) => Err(e),
             },
             Err(e) => Err(e.into()),
@@ -319,8 +348,7 @@ async fn request_stream(
 /// Runs blob transfers, which use their stream beyond one request and one
 /// response; hands any other frame back (`Ok(Some)`).
 async fn blob_request(
-    relay: &Relay,
-    session: Option<&Session>,
+    ctx: &ConnCtx,
     body: Option<client_frame::Body>,
     send: &mut SendStream,
     recv: &mut RecvStream,
@@ -328,13 +356,12 @@ async fn blob_request(
     let Some(client_frame::Body::Request(Request { kind: Some(kind) })) = body else {
         return Ok(Some(body));
     };
-    match (session, kind) {
+    let blobs = &ctx.relay.blobs;
+    match (ctx.session.get(), kind) {
         (Some(_), request::Kind::BlobUploadStart(start)) => {
-            relay.blobs.upload(start, send, recv).await.map(|()| None)
+            blobs.upload(start, send, recv).await.map(|()| None)
         }
-        (Some(_), request::Kind::BlobDownload(d)) => {
-            relay.blobs.download(d, send).await.map(|()| None)
-        }
+        (Some(_), request::Kind::BlobDownload(d)) => blobs.download(d, send).await.map(|()| None),
         (_, kind) => Ok(Some(Some(client_frame::Body::Request(Request {
             kind: Some(kind),
         })))),
@@ -342,93 +369,21 @@ async fn blob_request(
 }
 
 async fn dispatch(
-    relay: &Relay,
-    session: Option<&Session>,
+    ctx: &ConnCtx,
     body: Option<client_frame::Body>,
 ) -> Result<response::Kind, RelayError> {
     let Some(client_frame::Body::Request(req)) = body else {
         return Err(RelayError::BadRequest("expected a Request frame"));
     };
-    let Some(session) = session else {
-        return Err(RelayError::Unauthenticated(
+    match (req.kind, ctx.session.get()) {
+        (Some(request::Kind::ProvisioningOpen(_)), _) => ctx.open_provisioning(),
+        (Some(request::Kind::ProvisioningSend(r)), _) => {
+            ctx.relay.provisioning.send(&r.address, r.ciphertext)?;
+            Ok(response::Kind::Ok(Empty {}))
+        }
+        (kind, Some(session)) => ctx.relay.handle(session, Request { kind }).await,
+        (_, None) => Err(RelayError::Unauthenticated(
             "authenticate on the control stream first",
-        ));
-    };
-    relay.handle(session, req).await
-}
-
-fn event_frame(kind: event::Kind) -> ServerFrame {
-    ServerFrame {
-        body: Some(server_frame::Body::Event(Event { kind: Some(kind) })),
-    }
-}
-
-/// Puts one outbound item on the wire: stream events into the write
-/// buffer, ephemeral events straight into a datagram (dropped if the peer
-/// does not take datagrams).
-fn render(
-    conn: &Connection,
-    mailbox: &Mailbox,
-    out: Outbound,
-    buf: &mut BytesMut,
-    committed: &mut Vec<Instant>,
-) -> Result<(), ProtocolError> {
-    let frame = match out {
-        Outbound::Entry(entry) => {
-            committed.push(entry.committed_at);
-            event_frame(event::Kind::Delivery(entry.delivery_for(mailbox.device)))
-        }
-        Outbound::Event(e) => ServerFrame {
-            body: Some(server_frame::Body::Event(*e)),
-        },
-        Outbound::Ephemeral(e) => {
-            let _ = conn.send_datagram(e.encode_to_vec().into());
-            return Ok(());
-        }
-    };
-    append_frame(buf, &frame)
-}
-
-/// Drains the mailbox onto the delivery stream until the connection ends.
-async fn deliver(
-    conn: &Connection,
-    mailbox: &Mailbox,
-    mut rx: mpsc::Receiver<Outbound>,
-    metrics: &Metrics,
-) -> Result<(), FrameError> {
-    let mut stream = match conn.open_uni().await {
-        Ok(s) => s,
-        Err(_) => return Ok(()),
-    };
-    let mut buf = BytesMut::new();
-    let mut committed = Vec::new();
-    loop {
-        tokio::select! {
-            out = rx.recv() => match out {
-                Some(out) => render(conn, mailbox, out, &mut buf, &mut committed)?,
-                None => return Ok(()),
-            },
-            () = mailbox.lagged() => {}
-            _ = conn.closed() => return Ok(()),
-        }
-        while buf.len() < DELIVERY_WRITE_BATCH {
-            let Ok(out) = rx.try_recv() else { break };
-            render(conn, mailbox, out, &mut buf, &mut committed)?;
-        }
-        if mailbox.is_lagging() && rx.is_empty() {
-            append_frame(
-                &mut buf,
-                &event_frame(event::Kind::SyncNeeded(SyncNeeded {})),
-            )?;
-            mailbox.clear_lagging();
-            metrics.sync_needed.fetch_add(1, Ordering::Relaxed);
-        }
-        if !buf.is_empty() {
-            stream.write_all(&buf).await?;
-            buf.clear();
-            for at in committed.drain(..) {
-                metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
-            }
-        }
+        )),
     }
 }

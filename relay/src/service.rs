@@ -13,6 +13,7 @@ use crate::error::{RelayError, StoreError};
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::presence::PresenceBook;
+use crate::provisioning::ProvisioningBoard;
 use crate::router::Mailbox;
 use crate::router::Router;
 use crate::store::{DeviceAddr, Store};
@@ -26,6 +27,7 @@ pub struct Relay {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) presence: PresenceBook,
     pub(crate) blobs: BlobStore,
+    pub(crate) provisioning: Arc<ProvisioningBoard>,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -67,6 +69,7 @@ impl Relay {
             metrics,
             presence: PresenceBook::default(),
             blobs,
+            provisioning: Arc::default(),
             storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }
@@ -119,9 +122,9 @@ impl Relay {
             Kind::BlobUploadStart(_) | Kind::BlobDownload(_) => Err(RelayError::BadRequest(
                 "blob transfers need their own stream",
             )),
-            Kind::ProvisioningOpen(_) | Kind::ProvisioningSend(_) => {
-                Err(RelayError::Unavailable("not supported by this relay yet"))
-            }
+            Kind::ProvisioningOpen(_) | Kind::ProvisioningSend(_) => Err(RelayError::BadRequest(
+                "provisioning belongs to the connection, not to a device",
+            )),
         }
     }
 }

@@ -184,7 +184,7 @@ pub struct Client {
 }
 
 /// The control-stream preamble: hello, challenge; returns what to sign.
-async fn open(
+pub async fn open(
     addr: SocketAddr,
     fingerprint: &str,
 ) -> (Endpoint, Connection, SendStream, RecvStream, Vec<u8>) {
@@ -310,6 +310,19 @@ impl Client {
         device_id: u32,
     ) -> Result<Self, Error> {
         let (endpoint, conn, send, recv, message) = open(relay.0, relay.1).await;
+        Self::register_device_on(endpoint, conn, send, recv, message, account, device_id).await
+    }
+
+    /// Registers a device on a connection already past hello.
+    pub async fn register_device_on(
+        endpoint: Endpoint,
+        conn: Connection,
+        send: SendStream,
+        recv: RecvStream,
+        message: Vec<u8>,
+        account: &Account,
+        device_id: u32,
+    ) -> Result<Self, Error> {
         let req = request::Kind::RegisterDevice(RegisterDevice {
             user_id: account.user_id.to_vec().into(),
             device_id,

@@ -1,0 +1,95 @@
+//! Provisioning mailboxes for linking a new device: a connection (not yet
+//! authenticated) opens a random address; another device sends one
+//! end-to-end encrypted message to it, which the relay forwards as an event.
+//! Nothing is stored: a mailbox lives as long as its connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tern_protocol::limits::PROVISIONING_ADDRESS_LEN;
+use tern_protocol::wire::{ProvisioningMessage, event};
+use tokio::sync::mpsc;
+
+use crate::delivery::{Outlet, append_frame, event_frame};
+use crate::error::RelayError;
+
+/// Messages a mailbox holds before senders get QUOTA_EXCEEDED.
+const MAILBOX_LEN: usize = 8;
+/// Most mailboxes open at once on a relay.
+const MAX_MAILBOXES: usize = 100_000;
+
+type Address = [u8; PROVISIONING_ADDRESS_LEN];
+
+/// Open provisioning mailboxes by address.
+#[derive(Default)]
+pub struct ProvisioningBoard(Mutex<HashMap<Address, mpsc::Sender<ProvisioningMessage>>>);
+
+/// An open mailbox; closing it (drop) frees the address.
+pub struct Mailbox {
+    /// Its address.
+    pub address: Address,
+    board: Arc<ProvisioningBoard>,
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.board.lock().remove(&self.address);
+    }
+}
+
+impl ProvisioningBoard {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Address, mpsc::Sender<ProvisioningMessage>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a mailbox whose messages are written to `outlet`.
+    pub fn open(self: &Arc<Self>, outlet: Arc<Outlet>) -> Result<Mailbox, RelayError> {
+        let mut address = [0u8; PROVISIONING_ADDRESS_LEN];
+        getrandom::fill(&mut address).map_err(|_| RelayError::Unavailable("no randomness"))?;
+        let (tx, rx) = mpsc::channel(MAILBOX_LEN);
+        {
+            let mut boxes = self.lock();
+            if boxes.len() >= MAX_MAILBOXES {
+                return Err(RelayError::Unavailable("too many provisioning mailboxes"));
+            }
+            boxes.insert(address, tx);
+        }
+        tokio::spawn(forward(outlet, rx));
+        Ok(Mailbox {
+            address,
+            board: self.clone(),
+        })
+    }
+
+    /// Delivers a message to an open mailbox.
+    pub fn send(&self, address: &[u8], ciphertext: Bytes) -> Result<(), RelayError> {
+        let address = Address::try_from(address)
+            .map_err(|_| RelayError::BadRequest("provisioning address length"))?;
+        let tx = self
+            .lock()
+            .get(&address)
+            .cloned()
+            .ok_or(RelayError::NotFound("provisioning mailbox"))?;
+        let message = ProvisioningMessage {
+            address: address.to_vec().into(),
+            ciphertext,
+        };
+        tx.try_send(message)
+            .map_err(|_| RelayError::QuotaExceeded("provisioning mailbox is full"))
+    }
+}
+
+async fn forward(outlet: Arc<Outlet>, mut rx: mpsc::Receiver<ProvisioningMessage>) {
+    while let Some(message) = rx.recv().await {
+        let mut buf = bytes::BytesMut::new();
+        let frame = event_frame(event::Kind::ProvisioningMessage(message));
+        if append_frame(&mut buf, &frame).is_err() || outlet.write(&buf).await.is_err() {
+            return;
+        }
+    }
+}
