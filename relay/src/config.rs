@@ -103,6 +103,14 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Largest blob (encrypted attachment) in bytes.
     pub max_blob_bytes: u64,
+    /// Requests per second per device (0 = unlimited).
+    pub requests_per_device_per_sec: u32,
+    /// Requests a device may burst above its rate.
+    pub request_burst: u32,
+    /// New connections per second per source IP address (0 = unlimited).
+    pub connections_per_ip_per_sec: u32,
+    /// Connections a source address may burst above its rate.
+    pub connection_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -117,6 +125,10 @@ impl Default for LimitsConfig {
             max_commit_batch: 512,
             max_message_bytes: 1024 * 1024,
             max_blob_bytes: 100 * 1024 * 1024,
+            requests_per_device_per_sec: 500,
+            request_burst: 2000,
+            connections_per_ip_per_sec: 20,
+            connection_burst: 200,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum RelayError {
     /// The relay is shutting down or overloaded.
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
+    /// Too many requests; retry after the given time.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// Storage failed.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -87,6 +90,7 @@ impl RelayError {
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::TooLarge(_) => ErrorCode::TooLarge,
             Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::Store(StoreError::Rejected(inner)) => inner.code(),
             Self::Store(_) => ErrorCode::Internal,
         }
@@ -106,6 +110,10 @@ impl RelayError {
             Self::Store(StoreError::Rejected(inner)) => return inner.to_wire(),
             Self::Store(_) => ("internal error".to_owned(), 1000),
             Self::Unavailable(_) => (self.to_string(), 1000),
+            Self::RateLimited(wait) => (
+                self.to_string(),
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+            ),
             other => (other.to_string(), 0),
         };
         let mut message = message;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Endpoint, TransportConfig, VarInt};
 
@@ -163,6 +163,17 @@ impl Server {
         let sweeper = tokio::spawn(sweep_retention(self.relay.clone()));
         let accept = async {
             while let Some(incoming) = self.endpoint.accept().await {
+                let source = incoming.remote_address().ip();
+                if self
+                    .relay
+                    .address_limits
+                    .check(source, Instant::now())
+                    .is_err()
+                {
+                    tracing::debug!(%source, "connection refused: rate limited");
+                    incoming.refuse();
+                    continue;
+                }
                 tokio::spawn(connection::serve(self.relay.clone(), incoming));
             }
         };

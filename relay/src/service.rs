@@ -14,6 +14,7 @@ use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::presence::PresenceBook;
 use crate::provisioning::ProvisioningBoard;
+use crate::ratelimit::RateLimiter;
 use crate::router::Mailbox;
 use crate::router::Router;
 use crate::store::{DeviceAddr, Store};
@@ -28,6 +29,8 @@ pub struct Relay {
     pub(crate) presence: PresenceBook,
     pub(crate) blobs: BlobStore,
     pub(crate) provisioning: Arc<ProvisioningBoard>,
+    pub(crate) device_limits: RateLimiter<DeviceAddr>,
+    pub(crate) address_limits: RateLimiter<std::net::IpAddr>,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -61,6 +64,11 @@ impl Relay {
         metrics: Arc<Metrics>,
         blobs: BlobStore,
     ) -> Self {
+        let limits = &config.limits;
+        let device_limits =
+            RateLimiter::new(limits.requests_per_device_per_sec, limits.request_burst);
+        let address_limits =
+            RateLimiter::new(limits.connections_per_ip_per_sec, limits.connection_burst);
         Self {
             store,
             router,
@@ -70,6 +78,8 @@ impl Relay {
             presence: PresenceBook::default(),
             blobs,
             provisioning: Arc::default(),
+            device_limits,
+            address_limits,
             storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }
@@ -100,6 +110,9 @@ impl Relay {
     ) -> Result<response::Kind, RelayError> {
         use request::Kind;
         let device = session.device;
+        self.device_limits
+            .check(device, std::time::Instant::now())
+            .map_err(RelayError::RateLimited)?;
         let kind = req.kind.ok_or(RelayError::BadRequest("empty request"))?;
         match kind {
             Kind::RegisterAccount(_) | Kind::RegisterDevice(_) => Err(RelayError::BadRequest(

@@ -132,3 +132,45 @@ async fn wrong_protocol_version_is_refused() {
     assert_eq!(code(&e), ErrorCode::UnsupportedVersion);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_over_its_request_rate_is_told_to_wait() {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.requests_per_device_per_sec = 1;
+        c.limits.request_burst = 2;
+    })
+    .await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let a = Client::register(at, &Account::new("alice", 1))
+        .await
+        .unwrap();
+    let b = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+    a.ok(list_chats()).await;
+    a.ok(list_chats()).await;
+    let err = a.request(list_chats()).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::RateLimited);
+    assert!(err.retry_after_ms > 0);
+    b.ok(list_chats()).await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_address_over_its_connection_rate_is_refused() {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.connections_per_ip_per_sec = 1;
+        c.limits.connection_burst = 2;
+    })
+    .await;
+    let endpoint = client_endpoint(&relay.fingerprint);
+    let mut refused = 0;
+    for _ in 0..10 {
+        let connecting = endpoint
+            .connect(relay.addr, tern_relay::tls::SELF_SIGNED_NAME)
+            .unwrap();
+        if guard(connecting).await.is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "connections beyond the burst are refused");
+    relay.stop().await;
+}
