@@ -145,3 +145,89 @@ impl TestUser {
             .unwrap()
     }
 }
+
+/// Cheap Argon2id parameters: the default 64 MiB × 3 is far too slow in
+/// debug-built tests.
+pub fn test_key(passphrase: &str) -> tern_core::client::KeySource {
+    let params = tern_core::client::KdfParams::new(1024, 1, 1).unwrap();
+    tern_core::client::KeySource::passphrase_with_params(passphrase, params)
+}
+
+/// A client device with its own store directory.
+pub struct TestClient {
+    pub client: tern_core::Client,
+    pub events: tern_core::client::EventSubscription,
+    pub config: tern_core::ClientConfig,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestClient {
+    /// Creates an account `name` on `relay` and waits until it is online.
+    pub async fn create(relay: &TestRelay, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            tern_core::ClientConfig::new(dir.path().join("store.db"), relay.address.clone());
+        let client = guard(tern_core::Client::create(
+            config.clone(),
+            test_key("passphrase"),
+            name.into(),
+            None,
+        ))
+        .await
+        .unwrap();
+        let events = client.subscribe();
+        guard(client.wait_online(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        Self {
+            client,
+            events,
+            config,
+            dir,
+        }
+    }
+
+    /// Shuts the client down and opens it again from its store.
+    pub async fn reopen(self, config: tern_core::ClientConfig) -> Self {
+        self.client.shutdown().await;
+        drop(self.client);
+        let client = guard(tern_core::Client::open(
+            config.clone(),
+            test_key("passphrase"),
+        ))
+        .await
+        .unwrap();
+        let events = client.subscribe();
+        Self {
+            client,
+            events,
+            config,
+            dir: self.dir,
+        }
+    }
+
+    /// Waits for the first event that `pick` maps to `Some`.
+    pub async fn expect<T>(
+        &mut self,
+        mut pick: impl FnMut(tern_core::ClientEvent) -> Option<T>,
+    ) -> T {
+        guard(async {
+            loop {
+                let event = self.events.next().await.expect("client gone");
+                if let Some(found) = pick(event) {
+                    return found;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for the next received message.
+    pub async fn next_message(&mut self) -> tern_core::client::Message {
+        self.expect(|event| match event {
+            tern_core::ClientEvent::MessageReceived(m) => Some(m),
+            _ => None,
+        })
+        .await
+    }
+}

@@ -1,0 +1,215 @@
+//! The local account: identities, the account record and prekeys.
+
+use bytes::Bytes;
+use prost::Message;
+use rand_core::{Rng, UnwrapErr};
+use tern_protocol::wire::{
+    DeviceEntry, DeviceList, KemPrekey, OneTimePrekey, SignedDeviceList, SignedPrekey,
+    UploadPrekeys,
+};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::error::ClientError;
+use super::types::{AccountInfo, UserId};
+use crate::crypto::consts::DEVICE_SIGNATURE_LABEL;
+use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
+use crate::crypto::prekeys::{KemPreKey, KemPreKeyKind, OneTimePreKey, SignedPreKey};
+use crate::net::DeviceSigner;
+use crate::store::{IdentitySlot, PrekeyKind, StoreError, Tx};
+
+/// One-time prekeys (of each kind) generated per batch; the relay's per-upload limit.
+pub const PREKEY_BATCH: u32 = 100;
+/// Id of the signed X25519 prekey.
+const SIGNED_PREKEY_ID: u32 = 1;
+/// Id of the last-resort KEM prekey; one-time KEM ids stay below it.
+const LAST_RESORT_KEM_ID: u32 = 0x8000_0000;
+
+/// The operating system's random generator as the crypto layer's RNG.
+pub(crate) fn rng() -> UnwrapErr<getrandom::SysRng> {
+    UnwrapErr(getrandom::SysRng)
+}
+
+/// Random bytes from the operating system.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rng().fill_bytes(&mut out);
+    out
+}
+
+/// The stored account record (identity slot `Account`), protobuf-encoded.
+#[derive(Clone, PartialEq, Message)]
+struct AccountRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    user_id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    user_name: String,
+    #[prost(uint32, tag = "3")]
+    device_id: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    account_identity: Vec<u8>,
+    #[prost(bool, tag = "5")]
+    registered: bool,
+}
+
+impl Drop for AccountRecord {
+    fn drop(&mut self) {
+        self.account_identity.zeroize();
+    }
+}
+
+/// The identities of this device, loaded from or written to the store.
+pub(crate) struct LocalAccount {
+    pub info: AccountInfo,
+    pub account: AccountIdentity,
+    pub device: DeviceIdentity,
+    pub registered: bool,
+}
+
+impl LocalAccount {
+    /// A fresh account with its first device (id 1).
+    pub fn generate(user_name: String) -> Self {
+        let mut rng = rng();
+        Self {
+            info: AccountInfo {
+                user_id: random_bytes(),
+                user_name,
+                device_id: 1,
+            },
+            account: AccountIdentity::generate(&mut rng),
+            device: DeviceIdentity::generate(&mut rng),
+            registered: false,
+        }
+    }
+
+    /// Reads the account from the store, if one was created.
+    pub fn load(tx: &Tx<'_>) -> Result<Option<Self>, ClientError> {
+        let Some(record) = tx.identity(IdentitySlot::Account)? else {
+            return Ok(None);
+        };
+        let device = tx
+            .identity(IdentitySlot::Device)?
+            .ok_or(ClientError::StoreCorrupt("device identity missing".into()))?;
+        let record = AccountRecord::decode(record.as_slice())
+            .map_err(|_| ClientError::StoreCorrupt("account record".into()))?;
+        let user_id = UserId::try_from(record.user_id.as_slice())
+            .map_err(|_| ClientError::StoreCorrupt("account user id".into()))?;
+        let corrupt = |e: crate::crypto::CryptoError| ClientError::StoreCorrupt(e.to_string());
+        Ok(Some(Self {
+            info: AccountInfo {
+                user_id,
+                user_name: record.user_name.clone(),
+                device_id: record.device_id,
+            },
+            account: AccountIdentity::from_bytes(&record.account_identity).map_err(corrupt)?,
+            device: DeviceIdentity::from_bytes(&device).map_err(corrupt)?,
+            registered: record.registered,
+        }))
+    }
+
+    /// Writes the account record and the device identity.
+    pub fn save(&self, tx: &Tx<'_>) -> Result<(), StoreError> {
+        let record = AccountRecord {
+            user_id: self.info.user_id.to_vec(),
+            user_name: self.info.user_name.clone(),
+            device_id: self.info.device_id,
+            account_identity: self.account.to_bytes().to_vec(),
+            registered: self.registered,
+        };
+        let encoded = Zeroizing::new(record.encode_to_vec());
+        tx.put_identity(IdentitySlot::Account, &encoded)?;
+        tx.put_identity(IdentitySlot::Device, &self.device.to_bytes())
+    }
+
+    /// The account-signed device list naming this device only (version 1).
+    pub fn initial_device_list(&self) -> SignedDeviceList {
+        let list = DeviceList {
+            user_id: Bytes::copy_from_slice(&self.info.user_id),
+            version: 1,
+            devices: vec![DeviceEntry {
+                device_id: self.info.device_id,
+                identity_key: Bytes::copy_from_slice(&self.device.public_key().to_bytes()),
+            }],
+        }
+        .encode_to_vec();
+        let signature = self.account.sign(&list);
+        SignedDeviceList {
+            device_list: list.into(),
+            signature: Bytes::copy_from_slice(&signature),
+        }
+    }
+}
+
+/// Signs the relay's authentication message with the device identity.
+///
+/// The relay verifies `Ed25519(AUTH_SIGNATURE_CONTEXT ‖ challenge ‖ exporter)`;
+/// [`DeviceIdentity::sign`] prepends that same context itself, so it is
+/// stripped from the message first and the signed bytes are identical.
+pub(crate) struct DeviceAuth<'a>(pub &'a DeviceIdentity);
+
+impl DeviceSigner for DeviceAuth<'_> {
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(
+            message
+                .strip_prefix(DEVICE_SIGNATURE_LABEL)
+                .unwrap_or(message),
+        )
+    }
+}
+
+/// Generates prekeys, stores their private halves and returns the upload.
+/// With `initial`, also the signed prekey and the last-resort KEM prekey.
+pub(crate) fn generate_prekeys(
+    tx: &Tx<'_>,
+    device: &DeviceIdentity,
+    initial: bool,
+) -> Result<UploadPrekeys, StoreError> {
+    let mut rng = rng();
+    // Random 30-bit bases keep batches from reusing ids still held by the relay.
+    let base = (rng.next_u32() & 0x3fff_ffff).max(1);
+    let mut upload = UploadPrekeys::default();
+    if initial {
+        let signed = SignedPreKey::generate(SIGNED_PREKEY_ID, device, &mut rng);
+        tx.put_prekey(PrekeyKind::Signed, signed.id(), &signed.to_bytes())?;
+        let public = signed.public();
+        upload.signed_prekey = Some(SignedPrekey {
+            id: public.id,
+            public_key: Bytes::copy_from_slice(&public.key),
+            signature: Bytes::copy_from_slice(&public.signature),
+        });
+        let last_resort = KemPreKey::generate(
+            LAST_RESORT_KEM_ID,
+            KemPreKeyKind::LastResort,
+            device,
+            &mut rng,
+        );
+        tx.put_prekey(
+            PrekeyKind::KemLastResort,
+            last_resort.id(),
+            &last_resort.to_bytes(),
+        )?;
+        upload.last_resort_kem_prekey = Some(kem_wire(&last_resort));
+    }
+    for prekey in OneTimePreKey::generate_batch(base, PREKEY_BATCH, &mut rng) {
+        tx.put_prekey(PrekeyKind::OneTime, prekey.id(), &prekey.to_bytes())?;
+        let public = prekey.public();
+        upload.one_time_prekeys.push(OneTimePrekey {
+            id: public.id,
+            public_key: Bytes::copy_from_slice(&public.key),
+        });
+    }
+    for offset in 0..PREKEY_BATCH {
+        let prekey = KemPreKey::generate(base + offset, KemPreKeyKind::OneTime, device, &mut rng);
+        tx.put_prekey(PrekeyKind::KemOneTime, prekey.id(), &prekey.to_bytes())?;
+        upload.one_time_kem_prekeys.push(kem_wire(&prekey));
+    }
+    Ok(upload)
+}
+
+fn kem_wire(prekey: &KemPreKey) -> KemPrekey {
+    let public = prekey.public();
+    KemPrekey {
+        id: public.id,
+        public_key: Bytes::copy_from_slice(public.key.as_bytes()),
+        signature: Bytes::copy_from_slice(&public.signature),
+    }
+}

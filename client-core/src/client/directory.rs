@@ -1,0 +1,183 @@
+//! Verified device lists of users (contacts and the own account) and prekey
+//! bundles checked against them.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use tern_protocol::wire::{PrekeyBundle, SignedDeviceList, UserInfo};
+
+use super::error::ClientError;
+use super::types::UserId;
+use crate::crypto::identity::{IDENTITY_KEY_LEN, IdentityKey, verify_account_signature};
+use crate::crypto::kem::KemPublicKey;
+use crate::crypto::prekeys::{
+    KemPreKeyPublic, OneTimePreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
+};
+
+/// A user's device list whose signature by the account key was verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceSet {
+    pub user_id: UserId,
+    pub user_name: String,
+    pub account_key: [u8; IDENTITY_KEY_LEN],
+    pub version: u64,
+    /// (device id, Ed25519 identity key).
+    pub devices: Vec<(u32, [u8; IDENTITY_KEY_LEN])>,
+}
+
+impl DeviceSet {
+    /// Verifies a directory entry: the account-key signature over the exact
+    /// list bytes, the list's user id, and the entry sizes.
+    pub fn verify(info: &UserInfo) -> Result<Self, ClientError> {
+        let user_id = UserId::try_from(info.user_id.as_ref())
+            .map_err(|_| ClientError::Verification("user id length".into()))?;
+        let signed = info
+            .device_list
+            .as_ref()
+            .ok_or(ClientError::Verification("missing device list".into()))?;
+        Self::verify_list(user_id, info.user_name.clone(), &info.account_key, signed)
+    }
+
+    /// Verifies a signed device list of `user_id` under `account_key`.
+    pub fn verify_list(
+        user_id: UserId,
+        user_name: String,
+        account_key: &[u8],
+        signed: &SignedDeviceList,
+    ) -> Result<Self, ClientError> {
+        let bad = |what: &str| ClientError::Verification(format!("device list: {what}"));
+        let account_key: [u8; IDENTITY_KEY_LEN] =
+            account_key.try_into().map_err(|_| bad("account key"))?;
+        let signature: [u8; 64] = signed
+            .signature
+            .as_ref()
+            .try_into()
+            .map_err(|_| bad("signature length"))?;
+        verify_account_signature(&account_key, &signed.device_list, &signature)
+            .map_err(|_| bad("bad signature"))?;
+        let list = tern_protocol::decode_device_list(signed).map_err(|_| bad("malformed"))?;
+        if list.user_id.as_ref() != user_id {
+            return Err(bad("signed for another user"));
+        }
+        let devices = list
+            .devices
+            .iter()
+            .map(|d| {
+                <[u8; IDENTITY_KEY_LEN]>::try_from(d.identity_key.as_ref())
+                    .map(|key| (d.device_id, key))
+                    .map_err(|_| bad("identity key length"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            user_id,
+            user_name,
+            account_key,
+            version: list.version,
+            devices,
+        })
+    }
+
+    /// The identity key of `device_id`, if it is in the list.
+    pub fn identity(&self, device_id: u32) -> Option<&[u8; IDENTITY_KEY_LEN]> {
+        self.devices
+            .iter()
+            .find(|(id, _)| *id == device_id)
+            .map(|(_, key)| key)
+    }
+
+    /// Converts a fetched bundle into the crypto layer's form after checking
+    /// that its identity key is the one this list names for the device.
+    pub fn bundle(&self, bundle: &PrekeyBundle) -> Result<PreKeyBundle, ClientError> {
+        let bad = |what: &str| ClientError::Verification(format!("prekey bundle: {what}"));
+        let listed = self
+            .identity(bundle.device_id)
+            .ok_or_else(|| bad("device not in the signed list"))?;
+        if bundle.identity_key.as_ref() != listed.as_slice() {
+            return Err(bad("identity key differs from the signed list"));
+        }
+        let identity_key = IdentityKey::from_bytes(listed)?;
+        let signed = bundle
+            .signed_prekey
+            .as_ref()
+            .ok_or_else(|| bad("no signed prekey"))?;
+        let signed_prekey = SignedPreKeyPublic {
+            id: signed.id,
+            key: array(&signed.public_key, "signed prekey")?,
+            signature: array(&signed.signature, "signed prekey signature")?,
+        };
+        let one_time_prekey = match &bundle.one_time_prekey {
+            Some(p) => Some(OneTimePreKeyPublic {
+                id: p.id,
+                key: array(&p.public_key, "one-time prekey")?,
+            }),
+            None => None,
+        };
+        let kem_prekey = match &bundle.kem_prekey {
+            Some(p) => Some(KemPreKeyPublic {
+                id: p.id,
+                key: KemPublicKey::from_bytes(&p.public_key)?,
+                signature: array(&p.signature, "KEM prekey signature")?,
+            }),
+            None => None,
+        };
+        let bundle = PreKeyBundle {
+            identity_key,
+            signed_prekey,
+            one_time_prekey,
+            kem_prekey,
+        };
+        bundle.verify()?;
+        Ok(bundle)
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ClientError> {
+    bytes
+        .try_into()
+        .map_err(|_| ClientError::Verification(format!("prekey bundle: {what} length")))
+}
+
+/// Cache of verified device lists, refusing rollbacks.
+#[derive(Default)]
+pub(crate) struct Directory {
+    /// Each list with whether it is stale (a newer version was announced).
+    lists: Mutex<HashMap<UserId, (DeviceSet, bool)>>,
+}
+
+impl Directory {
+    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (DeviceSet, bool)>> {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached list of `user`, unless it is stale.
+    pub fn get(&self, user: &UserId) -> Option<DeviceSet> {
+        match self.lists().get(user) {
+            Some((set, false)) => Some(set.clone()),
+            _ => None,
+        }
+    }
+
+    /// Caches a verified list. A lower version under the same account key is
+    /// a rollback and refused.
+    pub fn insert(&self, set: DeviceSet) -> Result<(), ClientError> {
+        let mut lists = self.lists();
+        if let Some((known, _)) = lists.get(&set.user_id) {
+            if known.account_key == set.account_key && set.version < known.version {
+                return Err(ClientError::Verification(format!(
+                    "device list rollback from version {} to {}",
+                    known.version, set.version
+                )));
+            }
+        }
+        lists.insert(set.user_id, (set, false));
+        Ok(())
+    }
+
+    /// Marks `user`'s list stale: the next use fetches it again, and the
+    /// fetched list must not be older than the one known.
+    pub fn invalidate(&self, user: &UserId) {
+        if let Some(entry) = self.lists().get_mut(user) {
+            entry.1 = true;
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The public client API used by the CLI and the FFI.
+//!
+//! A [`Client`] owns one device: its encrypted store, its identities and a
+//! background task that keeps a relay connection (reconnecting with backoff),
+//! resyncs from the stored cursors, receives and decrypts deliveries and sends
+//! the outbox. Calls take and return owned values only; failures are one
+//! [`ClientError`]; incoming activity arrives as [`ClientEvent`]s through
+//! [`Client::subscribe`].
+//!
+//! ```no_run
+//! # use tern_core::client::*;
+//! # async fn demo(relay: tern_core::net::RelayAddress) -> Result<(), ClientError> {
+//! let config = ClientConfig::new("/tmp/alice.db", relay);
+//! let alice = Client::create(config, KeySource::passphrase("pw"), "alice".into(), None).await?;
+//! let mut events = alice.subscribe();
+//! let bob = alice.add_contact("bob".into()).await?;
+//! let chat = alice.direct_chat(bob.user_id)?;
+//! alice.send_text(chat, "hi bob".into())?;
+//! while let Some(event) = events.next().await {
+//!     if let ClientEvent::MessageReceived(message) = event {
+//!         println!("{}", message.text);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod account;
+mod directory;
+mod error;
+mod event;
+mod types;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tern_protocol::wire::{
+    ChatKind as WireChatKind, CreateChat, EphemeralEvent, LookupUser, RegisterAccount,
+    SubscribePresence, Typing, ephemeral_event, request,
+};
+use tokio::sync::{Notify, broadcast, watch};
+
+pub use error::ClientError;
+pub use event::{ClientEvent, EventSubscription};
+pub use types::{
+    AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
+    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, UserId,
+    Verification,
+};
+
+pub(crate) use account::{DeviceAuth, generate_prekeys, random_bytes, rng};
+pub(crate) use directory::{DeviceSet, Directory};
+
+use crate::crypto::fingerprint::SafetyNumber;
+use crate::crypto::identity::IdentityKey;
+use crate::crypto::session::SessionManager;
+use crate::net::{Greeting, RelayAddress};
+use crate::store::{Chat, Contact, Store, StoreError};
+use crate::sync::content::{MAX_TEXT_LEN, Payload, ReceiptKind};
+use crate::sync::crypto_store::CryptoStore;
+use crate::sync::{Core, now_ms, queue_payload};
+use account::LocalAccount;
+
+/// Events buffered per subscription before the slowest one lags.
+const EVENT_BUFFER: usize = 1024;
+/// Label of the direct-chat id derivation.
+const DIRECT_CHAT_LABEL: &[u8] = b"tern/v1/direct-chat\0";
+
+/// Where the client keeps its data and which relay it talks to.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Path of the encrypted database (its key header sits beside it).
+    pub store_path: PathBuf,
+    /// The relay.
+    pub relay: RelayAddress,
+    /// Test hook: transmit outbox entries but ignore the relay's acks, which
+    /// simulates a crash between send and ack. Never set in production.
+    pub testing_drop_acks: bool,
+}
+
+impl ClientConfig {
+    /// A configuration with default options.
+    pub fn new(store_path: impl Into<PathBuf>, relay: RelayAddress) -> Self {
+        Self {
+            store_path: store_path.into(),
+            relay,
+            testing_drop_acks: false,
+        }
+    }
+}
+
+/// One device's client. Cheap to share behind an `Arc`; every method takes
+/// `&self`. Dropping it stops the background task.
+pub struct Client {
+    core: Arc<Core>,
+    account_key: IdentityKey,
+    shutdown: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn open_store(config: &ClientConfig, key: KeySource) -> Result<Arc<Store>, ClientError> {
+    let path = config.store_path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(path, key))
+        .await
+        .map_err(|_| ClientError::Store("store opening task failed".into()))??;
+    Ok(Arc::new(store))
+}
+
+impl Client {
+    /// Creates an account with this device as its first device: generates the
+    /// account and device identities and prekeys, stores them, registers the
+    /// user name with the relay and uploads the prekeys. Needs the relay.
+    ///
+    /// Fails with [`ClientError::AccountState`] if the store already holds a
+    /// registered account, [`ClientError::Refused`] if the name is taken.
+    pub async fn create(
+        config: ClientConfig,
+        key: KeySource,
+        user_name: String,
+        invite_token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let store = open_store(&config, key).await?;
+        let existing = store.transaction(LocalAccount::load)?;
+        if existing.is_some_and(|a| a.registered) {
+            return Err(ClientError::AccountState(
+                "this store already holds an account",
+            ));
+        }
+        let mut account = LocalAccount::generate(user_name);
+        let upload = store.transaction(|tx| {
+            account.save(tx)?;
+            generate_prekeys(tx, &account.device, true)
+        })?;
+        let greeting = Greeting::connect(&config.relay).await?;
+        let register = RegisterAccount {
+            user_name: account.info.user_name.clone(),
+            account_key: Bytes::copy_from_slice(&account.account.public_key().to_bytes()),
+            device_list: Some(account.initial_device_list()),
+            device_id: account.info.device_id,
+            invite_token: invite_token.unwrap_or_default(),
+            device_signature: greeting.sign(&DeviceAuth(&account.device)),
+        };
+        let (_, conn) = greeting
+            .register(request::Kind::RegisterAccount(register))
+            .await?;
+        conn.request(request::Kind::UploadPrekeys(upload)).await?;
+        conn.close();
+        account.registered = true;
+        store.transaction(|tx| account.save(tx))?;
+        Ok(Self::start(config, store, account))
+    }
+
+    /// Opens the account stored at `config.store_path`. Works offline: the
+    /// background task connects when the relay is reachable.
+    ///
+    /// Fails with [`ClientError::WrongKey`] for a wrong passphrase or key and
+    /// [`ClientError::AccountState`] if the store holds no account.
+    pub async fn open(config: ClientConfig, key: KeySource) -> Result<Self, ClientError> {
+        let store = open_store(&config, key).await?;
+        let account = store
+            .transaction(LocalAccount::load)?
+            .ok_or(ClientError::AccountState("no account in this store"))?;
+        if !account.registered {
+            return Err(ClientError::AccountState(
+                "account registration did not complete; create it again",
+            ));
+        }
+        Ok(Self::start(config, store, account))
+    }
+
+    fn start(config: ClientConfig, store: Arc<Store>, account: LocalAccount) -> Self {
+        let crypto = Arc::new(CryptoStore::new(store.clone()));
+        let core = Arc::new(Core {
+            store,
+            sessions: SessionManager::new(account.device.clone(), crypto.clone()),
+            crypto,
+            account: account.info.clone(),
+            relay: config.relay,
+            directory: Directory::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            conn: watch::channel(None).0,
+            outbox_wake: Notify::new(),
+            presence: Mutex::new(Vec::new()),
+            drop_acks: config.testing_drop_acks,
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let task = tokio::spawn(crate::sync::run(core.clone(), stop));
+        Self {
+            core,
+            account_key: account.account.public_key(),
+            shutdown,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Stops the background task and closes the relay connection. Messages
+    /// not yet acknowledged stay in the outbox for the next start.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// This device's account.
+    pub fn account(&self) -> AccountInfo {
+        self.core.account.clone()
+    }
+
+    /// A new subscription to events emitted from now on.
+    pub fn subscribe(&self) -> EventSubscription {
+        EventSubscription::new(self.core.events.subscribe())
+    }
+
+    /// Whether the relay connection is up.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.core.state()
+    }
+
+    /// Waits until the relay connection is up, at most `timeout`.
+    pub async fn wait_online(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut state = self.core.conn.subscribe();
+        let online = tokio::time::timeout(timeout, state.wait_for(Option::is_some)).await;
+        match online {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Offline(
+                "timed out waiting for the relay".into(),
+            )),
+        }
+    }
+
+    /// Looks a user up by name, verifies their account-signed device list and
+    /// stores them as a contact (pinning their account key). Needs the relay.
+    pub async fn add_contact(&self, user_name: String) -> Result<ContactInfo, ClientError> {
+        let conn = self.core.connection()?;
+        let set = self
+            .core
+            .lookup(
+                &conn,
+                LookupUser {
+                    user_name: user_name.clone(),
+                    user_id: Bytes::new(),
+                },
+            )
+            .await?;
+        if set.user_name != user_name {
+            return Err(ClientError::Verification(
+                "lookup answered another name".into(),
+            ));
+        }
+        crate::sync::check_account_key(&self.core, &set)?;
+        self.contact(set.user_id)
+    }
+
+    /// One contact.
+    pub fn contact(&self, user_id: UserId) -> Result<ContactInfo, ClientError> {
+        let contact = self
+            .core
+            .store
+            .transaction(|tx| tx.contact(&user_id))?
+            .ok_or(ClientError::UnknownUser(crate::sync::hex(&user_id)))?;
+        Ok(contact_info(contact))
+    }
+
+    /// All contacts, by name.
+    pub fn contacts(&self) -> Result<Vec<ContactInfo>, ClientError> {
+        let contacts = self.core.store.transaction(|tx| tx.contacts())?;
+        Ok(contacts.into_iter().map(contact_info).collect())
+    }
+
+    /// The direct chat with a contact (its id is derived from both user ids,
+    /// so both sides agree without talking). Created locally if needed; the
+    /// relay learns of it with the first message.
+    pub fn direct_chat(&self, user_id: UserId) -> Result<ChatId, ClientError> {
+        let me = self.core.account.user_id;
+        if user_id == me {
+            return Err(ClientError::InvalidArgument(
+                "a direct chat needs another user",
+            ));
+        }
+        let contact = self.contact(user_id)?;
+        let chat_id = direct_chat_id(&me, &user_id);
+        self.core.store.transaction(|tx| {
+            if tx.chat(&chat_id)?.is_none() {
+                tx.upsert_chat(&Chat {
+                    chat_id,
+                    kind: ChatKind::Direct,
+                    title: contact.user_name.clone(),
+                    created_at_ms: now_ms(),
+                })?;
+                tx.set_chat_members(&chat_id, &[me, user_id])?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(chat_id)
+    }
+
+    /// Creates a group chat with `members` (contacts) on the relay. The title
+    /// stays on this device. Needs the relay.
+    pub async fn create_group(
+        &self,
+        title: String,
+        members: Vec<UserId>,
+    ) -> Result<ChatId, ClientError> {
+        let conn = self.core.connection()?;
+        let me = self.core.account.user_id;
+        for member in &members {
+            self.contact(*member)?;
+        }
+        let chat_id: ChatId = random_bytes();
+        conn.request(request::Kind::CreateChat(CreateChat {
+            chat_id: Bytes::copy_from_slice(&chat_id),
+            kind: WireChatKind::Group as i32,
+            members: members.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
+        }))
+        .await?;
+        let mut all = vec![me];
+        all.extend(members.into_iter().filter(|m| *m != me));
+        self.core.store.transaction(|tx| {
+            tx.upsert_chat(&Chat {
+                chat_id,
+                kind: ChatKind::Group,
+                title,
+                created_at_ms: now_ms(),
+            })?;
+            tx.set_chat_members(&chat_id, &all)
+        })?;
+        Ok(chat_id)
+    }
+
+    /// Chats known on this device.
+    pub fn chats(&self) -> Result<Vec<ChatInfo>, ClientError> {
+        let chats = self.core.store.transaction(|tx| {
+            tx.chats()?
+                .into_iter()
+                .map(|chat| {
+                    let members = tx.chat_members(&chat.chat_id)?;
+                    Ok(ChatInfo {
+                        chat_id: chat.chat_id,
+                        kind: chat.kind,
+                        title: chat.title,
+                        members,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        Ok(chats)
+    }
+
+    /// Queues a text message: it is stored (history and outbox, one
+    /// transaction) before this returns, and sent — encrypted for every
+    /// device of every member and every other own device — as soon as the
+    /// relay is reachable, retried until acknowledged. Works offline.
+    ///
+    /// Refused with [`ClientError::UntrustedIdentity`] while a verified
+    /// member's identity change is unacknowledged.
+    pub fn send_text(&self, chat_id: ChatId, text: String) -> Result<Message, ClientError> {
+        if text.is_empty() {
+            return Err(ClientError::InvalidArgument("empty message"));
+        }
+        if text.len() > MAX_TEXT_LEN {
+            return Err(ClientError::InvalidArgument("message too long"));
+        }
+        let me = self.core.account.user_id;
+        let client_message_id: ClientMessageId = random_bytes();
+        let stored = self.core.store.transaction(|tx| {
+            if tx.chat(&chat_id)?.is_none() {
+                return Err(ClientError::UnknownChat);
+            }
+            let members = tx.chat_members(&chat_id)?;
+            for member in members.iter().filter(|m| **m != me) {
+                let contact = tx.contact(member)?;
+                if contact.is_some_and(|c| c.verification == Verification::Unverified) {
+                    return Err(ClientError::UntrustedIdentity);
+                }
+            }
+            let message = crate::store::NewMessage {
+                chat_id,
+                relay_seq: None,
+                client_message_id,
+                sender: crate::store::DeviceAddress {
+                    user_id: me,
+                    device_id: self.core.account.device_id,
+                },
+                sent_at_ms: now_ms(),
+                received_at_ms: now_ms(),
+                body: text.clone(),
+            };
+            let id = tx.insert_message(&message)?.id();
+            for member in members.iter().filter(|m| **m != me) {
+                tx.set_delivery_status(id, member, DeliveryStatus::Pending)?;
+            }
+            queue_payload(
+                tx,
+                &chat_id,
+                &client_message_id,
+                &Payload::Text(text),
+                Some(id),
+            )?;
+            Ok(crate::store::StoredMessage { id, message })
+        })?;
+        self.core.outbox_wake.notify_one();
+        Ok(Message::from_stored(stored, &me))
+    }
+
+    /// A page of a chat's history in display (relay seq) order: the last
+    /// `limit` messages before seq `before` (the newest when `None`).
+    pub fn messages(
+        &self,
+        chat_id: ChatId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        let me = self.core.account.user_id;
+        let page = self
+            .core
+            .store
+            .transaction(|tx| tx.chat_messages(&chat_id, before, limit))?;
+        Ok(page
+            .into_iter()
+            .map(|m| Message::from_stored(m, &me))
+            .collect())
+    }
+
+    /// The status of an outgoing message per recipient.
+    pub fn message_status(
+        &self,
+        message_id: MessageId,
+    ) -> Result<Vec<(UserId, DeliveryStatus)>, ClientError> {
+        Ok(self
+            .core
+            .store
+            .transaction(|tx| tx.delivery_statuses(message_id))?)
+    }
+
+    /// Marks the chat read up to relay seq `up_to` and sends read receipts
+    /// for the incoming messages that were unread.
+    pub fn mark_read(&self, chat_id: ChatId, up_to: u64) -> Result<(), ClientError> {
+        let me = self.core.account.user_id;
+        self.core.store.transaction(|tx| {
+            let read = tx.cursor(&chat_id)?.map_or(0, |c| c.read_seq);
+            if up_to <= read {
+                return Ok::<_, ClientError>(());
+            }
+            let page = tx.chat_messages(&chat_id, Some(up_to.saturating_add(1)), 1000)?;
+            let ids: Vec<ClientMessageId> = page
+                .iter()
+                .filter(|m| m.message.sender.user_id != me)
+                .filter(|m| m.message.relay_seq.is_some_and(|seq| seq > read))
+                .map(|m| m.message.client_message_id)
+                .collect();
+            if !ids.is_empty() {
+                let receipt = Payload::Receipt(ReceiptKind::Read, ids);
+                queue_payload(tx, &chat_id, &random_bytes(), &receipt, None)?;
+            }
+            tx.advance_read(&chat_id, up_to)?;
+            Ok(())
+        })?;
+        self.core.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Full-text search over the local history.
+    pub fn search(&self, query: SearchQuery) -> Result<Vec<SearchHit>, ClientError> {
+        Ok(self.core.store.search(&query)?)
+    }
+
+    /// The safety number shared with a contact (60 digits, same on both
+    /// sides), computed from both account keys.
+    pub fn safety_number(&self, user_id: UserId) -> Result<String, ClientError> {
+        let contact = self
+            .core
+            .store
+            .transaction(|tx| tx.contact(&user_id))?
+            .ok_or(ClientError::UnknownUser(crate::sync::hex(&user_id)))?;
+        let key: [u8; 32] = contact
+            .identity_key
+            .as_deref()
+            .and_then(|k| k.try_into().ok())
+            .ok_or(ClientError::Verification("no account key known".into()))?;
+        let theirs = IdentityKey::from_bytes(&key)?;
+        let number = SafetyNumber::new(
+            &self.core.account.user_id,
+            &self.account_key,
+            &user_id,
+            &theirs,
+        );
+        Ok(number.digits().to_owned())
+    }
+
+    /// Marks a contact verified (after comparing safety numbers) or not.
+    pub fn set_verified(&self, user_id: UserId, verified: bool) -> Result<(), ClientError> {
+        let state = if verified {
+            Verification::Verified
+        } else {
+            Verification::Default
+        };
+        Ok(self
+            .core
+            .store
+            .transaction(|tx| tx.set_verification(&user_id, state))?)
+    }
+
+    /// Accepts a verified contact's new identity key: sending is allowed
+    /// again and the contact is no longer marked verified.
+    pub fn acknowledge_identity_change(&self, user_id: UserId) -> Result<(), ClientError> {
+        self.set_verified(user_id, false)
+    }
+
+    /// Sends a typing indicator to the chat's online members (best effort).
+    pub fn set_typing(&self, chat_id: ChatId, active: bool) -> Result<(), ClientError> {
+        let conn = self.core.connection()?;
+        let event = EphemeralEvent {
+            kind: Some(ephemeral_event::Kind::Typing(Typing {
+                chat_id: Bytes::copy_from_slice(&chat_id),
+                active,
+                user_id: Bytes::new(),
+                device_id: 0,
+            })),
+        };
+        Ok(conn.send_ephemeral(&event)?)
+    }
+
+    /// Replaces the set of users whose presence is reported as
+    /// [`ClientEvent::Presence`]; kept across reconnects.
+    pub async fn subscribe_presence(&self, users: Vec<UserId>) -> Result<(), ClientError> {
+        *self
+            .core
+            .presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = users.clone();
+        let conn = self.core.connection()?;
+        let user_ids = users.iter().map(|u| Bytes::copy_from_slice(u)).collect();
+        conn.request(request::Kind::SubscribePresence(SubscribePresence {
+            user_ids,
+        }))
+        .await?;
+        Ok(())
+    }
+}
+
+fn contact_info(contact: Contact) -> ContactInfo {
+    ContactInfo {
+        user_id: contact.user_id,
+        user_name: contact.display_name,
+        verification: contact.verification,
+    }
+}
+
+/// The id of the direct chat between two users:
+/// `SHA-256("tern/v1/direct-chat\0" ‖ lower id ‖ higher id)[..16]`.
+pub fn direct_chat_id(a: &UserId, b: &UserId) -> ChatId {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let digest = Sha256::new()
+        .chain_update(DIRECT_CHAT_LABEL)
+        .chain_update(low)
+        .chain_update(high)
+        .finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}

@@ -1,0 +1,221 @@
+//! The plaintext content format: what a ciphertext decrypts to.
+//!
+//! Every end-to-end encrypted payload is one protobuf [`Content`] (schema and
+//! rules in `docs/client.md`). The relay never sees it. Decoding is bounded by
+//! the ciphertext limit (64 KiB) and every field is validated before use.
+
+use prost::Message;
+
+use crate::store::{ClientMessageId, ID_LEN};
+
+/// Version of the content format this build writes and reads.
+pub const CONTENT_VERSION: u32 = 1;
+/// Most client message ids one receipt may name.
+pub const MAX_RECEIPT_IDS: usize = 1000;
+/// Largest text body, in bytes (the store's message body limit).
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+
+/// One decrypted payload.
+#[derive(Clone, PartialEq, Message)]
+pub struct Content {
+    /// Format version; a receiver refuses versions it does not know.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// Send time on the sender's clock, milliseconds since the Unix epoch.
+    #[prost(uint64, tag = "2")]
+    pub sent_at_ms: u64,
+    /// What the payload carries.
+    #[prost(oneof = "Body", tags = "3, 4, 5")]
+    pub body: Option<Body>,
+}
+
+/// The kinds of content.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// A text message shown in the chat.
+    #[prost(message, tag = "3")]
+    Text(Text),
+    /// Delivered or read receipts for earlier messages of the same chat.
+    #[prost(message, tag = "4")]
+    Receipt(Receipt),
+    /// A control message whose only purpose is to carry a new session
+    /// (session repair after an undecryptable message).
+    #[prost(message, tag = "5")]
+    SessionReset(SessionReset),
+}
+
+/// A text message.
+#[derive(Clone, PartialEq, Message)]
+pub struct Text {
+    /// UTF-8 body, at most [`MAX_TEXT_LEN`] bytes.
+    #[prost(string, tag = "1")]
+    pub body: String,
+}
+
+/// A receipt for messages of the chat it is sent in.
+#[derive(Clone, PartialEq, Message)]
+pub struct Receipt {
+    /// 1 = delivered, 2 = read.
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    /// Client message ids of the receipted messages (16 bytes each).
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub client_message_ids: Vec<Vec<u8>>,
+}
+
+/// Session repair marker (no fields).
+#[derive(Clone, PartialEq, Message)]
+pub struct SessionReset {}
+
+/// Receipt levels carried by [`Receipt::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// A device of the recipient stored the message.
+    Delivered,
+    /// The recipient read the message.
+    Read,
+}
+
+impl ReceiptKind {
+    fn wire(self) -> u32 {
+        match self {
+            Self::Delivered => 1,
+            Self::Read => 2,
+        }
+    }
+}
+
+/// A validated, decoded payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Text to show.
+    Text(String),
+    /// Receipts for messages of this chat.
+    Receipt(ReceiptKind, Vec<ClientMessageId>),
+    /// Session repair marker.
+    SessionReset,
+}
+
+/// Why a decrypted payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    /// Not a valid protobuf `Content`.
+    #[error("malformed content")]
+    Malformed,
+    /// A content version this build does not understand.
+    #[error("unsupported content version {0}")]
+    UnsupportedVersion(u32),
+    /// A kind of content this build does not understand.
+    #[error("unknown content kind")]
+    UnknownKind,
+    /// A field violates its limit.
+    #[error("invalid content field: {0}")]
+    Invalid(&'static str),
+}
+
+impl Payload {
+    /// Encodes the payload as a [`Content`] stamped with `sent_at_ms`.
+    pub fn encode(&self, sent_at_ms: u64) -> Vec<u8> {
+        let body = match self {
+            Self::Text(body) => Body::Text(Text { body: body.clone() }),
+            Self::Receipt(kind, ids) => Body::Receipt(Receipt {
+                kind: kind.wire(),
+                client_message_ids: ids.iter().map(|id| id.to_vec()).collect(),
+            }),
+            Self::SessionReset => Body::SessionReset(SessionReset {}),
+        };
+        Content {
+            version: CONTENT_VERSION,
+            sent_at_ms,
+            body: Some(body),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes and validates a decrypted payload; returns it with its send time.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, u64), ContentError> {
+        let content = Content::decode(bytes).map_err(|_| ContentError::Malformed)?;
+        if content.version != CONTENT_VERSION {
+            return Err(ContentError::UnsupportedVersion(content.version));
+        }
+        let payload = match content.body.ok_or(ContentError::UnknownKind)? {
+            Body::Text(text) => {
+                if text.body.len() > MAX_TEXT_LEN {
+                    return Err(ContentError::Invalid("Text.body"));
+                }
+                Self::Text(text.body)
+            }
+            Body::Receipt(receipt) => {
+                let kind = match receipt.kind {
+                    1 => ReceiptKind::Delivered,
+                    2 => ReceiptKind::Read,
+                    _ => return Err(ContentError::Invalid("Receipt.kind")),
+                };
+                if receipt.client_message_ids.len() > MAX_RECEIPT_IDS {
+                    return Err(ContentError::Invalid("Receipt.client_message_ids"));
+                }
+                let ids = receipt
+                    .client_message_ids
+                    .iter()
+                    .map(|id| <[u8; ID_LEN]>::try_from(id.as_slice()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ContentError::Invalid("Receipt.client_message_ids"))?;
+                Self::Receipt(kind, ids)
+            }
+            Body::SessionReset(_) => Self::SessionReset,
+        };
+        Ok((payload, content.sent_at_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        for payload in [
+            Payload::Text("hello ✓".into()),
+            Payload::Receipt(ReceiptKind::Read, vec![[7; ID_LEN], [9; ID_LEN]]),
+            Payload::SessionReset,
+        ] {
+            let bytes = payload.encode(42);
+            assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));
+        }
+    }
+
+    #[test]
+    fn hostile_content_is_refused() {
+        let future = Content {
+            version: 2,
+            sent_at_ms: 0,
+            body: None,
+        };
+        assert_eq!(
+            Payload::decode(&future.encode_to_vec()),
+            Err(ContentError::UnsupportedVersion(2))
+        );
+        let empty = Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: None,
+        };
+        assert_eq!(
+            Payload::decode(&empty.encode_to_vec()),
+            Err(ContentError::UnknownKind)
+        );
+        let short_id = Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: Some(Body::Receipt(Receipt {
+                kind: 1,
+                client_message_ids: vec![vec![1; 3]],
+            })),
+        };
+        assert!(matches!(
+            Payload::decode(&short_id.encode_to_vec()),
+            Err(ContentError::Invalid(_))
+        ));
+        assert_eq!(Payload::decode(&[0xff, 0xff]), Err(ContentError::Malformed));
+    }
+}

@@ -1,0 +1,176 @@
+//! The crypto layer's [`SessionStore`] on top of the encrypted store, with
+//! changes held back until the caller commits them together with the message
+//! they belong to.
+//!
+//! [`SessionManager`](crate::crypto::session::SessionManager) commits each
+//! operation through [`SessionStore::apply`]. Here `apply` only records the
+//! change in memory (later loads see it); [`CryptoStore::commit`] writes every
+//! recorded change plus the caller's own writes (the decrypted message, the
+//! outbox entry, the cursor) in ONE store transaction. A crash before that
+//! commit leaves neither the ratchet advanced nor the message stored.
+//! Callers hold [`CryptoStore::begin`]'s guard for the whole batch, so two
+//! batches never interleave.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::crypto::prekeys::{KemPreKey, OneTimePreKey, SignedPreKey};
+use crate::crypto::session::{
+    DeviceAddress, SessionRecord, SessionStore, StoreError as CryptoStoreError, StoreTransaction,
+};
+use crate::store::{self, PrekeyKind, Store, StoreError, Tx};
+
+/// Session id under which the crypto layer's whole record (active session and
+/// archive) is stored for one remote device.
+const RECORD_ID: &[u8] = b"record";
+
+#[derive(Default)]
+struct Pending {
+    sessions: HashMap<DeviceAddress, SessionRecord>,
+    one_time_prekeys: Vec<u32>,
+    kem_prekeys: Vec<u32>,
+}
+
+/// Session and prekey storage over the encrypted store; see the module docs.
+pub struct CryptoStore {
+    store: Arc<Store>,
+    pending: Mutex<Pending>,
+    batch: Mutex<()>,
+}
+
+/// Exclusive access for one batch of crypto operations and their commit.
+pub struct Batch<'a> {
+    owner: &'a CryptoStore,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl CryptoStore {
+    /// Wraps the store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            pending: Mutex::new(Pending::default()),
+            batch: Mutex::new(()),
+        }
+    }
+
+    /// Starts a batch. Anything left over from an abandoned batch is dropped.
+    pub fn begin(&self) -> Batch<'_> {
+        let guard = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.pending() = Pending::default();
+        Batch {
+            owner: self,
+            _guard: guard,
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, CryptoStoreError> {
+        self.store
+            .transaction(f)
+            .map_err(|e| CryptoStoreError(e.to_string()))
+    }
+}
+
+impl Batch<'_> {
+    /// Writes the batch's crypto changes and whatever `f` writes in one
+    /// transaction. On error nothing is written and the changes are dropped.
+    pub fn commit<T, E>(self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let pending = std::mem::take(&mut *self.owner.pending());
+        self.owner.store.transaction(|tx| {
+            write_pending(tx, &pending)?;
+            f(tx)
+        })
+    }
+}
+
+fn to_store(address: &DeviceAddress) -> store::DeviceAddress {
+    store::DeviceAddress {
+        user_id: address.user,
+        device_id: address.device,
+    }
+}
+
+fn write_pending(tx: &Tx<'_>, pending: &Pending) -> Result<(), StoreError> {
+    for (address, record) in &pending.sessions {
+        tx.put_session(&to_store(address), RECORD_ID, &record.to_bytes(), true)?;
+    }
+    for id in &pending.one_time_prekeys {
+        tx.remove_prekey(PrekeyKind::OneTime, *id)?;
+    }
+    for id in &pending.kem_prekeys {
+        tx.remove_prekey(PrekeyKind::KemOneTime, *id)?;
+    }
+    Ok(())
+}
+
+fn decode_err(e: crate::crypto::CryptoError) -> CryptoStoreError {
+    CryptoStoreError(format!("stored crypto state: {e}"))
+}
+
+impl SessionStore for CryptoStore {
+    fn load_session(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<Option<SessionRecord>, CryptoStoreError> {
+        if let Some(record) = self.pending().sessions.get(address) {
+            return Ok(Some(record.clone()));
+        }
+        let stored = self.read(|tx| tx.active_session(&to_store(address)))?;
+        stored
+            .map(|s| SessionRecord::from_bytes(&s.state).map_err(decode_err))
+            .transpose()
+    }
+
+    fn load_signed_prekey(&self, id: u32) -> Result<Option<SignedPreKey>, CryptoStoreError> {
+        self.read(|tx| tx.prekey(PrekeyKind::Signed, id))?
+            .map(|bytes| SignedPreKey::from_bytes(&bytes).map_err(decode_err))
+            .transpose()
+    }
+
+    fn load_one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKey>, CryptoStoreError> {
+        if self.pending().one_time_prekeys.contains(&id) {
+            return Ok(None);
+        }
+        self.read(|tx| tx.prekey(PrekeyKind::OneTime, id))?
+            .map(|bytes| OneTimePreKey::from_bytes(&bytes).map_err(decode_err))
+            .transpose()
+    }
+
+    fn load_kem_prekey(&self, id: u32) -> Result<Option<KemPreKey>, CryptoStoreError> {
+        let consumed = self.pending().kem_prekeys.contains(&id);
+        let bytes = self.read(|tx| {
+            let one_time = if consumed {
+                None
+            } else {
+                tx.prekey(PrekeyKind::KemOneTime, id)?
+            };
+            match one_time {
+                Some(bytes) => Ok(Some(bytes)),
+                None => tx.prekey(PrekeyKind::KemLastResort, id),
+            }
+        })?;
+        bytes
+            .map(|bytes| KemPreKey::from_bytes(&bytes).map_err(decode_err))
+            .transpose()
+    }
+
+    fn apply(&self, transaction: StoreTransaction) -> Result<(), CryptoStoreError> {
+        let mut pending = self.pending();
+        pending.sessions.extend(transaction.sessions);
+        pending
+            .one_time_prekeys
+            .extend(transaction.consumed_one_time_prekey);
+        pending.kem_prekeys.extend(transaction.consumed_kem_prekey);
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! The public `Client` against a real relay over QUIC on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tern_core::client::{ClientError, DeliveryStatus};
+use tern_core::{Client, ClientEvent};
+use tern_tests::{TestClient, TestRelay, guard, test_key};
+
+#[tokio::test]
+async fn two_users_chat_one_to_one() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+
+    let bob_contact = guard(alice.client.add_contact("bob".into())).await.unwrap();
+    let chat = alice.client.direct_chat(bob_contact.user_id).unwrap();
+    let sent = alice.client.send_text(chat, "hello bob".into()).unwrap();
+
+    let received = bob.next_message().await;
+    assert_eq!(received.text, "hello bob");
+    assert_eq!(received.chat_id, chat);
+    assert_eq!(received.sender, alice.client.account().user_id);
+    assert!(!received.outgoing);
+
+    // Alice's message reached ✓✓ through Bob's delivered receipt.
+    alice
+        .expect(|event| match event {
+            ClientEvent::MessageStatus {
+                message_id,
+                status: DeliveryStatus::Delivered,
+                ..
+            } if message_id == sent.id => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        alice.client.message_status(sent.id).unwrap(),
+        vec![(bob_contact.user_id, DeliveryStatus::Delivered)]
+    );
+
+    // Bob answers in the same (derived) chat.
+    let alice_id = alice.client.account().user_id;
+    assert_eq!(bob.client.direct_chat(alice_id).unwrap(), chat);
+    bob.client.send_text(chat, "hi alice".into()).unwrap();
+    let reply = alice.next_message().await;
+    assert_eq!(reply.text, "hi alice");
+
+    // Both histories hold both messages in relay seq order.
+    for client in [&alice.client, &bob.client] {
+        let history = client.messages(chat, None, 50).unwrap();
+        let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["hello bob", "hi alice"]);
+        assert!(history[0].seq < history[1].seq);
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_passphrase_is_refused() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+    alice.client.shutdown().await;
+    let err = guard(Client::open(
+        alice.config.clone(),
+        test_key("not the passphrase"),
+    ))
+    .await
+    .err()
+    .expect("a wrong passphrase must not open the store");
+    assert!(matches!(err, ClientError::WrongKey), "{err:?}");
+    relay.stop().await;
+}
