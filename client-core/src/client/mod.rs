@@ -262,7 +262,6 @@ impl Client {
                 "lookup answered another name".into(),
             ));
         }
-        crate::sync::check_account_key(&self.core, &set)?;
         self.contact(set.user_id)
     }
 

@@ -81,7 +81,9 @@ impl Core {
             .clone()
     }
 
-    /// Looks a user up by name or id and verifies the signed device list.
+    /// Looks a user up by name or id, verifies the signed device list and
+    /// checks the account key against the pinned one (see
+    /// [`check_account_key`]).
     pub async fn lookup(
         &self,
         conn: &RelayConnection,
@@ -108,6 +110,9 @@ impl Core {
         };
         let set = DeviceSet::verify(&info)?;
         self.directory.insert(set.clone())?;
+        if set.user_id != self.account.user_id {
+            check_account_key(self, &set)?;
+        }
         Ok(set)
     }
 

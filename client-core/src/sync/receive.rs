@@ -170,7 +170,7 @@ async fn membership(
 }
 
 /// The sender's verified device list, refreshed when it does not name the
-/// sending device yet. Account-key changes of contacts are detected here.
+/// sending device yet.
 async fn sender_devices(
     core: &Core,
     conn: &RelayConnection,
@@ -182,14 +182,12 @@ async fn sender_devices(
         core.directory.invalidate(sender);
         set = core.device_set(conn, sender).await?;
     }
-    if sender != &core.account.user_id {
-        check_account_key(core, &set)?;
-    }
     Ok(set)
 }
 
-/// Compares the directory's account key with the contact's pinned key. A
-/// change is recorded (verified contacts become unverified) and announced.
+/// Compares the directory's account key with the contact's pinned key (an
+/// unknown user becomes a contact). A change is recorded (verified contacts
+/// become unverified) and announced.
 pub(crate) fn check_account_key(core: &Core, set: &DeviceSet) -> Result<(), ClientError> {
     let changed = core.store.transaction(|tx| {
         let Some(mut contact) = tx.contact(&set.user_id)? else {

@@ -18,7 +18,9 @@ use super::{Core, now_ms};
 use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, MessageId, rng};
 use crate::crypto::session::DeviceAddress;
 use crate::net::RelayConnection;
-use crate::store::{self, ChatKind, ClientMessageId, DeliveryStatus, OutboxEntry, StoreError, Tx};
+use crate::store::{
+    self, ChatKind, ClientMessageId, DeliveryStatus, OutboxEntry, StoreError, Tx, Verification,
+};
 
 /// Outbox entries handled per pass.
 const PASS_LIMIT: u32 = 64;
@@ -218,6 +220,10 @@ async fn prepare(
     let mut bundles = Vec::new();
     for member in members {
         let set = core.device_set(conn, &member).await?;
+        let contact = core.store.transaction(|tx| tx.contact(&member))?;
+        if contact.is_some_and(|c| c.verification == Verification::Unverified) {
+            return Err(ClientError::UntrustedIdentity);
+        }
         let missing = devices_without_session(core, &set, own)?;
         if !missing.is_empty() {
             bundles.extend(fetch_bundles(conn, &set, &missing).await?);

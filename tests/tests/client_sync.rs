@@ -1,0 +1,171 @@
+//! Store-and-forward, the outbox and session repair with real clients and a
+//! real relay.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tern_core::ClientEvent;
+use tern_core::client::DeliveryStatus;
+use tern_core::store::{DeviceAddress, Store};
+use tern_tests::{TestClient, TestRelay, guard, test_key};
+
+/// Alice and Bob with a direct chat in which each has received a message
+/// from the other (so both sides have an established session).
+async fn chatting_pair(relay: &TestRelay) -> (TestClient, TestClient, [u8; 16]) {
+    let mut alice = TestClient::create(relay, "alice").await;
+    let mut bob = TestClient::create(relay, "bob").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "ping".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "ping");
+    bob.client.send_text(chat, "pong".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "pong");
+    (alice, bob, chat)
+}
+
+#[tokio::test]
+async fn an_offline_device_gets_everything_in_order_on_reconnect() {
+    let relay = TestRelay::start().await;
+    let (alice, bob, chat) = chatting_pair(&relay).await;
+    let bob_config = bob.config.clone();
+    bob.client.shutdown().await;
+
+    let texts: Vec<String> = (0..12)
+        .map(|i| format!("while you were away {i}"))
+        .collect();
+    for text in &texts {
+        alice.client.send_text(chat, text.clone()).unwrap();
+    }
+    // Wait until the relay acknowledged all of them (✓).
+    let mut alice = alice;
+    for _ in 0..texts.len() {
+        alice
+            .expect(|e| match e {
+                ClientEvent::MessageStatus {
+                    status: DeliveryStatus::Sent,
+                    ..
+                } => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+
+    let mut bob = bob.reopen(bob_config).await;
+    let mut received = Vec::new();
+    while received.len() < texts.len() {
+        received.push(bob.next_message().await);
+    }
+    let got: Vec<&str> = received.iter().map(|m| m.text.as_str()).collect();
+    let want: Vec<&str> = texts.iter().map(String::as_str).collect();
+    assert_eq!(got, want, "delivered in send order");
+    assert!(
+        received.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq increases"
+    );
+    let history = bob.client.messages(chat, None, 100).unwrap();
+    assert_eq!(history.len(), 2 + texts.len());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_ack_sends_exactly_once() {
+    let relay = TestRelay::start().await;
+    let (alice, mut bob, chat) = chatting_pair(&relay).await;
+
+    // Alice restarts with a fault: she transmits but never records the ack,
+    // as if she crashed right after the relay stored the message.
+    let mut crashing = alice.config.clone();
+    crashing.testing_drop_acks = true;
+    let alice = alice.reopen(crashing).await;
+    let lost_ack = alice.client.send_text(chat, "exactly once".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "exactly once");
+    // Let the faulty client retry a few times (each a duplicate at the relay).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(alice.client.messages(chat, None, 10).unwrap()[2].seq, None);
+
+    // A normal restart resends from the outbox and finally records the ack.
+    let healthy = {
+        let mut c = alice.config.clone();
+        c.testing_drop_acks = false;
+        c
+    };
+    let mut alice = alice.reopen(healthy).await;
+    alice
+        .expect(|e| match e {
+            ClientEvent::MessageStatus {
+                message_id,
+                status: DeliveryStatus::Sent,
+                ..
+            } if message_id == lost_ack.id => Some(()),
+            _ => None,
+        })
+        .await;
+    alice
+        .client
+        .send_text(chat, "after the crash".into())
+        .unwrap();
+    assert_eq!(bob.next_message().await.text, "after the crash");
+
+    let texts = |client: &tern_core::Client| -> Vec<String> {
+        client
+            .messages(chat, None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    };
+    let want = ["ping", "pong", "exactly once", "after the crash"];
+    assert_eq!(texts(&bob.client), want, "nothing doubled at the recipient");
+    assert_eq!(texts(&alice.client), want);
+    let acked = alice.client.messages(chat, None, 100).unwrap();
+    assert!(acked.iter().all(|m| m.seq.is_some()), "all acknowledged");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecryptable_message_is_reported_and_the_session_repaired() {
+    let relay = TestRelay::start().await;
+    let (mut alice, bob, chat) = chatting_pair(&relay).await;
+    let alice_id = alice.client.account().user_id;
+
+    // Bob loses his session with Alice's device (e.g. restored an old backup).
+    let bob_config = bob.config.clone();
+    bob.client.shutdown().await;
+    {
+        let store = Store::open(&bob_config.store_path, test_key("passphrase")).unwrap();
+        store
+            .transaction(|tx| {
+                tx.delete_sessions(&DeviceAddress {
+                    user_id: alice_id,
+                    device_id: 1,
+                })
+            })
+            .unwrap();
+    }
+    let mut bob = bob.reopen(bob_config).await;
+
+    alice
+        .client
+        .send_text(chat, "lost in transit".into())
+        .unwrap();
+    let failed = bob
+        .expect(|e| match e {
+            ClientEvent::DecryptionFailed { sender, .. } => Some(sender),
+            _ => None,
+        })
+        .await;
+    assert_eq!(failed, alice_id);
+
+    // Bob's repair gives Alice a new session; her next message decrypts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice.client.send_text(chat, "after repair".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "after repair");
+    // And Bob can answer.
+    bob.client.send_text(chat, "back".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "back");
+    relay.stop().await;
+}
