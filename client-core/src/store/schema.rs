@@ -148,8 +148,14 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
 END;
 "#;
 
+/// Schema version 2: messages not yet sequenced by the relay, per chat, found
+/// without visiting the chat's whole history.
+const V2: &str = "
+CREATE INDEX messages_chat_pending ON messages (chat_id, id) WHERE relay_seq IS NULL;
+";
+
 /// Every migration, in order. Entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -202,6 +208,29 @@ mod tests {
         assert!(tables >= 12, "{tables} tables");
         migrate(&mut conn).unwrap();
         assert_eq!(table_count(&conn), tables);
+    }
+
+    #[test]
+    fn upgrades_version_one_keeping_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute("INSERT INTO chats VALUES (x'01', 1, 't', 0)", [])
+            .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+        let pending_index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_chat_pending'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending_index, 1);
+        let chats: i64 = conn
+            .query_row("SELECT count(*) FROM chats", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(chats, 1);
     }
 
     #[test]

@@ -32,8 +32,11 @@ pub const MAX_MARKER_LEN: usize = 16;
 pub const RANK_WINDOW: u32 = 5_000;
 /// Estimated document-list entries (summed over the query's terms) above
 /// which BM25's document-count walk is skipped and hits are ordered by
-/// recency (about 12 ms of walking on a 2-core machine).
-pub const BM25_MAX_POSTINGS: u64 = 200_000;
+/// recency (about 6 ms of walking on a 2-core machine).
+pub const BM25_MAX_POSTINGS: u64 = 100_000;
+/// With a date filter, queries with at most this many candidate matches
+/// check every match's send time instead of first bounding the id range.
+const SCAN_ALL_MATCHES: u64 = 5_000;
 /// Matches of one term read to estimate its document count.
 const PROBE_WINDOW: u32 = 1_000;
 /// Tokens of context in a snippet.
@@ -95,6 +98,24 @@ pub struct SearchHit {
     pub score: Option<f64>,
 }
 
+/// Estimated document counts of a query's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Postings {
+    /// Summed over the terms: what BM25's document-count walk reads.
+    total: u64,
+    /// Of the rarest term: an upper bound on the query's matches.
+    rarest: u64,
+}
+
+/// Cost thresholds of one search.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    /// Above this [`Postings::total`], order by recency.
+    max_postings: u64,
+    /// At most this [`Postings::rarest`], skip the id-range step of a date filter.
+    scan_all_matches: u64,
+}
+
 /// How the hits of one query are ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ranking {
@@ -141,13 +162,19 @@ impl Tx<'_> {
     /// Ranked full-text search; an empty result when the text holds no
     /// searchable term. See the [module documentation](self) for ranking.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        self.search_with_budget(query, BM25_MAX_POSTINGS)
+        self.search_with_budget(
+            query,
+            Budget {
+                max_postings: BM25_MAX_POSTINGS,
+                scan_all_matches: SCAN_ALL_MATCHES,
+            },
+        )
     }
 
     fn search_with_budget(
         &self,
         query: &SearchQuery,
-        max_postings: u64,
+        budget: Budget,
     ) -> Result<Vec<SearchHit>, StoreError> {
         check_len("search query", query.text.len(), MAX_QUERY_LEN)?;
         check_len(
@@ -171,16 +198,19 @@ impl Tx<'_> {
         };
         let since = query.since_ms.unwrap_or(i64::MIN);
         let until = query.until_ms.unwrap_or(i64::MAX);
-        let period = if query.since_ms.is_some() || query.until_ms.is_some() {
+        let postings = self.estimated_postings(&terms)?;
+        let period = if query.since_ms.is_none() && query.until_ms.is_none() {
+            None
+        } else if postings.rarest <= budget.scan_all_matches {
+            Some((i64::MIN, i64::MAX))
+        } else {
             match self.id_range_sent_between(since, until)? {
                 Some(range) => Some(range),
                 None => return Ok(Vec::new()),
             }
-        } else {
-            None
         };
         let limit = query.limit.min(MAX_HITS);
-        let (ranking, window) = if self.estimated_postings(&terms)? > max_postings {
+        let (ranking, window) = if postings.total > budget.max_postings {
             (Ranking::Recency, limit)
         } else {
             (Ranking::Bm25, RANK_WINDOW)
@@ -217,20 +247,24 @@ impl Tx<'_> {
         Ok(hits)
     }
 
-    /// Estimates how many document-list entries BM25 would walk for `terms`:
-    /// a term with fewer than [`PROBE_WINDOW`] matches counts exactly;
-    /// otherwise its newest matches' density in the id space is extrapolated.
-    fn estimated_postings(&self, terms: &[String]) -> Result<u64, StoreError> {
+    /// Estimates each term's document count: exact below [`PROBE_WINDOW`]
+    /// matches, otherwise extrapolated from the density of its newest
+    /// matches in the id space.
+    fn estimated_postings(&self, terms: &[String]) -> Result<Postings, StoreError> {
         let conn = self.conn();
         let newest_id: i64 = conn
             .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
             .query_row([], |row| row.get(0))?;
+        let newest = u64::try_from(newest_id).unwrap_or(0);
         let mut probe = conn.prepare_cached(
             "SELECT count(*), coalesce(min(id), 0) FROM (
                  SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH ?1
                  ORDER BY rowid DESC LIMIT ?2)",
         )?;
-        let mut total: u64 = 0;
+        let mut postings = Postings {
+            total: 0,
+            rarest: u64::MAX,
+        };
         for term in terms {
             let (count, oldest_id): (i64, i64) = probe
                 .query_row(params![format!("body : {term}"), PROBE_WINDOW], |row| {
@@ -241,12 +275,12 @@ impl Tx<'_> {
                 count
             } else {
                 let span = u64::try_from(newest_id.saturating_sub(oldest_id)).unwrap_or(0) + 1;
-                let newest = u64::try_from(newest_id).unwrap_or(0);
                 count.saturating_mul(newest) / span
             };
-            total = total.saturating_add(estimate);
+            postings.total = postings.total.saturating_add(estimate);
+            postings.rarest = postings.rarest.min(estimate);
         }
-        Ok(total)
+        Ok(postings)
     }
 
     /// The smallest and largest local id of messages sent in `[since, until)`,
@@ -355,9 +389,15 @@ mod tests {
     fn postings_are_counted_per_term() {
         let (_dir, store) = store_with(&["tea time", "tea", "coffee"]);
         let estimate = store
-            .transaction(|tx| tx.estimated_postings(&quoted_terms("tea coffee nothing", false)))
+            .transaction(|tx| tx.estimated_postings(&quoted_terms("tea coffee", false)))
             .unwrap();
-        assert_eq!(estimate, 3);
+        assert_eq!(
+            estimate,
+            Postings {
+                total: 3,
+                rarest: 1
+            }
+        );
     }
 
     #[test]
@@ -365,21 +405,60 @@ mod tests {
         let (_dir, store) =
             store_with(&["tea tea tea", "tea and a long tail of other words", "tea"]);
         let query = SearchQuery::new("tea");
+        let unlimited = Budget {
+            max_postings: u64::MAX,
+            scan_all_matches: 0,
+        };
         let ranked = store
-            .transaction(|tx| tx.search_with_budget(&query, u64::MAX))
+            .transaction(|tx| tx.search_with_budget(&query, unlimited))
             .unwrap();
         assert!(ranked.iter().all(|hit| hit.score.is_some()));
         assert_ne!(
             ranked[0].sent_at_ms, 2,
             "BM25 prefers the densest body, not the newest"
         );
+        let tight = Budget {
+            max_postings: 0,
+            scan_all_matches: 0,
+        };
         let recent = store
-            .transaction(|tx| tx.search_with_budget(&query, 0))
+            .transaction(|tx| tx.search_with_budget(&query, tight))
             .unwrap();
         assert_eq!(
             recent.iter().map(|hit| hit.sent_at_ms).collect::<Vec<_>>(),
             [2, 1, 0]
         );
         assert!(recent.iter().all(|hit| hit.score.is_none()));
+    }
+
+    #[test]
+    fn date_filter_is_exact_on_both_paths() {
+        let (_dir, store) = store_with(&["tea", "tea", "tea", "tea"]);
+        let mut query = SearchQuery::new("tea");
+        query.since_ms = Some(1);
+        query.until_ms = Some(3);
+        for scan_all_matches in [0, u64::MAX] {
+            let budget = Budget {
+                max_postings: u64::MAX,
+                scan_all_matches,
+            };
+            let hits = store
+                .transaction(|tx| tx.search_with_budget(&query, budget))
+                .unwrap();
+            let mut sent: Vec<i64> = hits.iter().map(|hit| hit.sent_at_ms).collect();
+            sent.sort_unstable();
+            assert_eq!(sent, [1, 2], "scan_all_matches = {scan_all_matches}");
+        }
+        query.since_ms = Some(10);
+        let budget = Budget {
+            max_postings: u64::MAX,
+            scan_all_matches: 0,
+        };
+        assert!(
+            store
+                .transaction(|tx| tx.search_with_budget(&query, budget))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
