@@ -1,0 +1,153 @@
+//! Safety numbers, verification and identity changes; groups, typing and
+//! presence — real clients against a real relay.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tern_core::ClientEvent;
+use tern_core::client::{ClientError, Verification};
+use tern_core::store::Store;
+use tern_tests::{TestClient, TestRelay, guard, random, test_key};
+
+#[tokio::test]
+async fn safety_numbers_match_and_a_changed_verified_identity_blocks_sending() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let alice_id = guard(bob.client.add_contact("alice".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let number = alice.client.safety_number(bob_id).unwrap();
+    assert_eq!(number.len(), 60);
+    assert_eq!(number, bob.client.safety_number(alice_id).unwrap());
+    alice.client.set_verified(bob_id, true).unwrap();
+    assert_eq!(
+        alice.client.contact(bob_id).unwrap().verification,
+        Verification::Verified
+    );
+
+    // Alice's pinned key for Bob no longer matches what the relay serves
+    // (as after Bob re-created his account keys).
+    let config = alice.config.clone();
+    alice.client.shutdown().await;
+    {
+        let store = Store::open(&config.store_path, test_key("passphrase")).unwrap();
+        store
+            .transaction(|tx| {
+                let mut contact = tx.contact(&bob_id)?.unwrap();
+                contact.identity_key = Some(random::<32>().to_vec());
+                tx.upsert_contact(&contact)
+            })
+            .unwrap();
+    }
+    let mut alice = alice.reopen(config).await;
+    guard(alice.client.wait_online(std::time::Duration::from_secs(20)))
+        .await
+        .unwrap();
+    guard(alice.client.add_contact("bob".into())).await.unwrap();
+    let changed = alice
+        .expect(|e| match e {
+            ClientEvent::IdentityChanged {
+                user_id,
+                was_verified,
+            } => Some((user_id, was_verified)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(changed, (bob_id, true));
+    assert_eq!(
+        alice.client.contact(bob_id).unwrap().verification,
+        Verification::Unverified
+    );
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let refused = alice.client.send_text(chat, "are you still you?".into());
+    assert!(
+        matches!(refused, Err(ClientError::UntrustedIdentity)),
+        "{refused:?}"
+    );
+
+    alice.client.acknowledge_identity_change(bob_id).unwrap();
+    alice.client.send_text(chat, "acknowledged".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "acknowledged");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_of_three_chats_with_typing_and_presence() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let mut carol = TestClient::create(&relay, "carol").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let carol_id = guard(alice.client.add_contact("carol".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let alice_id = alice.client.account().user_id;
+    let group = guard(
+        alice
+            .client
+            .create_group("trio".into(), vec![bob_id, carol_id]),
+    )
+    .await
+    .unwrap();
+
+    alice.client.send_text(group, "hello group".into()).unwrap();
+    for member in [&mut bob, &mut carol] {
+        let message = member.next_message().await;
+        assert_eq!(message.text, "hello group");
+        assert_eq!(message.chat_id, group);
+        assert_eq!(message.sender, alice_id);
+    }
+    carol.client.send_text(group, "carol here".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "carol here");
+    assert_eq!(bob.next_message().await.text, "carol here");
+    let members = bob
+        .client
+        .chats()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.chat_id == group)
+        .unwrap()
+        .members;
+    assert_eq!(members.len(), 3);
+
+    // Typing travels as an ephemeral datagram.
+    bob.client.set_typing(group, true).unwrap();
+    let typing = alice
+        .expect(|e| match e {
+            ClientEvent::Typing {
+                chat_id,
+                user_id,
+                active,
+            } => Some((chat_id, user_id, active)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(typing, (group, bob_id, true));
+
+    // Presence: Alice watches Carol go offline.
+    guard(alice.client.subscribe_presence(vec![carol_id]))
+        .await
+        .unwrap();
+    carol.client.shutdown().await;
+    let offline = alice
+        .expect(|e| match e {
+            ClientEvent::Presence {
+                user_id,
+                online: false,
+                ..
+            } => Some(user_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(offline, carol_id);
+    relay.stop().await;
+}
