@@ -1,0 +1,198 @@
+//! Command-line arguments: every subcommand, its options and the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Help text appended to `tern --help`: environment and exit codes.
+const AFTER_HELP: &str = "\
+Environment:
+  TERN_PASSPHRASE   passphrase of the local store (otherwise asked for on the terminal)
+  TERN_HOME         state directory (same as --home)
+  TERN_LOG          log filter for diagnostics on stderr, e.g. TERN_LOG=debug
+
+Exit codes:
+  0  success
+  1  any other failure
+  2  usage error (bad arguments)
+  3  relay unreachable (queued messages are sent on the next run)
+  4  wrong passphrase
+  5  unknown contact, group or message
+  6  a verified contact's identity changed (see `tern contact verify`)";
+
+/// tern: an end-to-end encrypted terminal chat client, scriptable and interactive.
+///
+/// Every subcommand prints human-readable text, or one JSON object per line
+/// with --json. `tern chat` opens the interactive client.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// State directory: the encrypted store and config.toml
+    /// [default: $XDG_DATA_HOME/tern or ~/.local/share/tern].
+    #[arg(long, global = true, value_name = "DIR", env = "TERN_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the account and its first device, and register with the relay.
+    Init(InitArgs),
+    /// Show this device's account.
+    Whoami,
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Send a text message to a contact or a group (TEXT `-` reads stdin).
+    #[command(override_usage = "tern send NAME TEXT\n       tern send --group GROUP TEXT")]
+    Send(SendArgs),
+    /// Fetch what is new and print it (--follow: keep streaming).
+    Recv(RecvArgs),
+    /// Show a chat's history, oldest first.
+    History(HistoryArgs),
+    /// Search the local history.
+    Search(SearchArgs),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Open the interactive chat client.
+    Chat,
+}
+
+/// `tern init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The relay's UDP address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub relay: String,
+    /// SHA-256 fingerprint of the relay's certificate (printed by `tern-relay serve`).
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: String,
+    /// TLS server name of the relay's certificate.
+    #[arg(long, value_name = "NAME", default_value = "tern-relay")]
+    pub server_name: String,
+    /// The user name to register.
+    #[arg(long)]
+    pub name: String,
+    /// Invite token, if the relay requires one.
+    #[arg(long, value_name = "TOKEN")]
+    pub invite: Option<String>,
+    /// Argon2id memory for the store key, in MiB (lower it on small devices).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id iterations for the store key.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub kdf_iterations: u32,
+}
+
+/// `tern contact …`.
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Look a user up on the relay and add them as a contact.
+    Add {
+        /// Their user name.
+        name: String,
+    },
+    /// List contacts with their verification state.
+    List,
+    /// Show the safety number shared with a contact, with a QR code.
+    Verify(VerifyArgs),
+}
+
+/// `tern contact verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The contact.
+    pub name: String,
+    /// Record that the safety numbers were compared and match.
+    #[arg(long, conflicts_with = "accept_change")]
+    pub mark_verified: bool,
+    /// Accept a verified contact's new identity (sending is refused until then).
+    #[arg(long)]
+    pub accept_change: bool,
+    /// Do not print the QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+/// `tern send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Send to this group; then the only positional argument is TEXT.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// NAME TEXT, or TEXT with --group. TEXT `-` reads standard input.
+    #[arg(value_name = "NAME TEXT", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// Return once the message is stored locally, without waiting for the relay's ✓.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the relay's ✓.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// `tern recv`.
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Keep printing messages as they arrive, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// Send read receipts for what is printed.
+    #[arg(long)]
+    pub mark_read: bool,
+    /// Seconds to wait for the relay.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// `tern history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The contact.
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    pub name: Option<String>,
+    /// The group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// The newest N messages.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// `tern search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to find (the last one also matches as a prefix with --prefix).
+    pub query: String,
+    /// Only this chat (a contact or group name).
+    #[arg(long, value_name = "NAME")]
+    pub chat: Option<String>,
+    /// Match the last word as a prefix.
+    #[arg(long)]
+    pub prefix: bool,
+    /// At most N hits.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: u32,
+}
+
+/// `tern group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with contacts as members.
+    Create {
+        /// The group's name (stays on this device).
+        name: String,
+        /// A member (a contact); repeat for more.
+        #[arg(long = "member", value_name = "NAME", required = true)]
+        members: Vec<String>,
+    },
+    /// List groups and their members.
+    List,
+}

@@ -1,0 +1,127 @@
+//! `tern contact add|list|verify`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tern_core::client::{ContactInfo, Verification};
+
+use crate::args::{ContactCommand, VerifyArgs};
+use crate::output::{Printer, verification_name};
+use crate::qr;
+use crate::session::Session;
+
+/// How long contact look-ups wait for the relay.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a contact subcommand.
+pub async fn run(session: &Session, command: ContactCommand, out: Printer) -> anyhow::Result<()> {
+    match command {
+        ContactCommand::Add { name } => {
+            session.online(RELAY_TIMEOUT).await?;
+            let contact = session.client.add_contact(name).await?;
+            print_contact(&contact, out);
+            Ok(())
+        }
+        ContactCommand::List => {
+            for contact in session.client.contacts()? {
+                print_contact(&contact, out);
+            }
+            Ok(())
+        }
+        ContactCommand::Verify(args) => verify(session, &args, out),
+    }
+}
+
+fn print_contact(contact: &ContactInfo, out: Printer) {
+    out.emit(
+        json!({
+            "type": "contact",
+            "name": contact.user_name,
+            "user_id": hex::encode(contact.user_id),
+            "verification": verification_name(contact.verification),
+        }),
+        || {
+            format!(
+                "{}  {}  {}",
+                contact.user_name,
+                hex::encode(contact.user_id),
+                verification_name(contact.verification)
+            )
+        },
+    );
+}
+
+fn verify(session: &Session, args: &VerifyArgs, out: Printer) -> anyhow::Result<()> {
+    let contact = session.contact(&args.name)?;
+    if args.accept_change {
+        session
+            .client
+            .acknowledge_identity_change(contact.user_id)?;
+    }
+    let number = session.client.safety_number(contact.user_id)?;
+    if args.mark_verified {
+        session.client.set_verified(contact.user_id, true)?;
+    }
+    let state = session.contact(&args.name)?.verification;
+    let grouped = group_digits(&number);
+    out.emit(
+        json!({
+            "type": "safety_number",
+            "name": contact.user_name,
+            "safety_number": number,
+            "verification": verification_name(state),
+        }),
+        || {
+            let mut text = format!("Safety number with {}:\n\n{grouped}\n", contact.user_name);
+            if !args.no_qr {
+                text.push('\n');
+                text.push_str(&qr::render(&number));
+            }
+            text.push_str(&match state {
+                Verification::Verified => format!("\n{} is verified.", contact.user_name),
+                Verification::Unverified => format!(
+                    "\n{}'s identity CHANGED since you verified it: compare again, then run \
+                     `tern contact verify {} --accept-change`.",
+                    contact.user_name, contact.user_name
+                ),
+                Verification::Default => format!(
+                    "\nCompare it with {} in person or over a trusted channel, then run \
+                     `tern contact verify {} --mark-verified`.",
+                    contact.user_name, contact.user_name
+                ),
+            });
+            text
+        },
+    );
+    Ok(())
+}
+
+/// Digits in groups of five, six groups a line.
+fn group_digits(digits: &str) -> String {
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .chunks(5)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    groups
+        .chunks(6)
+        .map(|line| line.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_digits;
+
+    #[test]
+    fn safety_numbers_are_grouped_for_reading_aloud() {
+        let digits: String = (0..60).map(|i| char::from(b'0' + (i % 10) as u8)).collect();
+        let grouped = group_digits(&digits);
+        assert_eq!(grouped.lines().count(), 2);
+        assert_eq!(
+            grouped.lines().next(),
+            Some("01234 56789 01234 56789 01234 56789")
+        );
+    }
+}

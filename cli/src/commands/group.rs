@@ -1,0 +1,51 @@
+//! `tern group create|list`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tern_core::client::ChatKind;
+
+use crate::args::GroupCommand;
+use crate::output::Printer;
+use crate::session::Session;
+
+/// How long group creation waits for the relay.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a group subcommand.
+pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::Create { name, members } => {
+            let ids = members
+                .iter()
+                .map(|m| session.contact(m).map(|c| c.user_id))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            session.online(RELAY_TIMEOUT).await?;
+            let chat_id = session.client.create_group(name.clone(), ids).await?;
+            out.emit(
+                json!({"type": "group", "name": name, "chat_id": hex::encode(chat_id), "members": members}),
+                || format!("created group {name} with {}", members.join(", ")),
+            );
+            Ok(())
+        }
+        GroupCommand::List => {
+            let names = session.names()?;
+            for chat in session.client.chats()? {
+                if chat.kind != ChatKind::Group {
+                    continue;
+                }
+                let members: Vec<String> = chat.members.iter().map(|m| names.user(m)).collect();
+                out.emit(
+                    json!({
+                        "type": "group",
+                        "name": chat.title,
+                        "chat_id": hex::encode(chat.chat_id),
+                        "members": members,
+                    }),
+                    || format!("{}: {}", chat.title, members.join(", ")),
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Failures of the CLI itself and the documented exit codes.
+
+use std::path::PathBuf;
+
+use tern_core::ClientError;
+
+/// Exit codes a script can rely on (listed in `tern --help` and the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// Any other failure.
+    Generic = 1,
+    /// Bad arguments.
+    Usage = 2,
+    /// The relay could not be reached.
+    RelayUnreachable = 3,
+    /// The passphrase does not open the store.
+    WrongPassphrase = 4,
+    /// No such contact, group or message.
+    Unknown = 5,
+    /// A verified contact's identity changed and was not accepted yet.
+    UntrustedIdentity = 6,
+}
+
+/// Failures detected by the CLI before or around a client call.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// The home has no `config.toml`.
+    #[error("no account in {0}: run `tern init` first (or pass --home)")]
+    NotInitialized(PathBuf),
+    /// No contact with this name on this device.
+    #[error("unknown contact {0:?}: add it with `tern contact add {0}`")]
+    UnknownContact(String),
+    /// No group with this name on this device.
+    #[error("unknown group {0:?}: see `tern group list`")]
+    UnknownGroup(String),
+    /// The relay did not answer in time.
+    #[error("relay unreachable: {0}")]
+    RelayUnreachable(String),
+}
+
+/// The exit code for an error chain.
+pub fn exit_code(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if let Some(failure) = cause.downcast_ref::<Failure>() {
+            return match failure {
+                Failure::Usage(_) => Exit::Usage,
+                Failure::NotInitialized(_) => Exit::Generic,
+                Failure::UnknownContact(_) | Failure::UnknownGroup(_) => Exit::Unknown,
+                Failure::RelayUnreachable(_) => Exit::RelayUnreachable,
+            };
+        }
+        if let Some(client) = cause.downcast_ref::<ClientError>() {
+            return client_exit(client);
+        }
+    }
+    Exit::Generic
+}
+
+fn client_exit(error: &ClientError) -> Exit {
+    match error {
+        ClientError::WrongKey => Exit::WrongPassphrase,
+        ClientError::Offline(_) => Exit::RelayUnreachable,
+        ClientError::UnknownUser(_) | ClientError::UnknownChat => Exit::Unknown,
+        ClientError::UntrustedIdentity => Exit::UntrustedIdentity,
+        ClientError::InvalidArgument(_) => Exit::Usage,
+        _ => Exit::Generic,
+    }
+}
+
+/// A sentence for a person, with advice where there is some.
+pub fn explain(error: &anyhow::Error) -> String {
+    let advice = match exit_code(error) {
+        Exit::WrongPassphrase => Some("check the passphrase (TERN_PASSPHRASE or the prompt)"),
+        Exit::RelayUnreachable => {
+            Some("is the relay running and is the address in config.toml right?")
+        }
+        Exit::UntrustedIdentity => Some(
+            "compare safety numbers with `tern contact verify NAME`, then accept with --accept-change",
+        ),
+        _ => None,
+    };
+    let mut text = format!("{error:#}");
+    if let Some(advice) = advice {
+        text.push_str(" (");
+        text.push_str(advice);
+        text.push(')');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_map_to_documented_codes() {
+        let code = |e: ClientError| exit_code(&anyhow::Error::new(e)) as i32;
+        assert_eq!(code(ClientError::WrongKey), 4);
+        assert_eq!(code(ClientError::Offline("x".into())), 3);
+        assert_eq!(code(ClientError::UnknownUser("x".into())), 5);
+        assert_eq!(code(ClientError::UntrustedIdentity), 6);
+        assert_eq!(code(ClientError::InvalidArgument("x")), 2);
+        assert_eq!(code(ClientError::Refused("x".into())), 1);
+    }
+
+    #[test]
+    fn context_does_not_hide_the_code() {
+        let error = anyhow::Error::new(Failure::UnknownContact("bob".into())).context("sending");
+        assert_eq!(exit_code(&error), Exit::Unknown);
+    }
+}

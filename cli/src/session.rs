@@ -1,0 +1,187 @@
+//! An open client for one command: the store unlocked, the relay configured,
+//! and names resolved to contacts and chats.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use anyhow::Context;
+use tern_core::client::{ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, UserId};
+use tern_core::net::RelayAddress;
+use tern_core::{Client, ClientConfig, ClientError};
+use tern_transport::{CertFingerprint, TrustPolicy};
+
+use crate::failure::Failure;
+use crate::home::{self, Config, Home};
+
+/// The relay address described by a config.
+pub fn relay_address(config: &Config) -> anyhow::Result<RelayAddress> {
+    let addr = config
+        .relay
+        .to_socket_addrs()
+        .map_err(|e| Failure::Usage(format!("relay address {:?}: {e}", config.relay)))?
+        .next()
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "relay address {:?} resolves to nothing",
+                config.relay
+            ))
+        })?;
+    let pin: CertFingerprint = config
+        .fingerprint
+        .parse()
+        .map_err(|e| Failure::Usage(format!("{e}")))?;
+    Ok(RelayAddress {
+        addr,
+        server_name: config.server_name.clone(),
+        trust: TrustPolicy::Pinned(pin),
+    })
+}
+
+/// A client opened from a home, with the names it knows.
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    /// The home's config.
+    pub config: Config,
+    /// The home.
+    pub home: Home,
+}
+
+impl Session {
+    /// Unlocks the store in `home` and starts the client (it connects in the
+    /// background).
+    pub async fn open(home: Home) -> anyhow::Result<Self> {
+        let config = home.load_config()?;
+        let relay = relay_address(&config)?;
+        let passphrase = home::passphrase(false)?;
+        let client = Client::open(
+            ClientConfig::new(home.store_path(), relay),
+            KeySource::passphrase(passphrase.as_str()),
+        )
+        .await
+        .context("cannot open the local store")?;
+        Ok(Self {
+            client,
+            config,
+            home,
+        })
+    }
+
+    /// Waits for the relay connection (after its resync), at most `timeout`.
+    pub async fn online(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.client.wait_online(timeout).await.map_err(|e| match e {
+            ClientError::Offline(_) => Failure::RelayUnreachable(format!(
+                "no answer from {} within {} s",
+                self.config.relay,
+                timeout.as_secs()
+            ))
+            .into(),
+            other => anyhow::Error::new(other),
+        })
+    }
+
+    /// The contact called `name`.
+    pub fn contact(&self, name: &str) -> anyhow::Result<ContactInfo> {
+        self.client
+            .contacts()?
+            .into_iter()
+            .find(|c| c.user_name == name)
+            .ok_or_else(|| Failure::UnknownContact(name.into()).into())
+    }
+
+    /// The group called `name`, or whose hex chat id starts with `name`
+    /// (at least 8 digits; groups created by others arrive without a title).
+    pub fn group(&self, name: &str) -> anyhow::Result<ChatInfo> {
+        let name = name.strip_prefix('#').unwrap_or(name);
+        let by_id = |id: &ChatId| name.len() >= 8 && hex::encode(id).starts_with(name);
+        self.client
+            .chats()?
+            .into_iter()
+            .find(|c| c.kind == ChatKind::Group && (c.title == name || by_id(&c.chat_id)))
+            .ok_or_else(|| Failure::UnknownGroup(name.into()).into())
+    }
+
+    /// The direct chat with contact `name`, or the group `group`.
+    pub fn chat(&self, name: Option<&str>, group: Option<&str>) -> anyhow::Result<ChatId> {
+        match (name, group) {
+            (_, Some(group)) => Ok(self.group(group)?.chat_id),
+            (Some(name), None) => {
+                let contact = self.contact(name)?;
+                Ok(self.client.direct_chat(contact.user_id)?)
+            }
+            (None, None) => Err(Failure::Usage("name a contact or a --group".into()).into()),
+        }
+    }
+
+    /// A chat named `name`: a contact's direct chat, else a group.
+    pub fn chat_by_name(&self, name: &str) -> anyhow::Result<ChatId> {
+        match self.contact(name) {
+            Ok(contact) => Ok(self.client.direct_chat(contact.user_id)?),
+            Err(_) => self
+                .group(name)
+                .map(|g| g.chat_id)
+                .map_err(|_| Failure::Usage(format!("no contact or group called {name:?}")).into()),
+        }
+    }
+
+    /// Names for ids: contacts, this account and chat titles.
+    pub fn names(&self) -> anyhow::Result<Names> {
+        let account = self.client.account();
+        let mut users: Vec<(UserId, String)> = self
+            .client
+            .contacts()?
+            .into_iter()
+            .map(|c| (c.user_id, c.user_name))
+            .collect();
+        users.push((account.user_id, account.user_name));
+        let chats = self
+            .client
+            .chats()?
+            .into_iter()
+            .map(|c| (c.chat_id, c.kind, c.title))
+            .collect();
+        Ok(Names { users, chats })
+    }
+
+    /// Stops the client (the outbox keeps what was not acknowledged).
+    pub async fn close(self) {
+        self.client.shutdown().await;
+    }
+}
+
+/// Display names of users and chats.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    users: Vec<(UserId, String)>,
+    chats: Vec<(ChatId, ChatKind, String)>,
+}
+
+impl Names {
+    /// A user's name, or a short hex id.
+    pub fn user(&self, id: &UserId) -> String {
+        self.users
+            .iter()
+            .find(|(u, _)| u == id)
+            .map_or_else(|| short_hex(id), |(_, name)| name.clone())
+    }
+
+    /// How a chat is named on the command line: a contact name, or `#group`.
+    pub fn chat(&self, id: &ChatId) -> String {
+        match self.chats.iter().find(|(c, _, _)| c == id) {
+            Some((_, ChatKind::Group, title)) if title.is_empty() => format!("#{}", short_hex(id)),
+            Some((_, ChatKind::Group, title)) => format!("#{title}"),
+            Some((_, _, title)) => title.clone(),
+            None => short_hex(id),
+        }
+    }
+
+    /// The sender's name of a message.
+    pub fn sender(&self, message: &Message) -> String {
+        self.user(&message.sender)
+    }
+}
+
+/// The first 8 hex digits of an id.
+pub fn short_hex(bytes: &[u8]) -> String {
+    hex::encode(&bytes[..bytes.len().min(4)])
+}

@@ -1,0 +1,207 @@
+//! Helpers for end-to-end tests: an in-process relay and `tern` processes,
+//! each user with its own home directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tern_tests::TestRelay;
+use tern_transport::TrustPolicy;
+
+/// The passphrase every test user uses.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+/// How long a polled condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A relay on its own runtime, so that test code can block on processes.
+pub struct Relay {
+    runtime: tokio::runtime::Runtime,
+    relay: Option<TestRelay>,
+    /// `HOST:PORT`.
+    pub address: String,
+    /// Certificate fingerprint.
+    pub fingerprint: String,
+}
+
+impl Relay {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let relay = runtime.block_on(TestRelay::start());
+        let address = relay.address.addr.to_string();
+        let TrustPolicy::Pinned(pin) = &relay.address.trust else {
+            panic!("test relays are pinned");
+        };
+        let fingerprint = pin.to_string();
+        Self {
+            runtime,
+            relay: Some(relay),
+            address,
+            fingerprint,
+        }
+    }
+
+    /// Stops the relay (the port then answers nothing).
+    pub fn stop(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            self.runtime.block_on(relay.stop());
+        }
+    }
+
+    /// Creates a user: `tern init` in a fresh home.
+    pub fn user(&self, name: &str) -> User {
+        let user = User {
+            home: tempfile::tempdir().unwrap(),
+            name: name.into(),
+        };
+        user.ok(&[
+            "init",
+            "--relay",
+            &self.address,
+            "--fingerprint",
+            &self.fingerprint,
+            "--name",
+            name,
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+        ]);
+        user
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One user with one device (one home).
+pub struct User {
+    pub home: tempfile::TempDir,
+    pub name: String,
+}
+
+/// The `tern` binary under test.
+pub fn tern_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tern"))
+}
+
+impl User {
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Runs `tern --home HOME ARGS` with the passphrase in the environment.
+    pub fn tern(&self, args: &[&str]) -> Output {
+        self.tern_with_stdin(args, None)
+    }
+
+    pub fn tern_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(tern_bin());
+        command
+            .arg("--home")
+            .arg(self.home())
+            .args(args)
+            .env("TERN_PASSPHRASE", PASSPHRASE)
+            .env_remove("TERN_HOME")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.tern(args);
+        assert!(
+            output.status.success(),
+            "{}: tern {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            self.name,
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a command with `--json` that must succeed; parses every line.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.ok(&all)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    /// The exit code of a command expected to fail.
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let output = self.tern(args);
+        assert!(
+            !output.status.success(),
+            "tern {args:?} unexpectedly succeeded"
+        );
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Texts of the messages `tern recv` prints now.
+    pub fn recv_texts(&self) -> Vec<String> {
+        texts(&self.json(&["recv"]))
+    }
+
+    /// Runs `tern recv` until `count` messages arrived in total.
+    pub fn recv_until(&self, count: usize) -> Vec<Value> {
+        let mut got = Vec::new();
+        eventually("messages to arrive", || {
+            got.extend(self.json(&["recv"]));
+            (got.len() >= count).then_some(())
+        });
+        got
+    }
+}
+
+/// The `text` fields of message objects.
+pub fn texts(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o["type"] == "message")
+        .map(|o| o["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, failing the test at the deadline.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

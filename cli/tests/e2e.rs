@@ -1,0 +1,299 @@
+//! End-to-end: a real relay (in-process, real QUIC on 127.0.0.1) and several
+//! `tern` processes with separate homes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Relay, texts};
+use serde_json::Value;
+
+#[test]
+fn two_users_chat_and_read_history_and_search() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+
+    let me = alice.json(&["whoami"]);
+    assert_eq!(me[0]["user_name"], "alice");
+    assert_eq!(me[0]["device_id"], 1);
+
+    let added = alice.json(&["contact", "add", "bob"]);
+    assert_eq!(added[0]["name"], "bob");
+    assert_eq!(added[0]["verification"], "unverified");
+
+    let sent = alice.json(&["send", "bob", "hello bob, this is alice"]);
+    assert_eq!(sent[0]["status"], "sent");
+    assert_eq!(sent[0]["outgoing"], true);
+
+    // Bob never added alice: the first message makes her a contact.
+    let got = bob.recv_until(1);
+    assert_eq!(texts(&got), ["hello bob, this is alice"]);
+    assert_eq!(got[0]["from"], "alice");
+    assert_eq!(got[0]["chat"], "alice");
+    assert!(bob.recv_texts().is_empty(), "recv prints a message once");
+
+    bob.ok(&["send", "alice", "hi alice"]);
+    let replies = alice.recv_until(1);
+    assert_eq!(texts(&replies), ["hi alice"]);
+
+    let history = alice.json(&["history", "bob"]);
+    assert_eq!(texts(&history), ["hello bob, this is alice", "hi alice"]);
+    assert_eq!(history[0]["from"], "alice");
+    assert_eq!(history[1]["from"], "bob");
+
+    let human = alice.ok(&["history", "bob", "--limit", "1"]);
+    assert!(human.contains("bob: hi alice"), "{human}");
+
+    let hits = bob.json(&["search", "hello"]);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["type"], "hit");
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("[hello]"));
+    assert!(bob.json(&["search", "nothing-like-this"]).is_empty());
+    let scoped = bob.json(&["search", "hi", "--chat", "alice"]);
+    assert_eq!(scoped.len(), 1, "{scoped:?}");
+
+    let contacts = bob.json(&["contact", "list"]);
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0]["name"], "alice");
+}
+
+#[test]
+fn an_offline_user_catches_up_in_order() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    let sent: Vec<String> = (1..=6).map(|i| format!("message {i}")).collect();
+    for text in &sent {
+        alice.ok(&["send", "bob", text]);
+    }
+    // A message from standard input, too.
+    alice.tern_with_stdin(&["send", "bob", "-"], Some("from stdin\n"));
+    let mut expected = sent.clone();
+    expected.push("from stdin".into());
+    let got = bob.recv_until(expected.len());
+    assert_eq!(texts(&got), expected);
+    let seqs: Vec<u64> = got.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[test]
+fn a_group_of_three() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    let carol = relay.user("carol");
+    alice.ok(&["contact", "add", "bob"]);
+    alice.ok(&["contact", "add", "carol"]);
+    let group = alice.json(&[
+        "group", "create", "trip", "--member", "bob", "--member", "carol",
+    ]);
+    let chat_id = group[0]["chat_id"].as_str().unwrap().to_owned();
+    let listed = alice.json(&["group", "list"]);
+    assert_eq!(listed[0]["name"], "trip");
+    assert_eq!(listed[0]["members"].as_array().unwrap().len(), 3);
+
+    alice.ok(&["send", "--group", "trip", "who brings the tent?"]);
+    for member in [&bob, &carol] {
+        let got = member.recv_until(1);
+        assert_eq!(texts(&got), ["who brings the tent?"]);
+        assert_eq!(got[0]["from"], "alice");
+    }
+    // Members address the group by its id until it has a name on their device.
+    bob.ok(&["send", "--group", &chat_id[..8], "I do"]);
+    for member in [&alice, &carol] {
+        let got = member.recv_until(1);
+        assert_eq!(texts(&got), ["I do"]);
+        assert_eq!(got[0]["from"], "bob");
+    }
+    let history = carol.json(&["history", "--group", &chat_id]);
+    assert_eq!(texts(&history), ["who brings the tent?", "I do"]);
+}
+
+#[test]
+fn exit_codes_tell_what_went_wrong() {
+    let mut relay = Relay::start();
+    let alice = relay.user("alice");
+    relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+
+    let (code, stderr) = alice.fails(&["send", "nobody", "hi"]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("unknown contact"), "{stderr}");
+    let (code, _) = alice.fails(&["contact", "add", "nobody"]);
+    assert_eq!(code, 5);
+    let (code, _) = alice.fails(&["send"]);
+    assert_eq!(code, 2);
+
+    let wrong = std::process::Command::new(common::tern_bin())
+        .arg("--home")
+        .arg(alice.home())
+        .arg("whoami")
+        .env("TERN_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let none = std::process::Command::new(common::tern_bin())
+        .arg("--home")
+        .arg(empty.path())
+        .args(["--json", "whoami"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&none.stderr).unwrap();
+    assert_eq!(error["code"], 1);
+    assert!(error["error"].as_str().unwrap().contains("tern init"));
+
+    relay.stop();
+    let (code, stderr) = alice.fails(&["send", "bob", "anyone there?", "--timeout", "1"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("queued"), "{stderr}");
+    // The queued message is still in the history.
+    let history = alice.json(&["history", "bob"]);
+    assert_eq!(texts(&history), ["anyone there?"]);
+    assert_eq!(history[0]["status"], "pending");
+}
+
+#[test]
+fn safety_numbers_match_and_verification_is_recorded() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    bob.ok(&["contact", "add", "alice"]);
+    let theirs = bob.json(&["contact", "verify", "alice"]);
+    let ours = alice.json(&["contact", "verify", "bob", "--mark-verified"]);
+    assert_eq!(ours[0]["safety_number"].as_str().unwrap().len(), 60);
+    assert_eq!(ours[0]["safety_number"], theirs[0]["safety_number"]);
+    assert_eq!(ours[0]["verification"], "verified");
+    assert_eq!(theirs[0]["verification"], "unverified");
+    let human = alice.ok(&["contact", "verify", "bob"]);
+    assert!(human.contains("bob is verified"), "{human}");
+    assert!(
+        human.contains('█') || human.contains('▀'),
+        "a QR code is drawn"
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let output = std::process::Command::new(common::tern_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("Exit codes"));
+    for line in [
+        "3  relay unreachable",
+        "4  wrong passphrase",
+        "6  a verified contact",
+    ] {
+        assert!(help.contains(line), "missing {line:?}");
+    }
+}
+
+/// A tmux server on its own socket, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "tern"])
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        common::eventually(&format!("{text:?} on the screen"), || {
+            let screen = self.screen();
+            screen.contains(text).then_some(screen)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn chat_tui_sends_and_shows_the_reply() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED chat_tui_sends_and_shows_the_reply: tmux is not installed (apt-get install -y tmux)"
+        );
+        return;
+    }
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    alice.ok(&["send", "bob", "before the tui"]);
+    bob.recv_until(1);
+
+    let tmux = Tmux {
+        socket: format!("tern-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
+        common::PASSPHRASE,
+        common::tern_bin().display(),
+        alice.home().display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tern",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    tmux.wait_for("chats · online");
+    tmux.wait_for("before the tui");
+
+    tmux.run(&["send-keys", "-t", "tern", "-l", "hello from the tui"]);
+    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    let got = bob.recv_until(1);
+    assert_eq!(texts(&got), ["hello from the tui"]);
+
+    bob.ok(&["send", "alice", "reply from bob"]);
+    let screen = tmux.wait_for("reply from bob");
+    assert!(screen.contains("hello from the tui"), "{screen}");
+    assert!(screen.contains("quit"), "the help bar is shown:\n{screen}");
+
+    tmux.run(&["send-keys", "-t", "tern", "C-q"]);
+    common::eventually("tern chat to exit", || {
+        let alive = std::process::Command::new("tmux")
+            .args(["-L", &tmux.socket, "has-session", "-t", "tern"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        (!alive).then_some(())
+    });
+}
