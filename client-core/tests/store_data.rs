@@ -5,12 +5,12 @@
 
 mod store_support;
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use store_support::{chat_id, device, message, store_with_chats, user};
 use tern_core::store::{
-    Contact, DeliveryStatus, IdentitySlot, InsertOutcome, NewAttachment, PrekeyKind, Store,
-    StoreError, TransferState, Verification,
+    Contact, DeliveryStatus, IdentitySlot, InsertOutcome, NewAttachment, PrekeyKind, SearchQuery,
+    Store, StoreError, TransferState, Verification,
 };
 use zeroize::Zeroizing;
 
@@ -433,4 +433,60 @@ fn store_is_shared_across_threads() {
         .unwrap()
         .len();
     assert_eq!(count, 100);
+}
+
+#[test]
+fn reads_see_committed_snapshots_while_a_write_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(store_with_chats(&dir));
+    let (opened, wait_opened) = mpsc::channel();
+    let (release, wait_release) = mpsc::channel::<()>();
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store
+                .transaction(|tx| {
+                    tx.insert_message(&message(1, 1, "inflight words"))?;
+                    opened.send(()).unwrap();
+                    wait_release.recv().unwrap();
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap()
+        })
+    };
+    wait_opened.recv().unwrap();
+    // The writer holds its transaction open: reads proceed and see only
+    // committed data.
+    assert!(
+        store
+            .search(&SearchQuery::new("inflight"))
+            .unwrap()
+            .is_empty()
+    );
+    let page = store
+        .read(|tx| tx.chat_messages(&chat_id(1), None, 10))
+        .unwrap();
+    assert!(page.is_empty());
+    release.send(()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(
+        store.search(&SearchQuery::new("inflight")).unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn read_transactions_reject_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_chats(&dir);
+    let err = store
+        .read(|tx| tx.upsert_chat(&store_support::chat(3)))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(
+        store
+            .transaction(|tx| tx.chat(&chat_id(3)))
+            .unwrap()
+            .is_none()
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //! [`Store::open`] takes a [`KeySource`]: a passphrase stretched with Argon2id
 //! (parameters and salt in a key header beside the database, see [`key`]) or
-//! a raw 32-byte key from the host. Every read and write goes through
+//! a raw 32-byte key from the host. Every write goes through
 //! [`Store::transaction`], so a crypto state change and the message it belongs
 //! to commit together or not at all:
 //!
@@ -18,9 +18,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The store is `Send + Sync`: one connection behind a mutex. Durability: WAL
-//! with `synchronous = FULL`, so a committed transaction survives power loss.
-//! Up to 16 MiB of decrypted pages are cached per store.
+//! Reads that need no write lock (history pages, [`Store::search`]) can use
+//! [`Store::read`]: a read-only snapshot on a second connection that neither
+//! waits for nor blocks a writer.
+//!
+//! The store is `Send + Sync`: two connections (writer, reader), each behind a
+//! mutex. Durability: WAL with `synchronous = FULL`, so a committed transaction
+//! survives power loss. Up to 16 MiB of decrypted pages are cached per
+//! connection.
 
 mod attachments;
 mod contacts;
@@ -74,7 +79,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The encrypted local store.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -101,19 +107,16 @@ impl Store {
         };
         let resolved = key::resolve(path, &key, is_new)?;
         drop(key);
-        let mut conn = {
-            let _keying = KEYING.lock().unwrap_or_else(PoisonError::into_inner);
-            let conn = Connection::open(path)?;
-            conn.execute_batch(CIPHER_QUIET)?;
-            apply_key(&conn, &resolved.key)?;
-            force_first_read(&conn, resolved.verified)?;
-            conn
-        };
-        drop(resolved.key);
-        configure(&conn)?;
-        schema::migrate(&mut conn)?;
+        let mut writer = open_keyed(path, &resolved)?;
+        configure(&writer)?;
+        schema::migrate(&mut writer)?;
+        let reader = open_keyed(path, &resolved)?;
+        drop(resolved);
+        configure(&reader)?;
+        reader.execute_batch("PRAGMA query_only = ON;")?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
             path: path.to_owned(),
         })
     }
@@ -125,7 +128,7 @@ impl Store {
 
     /// The schema version stored in the database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        schema::version(&self.lock())
+        schema::version(&lock(&self.writer))
     }
 
     /// Runs `f` in one immediate (write-locking) transaction. It commits when
@@ -136,26 +139,31 @@ impl Store {
         F: FnOnce(&Tx<'_>) -> Result<T, E>,
         E: From<StoreError>,
     {
-        let mut conn = self.lock();
-        let inner = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let tx = Tx { inner };
-        let value = f(&tx)?;
-        tx.inner.commit().map_err(StoreError::from)?;
-        Ok(value)
+        run(&self.writer, TransactionBehavior::Immediate, f)
     }
 
-    /// Full-text search over message bodies; see [`SearchQuery`].
+    /// Runs `f` on a consistent snapshot of committed data, on the read-only
+    /// connection: it neither waits for nor blocks [`Store::transaction`].
+    /// Writes inside `f` fail with [`StoreError::Database`].
+    pub fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Tx<'_>) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        run(&self.reader, TransactionBehavior::Deferred, f)
+    }
+
+    /// Full-text search over message bodies (on the read-only connection);
+    /// see [`SearchQuery`].
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        self.transaction(|tx| tx.search(query))
+        self.read(|tx| tx.search(query))
     }
 
     /// Reads and authenticates every page (`PRAGMA cipher_integrity_check`)
     /// plus SQLite's structural check. Slow on large stores: for maintenance,
     /// not for every open.
     pub fn verify_integrity(&self) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = lock(&self.reader);
         let mut stmt = conn.prepare("PRAGMA cipher_integrity_check")?;
         let mut rows = stmt.query([])?;
         if let Some(row) = rows.next()? {
@@ -168,12 +176,29 @@ impl Store {
         }
         Ok(())
     }
+}
 
-    /// A poisoned mutex is safe to reuse: the panicking transaction was rolled
-    /// back when its guard dropped.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// A poisoned mutex is safe to reuse: the panicking transaction was rolled
+/// back when its guard dropped.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` in a transaction on `conn`: commit on `Ok`, roll back on `Err`
+/// or panic (the transaction's drop).
+fn run<T, E, F>(conn: &Mutex<Connection>, behavior: TransactionBehavior, f: F) -> Result<T, E>
+where
+    F: FnOnce(&Tx<'_>) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    let mut conn = lock(conn);
+    let inner = conn
+        .transaction_with_behavior(behavior)
+        .map_err(StoreError::from)?;
+    let tx = Tx { inner };
+    let value = f(&tx)?;
+    tx.inner.commit().map_err(StoreError::from)?;
+    Ok(value)
 }
 
 /// An open transaction; all data access methods live on it.
@@ -195,6 +220,16 @@ static KEYING: Mutex<()> = Mutex::new(());
 /// SQLCipher logs decryption failures to stderr by default; failures reach
 /// the caller as [`StoreError`] instead.
 const CIPHER_QUIET: &str = "PRAGMA cipher_log_level = NONE;";
+
+/// Opens a connection and keys it, confirming the key with a first read.
+fn open_keyed(path: &Path, key: &key::ResolvedKey) -> Result<Connection, StoreError> {
+    let _keying = KEYING.lock().unwrap_or_else(PoisonError::into_inner);
+    let conn = Connection::open(path)?;
+    conn.execute_batch(CIPHER_QUIET)?;
+    apply_key(&conn, &key.key)?;
+    force_first_read(&conn, key.verified)?;
+    Ok(conn)
+}
 
 /// Hands the raw key to SQLCipher. The statement text is wiped afterwards.
 fn apply_key(conn: &Connection, key: &key::DbKey) -> Result<(), StoreError> {
