@@ -151,3 +151,70 @@ async fn a_group_of_three_chats_with_typing_and_presence() {
     assert_eq!(offline, carol_id);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_group_keeps_working_after_a_member_leaves() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let mut carol = TestClient::create(&relay, "carol").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let carol_id = guard(alice.client.add_contact("carol".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let group = guard(
+        alice
+            .client
+            .create_group("trio".into(), vec![bob_id, carol_id]),
+    )
+    .await
+    .unwrap();
+    alice.client.send_text(group, "before".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "before");
+    assert_eq!(carol.next_message().await.text, "before");
+    bob.client.send_text(group, "bob before".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "bob before");
+    assert_eq!(carol.next_message().await.text, "bob before");
+
+    guard(alice.client.change_members(group, vec![], vec![carol_id]))
+        .await
+        .unwrap();
+    let (_, removed) = bob
+        .expect(|e| match e {
+            ClientEvent::MembersChanged { added, removed, .. } if !removed.is_empty() => {
+                Some((added, removed))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(removed, vec![carol_id]);
+
+    // Both remaining members send with new sender keys; both decrypt.
+    alice.client.send_text(group, "after".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "after");
+    bob.client.send_text(group, "bob after".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "bob after");
+    let members = alice
+        .client
+        .chats()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.chat_id == group)
+        .unwrap()
+        .members;
+    assert_eq!(members.len(), 2);
+    // Carol received nothing after her removal.
+    let carol_texts: Vec<String> = carol
+        .client
+        .messages(group, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(carol_texts, ["before", "bob before"]);
+    relay.stop().await;
+}

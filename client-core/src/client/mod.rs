@@ -37,8 +37,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tern_protocol::wire::{
-    ChatKind as WireChatKind, CreateChat, EphemeralEvent, LookupUser, RegisterAccount,
-    SubscribePresence, Typing, ephemeral_event, request,
+    ChangeMembers, ChatKind as WireChatKind, CreateChat, EphemeralEvent, LookupUser,
+    RegisterAccount, SubscribePresence, Typing, ephemeral_event, request,
 };
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -339,6 +339,39 @@ impl Client {
             tx.set_chat_members(&chat_id, &all)
         })?;
         Ok(chat_id)
+    }
+
+    /// Adds and removes members of a group chat on the relay (recorded as a
+    /// membership entry every member device sees in order). Removing members
+    /// replaces this device's sender key at once; the other members replace
+    /// theirs when they process the entry. Needs the relay.
+    pub async fn change_members(
+        &self,
+        chat_id: ChatId,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+    ) -> Result<(), ClientError> {
+        let conn = self.core.connection()?;
+        let chat = self
+            .core
+            .store
+            .transaction(|tx| tx.chat(&chat_id))?
+            .ok_or(ClientError::UnknownChat)?;
+        if chat.kind != ChatKind::Group {
+            return Err(ClientError::InvalidArgument("not a group chat"));
+        }
+        for user in &add {
+            self.contact(*user)?;
+        }
+        let bytes = |users: &[UserId]| users.iter().map(|u| Bytes::copy_from_slice(u)).collect();
+        conn.request(request::Kind::ChangeMembers(ChangeMembers {
+            chat_id: Bytes::copy_from_slice(&chat_id),
+            add: bytes(&add),
+            remove: bytes(&remove),
+        }))
+        .await?;
+        crate::sync::apply_membership(&self.core, &chat_id, &add, &remove)?;
+        Ok(())
     }
 
     /// Chats known on this device.

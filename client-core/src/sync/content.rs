@@ -5,6 +5,7 @@
 //! the ciphertext limit (64 KiB) and every field is validated before use.
 
 use prost::Message;
+use zeroize::Zeroize;
 
 use crate::store::{ClientMessageId, ID_LEN};
 
@@ -25,7 +26,7 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 7")]
     pub body: Option<Body>,
 }
 
@@ -42,6 +43,40 @@ pub enum Body {
     /// (session repair after an undecryptable message).
     #[prost(message, tag = "5")]
     SessionReset(SessionReset),
+    /// The sender's current sender-key chain for the group chat this is sent
+    /// in (only ever inside a pairwise session).
+    #[prost(message, tag = "7")]
+    SenderKeyDistribution(SenderKeyDistribution),
+}
+
+/// A sender-key distribution message (`crypto.md`), opaque here.
+#[derive(Clone, PartialEq, Message)]
+pub struct SenderKeyDistribution {
+    /// The encoded distribution message.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message: Vec<u8>,
+}
+
+impl Drop for SenderKeyDistribution {
+    fn drop(&mut self) {
+        self.message.zeroize();
+    }
+}
+
+/// Secret bytes: wiped on drop, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
 }
 
 /// A text message.
@@ -94,6 +129,8 @@ pub enum Payload {
     Receipt(ReceiptKind, Vec<ClientMessageId>),
     /// Session repair marker.
     SessionReset,
+    /// A sender-key distribution message for this (group) chat.
+    SenderKeyDistribution(SecretBytes),
 }
 
 /// Why a decrypted payload was refused.
@@ -123,6 +160,11 @@ impl Payload {
                 client_message_ids: ids.iter().map(|id| id.to_vec()).collect(),
             }),
             Self::SessionReset => Body::SessionReset(SessionReset {}),
+            Self::SenderKeyDistribution(message) => {
+                Body::SenderKeyDistribution(SenderKeyDistribution {
+                    message: message.0.clone(),
+                })
+            }
         };
         Content {
             version: CONTENT_VERSION,
@@ -163,6 +205,9 @@ impl Payload {
                 Self::Receipt(kind, ids)
             }
             Body::SessionReset(_) => Self::SessionReset,
+            Body::SenderKeyDistribution(distribution) => {
+                Self::SenderKeyDistribution(SecretBytes(distribution.message.clone()))
+            }
         };
         Ok((payload, content.sent_at_ms))
     }
@@ -178,6 +223,7 @@ mod tests {
             Payload::Text("hello ✓".into()),
             Payload::Receipt(ReceiptKind::Read, vec![[7; ID_LEN], [9; ID_LEN]]),
             Payload::SessionReset,
+            Payload::SenderKeyDistribution(SecretBytes(vec![1, 4, 9])),
         ] {
             let bytes = payload.encode(42);
             assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));

@@ -12,6 +12,7 @@
 pub mod content;
 pub mod crypto_store;
 mod engine;
+mod group;
 pub mod outbox;
 mod receive;
 mod send;
@@ -31,7 +32,7 @@ use crate::store::Store;
 use crypto_store::CryptoStore;
 
 pub(crate) use engine::run;
-pub(crate) use receive::check_account_key;
+pub(crate) use receive::{apply_membership, check_account_key};
 pub(crate) use send::queue_payload;
 
 /// State shared by the public client and the engine's tasks.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, response};
 
 use super::content::{Payload, ReceiptKind};
+use super::group;
 use super::send::queue_payload;
 use super::{Core, hex, now_ms};
 use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, Message, UserId, random_bytes};
@@ -43,7 +44,8 @@ pub(crate) async fn process(
     }
     let own_device =
         sender == core.account.user_id && delivery.sender_device_id == core.account.device_id;
-    if delivery.ciphertext.is_empty() || own_device {
+    let nothing_for_us = delivery.ciphertext.is_empty() && delivery.common_ciphertext.is_empty();
+    if nothing_for_us || own_device {
         advance(core, &chat_id, seq)?;
         return Ok(Some((chat_id, seq)));
     }
@@ -150,22 +152,42 @@ async fn membership(
             known_name(core, conn, user).await?;
         }
     }
-    core.store.transaction(|tx| {
-        let mut members = tx.chat_members(chat_id)?;
-        members.retain(|m| !removed.contains(m));
-        for user in &added {
-            if !members.contains(user) {
-                members.push(*user);
-            }
-        }
-        tx.set_chat_members(chat_id, &members)?;
-        tx.advance_delivered(chat_id, delivery.seq)
-    })?;
+    apply_membership(core, chat_id, &added, &removed)?;
+    advance(core, chat_id, delivery.seq)?;
     core.emit(ClientEvent::MembersChanged {
         chat_id: *chat_id,
         added,
         removed,
     });
+    Ok(())
+}
+
+/// Updates the local member list; when members left, replaces the own
+/// sender key of the chat so that they cannot read what follows.
+pub(crate) fn apply_membership(
+    core: &Core,
+    chat_id: &ChatId,
+    added: &[UserId],
+    removed: &[UserId],
+) -> Result<(), ClientError> {
+    let own = DeviceAddress {
+        user: core.account.user_id,
+        device: core.account.device_id,
+    };
+    let batch = core.crypto.begin();
+    batch.commit(|tx| {
+        if !removed.is_empty() {
+            group::rotate(tx, chat_id, &own)?;
+        }
+        let mut members = tx.chat_members(chat_id)?;
+        members.retain(|m| !removed.contains(m));
+        for user in added {
+            if !members.contains(user) {
+                members.push(*user);
+            }
+        }
+        tx.set_chat_members(chat_id, &members)
+    })?;
     Ok(())
 }
 
@@ -231,49 +253,93 @@ fn decrypt_and_store(
         device: delivery.sender_device_id,
     };
     let batch = core.crypto.begin();
-    let decrypted = core
-        .sessions
-        .decrypt(address, &delivery.ciphertext)
-        .map_err(|e| e.to_string())
-        .and_then(|d| match set.identity(address.device) {
-            Some(key) if d.sender_identity.to_bytes() == *key => Ok(d),
-            _ => Err("sender identity is not in its signed device list".into()),
-        });
-    let plaintext = match decrypted {
-        Ok(d) => d.plaintext,
-        Err(reason) => {
-            drop(batch);
-            return repair(core, chat_id, address, delivery.seq, reason);
+    let mut payloads = Vec::new();
+    let mut record = None;
+    let mut failure = None;
+    if !delivery.ciphertext.is_empty() {
+        let plaintext = match pairwise_decrypt(core, set, address, &delivery.ciphertext) {
+            Ok(plaintext) => plaintext,
+            Err(reason) => {
+                drop(batch);
+                return repair(core, chat_id, address, delivery.seq, reason);
+            }
+        };
+        match Payload::decode(&plaintext) {
+            Ok((Payload::SenderKeyDistribution(message), _)) => {
+                let mut r = core
+                    .store
+                    .transaction(|tx| group::load_record(tx, chat_id, &address))?;
+                match group::accept_distribution(&mut r, chat_id, &message.0) {
+                    Ok(()) => record = Some(r),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            Ok(payload) => payloads.push(payload),
+            Err(e) => failure = Some(e.to_string()),
         }
-    };
-    let payload = match Payload::decode(&plaintext) {
-        Ok((payload, sent_at)) => Some((payload, sent_at)),
-        Err(e) => {
-            tracing::warn!(error = %e, "undecodable content");
-            None
+    }
+    if !delivery.common_ciphertext.is_empty() {
+        let mut r = match record.take() {
+            Some(r) => r,
+            None => core
+                .store
+                .transaction(|tx| group::load_record(tx, chat_id, &address))?,
+        };
+        match group::decrypt(&mut r, chat_id, &delivery.common_ciphertext) {
+            Ok(plaintext) => match Payload::decode(&plaintext) {
+                Ok(payload) => payloads.push(payload),
+                Err(e) => failure = Some(e.to_string()),
+            },
+            Err(e) => failure = Some(format!("group message: {e}")),
         }
-    };
-    let Some((payload, sent_at)) = payload else {
-        batch.commit(|tx| tx.advance_delivered(chat_id, delivery.seq))?;
+        record = Some(r);
+    }
+    let events = batch.commit(|tx| {
+        if let Some(r) = &record {
+            group::save_record(tx, chat_id, &address, r)?;
+        }
+        let mut events = Vec::new();
+        for (payload, sent_at) in payloads {
+            events.extend(apply_payload(
+                core, tx, chat_id, address, delivery, payload, sent_at,
+            )?);
+        }
+        tx.advance_delivered(chat_id, delivery.seq)?;
+        Ok::<_, ClientError>(events)
+    })?;
+    if let Some(reason) = failure {
+        tracing::warn!(%reason, seq = delivery.seq, "undecryptable content");
         core.emit(ClientEvent::DecryptionFailed {
             chat_id: *chat_id,
             sender: *sender,
             sender_device: address.device,
             seq: delivery.seq,
-            reason: "unsupported content".into(),
+            reason,
         });
-        return Ok(());
-    };
-    let events = batch.commit(|tx| {
-        let events = apply_payload(core, tx, chat_id, address, delivery, payload, sent_at)?;
-        tx.advance_delivered(chat_id, delivery.seq)?;
-        Ok::<_, ClientError>(events)
-    })?;
+    }
     for event in events {
         core.emit(event);
     }
     core.outbox_wake.notify_one();
     Ok(())
+}
+
+/// Decrypts with the pairwise session and checks that the session's identity
+/// is the one the sender's signed device list names.
+fn pairwise_decrypt(
+    core: &Core,
+    set: &DeviceSet,
+    address: DeviceAddress,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, String> {
+    let decrypted = core
+        .sessions
+        .decrypt(address, ciphertext)
+        .map_err(|e| e.to_string())?;
+    match set.identity(address.device) {
+        Some(key) if decrypted.sender_identity.to_bytes() == *key => Ok(decrypted.plaintext),
+        _ => Err("sender identity is not in its signed device list".into()),
+    }
 }
 
 /// Writes what the payload means; returns the events to emit after commit.
@@ -339,7 +405,9 @@ fn apply_payload(
             }
             Ok(events)
         }
-        Payload::Receipt(..) | Payload::SessionReset => Ok(Vec::new()),
+        Payload::Receipt(..) | Payload::SessionReset | Payload::SenderKeyDistribution(_) => {
+            Ok(Vec::new())
+        }
     }
 }
 

@@ -11,11 +11,13 @@ use rand_core::Rng;
 use tern_protocol::wire::{
     ChatKind as WireChatKind, CreateChat, DeviceCiphertext, FetchBundles, Send, request, response,
 };
+use zeroize::Zeroizing;
 
-use super::content::Payload;
+use super::content::{Payload, SecretBytes};
+use super::group::SenderState;
 use super::outbox::{OutboxItem, SendOutcome, classify, retry_delay};
 use super::{Core, now_ms};
-use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, MessageId, rng};
+use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, MessageId, UserId, rng};
 use crate::crypto::session::DeviceAddress;
 use crate::net::RelayConnection;
 use crate::store::{
@@ -200,27 +202,91 @@ async fn create_on_relay(
     }
 }
 
-/// Encrypts the entry's content for every member device except this one,
-/// starting sessions from fetched bundles where needed, and stores the
-/// encrypted request in the outbox together with the ratchet state.
+/// Encrypts the entry's content for every member device except this one —
+/// pairwise in direct chats, with the sender key (plus pairwise
+/// distributions where needed, see [`super::group`]) in groups — starting
+/// sessions from fetched bundles where needed, and stores the encrypted
+/// request in the outbox together with the crypto state it consumed.
 async fn prepare(
     core: &Core,
     conn: &RelayConnection,
     entry: &OutboxEntry,
     item: &mut OutboxItem,
 ) -> Result<Send, ClientError> {
-    let members = core
-        .store
-        .transaction(|tx| tx.chat_members(&entry.chat_id))?;
+    let (chat, members) = core.store.transaction(|tx| {
+        let chat = tx.chat(&entry.chat_id)?;
+        Ok::<_, StoreError>((chat, tx.chat_members(&entry.chat_id)?))
+    })?;
+    let chat = chat.ok_or(ClientError::UnknownChat)?;
     let own = DeviceAddress {
         user: core.account.user_id,
         device: core.account.device_id,
     };
+    let (targets, bundles) = collect_targets(core, conn, &members, own).await?;
+    let batch = core.crypto.begin();
+    let mut rng = rng();
+    for (address, bundle) in &bundles {
+        core.sessions.start_session(*address, bundle, &mut rng)?;
+    }
+    let (device_ciphertexts, common, group_state) = match chat.kind {
+        ChatKind::Direct => (pairwise(core, &targets, &item.content)?, Vec::new(), None),
+        ChatKind::Group => {
+            let mut state = core
+                .store
+                .transaction(|tx| SenderState::load(tx, &entry.chat_id, &own))?;
+            let missing = targets.iter().any(|t| !state.distributed.contains(t));
+            let distributions = if missing {
+                let message = state.sender.distribution_message().encode();
+                let payload = Payload::SenderKeyDistribution(SecretBytes(message.to_vec()));
+                let content = Zeroizing::new(payload.encode(item_time(item)));
+                state.distributed.clone_from(&targets);
+                pairwise(core, &targets, &content)?
+            } else {
+                Vec::new()
+            };
+            let common = state.sender.encrypt(&item.content)?;
+            (distributions, common, Some(state))
+        }
+    };
+    let send = Send {
+        chat_id: Bytes::copy_from_slice(&entry.chat_id),
+        client_message_id: Bytes::copy_from_slice(&entry.client_message_id),
+        device_ciphertexts,
+        common_ciphertext: common.into(),
+    };
+    item.send = Some(send.clone());
+    let payload = item.encode_to_vec();
+    batch.commit(|tx| {
+        if let Some(state) = &group_state {
+            state.save(tx, &entry.chat_id, &own)?;
+        }
+        tx.remove_outbox(&entry.client_message_id)?;
+        tx.enqueue_outbox(&entry.chat_id, &entry.client_message_id, &payload, now_ms())?;
+        Ok::<_, StoreError>(())
+    })?;
+    Ok(send)
+}
+
+/// The send time stamped into the item's content (for derived payloads).
+fn item_time(item: &OutboxItem) -> u64 {
+    Payload::decode(&item.content).map_or(0, |(_, sent_at)| sent_at)
+}
+
+type Bundle = (DeviceAddress, crate::crypto::prekeys::PreKeyBundle);
+
+/// Every member device except this one, and bundles for those without a
+/// session.
+async fn collect_targets(
+    core: &Core,
+    conn: &RelayConnection,
+    members: &[UserId],
+    own: DeviceAddress,
+) -> Result<(Vec<DeviceAddress>, Vec<Bundle>), ClientError> {
     let mut targets = Vec::new();
     let mut bundles = Vec::new();
     for member in members {
-        let set = core.device_set(conn, &member).await?;
-        let contact = core.store.transaction(|tx| tx.contact(&member))?;
+        let set = core.device_set(conn, member).await?;
+        let contact = core.store.transaction(|tx| tx.contact(member))?;
         if contact.is_some_and(|c| c.verification == Verification::Unverified) {
             return Err(ClientError::UntrustedIdentity);
         }
@@ -232,40 +298,33 @@ async fn prepare(
             set.devices
                 .iter()
                 .map(|(device, _)| DeviceAddress {
-                    user: member,
+                    user: *member,
                     device: *device,
                 })
                 .filter(|address| *address != own),
         );
     }
-    let batch = core.crypto.begin();
+    Ok((targets, bundles))
+}
+
+/// Encrypts `plaintext` for each target with its pairwise session.
+fn pairwise(
+    core: &Core,
+    targets: &[DeviceAddress],
+    plaintext: &[u8],
+) -> Result<Vec<DeviceCiphertext>, ClientError> {
     let mut rng = rng();
-    for (address, bundle) in &bundles {
-        core.sessions.start_session(*address, bundle, &mut rng)?;
-    }
-    let mut ciphertexts = Vec::with_capacity(targets.len());
-    for address in targets {
-        let ciphertext = core.sessions.encrypt(address, &item.content, &mut rng)?;
-        ciphertexts.push(DeviceCiphertext {
-            user_id: Bytes::copy_from_slice(&address.user),
-            device_id: address.device,
-            ciphertext: ciphertext.into(),
-        });
-    }
-    let send = Send {
-        chat_id: Bytes::copy_from_slice(&entry.chat_id),
-        client_message_id: Bytes::copy_from_slice(&entry.client_message_id),
-        device_ciphertexts: ciphertexts,
-        common_ciphertext: Bytes::new(),
-    };
-    item.send = Some(send.clone());
-    let payload = item.encode_to_vec();
-    batch.commit(|tx| {
-        tx.remove_outbox(&entry.client_message_id)?;
-        tx.enqueue_outbox(&entry.chat_id, &entry.client_message_id, &payload, now_ms())?;
-        Ok::<_, StoreError>(())
-    })?;
-    Ok(send)
+    targets
+        .iter()
+        .map(|address| {
+            let ciphertext = core.sessions.encrypt(*address, plaintext, &mut rng)?;
+            Ok(DeviceCiphertext {
+                user_id: Bytes::copy_from_slice(&address.user),
+                device_id: address.device,
+                ciphertext: ciphertext.into(),
+            })
+        })
+        .collect()
 }
 
 fn devices_without_session(
@@ -294,7 +353,7 @@ async fn fetch_bundles(
     conn: &RelayConnection,
     set: &DeviceSet,
     devices: &[u32],
-) -> Result<Vec<(DeviceAddress, crate::crypto::prekeys::PreKeyBundle)>, ClientError> {
+) -> Result<Vec<Bundle>, ClientError> {
     let answer = conn
         .request(request::Kind::FetchBundles(FetchBundles {
             user_id: Bytes::copy_from_slice(&set.user_id),
