@@ -74,7 +74,7 @@ impl Relay {
             added: members,
             removed: Vec::new(),
         });
-        self.log.append(append, None).await?;
+        self.log.append(append).await?;
         let chat = self.member_chat(device, chat_id).await?;
         Ok(response::Kind::ChatInfo(chat_info(chat)))
     }
@@ -93,7 +93,7 @@ impl Relay {
             added: user_ids("ChangeMembers.add", &r.add)?,
             removed: user_ids("ChangeMembers.remove", &r.remove)?,
         });
-        self.log.append(append, None).await?;
+        self.log.append(append).await?;
         let chat = self
             .blocking(move |s| s.chat(&chat_id))
             .await?

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tern_protocol::wire::EntryKind;
-use tern_protocol::{ChatId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{RelayError, StoreError};
@@ -26,7 +25,6 @@ type Reply = oneshot::Sender<Result<Appended, RelayError>>;
 
 struct Job {
     item: LogAppend,
-    recipients: Option<Vec<UserId>>,
     reply: Reply,
 }
 
@@ -59,24 +57,15 @@ impl LogWriter {
         Ok((Self { tx, metrics }, thread))
     }
 
-    /// Appends one item and waits until it is durable. `recipients` are the
-    /// accounts to fan a message out to (the members the send was checked
-    /// against); membership entries read the new member list themselves.
-    pub async fn append(
-        &self,
-        item: LogAppend,
-        recipients: Option<Vec<UserId>>,
-    ) -> Result<Appended, RelayError> {
+    /// Appends one item and waits until it is durable. The backend checks
+    /// the item against the chat's state inside the commit transaction.
+    pub async fn append(&self, item: LogAppend) -> Result<Appended, RelayError> {
         let (reply, answer) = oneshot::channel();
         self.metrics
             .commit_queue_depth
             .fetch_add(1, Ordering::Relaxed);
         self.tx
-            .send(Job {
-                item,
-                recipients,
-                reply,
-            })
+            .send(Job { item, reply })
             .await
             .map_err(|_| RelayError::Unavailable("relay is shutting down"))?;
         answer
@@ -100,7 +89,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 items.push(job.item);
-                replies.push((job.recipients, job.reply));
+                replies.push(job.reply);
                 if items.len() < max_batch {
                     next = rx.try_recv().ok();
                 }
@@ -112,11 +101,11 @@ impl Writer {
             match committed {
                 Ok(results) => {
                     let jobs = items.drain(..).zip(replies.drain(..)).zip(results);
-                    for ((item, (recipients, reply)), result) in jobs {
-                        if let Ok(appended) = &result
+                    for ((item, reply), mut result) in jobs {
+                        if let Ok(appended) = &mut result
                             && !appended.duplicate
                         {
-                            let queued = fan_out(store, router, item, recipients, *appended);
+                            let queued = fan_out(router, item, appended);
                             self.metrics
                                 .entries_committed
                                 .fetch_add(1, Ordering::Relaxed);
@@ -131,7 +120,7 @@ impl Writer {
                     tracing::error!(error = %e, batch = items.len(), "log commit failed");
                     self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                     items.clear();
-                    for (_, reply) in replies.drain(..) {
+                    for reply in replies.drain(..) {
                         let _ = reply
                             .send(Err(RelayError::Store(StoreError::Corrupt("commit failed"))));
                     }
@@ -150,45 +139,27 @@ impl Writer {
     }
 }
 
-fn members(store: &dyn Store, chat: &ChatId) -> Vec<UserId> {
-    match store.chat(chat) {
-        Ok(Some(chat)) => chat.members,
-        Ok(None) => Vec::new(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read members for fan-out; devices will sync");
-            Vec::new()
-        }
-    }
-}
-
-fn fan_out(
-    store: &dyn Store,
-    router: &Router,
-    item: LogAppend,
-    recipients: Option<Vec<UserId>>,
-    appended: Appended,
-) -> usize {
+/// Pushes a committed entry to its recipients' online devices; takes the
+/// member list out of `appended` (the caller needs only seq and time).
+fn fan_out(router: &Router, item: LogAppend, appended: &mut Appended) -> usize {
     let committed_at = Instant::now();
+    let mut recipients = std::mem::take(&mut appended.members);
     let entry = match item {
-        LogAppend::Message(m) => {
-            let recipients = recipients.unwrap_or_else(|| members(store, &m.chat_id));
-            CommittedEntry {
-                chat_id: m.chat_id,
-                seq: appended.seq,
-                kind: EntryKind::Message,
-                sender: m.sender,
-                server_time_ms: appended.server_time_ms,
-                client_message_id: Some(m.client_message_id),
-                device_ciphertexts: m.device_ciphertexts,
-                common_ciphertext: m.common_ciphertext,
-                added: Vec::new(),
-                removed: Vec::new(),
-                recipients,
-                committed_at,
-            }
-        }
+        LogAppend::Message(m) => CommittedEntry {
+            chat_id: m.chat_id,
+            seq: appended.seq,
+            kind: EntryKind::Message,
+            sender: m.sender,
+            server_time_ms: appended.server_time_ms,
+            client_message_id: Some(m.client_message_id),
+            device_ciphertexts: m.device_ciphertexts,
+            common_ciphertext: m.common_ciphertext,
+            added: Vec::new(),
+            removed: Vec::new(),
+            recipients,
+            committed_at,
+        },
         LogAppend::Membership(m) => {
-            let mut recipients = members(store, &m.chat_id);
             recipients.extend(m.removed.iter().copied());
             CommittedEntry {
                 chat_id: m.chat_id,

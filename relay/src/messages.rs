@@ -1,16 +1,12 @@
 //! Sending to a chat log, delivery cursors and sync.
 
-use std::collections::BTreeSet;
-
 use tern_protocol::limits::{MAX_FRAME_LEN, MAX_SYNC_ENTRIES};
-use tern_protocol::wire::{
-    AckDelivered, DeviceAddress, Empty, MismatchedDevices, Send, SendAck, Sync, SyncBatch, response,
-};
-use tern_protocol::{ChatId, ClientMessageId, UserId};
+use tern_protocol::wire::{AckDelivered, Empty, Send, SendAck, Sync, SyncBatch, response};
+use tern_protocol::{ChatId, ClientMessageId};
 
-use crate::error::{RelayError, StoreError};
+use crate::error::RelayError;
 use crate::service::Relay;
-use crate::store::{Appended, DeviceAddr, LogAppend, MessageAppend, Store};
+use crate::store::{Appended, DeviceAddr, LogAppend, MessageAppend};
 
 /// Ciphertext bytes a sync page may carry; half a frame leaves room for
 /// the last entry and the encoding overhead.
@@ -22,58 +18,6 @@ fn ack(a: Appended) -> response::Kind {
         server_time_ms: a.server_time_ms,
         duplicate: a.duplicate,
     })
-}
-
-fn address(d: DeviceAddr) -> DeviceAddress {
-    DeviceAddress {
-        user_id: d.user.to_wire(),
-        device_id: d.device,
-    }
-}
-
-/// The outcome of checking a send against the chat's current members.
-enum Checked {
-    /// An earlier send with the same id.
-    Duplicate(Appended),
-    /// Members to fan the message out to.
-    Members(Vec<UserId>),
-}
-
-/// Checks membership and, for per-device sends, that the send addresses
-/// exactly every member device but the sender's.
-fn check_send(
-    s: &dyn Store,
-    sender: DeviceAddr,
-    chat: &ChatId,
-    cmid: &ClientMessageId,
-    addressed: &BTreeSet<DeviceAddr>,
-) -> Result<Checked, StoreError> {
-    if let Some(found) = s.find_sent(&sender.user, cmid)? {
-        return Ok(Checked::Duplicate(found));
-    }
-    let mut expected: BTreeSet<DeviceAddr> = s.member_devices(chat)?.into_iter().collect();
-    let mut members: Vec<UserId> = expected.iter().map(|d| d.user).collect();
-    members.dedup();
-    if !members.contains(&sender.user) {
-        return Err(match s.chat(chat)? {
-            Some(_) => RelayError::Forbidden("not a member of this chat"),
-            None => RelayError::NotFound("chat"),
-        }
-        .into());
-    }
-    if !addressed.is_empty() {
-        expected.remove(&sender);
-        if expected != *addressed {
-            let missing = expected.difference(addressed).copied().map(address);
-            let extra = addressed.difference(&expected).copied().map(address);
-            return Err(RelayError::MismatchedDevices(MismatchedDevices {
-                missing: missing.collect(),
-                extra: extra.collect(),
-            })
-            .into());
-        }
-    }
-    Ok(Checked::Members(members))
 }
 
 impl Relay {
@@ -95,23 +39,6 @@ impl Relay {
                 "the message exceeds the relay's limits.max_message_bytes",
             ));
         }
-        let mut addressed = BTreeSet::new();
-        for dc in &r.device_ciphertexts {
-            let d = DeviceAddr {
-                user: UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?,
-                device: dc.device_id,
-            };
-            if !addressed.insert(d) {
-                return Err(RelayError::BadRequest("a device is addressed twice"));
-            }
-        }
-        let checked = self
-            .blocking(move |s| check_send(s, device, &chat_id, &cmid, &addressed))
-            .await?;
-        let members = match checked {
-            Checked::Duplicate(found) => return Ok(ack(found)),
-            Checked::Members(m) => m,
-        };
         let append = LogAppend::Message(MessageAppend {
             chat_id,
             sender: device,
@@ -119,7 +46,7 @@ impl Relay {
             device_ciphertexts: r.device_ciphertexts,
             common_ciphertext: r.common_ciphertext,
         });
-        Ok(ack(self.log.append(append, Some(members)).await?))
+        Ok(ack(self.log.append(append).await?))
     }
 
     /// Advances the device's cursors.

@@ -19,7 +19,11 @@ use tern_protocol::wire::{
 };
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use crate::error::StoreError;
+use std::collections::BTreeSet;
+
+use tern_protocol::wire::{DeviceAddress, MismatchedDevices};
+
+use crate::error::{RelayError, StoreError};
 
 /// A device of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,7 +172,7 @@ pub enum LogAppend {
 }
 
 /// Where an append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Offset in the chat log.
     pub seq: u64,
@@ -176,6 +180,42 @@ pub struct Appended {
     pub server_time_ms: u64,
     /// True when an earlier send with the same client message id was found.
     pub duplicate: bool,
+    /// The chat's members once the entry is appended (the accounts it is
+    /// fanned out to); empty for duplicates.
+    pub members: Vec<UserId>,
+}
+
+/// The send rule every backend enforces inside its append transaction:
+/// per-device ciphertexts must address exactly every member device except
+/// the sender's own. `member_devices` are all devices of all members.
+pub fn check_recipients(
+    member_devices: impl IntoIterator<Item = DeviceAddr>,
+    sender: DeviceAddr,
+    ciphertexts: &[DeviceCiphertext],
+) -> Result<(), RelayError> {
+    let mut expected: BTreeSet<DeviceAddr> = member_devices.into_iter().collect();
+    expected.remove(&sender);
+    let mut addressed = BTreeSet::new();
+    for dc in ciphertexts {
+        let device = DeviceAddr {
+            user: UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?,
+            device: dc.device_id,
+        };
+        if !addressed.insert(device) {
+            return Err(RelayError::BadRequest("a device is addressed twice"));
+        }
+    }
+    if expected == addressed {
+        return Ok(());
+    }
+    let address = |d: &DeviceAddr| DeviceAddress {
+        user_id: d.user.to_wire(),
+        device_id: d.device,
+    };
+    Err(RelayError::MismatchedDevices(MismatchedDevices {
+        missing: expected.difference(&addressed).map(address).collect(),
+        extra: addressed.difference(&expected).map(address).collect(),
+    }))
 }
 
 /// The durable state of a relay.
@@ -218,17 +258,8 @@ pub trait Store: Send + Sync + 'static {
         items: &[LogAppend],
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
-    /// Finds an earlier send by client message id.
-    fn find_sent(
-        &self,
-        sender: &UserId,
-        client_message_id: &ClientMessageId,
-    ) -> Result<Option<Appended>, StoreError>;
     /// A chat and its members.
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError>;
-    /// Every device of every member of a chat, in one read (empty when the
-    /// chat does not exist).
-    fn member_devices(&self, chat: &ChatId) -> Result<Vec<DeviceAddr>, StoreError>;
     /// The chats an account belongs to.
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError>;
     /// Accounts that share a chat with `user` (`user` included).

@@ -11,7 +11,9 @@ use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use super::{chat_id, user_id};
 use crate::error::{RelayError, StoreError};
-use crate::store::{Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend};
+use crate::store::{
+    Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, check_recipients,
+};
 
 pub(super) fn append_batch(
     conn: &mut Connection,
@@ -72,8 +74,15 @@ fn append_message(
     if let Some(found) = find_sent(tx, &m.sender.user, &m.client_message_id)? {
         return Ok(found);
     }
-    if !is_member(tx, &m.chat_id, &m.sender.user)? {
+    let devices = member_devices(tx, &m.chat_id)?;
+    let mut members: Vec<UserId> = devices.iter().map(|d| d.user).collect();
+    members.sort_unstable();
+    members.dedup();
+    if !members.contains(&m.sender.user) {
         return Err(not_member(tx, &m.chat_id)?);
+    }
+    if !m.device_ciphertexts.is_empty() {
+        check_recipients(devices, m.sender, &m.device_ciphertexts)?;
     }
     let seq = next_seq(tx, &m.chat_id)?;
     let chat = &m.chat_id.0[..];
@@ -110,6 +119,7 @@ fn append_message(
         seq,
         server_time_ms: now,
         duplicate: false,
+        members,
     })
 }
 
@@ -195,6 +205,7 @@ fn append_membership(
         seq,
         server_time_ms: now,
         duplicate: false,
+        members: members_of(tx, &m.chat_id)?,
     })
 }
 
@@ -213,7 +224,7 @@ fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<bytes::Bytes>, StoreError> {
         .collect())
 }
 
-pub(super) fn find_sent(
+fn find_sent(
     conn: &Connection,
     sender: &UserId,
     id: &ClientMessageId,
@@ -227,6 +238,7 @@ pub(super) fn find_sent(
                 seq: r.get::<_, i64>(0)? as u64,
                 server_time_ms: r.get::<_, i64>(1)? as u64,
                 duplicate: true,
+                members: Vec::new(),
             })
         })
         .optional()?)
@@ -240,12 +252,7 @@ pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord
     let Some((kind, last_seq)) = head else {
         return Ok(None);
     };
-    let mut stmt = conn
-        .prepare_cached("SELECT user_id FROM chat_members WHERE chat_id = ?1 ORDER BY user_id")?;
-    let members = stmt
-        .query_map([&chat.0[..]], |r| r.get::<_, Vec<u8>>(0))?
-        .map(|row| user_id(&row?))
-        .collect::<Result<Vec<_>, _>>()?;
+    let members = members_of(conn, chat)?;
     Ok(Some(ChatRecord {
         chat_id: *chat,
         kind: ChatKind::try_from(kind).map_err(|_| StoreError::Corrupt("chat kind"))?,
@@ -254,10 +261,17 @@ pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord
     }))
 }
 
-pub(super) fn member_devices(
-    conn: &Connection,
-    chat: &ChatId,
-) -> Result<Vec<DeviceAddr>, StoreError> {
+fn members_of(conn: &Connection, chat: &ChatId) -> Result<Vec<UserId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT user_id FROM chat_members WHERE chat_id = ?1 ORDER BY user_id")?;
+    let members = stmt
+        .query_map([&chat.0[..]], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|row| user_id(&row?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(members)
+}
+
+fn member_devices(conn: &Connection, chat: &ChatId) -> Result<Vec<DeviceAddr>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.user_id, d.device_id FROM chat_members m JOIN devices d ON d.user_id = m.user_id
          WHERE m.chat_id = ?1",

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tern_protocol::wire::Delivery;
-use tern_protocol::{ChatId, ClientMessageId, UserId};
+use tern_protocol::{ChatId, UserId};
 
 use super::*;
 use crate::config::Synchronous;
@@ -196,20 +196,8 @@ impl Store for SqliteStore {
         log::append_batch(&mut lock(&self.log), items, now_ms)
     }
 
-    fn find_sent(
-        &self,
-        sender: &UserId,
-        client_message_id: &ClientMessageId,
-    ) -> Result<Option<Appended>, StoreError> {
-        self.with_conn(|c| log::find_sent(c, sender, client_message_id))
-    }
-
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
         self.with_conn(|c| log::chat(c, chat))
-    }
-
-    fn member_devices(&self, chat: &ChatId) -> Result<Vec<DeviceAddr>, StoreError> {
-        self.with_conn(|c| log::member_devices(c, chat))
     }
 
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
