@@ -286,7 +286,20 @@ fn chat_tui_sends_and_shows_the_reply() {
     bob.ok(&["send", "alice", "reply from bob"]);
     let screen = tmux.wait_for("reply from bob");
     assert!(screen.contains("hello from the tui"), "{screen}");
-    assert!(screen.contains("quit"), "the help bar is shown:\n{screen}");
+    assert!(
+        screen.contains("ctrl+q quit"),
+        "the help bar is shown:\n{screen}"
+    );
+
+    // Search across chats, then back to the conversation.
+    tmux.run(&["send-keys", "-t", "tern", "C-g"]);
+    tmux.wait_for("search all chats");
+    tmux.run(&["send-keys", "-t", "tern", "-l", "reply"]);
+    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    let results = tmux.wait_for("search: 1 hits");
+    assert!(results.contains("[reply] from bob"), "{results}");
+    tmux.run(&["send-keys", "-t", "tern", "Escape"]);
+    tmux.wait_for("┌ bob ");
 
     tmux.run(&["send-keys", "-t", "tern", "C-q"]);
     common::eventually("tern chat to exit", || {
@@ -296,4 +309,95 @@ fn chat_tui_sends_and_shows_the_reply() {
             .is_ok_and(|o| o.status.success());
         (!alive).then_some(())
     });
+}
+
+#[test]
+fn a_changed_verified_identity_blocks_sending_until_accepted() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    alice.ok(&["contact", "verify", "bob", "--mark-verified"]);
+
+    // Alice's pinned key for Bob no longer matches what the relay serves
+    // (as after Bob re-created his account keys).
+    {
+        use tern_core::client::KeySource;
+        use tern_core::store::Store;
+        let store = Store::open(
+            alice.home().join("tern.db"),
+            KeySource::passphrase(common::PASSPHRASE),
+        )
+        .unwrap();
+        store
+            .transaction(|tx| {
+                let contacts = tx.contacts()?;
+                let mut bob = contacts
+                    .into_iter()
+                    .find(|c| c.display_name == "bob")
+                    .unwrap();
+                bob.identity_key = Some(vec![7; 32]);
+                tx.upsert_contact(&bob)
+            })
+            .unwrap();
+    }
+    let output = alice.tern(&["contact", "add", "bob"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("CHANGED"));
+
+    let (code, stderr) = alice.fails(&["send", "bob", "are you still you?"]);
+    assert_eq!(code, 6, "{stderr}");
+    let shown = alice.ok(&["contact", "verify", "bob", "--no-qr"]);
+    assert!(shown.contains("CHANGED"), "{shown}");
+
+    alice.ok(&["contact", "verify", "bob", "--accept-change", "--no-qr"]);
+    alice.ok(&["send", "bob", "accepted"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["accepted"]);
+}
+
+#[test]
+fn recv_follow_streams_json_lines() {
+    use std::io::BufRead;
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    alice.ok(&["send", "bob", "first"]);
+
+    let mut follow = std::process::Command::new(common::tern_bin())
+        .arg("--home")
+        .arg(bob.home())
+        .args(["--json", "recv", "--follow"])
+        .env("TERN_PASSPHRASE", common::PASSPHRASE)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<Value>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(common::DEADLINE)
+            .expect("a line from recv --follow")
+    };
+    assert_eq!(next()["text"], "first");
+    alice.ok(&["send", "bob", "second"]);
+    assert_eq!(next()["text"], "second");
+    alice.ok(&["send", "bob", "third"]);
+    let third = next();
+    assert_eq!(third["text"], "third");
+    assert_eq!(third["from"], "alice");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    // What --follow printed is not printed again.
+    assert!(bob.recv_texts().is_empty());
 }

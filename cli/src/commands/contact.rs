@@ -19,6 +19,13 @@ pub async fn run(session: &Session, command: ContactCommand, out: Printer) -> an
         ContactCommand::Add { name } => {
             session.online(RELAY_TIMEOUT).await?;
             let contact = session.client.add_contact(name).await?;
+            if contact.verification == Verification::Unverified {
+                eprintln!(
+                    "tern: warning: {}'s identity CHANGED since you verified it; compare safety \
+                     numbers with `tern contact verify {}`",
+                    contact.user_name, contact.user_name
+                );
+            }
             print_contact(&contact, out);
             Ok(())
         }
