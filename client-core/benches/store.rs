@@ -241,14 +241,19 @@ fn print_distribution(store: &Store, name: &str, queries: &[SearchQuery]) {
     }
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "search/{name}: n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms (avg hits {:.1})",
+        "search/{name}: n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms (avg hits {:.1}; loadavg {})",
         samples.len(),
         ms(percentile(&samples, 0.50)),
         ms(percentile(&samples, 0.90)),
         ms(percentile(&samples, 0.99)),
         ms(samples[samples.len() - 1]),
         hits as f64 / samples.len() as f64,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     );
 }
 
