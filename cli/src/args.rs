@@ -193,6 +193,20 @@ pub enum GroupCommand {
         #[arg(long = "member", value_name = "NAME", required = true)]
         members: Vec<String>,
     },
+    /// Add a contact to a group.
+    Add {
+        /// The group.
+        group: String,
+        /// The contact to add.
+        name: String,
+    },
+    /// Remove a member from a group (your own name leaves it).
+    Remove {
+        /// The group.
+        group: String,
+        /// The member to remove.
+        name: String,
+    },
     /// List groups and their members.
     List,
 }

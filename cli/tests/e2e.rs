@@ -109,6 +109,32 @@ fn a_group_of_three() {
     }
     let history = carol.json(&["history", "--group", &chat_id]);
     assert_eq!(texts(&history), ["who brings the tent?", "I do"]);
+
+    // Membership changes: Dave joins, Bob leaves.
+    let dave = relay.user("dave");
+    alice.ok(&["contact", "add", "dave"]);
+    alice.ok(&["group", "add", "trip", "dave"]);
+    alice.ok(&["group", "remove", "trip", "bob"]);
+    let listed = alice.json(&["group", "list"]);
+    let members: Vec<&str> = listed[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        members.contains(&"dave") && !members.contains(&"bob"),
+        "{members:?}"
+    );
+    alice.ok(&["send", "--group", "trip", "bob is not coming"]);
+    assert_eq!(texts(&dave.recv_until(1)), ["bob is not coming"]);
+    assert_eq!(texts(&carol.recv_until(1)), ["bob is not coming"]);
+    assert!(
+        bob.recv_texts().is_empty(),
+        "a removed member gets nothing new"
+    );
+    let (code, _) = alice.fails(&["group", "add", "nowhere", "dave"]);
+    assert_eq!(code, 5);
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
             );
             Ok(())
         }
+        GroupCommand::Add { group, name } => change(session, &group, &name, true, out).await,
+        GroupCommand::Remove { group, name } => change(session, &group, &name, false, out).await,
         GroupCommand::List => {
             let names = session.names()?;
             for chat in session.client.chats()? {
@@ -48,4 +50,50 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
             Ok(())
         }
     }
+}
+
+/// Adds (`add`) or removes a member.
+async fn change(
+    session: &Session,
+    group: &str,
+    name: &str,
+    add: bool,
+    out: Printer,
+) -> anyhow::Result<()> {
+    let chat = session.group(group)?;
+    let account = session.client.account();
+    let user = if !add && name == account.user_name {
+        account.user_id
+    } else {
+        session.contact(name)?.user_id
+    };
+    session.online(RELAY_TIMEOUT).await?;
+    let (added, removed) = if add {
+        (vec![user], Vec::new())
+    } else {
+        (Vec::new(), vec![user])
+    };
+    session
+        .client
+        .change_members(chat.chat_id, added, removed)
+        .await?;
+    let names = session.names()?;
+    let verb = if add { "added" } else { "removed" };
+    out.emit(
+        json!({
+            "type": "membership",
+            "group": names.chat(&chat.chat_id),
+            "chat_id": hex::encode(chat.chat_id),
+            "user": name,
+            "change": verb,
+        }),
+        || {
+            format!(
+                "{verb} {name} {} {}",
+                if add { "to" } else { "from" },
+                names.chat(&chat.chat_id)
+            )
+        },
+    );
+    Ok(())
 }
