@@ -241,7 +241,10 @@ fn skipped(c: &mut Criterion) {
     group.bench_function("tern", |bench| {
         bench.iter_batched(
             || b.clone(),
-            |mut b| black_box(b.decrypt(&last).unwrap()),
+            |mut b| {
+                let plaintext = b.decrypt(&last).unwrap();
+                (b, plaintext)
+            },
             BatchSize::SmallInput,
         )
     });
@@ -254,7 +257,10 @@ fn skipped(c: &mut Criterion) {
     group.bench_function("vodozemac_olm", |bench| {
         bench.iter_batched(
             || OlmSession::from_pickle(SessionPickle::from_encrypted(&pickle, &[0; 32]).unwrap()),
-            |mut b| black_box(b.decrypt(&last).unwrap()),
+            |mut b| {
+                let plaintext = b.decrypt(&last).unwrap();
+                (b, plaintext)
+            },
             BatchSize::SmallInput,
         )
     });

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::codec::{DecodeError, Reader, Writer};
 use super::consts::{MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS_PER_CHAIN};
 use super::error::CryptoError;
-use super::primitives::{Secret32, chain_step};
+use super::primitives::{Secret32, chain_step, next_chain_key};
 
 /// A chain key and the number of the next message it derives.
 #[derive(Debug, Clone)]
@@ -51,11 +51,16 @@ impl Chain {
         let mut skipped = Vec::with_capacity(jump.min(MAX_SKIPPED_KEYS_PER_CHAIN as u32) as usize);
         let mut chain = self.clone();
         while chain.index < target {
-            let (seed, next) = chain.step()?;
             if chain.index >= kept_from {
+                let (seed, next) = chain.step()?;
                 skipped.push((chain.index, seed));
+                chain = next;
+            } else {
+                chain = Chain {
+                    key: next_chain_key(&chain.key),
+                    index: chain.index + 1,
+                };
             }
-            chain = next;
         }
         Ok(Advance { skipped, chain })
     }

@@ -68,20 +68,31 @@ pub(crate) fn hkdf(salt: Option<&[u8]>, ikm: &[u8], info: &[u8], out: &mut [u8])
     debug_assert!(result.is_ok());
 }
 
-/// HMAC-SHA256 of one byte under a 32-byte key.
-fn hmac_byte(key: &Secret32, byte: u8) -> Secret32 {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(&[byte]);
+/// The keyed HMAC-SHA256 state of a chain key.
+fn keyed_hmac(chain_key: &Secret32) -> Hmac<Sha256> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(chain_key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
+}
+
+fn finish(mut mac: Hmac<Sha256>, input: u8) -> Secret32 {
+    mac.update(&[input]);
     Secret32(mac.finalize().into_bytes().into())
 }
 
-/// One symmetric-ratchet step (Signal's KDF_CK): returns (message-key seed, next chain key).
+/// Only the next chain key, `HMAC(ck, 0x02)`: for positions whose message key is not kept.
+pub(crate) fn next_chain_key(chain_key: &Secret32) -> Secret32 {
+    finish(keyed_hmac(chain_key), super::consts::CHAIN_KEY_SEED)
+}
+
+/// One symmetric-ratchet step (Signal's KDF_CK): returns (message-key seed, next chain key),
+/// i.e. `(HMAC(ck, 0x01), HMAC(ck, 0x02))`. The keyed HMAC state is computed once and
+/// cloned for both inputs.
 pub(crate) fn chain_step(chain_key: &Secret32) -> (Secret32, Secret32) {
     use super::consts::{CHAIN_KEY_SEED, MESSAGE_KEY_SEED};
+    let keyed = keyed_hmac(chain_key);
     (
-        hmac_byte(chain_key, MESSAGE_KEY_SEED),
-        hmac_byte(chain_key, CHAIN_KEY_SEED),
+        finish(keyed.clone(), MESSAGE_KEY_SEED),
+        finish(keyed, CHAIN_KEY_SEED),
     )
 }
 
