@@ -242,3 +242,39 @@ async fn slow_consumer_is_told_to_sync_instead_of_buffered() {
     assert_eq!(total, 201, "everything is still in the log");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_of_a_member_must_be_addressed_from_then_on() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let mut bob = Account::new("bob", 2);
+    let bob2 = bob.devices.pop().unwrap();
+    let a = Client::register(at, &alice).await.unwrap();
+    let b = Client::register(at, &bob).await.unwrap();
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    ack(a
+        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"1")], b""))
+        .await);
+
+    bob.devices.push(bob2);
+    bob.version = 2;
+    b.ok(request::Kind::PublishDeviceList(PublishDeviceList {
+        device_list: Some(bob.signed_list()),
+    }))
+    .await;
+    let err = a
+        .request(send_to(chat, random(), &[(&bob.user_id, 1, b"2")], b""))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::MismatchedDevices);
+    assert_eq!(
+        err.mismatched_devices.unwrap().missing,
+        vec![bob.address(2)]
+    );
+    let to = [(&bob.user_id, 1, &b"2"[..]), (&bob.user_id, 2, &b"2"[..])];
+    ack(a.ok(send_to(chat, random(), &to, b"")).await);
+    relay.stop().await;
+}

@@ -5,6 +5,9 @@
 //! logically. Every check of an append runs before its first write, so a
 //! rejected item leaves nothing behind and the rest of its batch commits.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tern_protocol::wire::{ChatKind, Delivery, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
@@ -15,8 +18,76 @@ use crate::store::{
     Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, check_recipients,
 };
 
+/// Most chats whose member devices the log writer keeps in memory.
+const MAX_CACHED_CHATS: usize = 100_000;
+
+/// A chat's members and all their devices, as sends are checked against.
+struct ChatDevices {
+    members: Vec<UserId>,
+    devices: Vec<DeviceAddr>,
+}
+
+/// The log writer's connection and its cache of member devices per chat.
+/// A chat's entry is dropped when its membership changes; the whole cache
+/// is dropped when any device list changed (`epoch`) or a commit failed.
+pub(super) struct LogWriterState {
+    pub(super) conn: Connection,
+    chats: HashMap<ChatId, Arc<ChatDevices>>,
+    epoch: u64,
+}
+
+impl LogWriterState {
+    pub(super) fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            chats: HashMap::new(),
+            epoch: 0,
+        }
+    }
+}
+
+fn chat_devices(
+    tx: &Connection,
+    cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
+    chat: &ChatId,
+) -> Result<Arc<ChatDevices>, StoreError> {
+    if let Some(found) = cache.get(chat) {
+        return Ok(found.clone());
+    }
+    let devices = member_devices(tx, chat)?;
+    let mut members: Vec<UserId> = devices.iter().map(|d| d.user).collect();
+    members.sort_unstable();
+    members.dedup();
+    let entry = Arc::new(ChatDevices { members, devices });
+    if !entry.members.is_empty() {
+        if cache.len() >= MAX_CACHED_CHATS {
+            cache.clear();
+        }
+        cache.insert(*chat, entry.clone());
+    }
+    Ok(entry)
+}
+
 pub(super) fn append_batch(
+    state: &mut LogWriterState,
+    device_epoch: u64,
+    items: &[LogAppend],
+    now: u64,
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    if state.epoch != device_epoch {
+        state.chats.clear();
+        state.epoch = device_epoch;
+    }
+    let result = append_in_transaction(&mut state.conn, &mut state.chats, items, now);
+    if result.is_err() {
+        state.chats.clear();
+    }
+    result
+}
+
+fn append_in_transaction(
     conn: &mut Connection,
+    cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
     items: &[LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
@@ -24,8 +95,11 @@ pub(super) fn append_batch(
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let result = match item {
-            LogAppend::Message(m) => append_message(&tx, m, now),
-            LogAppend::Membership(m) => append_membership(&tx, m, now),
+            LogAppend::Message(m) => append_message(&tx, cache, m, now),
+            LogAppend::Membership(m) => {
+                cache.remove(&m.chat_id);
+                append_membership(&tx, m, now)
+            }
         };
         match result {
             Err(StoreError::Rejected(e)) => out.push(Err(StoreError::Rejected(e))),
@@ -68,22 +142,25 @@ fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> 
 
 fn append_message(
     tx: &Transaction<'_>,
+    cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
     m: &MessageAppend,
     now: u64,
 ) -> Result<Appended, StoreError> {
     if let Some(found) = find_sent(tx, &m.sender.user, &m.client_message_id)? {
         return Ok(found);
     }
-    let devices = member_devices(tx, &m.chat_id)?;
-    let mut members: Vec<UserId> = devices.iter().map(|d| d.user).collect();
-    members.sort_unstable();
-    members.dedup();
-    if !members.contains(&m.sender.user) {
+    let chat = chat_devices(tx, cache, &m.chat_id)?;
+    if chat.members.binary_search(&m.sender.user).is_err() {
         return Err(not_member(tx, &m.chat_id)?);
     }
     if !m.device_ciphertexts.is_empty() {
-        check_recipients(devices, m.sender, &m.device_ciphertexts)?;
+        check_recipients(
+            chat.devices.iter().copied(),
+            m.sender,
+            &m.device_ciphertexts,
+        )?;
     }
+    let members = chat.members.clone();
     let seq = next_seq(tx, &m.chat_id)?;
     let chat = &m.chat_id.0[..];
     let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);

@@ -13,6 +13,7 @@ mod retention;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -36,7 +37,10 @@ pub struct SqliteStore {
     synchronous: Synchronous,
     pool: Mutex<Pool>,
     available: Condvar,
-    log: Mutex<Connection>,
+    log: Mutex<log::LogWriterState>,
+    /// Bumped whenever a device list changes (invalidates the log writer's
+    /// member-device cache).
+    device_epoch: AtomicU64,
 }
 
 struct Pool {
@@ -62,7 +66,8 @@ impl SqliteStore {
                 opened: 1,
             }),
             available: Condvar::new(),
-            log: Mutex::new(log),
+            log: Mutex::new(log::LogWriterState::new(log)),
+            device_epoch: AtomicU64::new(0),
         })
     }
 
@@ -156,7 +161,9 @@ impl Store for SqliteStore {
     }
 
     fn replace_device_list(&self, update: &DeviceListUpdate) -> Result<(), StoreError> {
-        self.with_conn(|c| accounts::replace_device_list(c, update))
+        self.with_conn(|c| accounts::replace_device_list(c, update))?;
+        self.device_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(())
     }
 
     fn mark_device_registered(&self, device: DeviceAddr) -> Result<(), StoreError> {
@@ -193,7 +200,8 @@ impl Store for SqliteStore {
         items: &[LogAppend],
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        log::append_batch(&mut lock(&self.log), items, now_ms)
+        let epoch = self.device_epoch.load(Ordering::Acquire);
+        log::append_batch(&mut lock(&self.log), epoch, items, now_ms)
     }
 
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
