@@ -25,10 +25,13 @@
 //! ```
 
 mod account;
+mod devices;
 mod directory;
 mod error;
 mod event;
+mod linking;
 mod types;
+mod verification;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,8 +45,10 @@ use tern_protocol::wire::{
 };
 use tokio::sync::{Notify, broadcast, watch};
 
+pub use devices::{DeviceInfo, PendingLink};
 pub use error::ClientError;
 pub use event::{ClientEvent, EventSubscription};
+pub use linking::LinkCode;
 pub use types::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
     DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, UserId,
@@ -53,8 +58,7 @@ pub use types::{
 pub(crate) use account::{DeviceAuth, generate_prekeys, random_bytes, rng};
 pub(crate) use directory::{DeviceSet, Directory};
 
-use crate::crypto::fingerprint::SafetyNumber;
-use crate::crypto::identity::IdentityKey;
+use crate::crypto::identity::AccountIdentity;
 use crate::crypto::session::SessionManager;
 use crate::net::{Greeting, RelayAddress};
 use crate::store::{Chat, Contact, Store, StoreError};
@@ -95,7 +99,7 @@ impl ClientConfig {
 /// `&self`. Dropping it stops the background task.
 pub struct Client {
     core: Arc<Core>,
-    account_key: IdentityKey,
+    account: AccountIdentity,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -195,7 +199,7 @@ impl Client {
         let task = tokio::spawn(crate::sync::run(core.clone(), stop));
         Self {
             core,
-            account_key: account.account.public_key(),
+            account: account.account.clone(),
             shutdown,
             task: Mutex::new(Some(task)),
         }
@@ -509,48 +513,6 @@ impl Client {
     /// Full-text search over the local history.
     pub fn search(&self, query: SearchQuery) -> Result<Vec<SearchHit>, ClientError> {
         Ok(self.core.store.search(&query)?)
-    }
-
-    /// The safety number shared with a contact (60 digits, same on both
-    /// sides), computed from both account keys.
-    pub fn safety_number(&self, user_id: UserId) -> Result<String, ClientError> {
-        let contact = self
-            .core
-            .store
-            .transaction(|tx| tx.contact(&user_id))?
-            .ok_or(ClientError::UnknownUser(crate::sync::hex(&user_id)))?;
-        let key: [u8; 32] = contact
-            .identity_key
-            .as_deref()
-            .and_then(|k| k.try_into().ok())
-            .ok_or(ClientError::Verification("no account key known".into()))?;
-        let theirs = IdentityKey::from_bytes(&key)?;
-        let number = SafetyNumber::new(
-            &self.core.account.user_id,
-            &self.account_key,
-            &user_id,
-            &theirs,
-        );
-        Ok(number.digits().to_owned())
-    }
-
-    /// Marks a contact verified (after comparing safety numbers) or not.
-    pub fn set_verified(&self, user_id: UserId, verified: bool) -> Result<(), ClientError> {
-        let state = if verified {
-            Verification::Verified
-        } else {
-            Verification::Default
-        };
-        Ok(self
-            .core
-            .store
-            .transaction(|tx| tx.set_verification(&user_id, state))?)
-    }
-
-    /// Accepts a verified contact's new identity key: sending is allowed
-    /// again and the contact is no longer marked verified.
-    pub fn acknowledge_identity_change(&self, user_id: UserId) -> Result<(), ClientError> {
-        self.set_verified(user_id, false)
     }
 
     /// Sends a typing indicator to the chat's online members (best effort).
