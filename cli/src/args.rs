@@ -61,13 +61,51 @@ pub enum Command {
     /// Manage groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Link a new device to your account.
+    #[command(subcommand)]
+    Link(LinkCommand),
+    /// List or remove your account's devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Open the interactive chat client.
     Chat,
 }
 
-/// `tern init`.
+/// `tern link …`.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// On the NEW device (empty --home): print a link code and its QR code,
+    /// then wait until an existing device accepts it.
+    New {
+        /// The relay and the store key.
+        #[command(flatten)]
+        relay: RelayArgs,
+        /// Seconds to wait for the existing device.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// On an EXISTING device: accept the link code shown by the new device.
+    Accept {
+        /// The link code.
+        code: String,
+    },
+}
+
+/// `tern device …`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List the account's devices.
+    List,
+    /// Remove another device of the account.
+    Remove {
+        /// The device id (see `tern device list`).
+        id: u32,
+    },
+}
+
+/// Where the relay is and how the new store's key is derived (`init`, `link new`).
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct RelayArgs {
     /// The relay's UDP address.
     #[arg(long, value_name = "HOST:PORT")]
     pub relay: String,
@@ -77,18 +115,26 @@ pub struct InitArgs {
     /// TLS server name of the relay's certificate.
     #[arg(long, value_name = "NAME", default_value = "tern-relay")]
     pub server_name: String,
-    /// The user name to register.
-    #[arg(long)]
-    pub name: String,
-    /// Invite token, if the relay requires one.
-    #[arg(long, value_name = "TOKEN")]
-    pub invite: Option<String>,
     /// Argon2id memory for the store key, in MiB (lower it on small devices).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub kdf_memory_mib: u32,
     /// Argon2id iterations for the store key.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub kdf_iterations: u32,
+}
+
+/// `tern init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The relay and the store key.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The user name to register.
+    #[arg(long)]
+    pub name: String,
+    /// Invite token, if the relay requires one.
+    #[arg(long, value_name = "TOKEN")]
+    pub invite: Option<String>,
 }
 
 /// `tern contact …`.

@@ -427,3 +427,78 @@ fn recv_follow_streams_json_lines() {
     // What --follow printed is not printed again.
     assert!(bob.recv_texts().is_empty());
 }
+
+#[test]
+fn a_linked_second_device_sees_new_messages_and_can_be_removed() {
+    use std::io::BufRead;
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    bob.ok(&["contact", "add", "alice"]);
+
+    let laptop = common::User {
+        home: tempfile::tempdir().unwrap(),
+        name: "alice's laptop".into(),
+    };
+    let mut link = std::process::Command::new(common::tern_bin())
+        .arg("--home")
+        .arg(laptop.home())
+        .args([
+            "--json",
+            "link",
+            "new",
+            "--relay",
+            &relay.address,
+            "--fingerprint",
+        ])
+        .arg(&relay.fingerprint)
+        .args([
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--timeout",
+            "20",
+        ])
+        .env("TERN_PASSPHRASE", common::PASSPHRASE)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(link.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["type"], "link_code");
+    let code = first["code"].as_str().unwrap().to_owned();
+
+    let linked = alice.json(&["link", "accept", &code]);
+    assert_eq!(linked[0]["device_id"], 2);
+    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(done["user_name"], "alice");
+    assert_eq!(done["device_id"], 2);
+    assert!(link.wait().unwrap().success());
+
+    let devices = alice.json(&["device", "list"]);
+    assert_eq!(devices.len(), 2);
+    assert_eq!(
+        devices.iter().filter(|d| d["this_device"] == true).count(),
+        1
+    );
+
+    // Bob's message reaches both of Alice's devices.
+    bob.ok(&["send", "alice", "to both of you"]);
+    assert_eq!(texts(&alice.recv_until(1)), ["to both of you"]);
+    assert_eq!(texts(&laptop.recv_until(1)), ["to both of you"]);
+    // What the laptop sends shows up on Bob's side and on Alice's phone.
+    laptop.ok(&["send", "bob", "sent from the laptop"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["sent from the laptop"]);
+    let mirrored = alice.recv_until(1);
+    assert_eq!(texts(&mirrored), ["sent from the laptop"]);
+    assert_eq!(mirrored[0]["outgoing"], true);
+    assert_eq!(mirrored[0]["device"], 2);
+    let history = laptop.json(&["history", "bob"]);
+    assert_eq!(texts(&history), ["to both of you", "sent from the laptop"]);
+
+    alice.ok(&["device", "remove", "2"]);
+    assert_eq!(alice.json(&["device", "list"]).len(), 1);
+}

@@ -2,10 +2,10 @@
 
 use anyhow::Context;
 use serde_json::json;
-use tern_core::client::{KdfParams, KeySource};
+use tern_core::client::{AccountInfo, KdfParams, KeySource};
 use tern_core::{Client, ClientConfig};
 
-use crate::args::InitArgs;
+use crate::args::{InitArgs, RelayArgs};
 use crate::failure::Failure;
 use crate::home::{self, Config, Home};
 use crate::output::Printer;
@@ -16,6 +16,18 @@ const KDF_LANES: u32 = 4;
 
 /// Creates the account, registers it and writes `config.toml`.
 pub async fn init(home: Home, args: &InitArgs, out: Printer) -> anyhow::Result<()> {
+    let (config, client_config, key) = prepare(&home, &args.relay)?;
+    let client = Client::create(client_config, key, args.name.clone(), args.invite.clone())
+        .await
+        .with_context(|| format!("cannot register {:?} with {}", args.name, config.relay))?;
+    home.save_config(&config)?;
+    print_created(&home, &config, &client.account(), out);
+    client.shutdown().await;
+    Ok(())
+}
+
+/// Checks that `home` is free, and builds its config and the new store's key.
+pub fn prepare(home: &Home, args: &RelayArgs) -> anyhow::Result<(Config, ClientConfig, KeySource)> {
     if home.load_config().is_ok() {
         return Err(Failure::Usage(format!(
             "{} already holds an account; pick another --home",
@@ -36,17 +48,11 @@ pub async fn init(home: Home, args: &InitArgs, out: Printer) -> anyhow::Result<(
     home.create()?;
     let passphrase = home::passphrase(true)?;
     let key = KeySource::passphrase_with_params(passphrase.as_str(), params);
-    let client = Client::create(
-        ClientConfig::new(home.store_path(), relay),
-        key,
-        args.name.clone(),
-        args.invite.clone(),
-    )
-    .await
-    .with_context(|| format!("cannot register {:?} with {}", args.name, args.relay))?;
-    home.save_config(&config)?;
-    let account = client.account();
-    client.shutdown().await;
+    Ok((config, ClientConfig::new(home.store_path(), relay), key))
+}
+
+/// Prints the account a new device belongs to.
+pub fn print_created(home: &Home, config: &Config, account: &AccountInfo, out: Printer) {
     out.emit(
         json!({
             "type": "account",
@@ -58,7 +64,7 @@ pub async fn init(home: Home, args: &InitArgs, out: Printer) -> anyhow::Result<(
         }),
         || {
             format!(
-                "created {} (device {}) on {}; state in {}",
+                "{} (device {}) is ready on {}; state in {}",
                 account.user_name,
                 account.device_id,
                 config.relay,
@@ -66,7 +72,6 @@ pub async fn init(home: Home, args: &InitArgs, out: Printer) -> anyhow::Result<(
             )
         },
     );
-    Ok(())
 }
 
 /// Prints this device's account.

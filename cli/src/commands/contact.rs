@@ -82,7 +82,7 @@ fn verify(session: &Session, args: &VerifyArgs, out: Printer) -> anyhow::Result<
             let mut text = format!("Safety number with {}:\n\n{grouped}\n", contact.user_name);
             if !args.no_qr {
                 text.push('\n');
-                text.push_str(&qr::render(&number));
+                text.push_str(&qr::render(number.as_bytes()));
             }
             text.push_str(&match state {
                 Verification::Verified => format!("\n{} is verified.", contact.user_name),

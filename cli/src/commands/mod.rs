@@ -2,11 +2,12 @@
 
 mod account;
 mod contact;
+mod device;
 mod group;
 mod messages;
 mod recv;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, LinkCommand};
 use crate::home::Home;
 use crate::output::Printer;
 use crate::session::Session;
@@ -15,12 +16,20 @@ use crate::session::Session;
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::resolve(cli.home)?;
     let out = Printer::new(cli.json);
-    if let Command::Init(args) = cli.command {
-        return account::init(home, &args, out).await;
+    match cli.command {
+        Command::Init(args) => return account::init(home, &args, out).await,
+        Command::Link(LinkCommand::New { relay, timeout }) => {
+            return device::link_new(home, &relay, timeout, out).await;
+        }
+        _ => {}
     }
     let session = Session::open(home).await?;
     let result = match cli.command {
-        Command::Init(_) => Ok(()),
+        Command::Init(_) | Command::Link(LinkCommand::New { .. }) => Ok(()),
+        Command::Link(LinkCommand::Accept { code }) => {
+            device::link_accept(&session, code, out).await
+        }
+        Command::Device(command) => device::run(&session, command, out).await,
         Command::Whoami => account::whoami(&session, out),
         Command::Contact(command) => contact::run(&session, command, out).await,
         Command::Send(args) => messages::send(&session, args, out).await,

@@ -54,7 +54,7 @@ impl Relay {
         }
     }
 
-    /// Creates a user: `tern init` in a fresh home.
+    /// Creates a user: `tern init` in a fresh home (cheap store key for tests).
     pub fn user(&self, name: &str) -> User {
         let user = User {
             home: tempfile::tempdir().unwrap(),
