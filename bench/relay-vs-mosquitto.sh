@@ -29,9 +29,18 @@ LOADGEN="$TARGET/release/tern-loadgen"
 
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
+METRICS_PORT=49091
+cat >"$WORK/relay.toml" <<CONF
+metrics_listen = "127.0.0.1:$METRICS_PORT"
+[limits]
+requests_per_device_per_sec = 0
+connections_per_ip_per_sec = 0
+CONF
+
 start_relay() {
     rm -rf "$WORK/relay"
-    RUST_LOG=warn "$RELAY" serve --listen "127.0.0.1:$RELAY_PORT" --data-dir "$WORK/relay" >"$WORK/relay.out" &
+    RUST_LOG=warn "$RELAY" serve --config "$WORK/relay.toml" --listen "127.0.0.1:$RELAY_PORT" \
+        --data-dir "$WORK/relay" >"$WORK/relay.out" &
     RELAY_PID=$!
     for _ in $(seq 100); do
         grep -q fingerprint "$WORK/relay.out" 2>/dev/null && break
@@ -40,7 +49,14 @@ start_relay() {
     FP="$(awk '/fingerprint/ {print $NF}' "$WORK/relay.out")"
 }
 
-stop_relay() { kill -INT "$RELAY_PID"; wait "$RELAY_PID" || true; unset RELAY_PID; }
+commit_stats() {
+    curl -s "127.0.0.1:$METRICS_PORT/metrics" | awk '
+        /^tern_commit_batch_size_sum/ {items=$2} /^tern_commit_batch_size_count/ {commits=$2}
+        /^tern_commit_seconds_sum/ {secs=$2}
+        END { if (commits > 0) printf "relay commits: %d transactions, %.1f appends each, %.2f ms each (fsync included)\n", commits, items/commits, 1000*secs/commits }'
+}
+
+stop_relay() { commit_stats; kill -INT "$RELAY_PID"; wait "$RELAY_PID" || true; unset RELAY_PID; }
 
 lg() { "$LOADGEN" --relay "127.0.0.1:$RELAY_PORT" --fingerprint "$FP" --payload "$PAYLOAD" "$@"; }
 
@@ -92,8 +108,7 @@ CONF
 mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
 MQTT_PID=$!
 sleep 0.5
-head -c "$PAYLOAD" /dev/zero | tr '\0' 'x' >"$WORK/line"
-for _ in $(seq "$MQTT_MESSAGES"); do cat "$WORK/line"; echo; done >"$WORK/lines"
+yes "$(head -c "$PAYLOAD" /dev/zero | tr '\0' 'x')" | head -n "$MQTT_MESSAGES" >"$WORK/lines"
 mosquitto_sub -p "$MQTT_PORT" -q 1 -t bench -C "$MQTT_MESSAGES" -i bench-sub >/dev/null &
 SUB_PID=$!
 sleep 0.5
