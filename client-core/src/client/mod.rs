@@ -25,6 +25,7 @@
 //! ```
 
 mod account;
+mod attachments;
 mod devices;
 mod directory;
 mod error;
@@ -45,14 +46,15 @@ use tern_protocol::wire::{
 };
 use tokio::sync::{Notify, broadcast, watch};
 
+pub use attachments::AttachmentInfo;
 pub use devices::{DeviceInfo, PendingLink};
 pub use error::ClientError;
 pub use event::{ClientEvent, EventSubscription};
 pub use linking::LinkCode;
 pub use types::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
-    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, UserId,
-    Verification,
+    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery,
+    TransferState, UserId, Verification,
 };
 
 pub(crate) use account::{DeviceAuth, generate_prekeys, random_bytes, rng};
@@ -411,6 +413,18 @@ impl Client {
         if text.len() > MAX_TEXT_LEN {
             return Err(ClientError::InvalidArgument("message too long"));
         }
+        self.queue_message(chat_id, text.clone(), Payload::Text(text), None)
+    }
+
+    /// Stores a shown message (history, statuses, optional attachment row and
+    /// outbox entry in one transaction) and wakes the sender.
+    fn queue_message(
+        &self,
+        chat_id: ChatId,
+        body: String,
+        payload: Payload,
+        attachment: Option<crate::store::NewAttachment>,
+    ) -> Result<Message, ClientError> {
         let me = self.core.account.user_id;
         let client_message_id: ClientMessageId = random_bytes();
         let stored = self.core.store.transaction(|tx| {
@@ -434,19 +448,17 @@ impl Client {
                 },
                 sent_at_ms: now_ms(),
                 received_at_ms: now_ms(),
-                body: text.clone(),
+                body,
             };
             let id = tx.insert_message(&message)?.id();
             for member in members.iter().filter(|m| **m != me) {
                 tx.set_delivery_status(id, member, DeliveryStatus::Pending)?;
             }
-            queue_payload(
-                tx,
-                &chat_id,
-                &client_message_id,
-                &Payload::Text(text),
-                Some(id),
-            )?;
+            if let Some(mut attachment) = attachment {
+                attachment.message_id = id;
+                tx.insert_attachment(&attachment)?;
+            }
+            queue_payload(tx, &chat_id, &client_message_id, &payload, Some(id))?;
             Ok(crate::store::StoredMessage { id, message })
         })?;
         self.core.outbox_wake.notify_one();

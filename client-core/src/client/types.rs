@@ -2,7 +2,7 @@
 
 pub use crate::store::{
     ChatId, ChatKind, ClientMessageId, DeliveryStatus, KdfParams, KeySource, MessageId, SearchHit,
-    SearchQuery, UserId, Verification,
+    SearchQuery, TransferState, UserId, Verification,
 };
 
 use crate::store::StoredMessage;

@@ -7,6 +7,7 @@
 //! datagrams to the sync engine. Reconnection policy ([`Backoff`]) is pure.
 
 mod backoff;
+mod blobs;
 mod connection;
 mod error;
 

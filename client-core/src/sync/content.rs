@@ -26,7 +26,7 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5, 7")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7")]
     pub body: Option<Body>,
 }
 
@@ -43,11 +43,60 @@ pub enum Body {
     /// (session repair after an undecryptable message).
     #[prost(message, tag = "5")]
     SessionReset(SessionReset),
+    /// An encrypted file stored in the relay's blob store.
+    #[prost(message, tag = "6")]
+    Attachment(AttachmentPointer),
     /// The sender's current sender-key chain for the group chat this is sent
     /// in (only ever inside a pairwise session).
     #[prost(message, tag = "7")]
     SenderKeyDistribution(SenderKeyDistribution),
 }
+
+/// Where an attachment is and how to open it.
+#[derive(Clone, PartialEq, Message)]
+pub struct AttachmentPointer {
+    /// SHA-256 of the ciphertext (the relay's blob id), 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: Vec<u8>,
+    /// The chunked-AEAD key, 32 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+    /// Plaintext size in bytes.
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    /// MIME type, at most 256 bytes.
+    #[prost(string, tag = "4")]
+    pub content_type: String,
+    /// File name, at most 256 bytes.
+    #[prost(string, tag = "5")]
+    pub file_name: String,
+}
+
+impl Drop for AttachmentPointer {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+/// A validated attachment pointer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// Blob id (SHA-256 of the ciphertext).
+    pub blob_id: [u8; 32],
+    /// Chunked-AEAD key.
+    pub key: SecretBytes,
+    /// Plaintext size.
+    pub size: u64,
+    /// MIME type.
+    pub content_type: String,
+    /// File name.
+    pub file_name: String,
+}
+
+/// Longest attachment name or content type.
+pub const MAX_ATTACHMENT_NAME_LEN: usize = 256;
+/// Largest attachment plaintext (the protocol's blob ceiling).
+pub const MAX_ATTACHMENT_LEN: u64 = 2 << 30;
 
 /// A sender-key distribution message (`crypto.md`), opaque here.
 #[derive(Clone, PartialEq, Message)]
@@ -131,6 +180,8 @@ pub enum Payload {
     SessionReset,
     /// A sender-key distribution message for this (group) chat.
     SenderKeyDistribution(SecretBytes),
+    /// An attachment.
+    Attachment(Attachment),
 }
 
 /// Why a decrypted payload was refused.
@@ -165,6 +216,13 @@ impl Payload {
                     message: message.0.clone(),
                 })
             }
+            Self::Attachment(a) => Body::Attachment(AttachmentPointer {
+                blob_id: a.blob_id.to_vec(),
+                key: a.key.0.clone(),
+                size: a.size,
+                content_type: a.content_type.clone(),
+                file_name: a.file_name.clone(),
+            }),
         };
         Content {
             version: CONTENT_VERSION,
@@ -208,8 +266,34 @@ impl Payload {
             Body::SenderKeyDistribution(distribution) => {
                 Self::SenderKeyDistribution(SecretBytes(distribution.message.clone()))
             }
+            Body::Attachment(pointer) => Self::Attachment(Attachment::validate(&pointer)?),
         };
         Ok((payload, content.sent_at_ms))
+    }
+}
+
+impl Attachment {
+    fn validate(pointer: &AttachmentPointer) -> Result<Self, ContentError> {
+        let blob_id = <[u8; 32]>::try_from(pointer.blob_id.as_slice())
+            .map_err(|_| ContentError::Invalid("Attachment.blob_id"))?;
+        if pointer.key.len() != 32 {
+            return Err(ContentError::Invalid("Attachment.key"));
+        }
+        if pointer.size > MAX_ATTACHMENT_LEN {
+            return Err(ContentError::Invalid("Attachment.size"));
+        }
+        if pointer.content_type.len() > MAX_ATTACHMENT_NAME_LEN
+            || pointer.file_name.len() > MAX_ATTACHMENT_NAME_LEN
+        {
+            return Err(ContentError::Invalid("Attachment.file_name"));
+        }
+        Ok(Self {
+            blob_id,
+            key: SecretBytes(pointer.key.clone()),
+            size: pointer.size,
+            content_type: pointer.content_type.clone(),
+            file_name: pointer.file_name.clone(),
+        })
     }
 }
 
@@ -224,6 +308,13 @@ mod tests {
             Payload::Receipt(ReceiptKind::Read, vec![[7; ID_LEN], [9; ID_LEN]]),
             Payload::SessionReset,
             Payload::SenderKeyDistribution(SecretBytes(vec![1, 4, 9])),
+            Payload::Attachment(Attachment {
+                blob_id: [3; 32],
+                key: SecretBytes(vec![5; 32]),
+                size: 12,
+                content_type: "image/png".into(),
+                file_name: "cat.png".into(),
+            }),
         ] {
             let bytes = payload.encode(42);
             assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));

@@ -9,6 +9,7 @@
 //! - `send` / `receive`: encrypting outbox entries for every recipient
 //!   device, and decrypting, storing and acknowledging deliveries.
 
+pub mod attachment;
 pub mod content;
 pub mod crypto_store;
 mod engine;

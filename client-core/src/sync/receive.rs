@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, response};
 
-use super::content::{Payload, ReceiptKind};
+use super::content::{Attachment, Payload, ReceiptKind};
 use super::group;
 use super::send::queue_payload;
 use super::{Core, hex, now_ms};
@@ -13,8 +13,10 @@ use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, Message, UserId
 use crate::crypto::session::DeviceAddress;
 use crate::net::RelayConnection;
 use crate::store::{
-    self, Chat, ChatKind, Contact, DeliveryStatus, ID_LEN, NewMessage, StoreError, Tx, Verification,
+    self, Chat, ChatKind, Contact, DeliveryStatus, ID_LEN, NewAttachment, NewMessage, StoreError,
+    TransferState, Tx, Verification,
 };
+use zeroize::Zeroizing;
 
 /// Processes one entry; returns the chat and seq to acknowledge, or `None`
 /// for a malformed entry (nothing to acknowledge).
@@ -355,36 +357,20 @@ fn apply_payload(
     let from_other_user = sender.user != core.account.user_id;
     match payload {
         Payload::Text(body) => {
-            let Ok(client_message_id) =
-                <[u8; ID_LEN]>::try_from(delivery.client_message_id.as_ref())
-            else {
-                return Ok(Vec::new());
-            };
-            let message = NewMessage {
-                chat_id: *chat_id,
-                relay_seq: Some(delivery.seq),
-                client_message_id,
-                sender: store::DeviceAddress {
-                    user_id: sender.user,
-                    device_id: sender.device,
-                },
-                sent_at_ms: i64::try_from(sent_at).unwrap_or(i64::MAX),
-                received_at_ms: now_ms(),
+            store_message(core, tx, chat_id, sender, delivery, sent_at, body, None)
+        }
+        Payload::Attachment(attachment) => {
+            let body = attachment.file_name.clone();
+            store_message(
+                core,
+                tx,
+                chat_id,
+                sender,
+                delivery,
+                sent_at,
                 body,
-            };
-            let outcome = tx.insert_message(&message)?;
-            let store::InsertOutcome::Inserted(id) = outcome else {
-                return Ok(Vec::new());
-            };
-            if from_other_user {
-                let receipt = Payload::Receipt(ReceiptKind::Delivered, vec![client_message_id]);
-                queue_payload(tx, chat_id, &random_bytes(), &receipt, None)?;
-            }
-            let stored = store::StoredMessage { id, message };
-            Ok(vec![ClientEvent::MessageReceived(Message::from_stored(
-                stored,
-                &core.account.user_id,
-            ))])
+                Some(attachment),
+            )
         }
         Payload::Receipt(kind, ids) if from_other_user => {
             let status = match kind {
@@ -409,6 +395,62 @@ fn apply_payload(
             Ok(Vec::new())
         }
     }
+}
+
+/// Stores a shown message (text, or an attachment announced under its file
+/// name), queues the delivered receipt and returns the event.
+#[allow(clippy::too_many_arguments)]
+fn store_message(
+    core: &Core,
+    tx: &Tx<'_>,
+    chat_id: &ChatId,
+    sender: DeviceAddress,
+    delivery: &Delivery,
+    sent_at: u64,
+    body: String,
+    attachment: Option<Attachment>,
+) -> Result<Vec<ClientEvent>, ClientError> {
+    let Ok(client_message_id) = <[u8; ID_LEN]>::try_from(delivery.client_message_id.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let message = NewMessage {
+        chat_id: *chat_id,
+        relay_seq: Some(delivery.seq),
+        client_message_id,
+        sender: store::DeviceAddress {
+            user_id: sender.user,
+            device_id: sender.device,
+        },
+        sent_at_ms: i64::try_from(sent_at).unwrap_or(i64::MAX),
+        received_at_ms: now_ms(),
+        body,
+    };
+    let store::InsertOutcome::Inserted(id) = tx.insert_message(&message)? else {
+        return Ok(Vec::new());
+    };
+    if let Some(a) = attachment {
+        tx.insert_attachment(&NewAttachment {
+            message_id: id,
+            content_type: a.content_type.clone(),
+            file_name: a.file_name.clone(),
+            size: a.size,
+            key: Zeroizing::new(a.key.0.clone()),
+            digest: a.blob_id.to_vec(),
+            blob_id: Some(a.blob_id),
+            local_path: None,
+            state: TransferState::Downloading,
+        })?;
+    }
+    if sender.user != core.account.user_id {
+        let receipt = Payload::Receipt(ReceiptKind::Delivered, vec![client_message_id]);
+        queue_payload(tx, chat_id, &random_bytes(), &receipt, None)?;
+    }
+    let stored = store::StoredMessage { id, message };
+    Ok(vec![ClientEvent::MessageReceived(Message::from_stored(
+        stored,
+        &core.account.user_id,
+    ))])
 }
 
 /// An undecryptable message: drop the session with that device (the next

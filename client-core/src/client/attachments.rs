@@ -1,0 +1,271 @@
+//! Attachments: encrypt a file with the chunked AEAD, upload it to the
+//! relay's blob store (resuming what the relay already holds), announce it in
+//! a message; download (resuming a partial download), verify and decrypt.
+//! Memory stays constant: one chunk at a time.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::account::random_bytes;
+use super::error::ClientError;
+use super::types::{Message, MessageId};
+use super::{ChatId, Client};
+use crate::net::NetError;
+use crate::store::{NewAttachment, TransferState};
+use crate::sync::attachment::{
+    CHUNK_LEN, ChunkCipher, SEALED_CHUNK_LEN, chunk_count, plain_len, sealed_len,
+};
+use crate::sync::content::{
+    Attachment, MAX_ATTACHMENT_LEN, MAX_ATTACHMENT_NAME_LEN, Payload, SecretBytes,
+};
+
+/// An attachment of a stored message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    /// Local attachment id.
+    pub id: i64,
+    /// The message that carries it.
+    pub message_id: MessageId,
+    /// File name.
+    pub file_name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Transfer state.
+    pub state: TransferState,
+    /// Where the plaintext is, once uploaded from or downloaded to a file.
+    pub local_path: Option<String>,
+}
+
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Store(format!("attachment file: {e}"))
+}
+
+/// Reads plaintext chunk `index` of `file`.
+fn read_chunk(file: &mut File, index: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    let start = index * CHUNK_LEN as u64;
+    let len = usize::try_from(size.saturating_sub(start).min(CHUNK_LEN as u64)).unwrap_or(0);
+    let mut buf = vec![0u8; len];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// SHA-256 of the whole ciphertext, sealing chunk by chunk.
+fn sealed_digest(path: &Path, cipher: &ChunkCipher, size: u64) -> std::io::Result<[u8; 32]> {
+    let mut file = File::open(path)?;
+    let count = chunk_count(size);
+    let mut hash = Sha256::new();
+    for index in 0..count {
+        let chunk = read_chunk(&mut file, index, size)?;
+        hash.update(cipher.seal(index, index + 1 == count, &chunk));
+    }
+    Ok(hash.finalize().into())
+}
+
+/// SHA-256 of a file, streamed.
+fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut file = File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; SEALED_CHUNK_LEN];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hash.finalize().into());
+        }
+        hash.update(&buf[..n]);
+    }
+}
+
+/// Decrypts a verified ciphertext file into `dest`, chunk by chunk.
+fn decrypt_file(sealed: &Path, dest: &Path, cipher: &ChunkCipher) -> Result<u64, ClientError> {
+    let sealed_size = std::fs::metadata(sealed).map_err(io)?.len();
+    let size = plain_len(sealed_size).map_err(|e| ClientError::Verification(e.to_string()))?;
+    let count = chunk_count(size);
+    let mut input = File::open(sealed).map_err(io)?;
+    let mut output = File::create(dest).map_err(io)?;
+    for index in 0..count {
+        let start = index * SEALED_CHUNK_LEN as u64;
+        let len = (sealed_size - start).min(SEALED_CHUNK_LEN as u64);
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        input.read_exact(&mut buf).map_err(io)?;
+        let plain = cipher
+            .open(index, index + 1 == count, &buf)
+            .map_err(|e| ClientError::Verification(e.to_string()))?;
+        output.write_all(&plain).map_err(io)?;
+    }
+    output.sync_all().map_err(io)?;
+    Ok(size)
+}
+
+impl Client {
+    /// Encrypts the file at `path`, uploads it to the relay's blob store and
+    /// sends it to the chat as an attachment message (shown under its file
+    /// name). Needs the relay. Each call uses a fresh key, so a failed call
+    /// repeated starts a new upload; downloads resume (see
+    /// [`Self::download_attachment`]).
+    pub async fn send_attachment(
+        &self,
+        chat_id: ChatId,
+        path: PathBuf,
+        content_type: String,
+    ) -> Result<Message, ClientError> {
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("attachment")
+            .to_owned();
+        if file_name.len() > MAX_ATTACHMENT_NAME_LEN || content_type.len() > MAX_ATTACHMENT_NAME_LEN
+        {
+            return Err(ClientError::InvalidArgument("attachment name too long"));
+        }
+        let size = std::fs::metadata(&path).map_err(io)?.len();
+        if size > MAX_ATTACHMENT_LEN {
+            return Err(ClientError::InvalidArgument("attachment too large"));
+        }
+        let conn = self.core.connection()?;
+        let key = Zeroizing::new(random_bytes::<32>());
+        let digest = {
+            let (path, key) = (path.clone(), key.clone());
+            tokio::task::spawn_blocking(move || sealed_digest(&path, &ChunkCipher::new(&key), size))
+                .await
+                .map_err(|_| ClientError::Store("hashing task failed".into()))?
+                .map_err(io)?
+        };
+        let cipher = ChunkCipher::new(&key);
+        let count = chunk_count(size);
+        let mut file = File::open(&path).map_err(io)?;
+        conn.upload_blob(digest, sealed_len(size), |offset, _max| {
+            let index = offset / SEALED_CHUNK_LEN as u64;
+            let within = usize::try_from(offset % SEALED_CHUNK_LEN as u64).unwrap_or(0);
+            let chunk = read_chunk(&mut file, index, size)
+                .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
+            let sealed = cipher.seal(index, index + 1 == count, &chunk);
+            Ok(sealed.get(within..).unwrap_or_default().to_vec())
+        })
+        .await?;
+        let attachment = Attachment {
+            blob_id: digest,
+            key: SecretBytes(key.to_vec()),
+            size,
+            content_type: content_type.clone(),
+            file_name: file_name.clone(),
+        };
+        let row = NewAttachment {
+            message_id: MessageId(0),
+            content_type,
+            file_name: file_name.clone(),
+            size,
+            key: Zeroizing::new(key.to_vec()),
+            digest: digest.to_vec(),
+            blob_id: Some(digest),
+            local_path: path.to_str().map(str::to_owned),
+            state: TransferState::Uploaded,
+        };
+        self.queue_message(
+            chat_id,
+            file_name,
+            Payload::Attachment(attachment),
+            Some(row),
+        )
+    }
+
+    /// The attachments of a message.
+    pub fn attachments(&self, message_id: MessageId) -> Result<Vec<AttachmentInfo>, ClientError> {
+        let rows = self
+            .core
+            .store
+            .transaction(|tx| tx.attachments(message_id))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AttachmentInfo {
+                id: row.id,
+                message_id: row.attachment.message_id,
+                file_name: row.attachment.file_name.clone(),
+                content_type: row.attachment.content_type.clone(),
+                size: row.attachment.size,
+                state: row.attachment.state,
+                local_path: row.attachment.local_path.clone(),
+            })
+            .collect())
+    }
+
+    /// Downloads the first attachment of `message_id` to `dest`: the
+    /// ciphertext goes to `dest` + `.part` (an interrupted download resumes
+    /// from its length), is checked against the blob id (SHA-256), then
+    /// decrypted chunk by chunk. Needs the relay.
+    pub async fn download_attachment(
+        &self,
+        message_id: MessageId,
+        dest: PathBuf,
+    ) -> Result<(), ClientError> {
+        let row = self
+            .core
+            .store
+            .transaction(|tx| tx.attachments(message_id))?
+            .into_iter()
+            .next()
+            .ok_or(ClientError::InvalidArgument(
+                "the message has no attachment",
+            ))?;
+        let blob_id = row
+            .attachment
+            .blob_id
+            .ok_or(ClientError::InvalidArgument("the attachment has no blob"))?;
+        let key: [u8; 32] = row
+            .attachment
+            .key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::StoreCorrupt("attachment key".into()))?;
+        let key = Zeroizing::new(key);
+        let conn = self.core.connection()?;
+        let mut part = dest.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .map_err(io)?;
+        let have = file.metadata().map_err(io)?.len();
+        let expected = sealed_len(row.attachment.size);
+        if have < expected {
+            conn.download_blob(blob_id, have, |_, data| {
+                file.write_all(data)
+                    .map_err(|e| NetError::Connect(format!("writing the attachment: {e}")))
+            })
+            .await?;
+        }
+        file.sync_all().map_err(io)?;
+        drop(file);
+        if file_digest(&part).map_err(io)? != blob_id {
+            std::fs::remove_file(&part).map_err(io)?;
+            self.set_state(row.id, TransferState::Failed, 0, None)?;
+            return Err(ClientError::Verification(
+                "attachment ciphertext does not match its digest".into(),
+            ));
+        }
+        let size = decrypt_file(&part, &dest, &ChunkCipher::new(&key))?;
+        std::fs::remove_file(&part).map_err(io)?;
+        self.set_state(row.id, TransferState::Downloaded, size, dest.to_str())
+    }
+
+    fn set_state(
+        &self,
+        id: i64,
+        state: TransferState,
+        transferred: u64,
+        path: Option<&str>,
+    ) -> Result<(), ClientError> {
+        Ok(self
+            .core
+            .store
+            .transaction(|tx| tx.update_attachment_transfer(id, state, transferred, None, path))?)
+    }
+}
