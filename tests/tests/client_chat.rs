@@ -44,6 +44,29 @@ async fn two_users_chat_one_to_one() {
     bob.client.send_text(chat, "hi alice".into()).unwrap();
     let reply = alice.next_message().await;
     assert_eq!(reply.text, "hi alice");
+    let hits = alice
+        .client
+        .search(tern_core::client::SearchQuery::new("alice"))
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].chat_id, chat);
+
+    // Bob reads the chat: Alice's message reaches "read".
+    bob.client.mark_read(chat, received.seq.unwrap()).unwrap();
+    alice
+        .expect(|event| match event {
+            ClientEvent::MessageStatus {
+                message_id,
+                status: DeliveryStatus::Read,
+                ..
+            } if message_id == sent.id => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        alice.client.message_status(sent.id).unwrap(),
+        vec![(bob_contact.user_id, DeliveryStatus::Read)]
+    );
 
     // Both histories hold both messages in relay seq order.
     for client in [&alice.client, &bob.client] {

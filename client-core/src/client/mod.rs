@@ -42,7 +42,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tern_protocol::wire::{
     ChangeMembers, ChatKind as WireChatKind, CreateChat, EphemeralEvent, LookupUser,
-    RegisterAccount, SubscribePresence, Typing, ephemeral_event, request,
+    RegisterAccount, SetPushEndpoint, SubscribePresence, Typing, ephemeral_event, request,
 };
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -539,6 +539,18 @@ impl Client {
             })),
         };
         Ok(conn.send_ephemeral(&event)?)
+    }
+
+    /// Registers (`Some(url)`) or clears (`None`) the UnifiedPush-style
+    /// endpoint the relay wakes this device through while it is offline
+    /// (content-free). Needs the relay.
+    pub async fn set_push_endpoint(&self, url: Option<String>) -> Result<(), ClientError> {
+        let conn = self.core.connection()?;
+        conn.request(request::Kind::SetPushEndpoint(SetPushEndpoint {
+            url: url.unwrap_or_default(),
+        }))
+        .await?;
+        Ok(())
     }
 
     /// Replaces the set of users whose presence is reported as
