@@ -31,6 +31,27 @@ pub struct Config {
     pub storage: StorageConfig,
     /// TCP address of the Prometheus endpoint (`GET /metrics`); off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Push wakeups for offline devices.
+    pub push: PushConfig,
+}
+
+/// Push wakeups (UnifiedPush-style webhooks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Send wakeups at all.
+    pub enabled: bool,
+    /// Also POST to plain `http://` endpoints (off: https only).
+    pub allow_http: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_http: false,
+        }
+    }
 }
 
 /// Paths of a PEM certificate chain and its private key.
@@ -174,6 +195,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             metrics_listen: None,
+            push: PushConfig::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod prekeys;
 pub mod presence;
 pub mod provisioning;
+pub mod push;
 pub mod ratelimit;
 pub mod router;
 pub mod server;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{RelayError, StoreError};
 use crate::metrics::Metrics;
+use crate::push::Pusher;
 use crate::router::{CommittedEntry, Router};
 use crate::service::now_ms;
 use crate::store::{Appended, LogAppend, Store};
@@ -42,14 +43,16 @@ impl LogWriter {
         store: Arc<dyn Store>,
         router: Arc<Router>,
         metrics: Arc<Metrics>,
-        queue_len: usize,
-        max_batch: usize,
+        pusher: Option<Pusher>,
+        limits: (usize, usize),
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (queue_len, max_batch) = limits;
         let (tx, rx) = mpsc::channel(queue_len);
         let writer = Writer {
             store,
             router,
             metrics: metrics.clone(),
+            pusher,
         };
         let thread = std::thread::Builder::new()
             .name("tern-log-writer".into())
@@ -78,6 +81,7 @@ struct Writer {
     store: Arc<dyn Store>,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
+    pusher: Option<Pusher>,
 }
 
 impl Writer {
@@ -105,7 +109,7 @@ impl Writer {
                         if let Ok(appended) = &mut result
                             && !appended.duplicate
                         {
-                            let queued = fan_out(router, item, appended);
+                            let queued = fan_out(router, self.pusher.as_ref(), item, appended);
                             self.metrics
                                 .entries_committed
                                 .fetch_add(1, Ordering::Relaxed);
@@ -141,9 +145,19 @@ impl Writer {
 
 /// Pushes a committed entry to its recipients' online devices; takes the
 /// member list out of `appended` (the caller needs only seq and time).
-fn fan_out(router: &Router, item: LogAppend, appended: &mut Appended) -> usize {
+fn fan_out(
+    router: &Router,
+    pusher: Option<&Pusher>,
+    item: LogAppend,
+    appended: &mut Appended,
+) -> usize {
     let committed_at = Instant::now();
     let mut recipients = std::mem::take(&mut appended.members);
+    if let Some(pusher) = pusher {
+        for user in recipients.iter().filter(|u| !router.is_online(u)) {
+            pusher.wake(*user);
+        }
+    }
     let entry = match item {
         LogAppend::Message(m) => CommittedEntry {
             chat_id: m.chat_id,

@@ -13,6 +13,7 @@ use crate::connection::{self, CLOSE_SHUTDOWN};
 use crate::error::StoreError;
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
+use crate::push::Pusher;
 use crate::router::Router;
 use crate::service::Relay;
 use crate::store::sqlite::SqliteStore;
@@ -105,6 +106,10 @@ impl Server {
         let endpoint = Endpoint::server(server_config, config.listen)?;
         let router = Arc::new(Router::new());
         let metrics = Arc::new(Metrics::default());
+        let pusher = config
+            .push
+            .enabled
+            .then(|| Pusher::spawn(store.clone(), config.push.allow_http));
         let metrics_listener = config
             .metrics_listen
             .map(crate::metrics::bind)
@@ -113,8 +118,11 @@ impl Server {
             store.clone(),
             router.clone(),
             metrics.clone(),
-            config.limits.commit_queue_len,
-            config.limits.max_commit_batch,
+            pusher,
+            (
+                config.limits.commit_queue_len,
+                config.limits.max_commit_batch,
+            ),
         )?;
         let blobs = BlobStore::open(&config.data_dir, config.limits.max_blob_bytes)?;
         let relay = Arc::new(Relay::new(

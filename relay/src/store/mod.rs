@@ -236,6 +236,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_invite(&self, token_hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError>;
     /// Sets or clears a device's push endpoint.
     fn set_push_endpoint(&self, device: DeviceAddr, url: Option<&str>) -> Result<(), StoreError>;
+    /// The account's devices that registered a push endpoint, with it.
+    fn push_targets(&self, user: &UserId) -> Result<Vec<(DeviceAddr, String)>, StoreError>;
 
     /// Adds prekeys for a device and returns its stock.
     fn upload_prekeys(

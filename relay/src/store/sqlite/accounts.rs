@@ -212,3 +212,26 @@ pub(super) fn set_push_endpoint(
     }
     Ok(())
 }
+
+pub(super) fn push_targets(
+    conn: &Connection,
+    user: &UserId,
+) -> Result<Vec<(DeviceAddr, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device_id, push_url FROM devices WHERE user_id = ?1 AND push_url IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([&user.0[..]], |r| {
+        Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (device, url) = row?;
+        Ok((
+            DeviceAddr {
+                user: *user,
+                device,
+            },
+            url,
+        ))
+    })
+    .collect()
+}

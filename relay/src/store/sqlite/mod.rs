@@ -178,6 +178,10 @@ impl Store for SqliteStore {
         self.with_conn(|c| accounts::set_push_endpoint(c, device, url))
     }
 
+    fn push_targets(&self, user: &UserId) -> Result<Vec<(DeviceAddr, String)>, StoreError> {
+        self.with_conn(|c| accounts::push_targets(c, user))
+    }
+
     fn upload_prekeys(
         &self,
         device: DeviceAddr,
