@@ -93,3 +93,33 @@ async fn a_wrong_passphrase_is_refused() {
     assert!(matches!(err, ClientError::WrongKey), "{err:?}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_store_files_hold_no_plaintext() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let secret = "zebra-quartz-unmistakable-phrase";
+    alice.client.send_text(chat, secret.into()).unwrap();
+    assert_eq!(bob.next_message().await.text, secret);
+    bob.client.shutdown().await;
+    alice.client.shutdown().await;
+    for dir in [bob.dir.path(), alice.dir.path()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for needle in [secret.as_bytes(), b"passphrase"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{:?} found in a store file",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+    relay.stop().await;
+}
