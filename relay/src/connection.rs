@@ -27,8 +27,6 @@ use crate::store::DeviceAddr;
 
 /// Application close code: authentication failed or timed out.
 pub const CLOSE_UNAUTHENTICATED: u32 = 1;
-/// Application close code: protocol violation on the control stream.
-pub const CLOSE_PROTOCOL: u32 = 2;
 /// Application close code: the relay is shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 3;
 
