@@ -52,6 +52,14 @@ pub enum Command {
     /// Send a text message to a contact or a group (TEXT `-` reads stdin).
     #[command(override_usage = "tern send NAME TEXT\n       tern send --group GROUP TEXT")]
     Send(SendArgs),
+    /// Send a file (encrypted, through the relay's blob store).
+    #[command(
+        name = "send-file",
+        override_usage = "tern send-file NAME PATH\n       tern send-file --group GROUP PATH"
+    )]
+    SendFile(SendFileArgs),
+    /// Download, verify and decrypt the attachment of a message.
+    Download(DownloadArgs),
     /// Fetch what is new and print it (--follow: keep streaming).
     Recv(RecvArgs),
     /// Show a chat's history, oldest first.
@@ -182,6 +190,33 @@ pub struct SendArgs {
     /// Seconds to wait for the relay's ✓.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+}
+
+/// `tern send-file`.
+#[derive(Debug, Args)]
+pub struct SendFileArgs {
+    /// Send to this group; then the only positional argument is PATH.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// NAME PATH, or PATH with --group.
+    #[arg(value_name = "NAME PATH", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// MIME type [default: guessed from the file name].
+    #[arg(long = "type", value_name = "MIME")]
+    pub content_type: Option<String>,
+    /// Seconds to wait for the relay's ✓.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// `tern download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The message's id (`id` in `--json` output, `#N` in text output).
+    pub message_id: i64,
+    /// Where to write the file [default: its name, in the current directory].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
 }
 
 /// `tern recv`.

@@ -38,6 +38,9 @@ pub enum Failure {
     /// No group with this name on this device.
     #[error("unknown group {0:?}: see `tern group list`")]
     UnknownGroup(String),
+    /// No message with this id carries an attachment.
+    #[error("message {0} has no attachment on this device")]
+    UnknownMessage(i64),
     /// The relay did not answer in time.
     #[error("relay unreachable: {0}")]
     RelayUnreachable(String),
@@ -50,7 +53,9 @@ pub fn exit_code(error: &anyhow::Error) -> Exit {
             return match failure {
                 Failure::Usage(_) => Exit::Usage,
                 Failure::NotInitialized(_) => Exit::Generic,
-                Failure::UnknownContact(_) | Failure::UnknownGroup(_) => Exit::Unknown,
+                Failure::UnknownContact(_)
+                | Failure::UnknownGroup(_)
+                | Failure::UnknownMessage(_) => Exit::Unknown,
                 Failure::RelayUnreachable(_) => Exit::RelayUnreachable,
             };
         }

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use serde_json::{Value, json};
-use tern_core::client::{DeliveryStatus, Message, SearchHit, Verification};
+use tern_core::client::{AttachmentInfo, DeliveryStatus, Message, SearchHit, Verification};
+use tern_core::store::TransferState;
 
 use crate::session::Names;
 
@@ -32,18 +33,29 @@ impl Printer {
         let _ = out.flush();
     }
 
-    /// Prints a message.
-    pub fn message(&self, names: &Names, message: &Message, status: Option<DeliveryStatus>) {
-        self.emit(message_json(names, message, status), || {
+    /// Prints a message with its attachments.
+    pub fn message(
+        &self,
+        names: &Names,
+        message: &Message,
+        status: Option<DeliveryStatus>,
+        attachments: &[AttachmentInfo],
+    ) {
+        self.emit(message_json(names, message, status, attachments), || {
             let mark = status.map_or("", status_mark);
+            let text = match attachments.first() {
+                Some(file) => format!(
+                    "📎 {} ({}, {} bytes; `tern download {}`)",
+                    file.file_name, file.content_type, file.size, message.id.0
+                ),
+                None => message.text.clone(),
+            };
             format!(
-                "[{}] {} {}: {}{}{}",
+                "[{}] {} {}: {text}{}{mark}",
                 format_time(message.sent_at_ms),
                 names.chat(&message.chat_id),
                 names.sender(message),
-                message.text,
                 if mark.is_empty() { "" } else { " " },
-                mark
             )
         });
     }
@@ -72,7 +84,23 @@ impl Printer {
 }
 
 /// The JSON object of a message.
-pub fn message_json(names: &Names, message: &Message, status: Option<DeliveryStatus>) -> Value {
+pub fn message_json(
+    names: &Names,
+    message: &Message,
+    status: Option<DeliveryStatus>,
+    attachments: &[AttachmentInfo],
+) -> Value {
+    let files: Vec<Value> = attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "file_name": a.file_name,
+                "content_type": a.content_type,
+                "size": a.size,
+                "downloaded": a.state == TransferState::Downloaded,
+            })
+        })
+        .collect();
     json!({
         "type": "message",
         "id": message.id.0,
@@ -86,6 +114,7 @@ pub fn message_json(names: &Names, message: &Message, status: Option<DeliverySta
         "sent_at_ms": message.sent_at_ms,
         "text": message.text,
         "status": status.map(status_name),
+        "attachments": files,
     })
 }
 

@@ -327,6 +327,37 @@ fn chat_tui_sends_and_shows_the_reply() {
     tmux.run(&["send-keys", "-t", "tern", "Escape"]);
     tmux.wait_for("┌ bob ");
 
+    // Files both ways: `/file PATH` sends, `/download DIR` saves the newest.
+    let dir = tempfile::tempdir().unwrap();
+    let outgoing = dir.path().join("from-alice.txt");
+    std::fs::write(&outgoing, "alice's notes").unwrap();
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "tern",
+        "-l",
+        &format!("/file {}", outgoing.display()),
+    ]);
+    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    let got = bob.recv_until(1);
+    assert_eq!(got[0]["attachments"][0]["file_name"], "from-alice.txt");
+    let incoming = dir.path().join("from-bob.txt");
+    std::fs::write(&incoming, "bob's photo").unwrap();
+    bob.ok(&["send-file", "alice", incoming.to_str().unwrap()]);
+    tmux.wait_for("📎 from-bob.txt");
+    let downloads = tempfile::tempdir().unwrap();
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "tern",
+        "-l",
+        &format!("/download {}", downloads.path().display()),
+    ]);
+    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    tmux.wait_for("saved");
+    let saved = std::fs::read_to_string(downloads.path().join("from-bob.txt")).unwrap();
+    assert_eq!(saved, "bob's photo");
+
     tmux.run(&["send-keys", "-t", "tern", "C-q"]);
     common::eventually("tern chat to exit", || {
         let alive = std::process::Command::new("tmux")
@@ -501,4 +532,43 @@ fn a_linked_second_device_sees_new_messages_and_can_be_removed() {
 
     alice.ok(&["device", "remove", "2"]);
     assert_eq!(alice.json(&["device", "list"]).len(), 1);
+}
+
+#[test]
+fn a_file_round_trip_keeps_every_byte() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let original: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = dir.path().join("notes.bin");
+    std::fs::write(&path, &original).unwrap();
+    let sent = alice.json(&["send-file", "bob", path.to_str().unwrap()]);
+    assert_eq!(sent[0]["status"], "sent");
+    assert_eq!(sent[0]["attachments"][0]["file_name"], "notes.bin");
+
+    let got = bob.recv_until(1);
+    let file = &got[0]["attachments"][0];
+    assert_eq!(file["file_name"], "notes.bin");
+    assert_eq!(file["size"], 300_000);
+    assert_eq!(file["downloaded"], false);
+    let id = got[0]["id"].as_i64().unwrap().to_string();
+
+    let out = dir.path().join("received.bin");
+    let saved = bob.json(&["download", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(saved[0]["size"], 300_000);
+    assert!(
+        std::fs::read(&out).unwrap() == original,
+        "the downloaded file differs"
+    );
+    let (code, _) = bob.fails(&["download", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2, "an existing file is not overwritten");
+    let (code, _) = bob.fails(&["download", "999999"]);
+    assert_eq!(code, 5);
+    let history = bob.json(&["history", "alice"]);
+    assert_eq!(history[0]["attachments"][0]["downloaded"], true);
 }

@@ -1,39 +1,180 @@
 //! `tern send`, `tern history` and `tern search`.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+use serde_json::json;
 use tern_core::ClientEvent;
-use tern_core::client::{DeliveryStatus, Message, SearchQuery};
+use tern_core::client::{DeliveryStatus, EventSubscription, Message, MessageId, SearchQuery};
 
-use crate::args::{HistoryArgs, SearchArgs, SendArgs};
+use crate::args::{DownloadArgs, HistoryArgs, SearchArgs, SendArgs, SendFileArgs};
 use crate::failure::Failure;
 use crate::output::Printer;
 use crate::session::Session;
 
 /// Largest text read from standard input for `tern send NAME -`.
 const MAX_STDIN_TEXT: u64 = 64 * 1024;
+/// How long a download waits for the relay connection.
+const DOWNLOAD_RELAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Splits `NAME X` (or `X` with `--group`) into the target and X.
+fn target<'a>(
+    group: Option<&str>,
+    args: &'a [String],
+) -> anyhow::Result<(Option<&'a str>, &'a str)> {
+    match (group, args) {
+        (Some(_), [only]) => Ok((None, only)),
+        (None, [name, rest]) => Ok((Some(name.as_str()), rest)),
+        (Some(_), _) => {
+            Err(Failure::Usage("with --group, give one argument after the options".into()).into())
+        }
+        (None, _) => Err(Failure::Usage("give a contact NAME and what to send".into()).into()),
+    }
+}
 
 /// Queues a text message and waits for the relay's ✓ (unless `--no-wait`).
 pub async fn send(session: &Session, args: SendArgs, out: Printer) -> anyhow::Result<()> {
-    let (name, text) = match (args.group.as_deref(), args.args.as_slice()) {
-        (Some(_), [text]) => (None, text.clone()),
-        (None, [name, text]) => (Some(name.as_str()), text.clone()),
-        (Some(_), _) => {
-            return Err(Failure::Usage("with --group, give only the TEXT".into()).into());
-        }
-        (None, _) => return Err(Failure::Usage("give a NAME and a TEXT".into()).into()),
-    };
+    let (name, text) = target(args.group.as_deref(), &args.args)?;
     let chat = session.chat(name, args.group.as_deref())?;
-    let text = if text == "-" { read_stdin()? } else { text };
+    let text = if text == "-" {
+        read_stdin()?
+    } else {
+        text.to_owned()
+    };
     let mut events = session.client.subscribe();
     let message = session.client.send_text(chat, text)?;
     let names = session.names()?;
     if args.no_wait {
-        out.message(&names, &message, Some(DeliveryStatus::Pending));
+        out.message(&names, &message, Some(DeliveryStatus::Pending), &[]);
         return Ok(());
     }
-    let acked = tokio::time::timeout(Duration::from_secs(args.timeout), async {
+    wait_for_ack(session, &mut events, &message, args.timeout).await?;
+    let status = status_of(session, &message)?.unwrap_or(DeliveryStatus::Sent);
+    out.message(&names, &message, Some(status), &[]);
+    Ok(())
+}
+
+/// Encrypts and uploads a file, sends it and waits for the relay's ✓.
+pub async fn send_file(session: &Session, args: SendFileArgs, out: Printer) -> anyhow::Result<()> {
+    let (name, path) = target(args.group.as_deref(), &args.args)?;
+    let chat = session.chat(name, args.group.as_deref())?;
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(Failure::Usage(format!("{} is not a readable file", path.display())).into());
+    }
+    let content_type = args
+        .content_type
+        .unwrap_or_else(|| guess_type(&path).to_owned());
+    session.online(Duration::from_secs(args.timeout)).await?;
+    let mut events = session.client.subscribe();
+    let message = session
+        .client
+        .send_attachment(chat, path.clone(), content_type)
+        .await
+        .with_context(|| format!("cannot send {}", path.display()))?;
+    wait_for_ack(session, &mut events, &message, args.timeout).await?;
+    let names = session.names()?;
+    let status = status_of(session, &message)?.unwrap_or(DeliveryStatus::Sent);
+    out.message(
+        &names,
+        &message,
+        Some(status),
+        &session.client.attachments(message.id)?,
+    );
+    Ok(())
+}
+
+/// Downloads a message's attachment to a file.
+pub async fn download(session: &Session, args: &DownloadArgs, out: Printer) -> anyhow::Result<()> {
+    let id = MessageId(args.message_id);
+    let attachment = session
+        .client
+        .attachments(id)?
+        .into_iter()
+        .next()
+        .ok_or(Failure::UnknownMessage(args.message_id))?;
+    let dest = match &args.out {
+        Some(path) => path.clone(),
+        None => PathBuf::from(safe_file_name(&attachment.file_name)),
+    };
+    if dest.exists() {
+        return Err(
+            Failure::Usage(format!("{} exists; choose another --out", dest.display())).into(),
+        );
+    }
+    session.online(DOWNLOAD_RELAY_TIMEOUT).await?;
+    session
+        .client
+        .download_attachment(id, dest.clone())
+        .await
+        .with_context(|| format!("cannot download {}", attachment.file_name))?;
+    out.emit(
+        json!({
+            "type": "download",
+            "message_id": args.message_id,
+            "file_name": attachment.file_name,
+            "content_type": attachment.content_type,
+            "size": attachment.size,
+            "path": dest,
+        }),
+        || {
+            format!(
+                "saved {} ({} bytes) to {}",
+                attachment.file_name,
+                attachment.size,
+                dest.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// A sender-chosen file name reduced to one harmless path component.
+pub fn safe_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "attachment".into(),
+        rest => rest.to_owned(),
+    }
+}
+
+/// A MIME type from the file extension.
+pub fn guess_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "md" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Waits for the relay's ✓ of `message`; a timeout means it stays queued.
+async fn wait_for_ack(
+    session: &Session,
+    events: &mut EventSubscription,
+    message: &Message,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let acked = tokio::time::timeout(Duration::from_secs(timeout), async {
         while let Some(event) = events.next().await {
             match event {
                 ClientEvent::MessageStatus { message_id, .. } if message_id == message.id => {
@@ -52,22 +193,13 @@ pub async fn send(session: &Session, args: SendArgs, out: Printer) -> anyhow::Re
         Err(anyhow::anyhow!("the client stopped"))
     })
     .await;
-    match acked {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(Failure::RelayUnreachable(format!(
-                "no ✓ from {} within {} s; the message is queued and will be sent by the next tern command",
-                session.config.relay, args.timeout
-            ))
-            .into());
-        }
-    }
-    out.message(
-        &names,
-        &message,
-        Some(status_of(session, &message)?.unwrap_or(DeliveryStatus::Sent)),
-    );
-    Ok(())
+    acked.unwrap_or_else(|_| {
+        Err(Failure::RelayUnreachable(format!(
+            "no ✓ from {} within {timeout} s; the message is queued and will be sent by the next tern command",
+            session.config.relay
+        ))
+        .into())
+    })
 }
 
 fn read_stdin() -> anyhow::Result<String> {
@@ -101,7 +233,8 @@ pub fn history(session: &Session, args: &HistoryArgs, out: Printer) -> anyhow::R
     let names = session.names()?;
     for message in session.client.messages(chat, None, args.limit)? {
         let status = status_of(session, &message)?;
-        out.message(&names, &message, status);
+        let attachments = session.client.attachments(message.id)?;
+        out.message(&names, &message, status, &attachments);
     }
     Ok(())
 }
@@ -121,4 +254,20 @@ pub fn search(session: &Session, args: &SearchArgs, out: Printer) -> anyhow::Res
         out.hit(&names, &hit);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_file_names_cannot_escape_the_directory() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("..\\x\\evil.txt"), "evil.txt");
+        assert_eq!(safe_file_name(".bashrc"), "bashrc");
+        assert_eq!(safe_file_name(".."), "attachment");
+        assert_eq!(safe_file_name("a\u{1b}[2Jb.png"), "a[2Jb.png");
+        assert_eq!(guess_type(Path::new("x/photo.JPG")), "image/jpeg");
+        assert_eq!(guess_type(Path::new("noext")), "application/octet-stream");
+    }
 }

@@ -7,6 +7,8 @@ mod group;
 mod messages;
 mod recv;
 
+pub use messages::{guess_type, safe_file_name};
+
 use crate::args::{Cli, Command, LinkCommand};
 use crate::home::Home;
 use crate::output::Printer;
@@ -33,6 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami => account::whoami(&session, out),
         Command::Contact(command) => contact::run(&session, command, out).await,
         Command::Send(args) => messages::send(&session, args, out).await,
+        Command::SendFile(args) => messages::send_file(&session, args, out).await,
+        Command::Download(args) => messages::download(&session, &args, out).await,
         Command::Recv(args) => recv::run(&session, &args, out).await,
         Command::History(args) => messages::history(&session, &args, out),
         Command::Search(args) => messages::search(&session, &args, out),

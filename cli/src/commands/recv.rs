@@ -125,7 +125,8 @@ fn print_new(
     chats.sort_by_key(|(_, messages)| messages.first().map(|m| m.id.0));
     for (chat, messages) in chats {
         for message in &messages {
-            out.message(&names, message, None);
+            let attachments = session.client.attachments(message.id)?;
+            out.message(&names, message, None, &attachments);
         }
         if mark_read {
             if let Some(seq) = messages.iter().filter_map(|m| m.seq).max() {

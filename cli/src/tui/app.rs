@@ -1,12 +1,15 @@
 //! The chat client's state and how events change it.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tern_core::client::{
-    ChatId, ChatInfo, ChatKind, DeliveryStatus, Message, SearchHit, SearchQuery, UserId,
+    AttachmentInfo, ChatId, ChatInfo, ChatKind, DeliveryStatus, Message, MessageId, SearchHit,
+    SearchQuery, UserId,
 };
+use tern_core::store::TransferState;
 use tern_core::{Client, ClientError, ClientEvent};
 
 use super::keys::{Action, Keymap};
@@ -46,16 +49,23 @@ pub enum Mode {
     },
 }
 
-/// What the host should do after an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the host should do after an event (the async parts).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Nothing more.
     None,
     /// Announce a new message (bell or desktop notification).
     Notify,
-    /// Subscribe to the contacts' presence (needs an await).
+    /// Subscribe to the contacts' presence.
     SubscribePresence,
+    /// Send a file to a chat.
+    SendFile(ChatId, PathBuf),
+    /// Download a message's attachment into a directory.
+    Download(MessageId, PathBuf),
 }
+
+/// One line of the open chat: the message, its status, its attachment.
+pub type Row = (Message, Option<DeliveryStatus>, Option<AttachmentInfo>);
 
 /// The whole screen state.
 pub struct App {
@@ -64,7 +74,7 @@ pub struct App {
     /// Index of the open chat.
     pub selected: usize,
     /// The open chat's messages, with the status of outgoing ones.
-    pub messages: Vec<(Message, Option<DeliveryStatus>)>,
+    pub messages: Vec<Row>,
     /// Search results shown instead of the conversation.
     pub results: Option<Vec<SearchHit>>,
     /// The input text.
@@ -195,14 +205,15 @@ impl App {
                 } else {
                     None
                 };
-                Ok((m, status))
+                let attachment = client.attachments(m.id)?.into_iter().next();
+                Ok((m, status, attachment))
             })
             .collect::<Result<_, ClientError>>()?;
         let newest_incoming = self
             .messages
             .iter()
-            .filter(|(m, _)| !m.outgoing)
-            .filter_map(|(m, _)| m.seq)
+            .filter(|(m, _, _)| !m.outgoing)
+            .filter_map(|(m, _, _)| m.seq)
             .max();
         if let Some(seq) = newest_incoming {
             client.mark_read(chat_id, seq)?;
@@ -308,14 +319,27 @@ impl App {
         self.typing.retain(|_, until| *until > now);
     }
 
+    /// Reloads the open chat after an effect finished (or reports its failure).
+    pub fn after_effect(
+        &mut self,
+        client: &Client,
+        outcome: Result<String, ClientError>,
+    ) -> Result<(), ClientError> {
+        self.notice = Some(match outcome {
+            Ok(done) => done,
+            Err(e) => e.to_string(),
+        });
+        self.open_chat(client)
+    }
+
     /// Handles a key press.
-    pub fn on_key(&mut self, client: &Client, key: KeyEvent) -> Result<(), ClientError> {
+    pub fn on_key(&mut self, client: &Client, key: KeyEvent) -> Result<Effect, ClientError> {
         if key.kind == KeyEventKind::Release {
-            return Ok(());
+            return Ok(Effect::None);
         }
         match self.keymap.action(&key) {
             Some(Action::Quit) => self.quit = true,
-            Some(Action::Send) => self.submit(client)?,
+            Some(Action::Send) => return self.submit(client),
             Some(Action::Newline) if self.mode == Mode::Compose => self.push_input('\n'),
             Some(Action::NextChat) => self.switch(client, 1)?,
             Some(Action::PrevChat) => self.switch(client, self.chats.len().saturating_sub(1))?,
@@ -325,7 +349,7 @@ impl App {
             Some(Action::ScrollDown) => self.scroll = self.scroll.saturating_sub(SCROLL_STEP),
             Some(Action::Newline) | None => self.edit(client, key),
         }
-        Ok(())
+        Ok(Effect::None)
     }
 
     fn edit(&mut self, client: &Client, key: KeyEvent) {
@@ -385,7 +409,7 @@ impl App {
         self.open_chat(client)
     }
 
-    fn submit(&mut self, client: &Client) -> Result<(), ClientError> {
+    fn submit(&mut self, client: &Client) -> Result<Effect, ClientError> {
         let text = std::mem::take(&mut self.input);
         match self.mode {
             Mode::Search { all } => {
@@ -402,10 +426,17 @@ impl App {
                 let Some(chat_id) = self.current().map(|c| c.info.chat_id) else {
                     self.notice =
                         Some("no chat: add a contact with `tern contact add NAME`".into());
-                    return Ok(());
+                    return Ok(Effect::None);
                 };
                 if text.trim().is_empty() {
-                    return Ok(());
+                    return Ok(Effect::None);
+                }
+                if let Some(path) = text.strip_prefix("/file ") {
+                    self.notice = Some(format!("sending {}…", path.trim()));
+                    return Ok(Effect::SendFile(chat_id, PathBuf::from(path.trim())));
+                }
+                if let Some(dir) = text.strip_prefix("/download") {
+                    return Ok(self.download(dir.trim()));
                 }
                 match client.send_text(chat_id, text.clone()) {
                     Ok(_) => {
@@ -430,6 +461,26 @@ impl App {
                 }
             }
         }
-        Ok(())
+        Ok(Effect::None)
+    }
+
+    /// Downloads the newest attachment of the open chat not on disk yet.
+    fn download(&mut self, dir: &str) -> Effect {
+        let newest = self.messages.iter().rev().find_map(|(m, _, a)| {
+            a.as_ref()
+                .filter(|a| !m.outgoing && a.state != TransferState::Downloaded)
+                .map(|_| m.id)
+        });
+        match newest {
+            Some(id) => {
+                self.notice = Some("downloading…".into());
+                let dir = if dir.is_empty() { "." } else { dir };
+                Effect::Download(id, PathBuf::from(dir))
+            }
+            None => {
+                self.notice = Some("no attachment to download in this chat".into());
+                Effect::None
+            }
+        }
     }
 }

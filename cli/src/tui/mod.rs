@@ -48,18 +48,17 @@ pub async fn run(session: &Session) -> anyhow::Result<()> {
             terminal.draw(|frame| view::draw(frame, &app))?;
             tokio::select! {
                 event = input.recv() => match event {
-                    Some(Event::Key(key)) => app.on_key(&session.client, key)?,
+                    Some(Event::Key(key)) => {
+                        let effect = app.on_key(&session.client, key)?;
+                        apply(session, &mut app, effect, &mut terminal).await?;
+                    }
                     Some(_) => {}
                     None => break,
                 },
                 event = events.next() => {
                     let Some(event) = event else { break };
                     let effect = app.on_client(&session.client, event, || session.names().ok())?;
-                    match effect {
-                        Effect::Notify => notify(session.config.notifications),
-                        Effect::SubscribePresence => subscribe_presence(session, &app).await,
-                        Effect::None => {}
-                    }
+                    apply(session, &mut app, effect, &mut terminal).await?;
                 }
                 _ = tick.tick() => app.on_tick(),
             }
@@ -70,6 +69,53 @@ pub async fn run(session: &Session) -> anyhow::Result<()> {
     ratatui::restore();
     drop(input);
     result
+}
+
+/// Carries out what an event asked for.
+async fn apply(
+    session: &Session,
+    app: &mut App,
+    effect: Effect,
+    terminal: &mut ratatui::DefaultTerminal,
+) -> anyhow::Result<()> {
+    let client = &session.client;
+    match effect {
+        Effect::None => {}
+        Effect::Notify => notify(session.config.notifications),
+        Effect::SubscribePresence => subscribe_presence(session, app).await,
+        Effect::SendFile(chat, path) => {
+            terminal.draw(|frame| view::draw(frame, app))?;
+            let content_type = crate::commands::guess_type(&path).to_owned();
+            let sent = client
+                .send_attachment(chat, path.clone(), content_type)
+                .await;
+            let outcome = sent.map(|_| format!("sent {}", path.display()));
+            app.after_effect(client, outcome)?;
+        }
+        Effect::Download(message, dir) => {
+            terminal.draw(|frame| view::draw(frame, app))?;
+            let outcome = download(client, message, &dir).await;
+            app.after_effect(client, outcome)?;
+        }
+    }
+    Ok(())
+}
+
+/// Downloads an attachment into `dir` under its (sanitised) name.
+async fn download(
+    client: &tern_core::Client,
+    message: tern_core::client::MessageId,
+    dir: &std::path::Path,
+) -> Result<String, tern_core::ClientError> {
+    let file = client.attachments(message)?.into_iter().next().ok_or(
+        tern_core::ClientError::InvalidArgument("the message has no attachment"),
+    )?;
+    let dest = dir.join(crate::commands::safe_file_name(&file.file_name));
+    if dest.exists() {
+        return Ok(format!("{} exists; not overwritten", dest.display()));
+    }
+    client.download_attachment(message, dest.clone()).await?;
+    Ok(format!("saved {}", dest.display()))
 }
 
 /// Forwards terminal events until the receiver is gone.

@@ -6,6 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 use tern_core::client::ChatKind;
+use tern_core::store::TransferState;
 
 use super::app::{App, Mode};
 use super::keys::Action;
@@ -122,13 +123,25 @@ fn draw_conversation(frame: &mut Frame, app: &App, area: Rect) {
             }
         }
         None => {
-            for (message, status) in &app.messages {
+            for (message, status, attachment) in &app.messages {
                 let mark = status.map(status_mark).unwrap_or_default();
+                let body = match attachment {
+                    Some(file) => format!(
+                        "📎 {} ({} bytes){}",
+                        file.file_name,
+                        file.size,
+                        if file.state == TransferState::Downloaded {
+                            ", saved"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => message.text.clone(),
+                };
                 let text = format!(
-                    "{} {}: {} {mark}",
+                    "{} {}: {body} {mark}",
                     format_clock(message.sent_at_ms),
                     app.names.sender(message),
-                    message.text
                 );
                 let style = if message.outgoing {
                     Style::new().fg(Color::Cyan)
@@ -163,7 +176,7 @@ fn push_wrapped(lines: &mut Vec<Line<'static>>, text: &str, width: usize, style:
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let title = match app.mode {
-        Mode::Compose => " message ",
+        Mode::Compose => " message · /file PATH sends a file · /download [DIR] saves the newest ",
         Mode::Search { all: false } => " search this chat ",
         Mode::Search { all: true } => " search all chats ",
     };
