@@ -266,3 +266,37 @@ fn debug_output_shows_no_key_bytes() {
     let identity = format!("{:?}", alice.manager.identity());
     assert!(identity.contains("redacted"));
 }
+
+#[test]
+fn one_manager_serves_several_threads() {
+    let mut rng = rng(12);
+    let alice = Device::new(1, 1, &mut rng);
+    let peers: Vec<Device> = (0..4).map(|i| Device::new(2, i, &mut rng)).collect();
+    for peer in &peers {
+        alice
+            .manager
+            .start_session(peer.address, &peer.bundle(), &mut rng)
+            .unwrap();
+    }
+    let sent: Vec<Vec<Vec<u8>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| {
+                let alice = &alice;
+                scope.spawn(move || {
+                    let mut rng = crypto_support::rng(100 + i as u8);
+                    (0..5u8)
+                        .map(|n| alice.manager.encrypt(peer.address, &[n], &mut rng).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (peer, messages) in peers.iter().zip(sent) {
+        for (n, message) in messages.iter().enumerate() {
+            assert_eq!(peer.receive(&alice, message).unwrap(), [n as u8]);
+        }
+    }
+}

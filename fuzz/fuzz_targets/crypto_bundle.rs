@@ -1,0 +1,12 @@
+//! Prekey bundles fetched from the relay: decode, re-encode, verify.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tern_core::crypto::prekeys::PreKeyBundle;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(bundle) = PreKeyBundle::decode(data) {
+        assert_eq!(bundle.encode(), data);
+        let _ = bundle.verify();
+    }
+});

@@ -1,0 +1,9 @@
+//! PQXDH initial (prekey) messages from the network.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tern_core::crypto::pqxdh::PreKeyMessage;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = PreKeyMessage::decode(data);
+});
