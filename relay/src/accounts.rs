@@ -127,12 +127,19 @@ impl Relay {
         }
         let version = update.version;
         let user = device.user;
-        let contacts = self
+        let (contacts, revoked) = self
             .blocking(move |s| {
+                let before = s.devices(&user)?;
                 s.replace_device_list(&update)?;
-                s.contacts_of(&user)
+                let revoked: Vec<u32> = before
+                    .iter()
+                    .filter(|d| !update.devices.contains(&(d.device_id, d.identity_key)))
+                    .map(|d| d.device_id)
+                    .collect();
+                Ok((s.contacts_of(&user)?, revoked))
             })
             .await?;
+        self.router.revoke(&user, &revoked);
         let event = Event {
             kind: Some(event::Kind::DeviceListChanged(DeviceListChanged {
                 user_id: user.to_wire(),

@@ -29,6 +29,8 @@ use crate::store::DeviceAddr;
 pub const CLOSE_UNAUTHENTICATED: u32 = 1;
 /// Application close code: the relay is shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 3;
+/// Application close code: the device was removed from its account.
+pub const CLOSE_REVOKED: u32 = 4;
 
 /// How long a connection with an open provisioning mailbox may wait,
 /// unauthenticated, for the message that lets it register.
@@ -147,6 +149,10 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
     let datagrams = tokio::spawn(read_datagrams(ctx.clone()));
     if let Err(e) = deliver(&ctx.outlet, &mailbox, rx, &relay.metrics).await {
         tracing::debug!(error = %e, "delivery stream ended");
+    }
+    if mailbox.is_revoked() {
+        tracing::info!(user = %device.user, device = device.device, "device removed: closing");
+        conn.close(VarInt::from_u32(CLOSE_REVOKED), b"device removed");
     }
     relay.presence.forget(&mailbox);
     if relay.router.unregister(&mailbox) {

@@ -121,6 +121,9 @@ pub(crate) async fn deliver(
             () = mailbox.lagged() => {}
             _ = conn.closed() => return Ok(()),
         }
+        if mailbox.is_revoked() {
+            return Ok(());
+        }
         while buf.len() < DELIVERY_WRITE_BATCH {
             let Ok(out) = rx.try_recv() else { break };
             render(conn, mailbox, out, &mut buf, &mut committed)?;

@@ -94,6 +94,7 @@ pub struct Mailbox {
     id: u64,
     tx: mpsc::Sender<Outbound>,
     lagging: AtomicBool,
+    revoked: AtomicBool,
     wake: Notify,
 }
 
@@ -102,7 +103,7 @@ impl Mailbox {
     /// lagging: this and later events are dropped (they are in the log)
     /// until the connection has told the device to sync.
     pub fn push(&self, out: Outbound) -> bool {
-        if self.lagging.load(Ordering::Acquire) {
+        if self.lagging.load(Ordering::Acquire) || self.is_revoked() {
             return false;
         }
         match self.tx.try_send(out) {
@@ -131,9 +132,15 @@ impl Mailbox {
         self.lagging.store(false, Ordering::Release);
     }
 
-    /// Resolves when the mailbox switched to lagging.
+    /// Resolves when the mailbox switched to lagging or was revoked.
     pub async fn lagged(&self) {
         self.wake.notified().await;
+    }
+
+    /// Whether the device was removed from its account: its connection
+    /// must end.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
     }
 }
 
@@ -175,6 +182,7 @@ impl Router {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             tx,
             lagging: AtomicBool::new(false),
+            revoked: AtomicBool::new(false),
             wake: Notify::new(),
         });
         let mut online = self.write();
@@ -196,6 +204,17 @@ impl Router {
             return true;
         }
         false
+    }
+
+    /// Ends the connections of devices removed from (or re-keyed in) an
+    /// account's device list.
+    pub fn revoke(&self, user: &UserId, devices: &[u32]) {
+        for mailbox in self.read().get(user).into_iter().flatten() {
+            if devices.contains(&mailbox.device.device) {
+                mailbox.revoked.store(true, Ordering::Release);
+                mailbox.wake.notify_one();
+            }
+        }
     }
 
     /// Pushes to every online device of `user` except `skip`.

@@ -134,3 +134,31 @@ async fn second_device_registers_after_list_publish() {
     Client::login(at, &alice, 2).await.unwrap();
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_is_disconnected_and_locked_out() {
+    let relay = TestRelay::start().await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let mut alice = Account::new("alice", 2);
+    let a1 = Client::register(at, &alice).await.unwrap();
+    let a2 = Client::register_device(at, &alice, 2).await.unwrap();
+    let removed = alice.devices.pop().unwrap();
+    alice.version = 2;
+    a1.ok(request::Kind::RemoveDevice(RemoveDevice {
+        device_id: 2,
+        device_list: Some(alice.signed_list()),
+    }))
+    .await;
+    match guard(a2.conn.closed()).await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(4));
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+    let err = Client::login_with_key(at, alice.user_id, 2, &removed.1)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::Unauthenticated);
+    a1.ok(request::Kind::ListChats(ListChats {})).await;
+    relay.stop().await;
+}
