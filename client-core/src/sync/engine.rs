@@ -21,6 +21,8 @@ use crate::net::{Backoff, Greeting, RelayConnection};
 
 /// Entries asked for per sync page (the relay caps it at 500).
 const SYNC_PAGE: u32 = 500;
+/// Stock of one-time prekeys under which a new batch is uploaded on connect.
+const LOW_PREKEYS: u32 = 20;
 /// How often the outbox is checked for due retries without a wake-up.
 const OUTBOX_TICK: Duration = Duration::from_millis(250);
 
@@ -73,6 +75,7 @@ async fn serve(core: &Core, conn: &RelayConnection) -> String {
         let mut events = conn.events();
         resync(core, conn).await?;
         resubscribe_presence(core, conn).await?;
+        check_prekey_stock(core, conn).await?;
         core.emit(ClientEvent::Connected);
         core.outbox_wake.notify_one();
         loop {
@@ -256,6 +259,20 @@ async fn resubscribe_presence(core: &Core, conn: &RelayConnection) -> Result<(),
         user_ids,
     }))
     .await?;
+    Ok(())
+}
+
+/// Asks for the prekey stock (an upload with nothing in it) and refills it
+/// when it runs low: a `PrekeysLow` notice may have been missed while offline.
+async fn check_prekey_stock(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
+    let answer = conn
+        .request(request::Kind::UploadPrekeys(UploadPrekeys::default()))
+        .await?;
+    if let response::Kind::PrekeyStock(stock) = answer {
+        if stock.one_time_prekeys < LOW_PREKEYS || stock.one_time_kem_prekeys < LOW_PREKEYS {
+            replenish_prekeys(core, conn).await?;
+        }
+    }
     Ok(())
 }
 
