@@ -42,6 +42,20 @@ async fn a_linked_second_device_sends_and_receives() {
         .await
         .unwrap();
 
+    // The phone's history and contacts reach the laptop (own-device sync).
+    guard(async {
+        loop {
+            let synced = laptop.messages(chat, None, 10).unwrap_or_default();
+            if synced.iter().any(|m| m.text == "from phone") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let contacts = laptop.contacts().unwrap();
+    assert!(contacts.iter().any(|c| c.user_name == "bob"));
+
     // Bob's next message reaches both of Alice's devices.
     bob.client
         .send_text(chat, "to all of alice".into())

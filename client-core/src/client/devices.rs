@@ -11,7 +11,7 @@ use tern_protocol::wire::{
     RemoveDevice, SignedDeviceList, event, request, response,
 };
 
-use super::account::{DeviceAuth, LocalAccount, generate_prekeys, rng};
+use super::account::{DeviceAuth, LocalAccount, generate_prekeys, random_bytes, rng};
 use super::directory::DeviceSet;
 use super::error::ClientError;
 use super::linking::{LinkCode, LinkSecret, ProvisionPayload, seal};
@@ -19,7 +19,10 @@ use super::types::{AccountInfo, KeySource};
 use super::{Client, ClientConfig, open_store};
 use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
 use crate::net::{EventStream, Greeting, RelayConnection};
-use crate::store::Store;
+use crate::store::{Chat, ChatKind, Store};
+use crate::sync::content::Payload;
+use crate::sync::device_sync::{self, self_chat_id};
+use crate::sync::{now_ms, queue_payload};
 
 /// Most devices per account (the protocol's limit).
 const MAX_DEVICES: usize = tern_protocol::limits::MAX_DEVICES_PER_USER;
@@ -189,6 +192,7 @@ impl Client {
             ciphertext: sealed.into(),
         }))
         .await?;
+        self.queue_device_sync()?;
         Ok(device_id)
     }
 
@@ -231,6 +235,35 @@ impl Client {
         }))
         .await?;
         self.remember_own_list(&set, &signed)
+    }
+
+    /// Queues contacts, chats and recent history for the own devices, in the
+    /// note-to-self chat (created locally if needed). The outbox retries until
+    /// the new device has registered and published its prekeys.
+    fn queue_device_sync(&self) -> Result<(), ClientError> {
+        let me = self.core.account.user_id;
+        let self_chat = self_chat_id(&me);
+        self.core.store.transaction(|tx| {
+            if tx.chat(&self_chat)?.is_none() {
+                tx.upsert_chat(&Chat {
+                    chat_id: self_chat,
+                    kind: ChatKind::Group,
+                    title: "Note to self".into(),
+                    created_at_ms: now_ms(),
+                })?;
+                tx.set_chat_members(&self_chat, &[me])?;
+            }
+            let sync = device_sync::collect(tx, &self_chat)?;
+            queue_payload(
+                tx,
+                &self_chat,
+                &random_bytes(),
+                &Payload::DeviceSync(sync),
+                None,
+            )
+        })?;
+        self.core.outbox_wake.notify_one();
+        Ok(())
     }
 
     async fn own_devices(&self, conn: &RelayConnection) -> Result<DeviceSet, ClientError> {

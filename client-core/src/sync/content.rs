@@ -7,6 +7,7 @@
 use prost::Message;
 use zeroize::Zeroize;
 
+use super::device_sync::DeviceSync;
 use crate::store::{ClientMessageId, ID_LEN};
 
 /// Version of the content format this build writes and reads.
@@ -26,7 +27,7 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 9")]
     pub body: Option<Body>,
 }
 
@@ -50,6 +51,9 @@ pub enum Body {
     /// in (only ever inside a pairwise session).
     #[prost(message, tag = "7")]
     SenderKeyDistribution(SenderKeyDistribution),
+    /// Contacts, chats and recent history for a newly linked own device.
+    #[prost(message, tag = "9")]
+    DeviceSync(DeviceSync),
 }
 
 /// Where an attachment is and how to open it.
@@ -182,6 +186,8 @@ pub enum Payload {
     SenderKeyDistribution(SecretBytes),
     /// An attachment.
     Attachment(Attachment),
+    /// Own-device sync (accepted only from the own account's devices).
+    DeviceSync(DeviceSync),
 }
 
 /// Why a decrypted payload was refused.
@@ -216,6 +222,7 @@ impl Payload {
                     message: message.0.clone(),
                 })
             }
+            Self::DeviceSync(sync) => Body::DeviceSync(sync.clone()),
             Self::Attachment(a) => Body::Attachment(AttachmentPointer {
                 blob_id: a.blob_id.to_vec(),
                 key: a.key.0.clone(),
@@ -267,6 +274,7 @@ impl Payload {
                 Self::SenderKeyDistribution(SecretBytes(distribution.message.clone()))
             }
             Body::Attachment(pointer) => Self::Attachment(Attachment::validate(&pointer)?),
+            Body::DeviceSync(sync) => Self::DeviceSync(sync),
         };
         Ok((payload, content.sent_at_ms))
     }

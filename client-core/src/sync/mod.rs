@@ -12,6 +12,7 @@
 pub mod attachment;
 pub mod content;
 pub mod crypto_store;
+pub mod device_sync;
 mod engine;
 mod group;
 pub mod outbox;

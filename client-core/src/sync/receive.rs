@@ -6,9 +6,9 @@ use bytes::Bytes;
 use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, response};
 
 use super::content::{Attachment, Payload, ReceiptKind};
-use super::group;
 use super::send::queue_payload;
 use super::{Core, hex, now_ms};
+use super::{device_sync, group};
 use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, Message, UserId, random_bytes};
 use crate::crypto::session::DeviceAddress;
 use crate::net::RelayConnection;
@@ -391,9 +391,15 @@ fn apply_payload(
             }
             Ok(events)
         }
-        Payload::Receipt(..) | Payload::SessionReset | Payload::SenderKeyDistribution(_) => {
+        Payload::DeviceSync(sync) if !from_other_user => {
+            let stored = device_sync::apply(tx, &sync, now_ms())?;
+            tracing::debug!(stored, "applied an own-device sync");
             Ok(Vec::new())
         }
+        Payload::Receipt(..)
+        | Payload::SessionReset
+        | Payload::SenderKeyDistribution(_)
+        | Payload::DeviceSync(_) => Ok(Vec::new()),
     }
 }
 
