@@ -124,6 +124,9 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Largest blob (encrypted attachment) in bytes.
     pub max_blob_bytes: u64,
+    /// Ciphertext bytes queued for one device (not yet acknowledged by it)
+    /// before sends to it are refused with QUOTA_EXCEEDED.
+    pub max_queued_bytes_per_device: u64,
     /// Requests per second per device (0 = unlimited).
     pub requests_per_device_per_sec: u32,
     /// Requests a device may burst above its rate.
@@ -146,6 +149,7 @@ impl Default for LimitsConfig {
             max_commit_batch: 512,
             max_message_bytes: 1024 * 1024,
             max_blob_bytes: 100 * 1024 * 1024,
+            max_queued_bytes_per_device: 256 * 1024 * 1024,
             requests_per_device_per_sec: 500,
             request_burst: 2000,
             connections_per_ip_per_sec: 20,

@@ -95,10 +95,9 @@ impl Server {
     pub fn start(config: Config) -> Result<Self, StartError> {
         config.check()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Arc::new(SqliteStore::open(
-            &config.database_path(),
-            config.storage.synchronous,
-        )?);
+        let mut store = SqliteStore::open(&config.database_path(), config.storage.synchronous)?;
+        store.set_device_queue_quota(config.limits.max_queued_bytes_per_device);
+        let store = Arc::new(store);
         let identity = tls::load_identity(config.tls.as_ref(), &config.data_dir)?;
         let fingerprint = identity.fingerprint();
         let mut server_config = tls::server_config(identity)?;

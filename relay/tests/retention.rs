@@ -120,3 +120,44 @@ async fn oversized_messages_are_refused_with_too_large() {
         .await);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_device_queue_refuses_sends_until_it_acknowledges() {
+    let relay = TestRelay::start_with(|c| c.limits.max_queued_bytes_per_device = 1000).await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let b = Client::register(at, &bob).await.unwrap();
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    let first = ack(a
+        .ok(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, &[1; 600])],
+            b"",
+        ))
+        .await);
+    let err = a
+        .request(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, &[2; 600])],
+            b"",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::QuotaExceeded);
+    b.ok(ack_to(chat, first.seq)).await;
+    ack(a
+        .ok(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, &[2; 600])],
+            b"",
+        ))
+        .await);
+    relay.stop().await;
+}

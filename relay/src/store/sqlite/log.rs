@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tern_protocol::wire::{ChatKind, Delivery, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
+use super::quota::QueuedBytes;
 use super::{chat_id, user_id};
 use crate::error::{RelayError, StoreError};
 use crate::store::{
@@ -68,9 +69,16 @@ fn chat_devices(
     Ok(entry)
 }
 
+/// The queued-bytes quota appends are checked against.
+pub(super) struct Quota<'a> {
+    pub(super) queued: &'a QueuedBytes,
+    pub(super) limit: u64,
+}
+
 pub(super) fn append_batch(
     state: &mut LogWriterState,
     device_epoch: u64,
+    quota: &Quota<'_>,
     items: &[LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
@@ -78,7 +86,7 @@ pub(super) fn append_batch(
         state.chats.clear();
         state.epoch = device_epoch;
     }
-    let result = append_in_transaction(&mut state.conn, &mut state.chats, items, now);
+    let result = append_in_transaction(&mut state.conn, &mut state.chats, quota, items, now);
     if result.is_err() {
         state.chats.clear();
     }
@@ -88,6 +96,7 @@ pub(super) fn append_batch(
 fn append_in_transaction(
     conn: &mut Connection,
     cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
+    quota: &Quota<'_>,
     items: &[LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
@@ -95,7 +104,7 @@ fn append_in_transaction(
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let result = match item {
-            LogAppend::Message(m) => append_message(&tx, cache, m, now),
+            LogAppend::Message(m) => append_message(&tx, cache, quota, m, now),
             LogAppend::Membership(m) => {
                 cache.remove(&m.chat_id);
                 append_membership(&tx, m, now)
@@ -140,9 +149,27 @@ fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> 
     })
 }
 
+/// Bytes a message queues for each recipient device.
+fn queued_sizes(chat: &ChatDevices, m: &MessageAppend) -> Vec<(DeviceAddr, u64)> {
+    let common = m.common_ciphertext.len() as u64;
+    chat.devices
+        .iter()
+        .filter(|d| **d != m.sender)
+        .map(|d| {
+            let own = m
+                .device_ciphertexts
+                .iter()
+                .find(|dc| dc.device_id == d.device && dc.user_id[..] == d.user.0[..])
+                .map_or(0, |dc| dc.ciphertext.len() as u64);
+            (*d, own + common)
+        })
+        .collect()
+}
+
 fn append_message(
     tx: &Transaction<'_>,
     cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
+    quota: &Quota<'_>,
     m: &MessageAppend,
     now: u64,
 ) -> Result<Appended, StoreError> {
@@ -159,6 +186,15 @@ fn append_message(
             m.sender,
             &m.device_ciphertexts,
         )?;
+    }
+    let sizes = queued_sizes(&chat, m);
+    for (device, size) in &sizes {
+        if quota.queued.get(tx, *device)?.saturating_add(*size) > quota.limit {
+            return Err(RelayError::QuotaExceeded(
+                "a recipient device has too many undelivered bytes queued",
+            )
+            .into());
+        }
     }
     let members = chat.members.clone();
     let seq = next_seq(tx, &m.chat_id)?;
@@ -191,6 +227,9 @@ fn append_message(
             dc.device_id,
             &dc.ciphertext[..]
         ])?;
+    }
+    for (device, size) in sizes {
+        quota.queued.add(device, size);
     }
     Ok(Appended {
         seq,

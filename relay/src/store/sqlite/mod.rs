@@ -9,6 +9,7 @@
 mod accounts;
 mod log;
 mod prekeys;
+mod quota;
 mod retention;
 pub mod schema;
 
@@ -41,6 +42,8 @@ pub struct SqliteStore {
     /// Bumped whenever a device list changes (invalidates the log writer's
     /// member-device cache).
     device_epoch: AtomicU64,
+    queued: quota::QueuedBytes,
+    queue_quota: u64,
 }
 
 struct Pool {
@@ -68,7 +71,14 @@ impl SqliteStore {
             available: Condvar::new(),
             log: Mutex::new(log::LogWriterState::new(log)),
             device_epoch: AtomicU64::new(0),
+            queued: quota::QueuedBytes::default(),
+            queue_quota: u64::MAX,
         })
+    }
+
+    /// Sets the per-device queued-bytes quota enforced on appends.
+    pub fn set_device_queue_quota(&mut self, bytes: u64) {
+        self.queue_quota = bytes;
     }
 
     /// Writes a consistent copy of the database to `dest` while the relay
@@ -205,7 +215,15 @@ impl Store for SqliteStore {
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let epoch = self.device_epoch.load(Ordering::Acquire);
-        log::append_batch(&mut lock(&self.log), epoch, items, now_ms)
+        let quota = log::Quota {
+            queued: &self.queued,
+            limit: self.queue_quota,
+        };
+        let result = log::append_batch(&mut lock(&self.log), epoch, &quota, items, now_ms);
+        if result.is_err() {
+            self.queued.clear();
+        }
+        result
     }
 
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
@@ -231,10 +249,14 @@ impl Store for SqliteStore {
     }
 
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
-        self.with_conn(|c| log::ack_cursors(c, device, cursors))
+        self.with_conn(|c| log::ack_cursors(c, device, cursors))?;
+        self.queued.forget(device);
+        Ok(())
     }
 
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
-        self.with_conn(|c| retention::collect_garbage(c, expire_before_ms))
+        let deleted = self.with_conn(|c| retention::collect_garbage(c, expire_before_ms))?;
+        self.queued.clear();
+        Ok(deleted)
     }
 }

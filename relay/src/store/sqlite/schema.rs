@@ -91,6 +91,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, device_id, chat_id)
     ) WITHOUT ROWID;
     ",
+    // Version 2: per-device lookups of queued ciphertexts (queue quota).
+    "
+    CREATE INDEX log_ciphertexts_by_device ON log_ciphertexts (user_id, device_id, chat_id, seq);
+    ",
 ];
 
 /// The schema version this build creates.
