@@ -228,6 +228,48 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// Starts `tern chat` for `user` in a new tmux server; `None` without tmux.
+    fn chat(user: &common::User, tag: &str) -> Option<Self> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
+            return None;
+        }
+        let tmux = Tmux {
+            socket: format!("tern-test-{}-{tag}", std::process::id()),
+        };
+        let command = format!(
+            "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
+            common::PASSPHRASE,
+            common::tern_bin().display(),
+            user.home().display()
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tern",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &command,
+        ]);
+        tmux.wait_for("chats · online");
+        Some(tmux)
+    }
+
+    fn keys(&self, text: &str) {
+        self.run(&["send-keys", "-t", "tern", "-l", text]);
+    }
+
+    fn key(&self, name: &str) {
+        self.run(&["send-keys", "-t", "tern", name]);
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("tmux")
             .args(["-L", &self.socket])
@@ -264,16 +306,6 @@ impl Drop for Tmux {
 
 #[test]
 fn chat_tui_sends_and_shows_the_reply() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "SKIPPED chat_tui_sends_and_shows_the_reply: tmux is not installed (apt-get install -y tmux)"
-        );
-        return;
-    }
     let relay = Relay::start();
     let alice = relay.user("alice");
     let bob = relay.user("bob");
@@ -281,31 +313,13 @@ fn chat_tui_sends_and_shows_the_reply() {
     alice.ok(&["send", "bob", "before the tui"]);
     bob.recv_until(1);
 
-    let tmux = Tmux {
-        socket: format!("tern-test-{}", std::process::id()),
+    let Some(tmux) = Tmux::chat(&alice, "reply") else {
+        return;
     };
-    let command = format!(
-        "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
-        common::PASSPHRASE,
-        common::tern_bin().display(),
-        alice.home().display()
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tern",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    tmux.wait_for("chats · online");
     tmux.wait_for("before the tui");
 
-    tmux.run(&["send-keys", "-t", "tern", "-l", "hello from the tui"]);
-    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    tmux.keys("hello from the tui");
+    tmux.key("Enter");
     let got = bob.recv_until(1);
     assert_eq!(texts(&got), ["hello from the tui"]);
 
@@ -318,13 +332,13 @@ fn chat_tui_sends_and_shows_the_reply() {
     );
 
     // Search across chats, then back to the conversation.
-    tmux.run(&["send-keys", "-t", "tern", "C-g"]);
+    tmux.key("C-g");
     tmux.wait_for("search all chats");
-    tmux.run(&["send-keys", "-t", "tern", "-l", "reply"]);
-    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    tmux.keys("reply");
+    tmux.key("Enter");
     let results = tmux.wait_for("search: 1 hits");
     assert!(results.contains("[reply] from bob"), "{results}");
-    tmux.run(&["send-keys", "-t", "tern", "Escape"]);
+    tmux.key("Escape");
     tmux.wait_for("┌ bob ");
 
     // Files both ways: `/file PATH` sends, `/download DIR` saves the newest.
@@ -338,7 +352,7 @@ fn chat_tui_sends_and_shows_the_reply() {
         "-l",
         &format!("/file {}", outgoing.display()),
     ]);
-    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    tmux.key("Enter");
     let got = bob.recv_until(1);
     assert_eq!(got[0]["attachments"][0]["file_name"], "from-alice.txt");
     let incoming = dir.path().join("from-bob.txt");
@@ -353,12 +367,12 @@ fn chat_tui_sends_and_shows_the_reply() {
         "-l",
         &format!("/download {}", downloads.path().display()),
     ]);
-    tmux.run(&["send-keys", "-t", "tern", "Enter"]);
+    tmux.key("Enter");
     tmux.wait_for("saved");
     let saved = std::fs::read_to_string(downloads.path().join("from-bob.txt")).unwrap();
     assert_eq!(saved, "bob's photo");
 
-    tmux.run(&["send-keys", "-t", "tern", "C-q"]);
+    tmux.key("C-q");
     common::eventually("tern chat to exit", || {
         let alive = std::process::Command::new("tmux")
             .args(["-L", &tmux.socket, "has-session", "-t", "tern"])
@@ -571,4 +585,39 @@ fn a_file_round_trip_keeps_every_byte() {
     assert_eq!(code, 5);
     let history = bob.json(&["history", "alice"]);
     assert_eq!(history[0]["attachments"][0]["downloaded"], true);
+}
+
+#[test]
+fn two_chat_tuis_show_typing_presence_and_read_marks() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    // Presence is shared between users who have a chat on the relay.
+    alice.ok(&["send", "bob", "hi"]);
+    bob.recv_until(1);
+    let Some(alice_tui) = Tmux::chat(&alice, "alice") else {
+        return;
+    };
+    let Some(bob_tui) = Tmux::chat(&bob, "bob") else {
+        return;
+    };
+    bob_tui.wait_for("● alice");
+    alice_tui.wait_for("● bob");
+
+    alice_tui.keys("are you th");
+    bob_tui.wait_for("alice typing…");
+    alice_tui.keys("ere?");
+    alice_tui.key("Enter");
+    bob_tui.wait_for("alice: are you there?");
+    // Bob has the chat open, so it is read at once.
+    alice_tui.wait_for("are you there? ✓✓ read");
+
+    // Multi-line input.
+    bob_tui.keys("line one");
+    bob_tui.key("M-Enter");
+    bob_tui.keys("line two");
+    bob_tui.key("Enter");
+    let screen = alice_tui.wait_for("line two");
+    assert!(screen.contains("bob: line one"), "{screen}");
 }
