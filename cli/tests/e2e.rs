@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::tmux::Tmux;
 use common::{Relay, texts};
 use serde_json::Value;
 
@@ -135,6 +136,14 @@ fn a_group_of_three() {
     );
     let (code, _) = alice.fails(&["group", "add", "nowhere", "dave"]);
     assert_eq!(code, 5);
+
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.png");
+    std::fs::write(&map, [0x89, b'P', b'N', b'G']).unwrap();
+    alice.ok(&["send-file", "--group", "trip", map.to_str().unwrap()]);
+    let got = dave.recv_until(1);
+    assert_eq!(got[0]["attachments"][0]["file_name"], "map.png");
+    assert_eq!(got[0]["attachments"][0]["content_type"], "image/png");
 }
 
 #[test]
@@ -219,88 +228,6 @@ fn help_documents_exit_codes() {
         "6  a verified contact",
     ] {
         assert!(help.contains(line), "missing {line:?}");
-    }
-}
-
-/// A tmux server on its own socket, killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// Starts `tern chat` for `user` in a new tmux server; `None` without tmux.
-    fn chat(user: &common::User, tag: &str) -> Option<Self> {
-        if std::process::Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
-            return None;
-        }
-        let tmux = Tmux {
-            socket: format!("tern-test-{}-{tag}", std::process::id()),
-        };
-        let command = format!(
-            "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
-            common::PASSPHRASE,
-            common::tern_bin().display(),
-            user.home().display()
-        );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "tern",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &command,
-        ]);
-        tmux.wait_for("chats · online");
-        Some(tmux)
-    }
-
-    fn keys(&self, text: &str) {
-        self.run(&["send-keys", "-t", "tern", "-l", text]);
-    }
-
-    fn key(&self, name: &str) {
-        self.run(&["send-keys", "-t", "tern", name]);
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let output = std::process::Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "tern"])
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        common::eventually(&format!("{text:?} on the screen"), || {
-            let screen = self.screen();
-            screen.contains(text).then_some(screen)
-        })
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
     }
 }
 
