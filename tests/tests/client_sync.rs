@@ -104,11 +104,21 @@ async fn a_crash_between_send_and_ack_sends_exactly_once() {
             _ => None,
         })
         .await;
-    alice
+    let after = alice
         .client
         .send_text(chat, "after the crash".into())
         .unwrap();
     assert_eq!(bob.next_message().await.text, "after the crash");
+    alice
+        .expect(|e| match e {
+            ClientEvent::MessageStatus {
+                message_id,
+                status: DeliveryStatus::Sent,
+                ..
+            } if message_id == after.id => Some(()),
+            _ => None,
+        })
+        .await;
 
     let texts = |client: &tern_core::Client| -> Vec<String> {
         client
