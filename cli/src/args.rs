@@ -245,6 +245,12 @@ pub struct HistoryArgs {
     /// The newest N messages.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: u32,
+    /// Show only what is stored locally, without fetching from the relay first.
+    #[arg(long)]
+    pub offline: bool,
+    /// Seconds to wait for the relay before showing the local history.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub timeout: u64,
 }
 
 /// `tern search`.

@@ -50,11 +50,20 @@ impl Printer {
                 ),
                 None => message.text.clone(),
             };
+            let who = if names.is_group(&message.chat_id) {
+                format!("{} {}", names.chat(&message.chat_id), names.sender(message))
+            } else if message.outgoing {
+                format!(
+                    "{} → {}",
+                    names.sender(message),
+                    names.chat(&message.chat_id)
+                )
+            } else {
+                names.sender(message)
+            };
             format!(
-                "[{}] {} {}: {text}{}{mark}",
+                "[{}] {who}: {text}{}{mark}",
                 format_time(message.sent_at_ms),
-                names.chat(&message.chat_id),
-                names.sender(message),
                 if mark.is_empty() { "" } else { " " },
             )
         });

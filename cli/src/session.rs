@@ -5,9 +5,10 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::Context;
+use tern_core::client::EventSubscription;
 use tern_core::client::{ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, UserId};
 use tern_core::net::RelayAddress;
-use tern_core::{Client, ClientConfig, ClientError};
+use tern_core::{Client, ClientConfig, ClientError, ClientEvent};
 use tern_transport::{CertFingerprint, TrustPolicy};
 
 use crate::failure::Failure;
@@ -78,6 +79,34 @@ impl Session {
             .into(),
             other => anyhow::Error::new(other),
         })
+    }
+
+    /// Waits until the client connected and pulled everything pending from
+    /// the relay (`events` must be subscribed before the connection came up).
+    pub async fn synced(
+        &self,
+        events: &mut EventSubscription,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let synced = tokio::time::timeout(timeout, async {
+            while let Some(event) = events.next().await {
+                if event == ClientEvent::Connected {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        match synced {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!("the client stopped")),
+            Err(_) => Err(Failure::RelayUnreachable(format!(
+                "no answer from {} within {} s",
+                self.config.relay,
+                timeout.as_secs()
+            ))
+            .into()),
+        }
     }
 
     /// The contact called `name`.
@@ -157,6 +186,13 @@ pub struct Names {
 }
 
 impl Names {
+    /// Whether a chat is a group.
+    pub fn is_group(&self, id: &ChatId) -> bool {
+        self.chats
+            .iter()
+            .any(|(c, kind, _)| c == id && *kind == ChatKind::Group)
+    }
+
     /// A user's name, or a short hex id.
     pub fn user(&self, id: &UserId) -> String {
         self.users

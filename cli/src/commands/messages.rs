@@ -227,9 +227,17 @@ pub fn status_of(session: &Session, message: &Message) -> anyhow::Result<Option<
     Ok(statuses.into_iter().map(|(_, s)| s).min())
 }
 
-/// Prints a chat's newest messages, oldest first.
-pub fn history(session: &Session, args: &HistoryArgs, out: Printer) -> anyhow::Result<()> {
+/// Prints a chat's newest messages, oldest first, after fetching what is new
+/// (a relay that does not answer leaves the local history, with a warning).
+pub async fn history(session: &Session, args: &HistoryArgs, out: Printer) -> anyhow::Result<()> {
     let chat = session.chat(args.name.as_deref(), args.group.as_deref())?;
+    if !args.offline {
+        let mut events = session.client.subscribe();
+        let timeout = Duration::from_secs(args.timeout);
+        if let Err(e) = session.synced(&mut events, timeout).await {
+            eprintln!("tern: warning: showing the local history only: {e}");
+        }
+    }
     let names = session.names()?;
     for message in session.client.messages(chat, None, args.limit)? {
         let status = status_of(session, &message)?;

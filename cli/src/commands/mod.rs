@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SendFile(args) => messages::send_file(&session, args, out).await,
         Command::Download(args) => messages::download(&session, &args, out).await,
         Command::Recv(args) => recv::run(&session, &args, out).await,
-        Command::History(args) => messages::history(&session, &args, out),
+        Command::History(args) => messages::history(&session, &args, out).await,
         Command::Search(args) => messages::search(&session, &args, out),
         Command::Group(command) => group::run(&session, command, out).await,
         Command::Chat => crate::tui::run(&session).await,

@@ -11,7 +11,6 @@ use tern_core::ClientEvent;
 use tern_core::client::{ChatId, Message};
 
 use crate::args::RecvArgs;
-use crate::failure::Failure;
 use crate::output::Printer;
 use crate::session::Session;
 
@@ -21,7 +20,9 @@ const PAGE: u32 = 200;
 /// Runs `tern recv`.
 pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Result<()> {
     let mut events = session.client.subscribe();
-    wait_synced(session, &mut events, Duration::from_secs(args.timeout)).await?;
+    session
+        .synced(&mut events, Duration::from_secs(args.timeout))
+        .await?;
     let mut mark = Mark::load(session)?;
     print_new(session, &mut mark, args.mark_read, out)?;
     if !args.follow {
@@ -39,33 +40,6 @@ pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Re
             Some(_) => {}
             None => return Ok(()),
         }
-    }
-}
-
-/// Waits until the client connected and pulled everything pending.
-async fn wait_synced(
-    session: &Session,
-    events: &mut tern_core::client::EventSubscription,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let synced = tokio::time::timeout(timeout, async {
-        while let Some(event) = events.next().await {
-            if event == ClientEvent::Connected {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    match synced {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(anyhow::anyhow!("the client stopped")),
-        Err(_) => Err(Failure::RelayUnreachable(format!(
-            "no answer from {} within {} s",
-            session.config.relay,
-            timeout.as_secs()
-        ))
-        .into()),
     }
 }
 
