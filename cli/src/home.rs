@@ -212,3 +212,35 @@ pub fn passphrase(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     }
     Ok(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_fills_defaults() {
+        let text = r#"
+            relay = "relay.example:4433"
+            fingerprint = "ab"
+            notifications = "desktop"
+            [keybindings]
+            quit = "ctrl+x"
+        "#;
+        let config: Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.server_name, "tern-relay");
+        assert_eq!(config.notifications, Notify::Desktop);
+        assert_eq!(config.keybindings.quit, "ctrl+x");
+        assert_eq!(config.keybindings.send, "enter");
+        let again: Config = toml::from_str(&toml::to_string(&config).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let typo = "relay = \"r:1\"\nfingerprint = \"ab\"\nnotification = \"off\"\n";
+        assert!(toml::from_str::<Config>(typo).is_err());
+        let bad_key = "relay = \"r:1\"\nfingerprint = \"ab\"\n[keybindings]\nsned = \"enter\"\n";
+        assert!(toml::from_str::<Config>(bad_key).is_err());
+    }
+}
