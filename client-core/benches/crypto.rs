@@ -269,17 +269,20 @@ fn skipped(c: &mut Criterion) {
 }
 
 /// Runs `tern` and `baseline` alternately, `rounds` times `iterations` each, and
-/// returns the fastest round's time per iteration for both (µs). On a shared,
-/// noisy machine the minimum of interleaved rounds compares the two under the
-/// same conditions, which criterion's one-after-the-other groups cannot.
+/// returns the fastest round's time per iteration for both (µs). `prepare` runs
+/// untimed before every round. On a shared, noisy machine short interleaved rounds
+/// and their minimum compare the two under the same conditions, which criterion's
+/// one-after-the-other groups cannot.
 fn paired(
     rounds: usize,
     iterations: usize,
+    mut prepare: impl FnMut(),
     mut tern: impl FnMut(usize),
     mut baseline: impl FnMut(usize),
 ) -> (f64, f64) {
     let mut best = (f64::MAX, f64::MAX);
     for _ in 0..rounds {
+        prepare();
         let start = Instant::now();
         (0..iterations).for_each(&mut tern);
         best.0 = best
@@ -309,8 +312,9 @@ fn paired_ratios() {
     report(
         "one-way encrypt+decrypt",
         paired(
-            50,
-            200,
+            300,
+            20,
+            || {},
             |_| tern_round(&mut a, &mut b, &mut rng),
             |_| olm_round(&mut oa, &mut ob),
         ),
@@ -319,8 +323,9 @@ fn paired_ratios() {
     report(
         "ping-pong round trip (2 DH steps)",
         paired(
-            30,
-            10,
+            300,
+            1,
+            || {},
             |_| {
                 tern_round(&mut a, &mut b, &mut rng2);
                 tern_round(&mut b, &mut a, &mut rng2);
@@ -334,30 +339,26 @@ fn paired_ratios() {
     let alice = DeviceIdentity::generate(&mut rng);
     let bob = responder(&mut rng);
     let olm_alice = Account::new();
-    let mut olm_bobs: Vec<(Account, vodozemac::Curve25519PublicKey)> = Vec::new();
-    let mut setup_pair = |with_kem: bool, rng: &mut ChaCha20Rng| {
+    let setup_pair = |with_kem: bool, rng: &mut ChaCha20Rng| {
+        let olm_bob = std::cell::RefCell::new(None);
         paired(
-            30,
-            5,
+            150,
+            1,
+            || {
+                let mut account = Account::new();
+                account.generate_one_time_keys(1);
+                let otk = *account.one_time_keys().values().next().unwrap();
+                account.mark_keys_as_published();
+                *olm_bob.borrow_mut() = Some((account, otk));
+            },
             |_| tern_setup(&bob, &alice, with_kem, rng),
-            |i| {
-                if i == 0 {
-                    olm_bobs = (0..5)
-                        .map(|_| {
-                            let mut account = Account::new();
-                            account.generate_one_time_keys(1);
-                            let otk = *account.one_time_keys().values().next().unwrap();
-                            account.mark_keys_as_published();
-                            (account, otk)
-                        })
-                        .collect();
-                }
-                let (account, otk) = &mut olm_bobs[i];
+            |_| {
+                let (mut account, otk) = olm_bob.borrow_mut().take().unwrap();
                 let mut a = olm_alice
                     .create_outbound_session(
                         SessionConfig::version_1(),
                         account.curve25519_key(),
-                        *otk,
+                        otk,
                     )
                     .unwrap();
                 let OlmMessage::PreKey(first) = a.encrypt(MESSAGE).unwrap() else {
@@ -389,8 +390,9 @@ fn paired_ratios() {
     report(
         "group encrypt+decrypt vs Megolm",
         paired(
-            30,
-            20,
+            300,
+            2,
+            || {},
             |_| {
                 let message = SenderKeyMessage::decode(&sender.encrypt(&MESSAGE).unwrap()).unwrap();
                 black_box(receiver.decrypt(&message).unwrap());
