@@ -318,28 +318,7 @@ fn a_changed_verified_identity_blocks_sending_until_accepted() {
     alice.ok(&["contact", "add", "bob"]);
     alice.ok(&["contact", "verify", "bob", "--mark-verified"]);
 
-    // Alice's pinned key for Bob no longer matches what the relay serves
-    // (as after Bob re-created his account keys).
-    {
-        use tern_core::client::KeySource;
-        use tern_core::store::Store;
-        let store = Store::open(
-            alice.home().join("tern.db"),
-            KeySource::passphrase(common::PASSPHRASE),
-        )
-        .unwrap();
-        store
-            .transaction(|tx| {
-                let contacts = tx.contacts()?;
-                let mut bob = contacts
-                    .into_iter()
-                    .find(|c| c.display_name == "bob")
-                    .unwrap();
-                bob.identity_key = Some(vec![7; 32]);
-                tx.upsert_contact(&bob)
-            })
-            .unwrap();
-    }
+    alice.forge_contact_key("bob");
     let output = alice.tern(&["contact", "add", "bob"]);
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("CHANGED"));
@@ -548,4 +527,26 @@ fn two_chat_tuis_show_typing_presence_and_read_marks() {
     bob_tui.key("Enter");
     let screen = alice_tui.wait_for("line two");
     assert!(screen.contains("bob: line one"), "{screen}");
+}
+
+#[test]
+fn chat_tui_shows_a_loud_banner_when_an_identity_changes() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    alice.ok(&["send", "bob", "hi"]);
+    bob.recv_until(1);
+    alice.ok(&["contact", "verify", "bob", "--mark-verified"]);
+    alice.forge_contact_key("bob");
+    let Some(tui) = Tmux::chat(&alice, "banner") else {
+        return;
+    };
+    tui.keys("still you?");
+    tui.key("Enter");
+    tui.wait_for("IDENTITY CHANGED");
+    tui.key("Escape");
+    common::eventually("the banner to go", || {
+        (!tui.screen().contains("IDENTITY CHANGED")).then_some(())
+    });
 }

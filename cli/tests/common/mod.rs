@@ -171,6 +171,29 @@ impl User {
         )
     }
 
+    /// Replaces the account key pinned for `contact` in this user's store,
+    /// as if the contact had re-created their account keys.
+    pub fn forge_contact_key(&self, contact: &str) {
+        use tern_core::client::KeySource;
+        use tern_core::store::Store;
+        let store = Store::open(
+            self.home().join("tern.db"),
+            KeySource::passphrase(PASSPHRASE),
+        )
+        .unwrap();
+        store
+            .transaction(|tx| {
+                let mut found = tx
+                    .contacts()?
+                    .into_iter()
+                    .find(|c| c.display_name == contact)
+                    .unwrap();
+                found.identity_key = Some(vec![7; 32]);
+                tx.upsert_contact(&found)
+            })
+            .unwrap();
+    }
+
     /// Texts of the messages `tern recv` prints now.
     pub fn recv_texts(&self) -> Vec<String> {
         texts(&self.json(&["recv"]))
