@@ -550,3 +550,33 @@ fn chat_tui_shows_a_loud_banner_when_an_identity_changes() {
         (!tui.screen().contains("IDENTITY CHANGED")).then_some(())
     });
 }
+
+#[test]
+fn chat_tui_counts_unread_messages_across_restarts() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    let carol = relay.user("carol");
+    alice.ok(&["contact", "add", "bob"]);
+    carol.ok(&["contact", "add", "alice"]);
+    carol.ok(&["send", "alice", "one"]);
+    carol.ok(&["send", "alice", "two"]);
+    drop(bob);
+
+    let Some(tui) = Tmux::chat(&alice, "unread1") else {
+        return;
+    };
+    // Bob's chat is open (first by name); Carol's shows two unread.
+    tui.wait_for("carol (2)");
+    tui.key("C-n");
+    tui.wait_for("carol: two");
+    assert!(!tui.screen().contains("carol (2)"));
+    tui.key("C-q");
+    drop(tui);
+
+    let Some(again) = Tmux::chat(&alice, "unread2") else {
+        return;
+    };
+    again.wait_for("○ carol");
+    assert!(!again.screen().contains("(2)"), "{}", again.screen());
+}

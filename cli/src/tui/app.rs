@@ -13,6 +13,7 @@ use tern_core::store::TransferState;
 use tern_core::{Client, ClientError, ClientEvent};
 
 use super::keys::{Action, Keymap};
+use super::seen::Seen;
 use crate::session::Names;
 
 /// Messages loaded for the open chat.
@@ -31,7 +32,7 @@ const MAX_INPUT: usize = 64 * 1024;
 pub struct ChatEntry {
     /// The chat.
     pub info: ChatInfo,
-    /// Messages received since the chat was last open (this session).
+    /// Incoming messages not shown yet.
     pub unread: u32,
     /// For direct chats: the other user.
     pub peer: Option<UserId>,
@@ -101,11 +102,18 @@ pub struct App {
     pub quit: bool,
     own_user: UserId,
     typing_sent: Option<Instant>,
+    seen: Seen,
 }
 
 impl App {
-    /// Loads chats (creating the direct chat of every contact) and opens the first.
-    pub fn new(client: &Client, names: Names, keymap: Keymap) -> Result<Self, ClientError> {
+    /// Loads chats (creating the direct chat of every contact), counts what
+    /// was not shown yet and opens the first chat.
+    pub fn new(
+        client: &Client,
+        names: Names,
+        keymap: Keymap,
+        seen: Seen,
+    ) -> Result<Self, ClientError> {
         for contact in client.contacts()? {
             client.direct_chat(contact.user_id)?;
         }
@@ -127,8 +135,18 @@ impl App {
             quit: false,
             own_user: client.account().user_id,
             typing_sent: None,
+            seen,
         };
         app.reload_chats(client)?;
+        for chat in &mut app.chats {
+            let shown = app.seen.get(&chat.info.chat_id);
+            let unread = client
+                .messages(chat.info.chat_id, None, HISTORY)?
+                .iter()
+                .filter(|m| !m.outgoing && m.seq.is_some_and(|seq| seq > shown))
+                .count();
+            chat.unread = u32::try_from(unread).unwrap_or(u32::MAX);
+        }
         app.open_chat(client)?;
         Ok(app)
     }
@@ -217,6 +235,7 @@ impl App {
             .max();
         if let Some(seq) = newest_incoming {
             client.mark_read(chat_id, seq)?;
+            self.seen.set(chat_id, seq);
         }
         Ok(())
     }
