@@ -179,3 +179,54 @@ async fn an_undecryptable_message_is_reported_and_the_session_repaired() {
     assert_eq!(alice.next_message().await.text, "back");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_group_member_that_lost_its_keys_recovers() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let alice_id = alice.client.account().user_id;
+    let group = guard(alice.client.create_group("pair".into(), vec![bob_id]))
+        .await
+        .unwrap();
+    alice.client.send_text(group, "one".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "one");
+    bob.client.send_text(group, "two".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "two");
+
+    // Bob loses his sessions and sender keys (e.g. restored an old backup).
+    let bob_config = bob.config.clone();
+    bob.client.shutdown().await;
+    {
+        let store = Store::open(&bob_config.store_path, test_key("passphrase")).unwrap();
+        store
+            .transaction(|tx| {
+                tx.delete_sessions(&DeviceAddress {
+                    user_id: alice_id,
+                    device_id: 1,
+                })?;
+                tx.delete_sender_keys(&group)
+            })
+            .unwrap();
+    }
+    let mut bob = bob.reopen(bob_config).await;
+
+    alice.client.send_text(group, "lost".into()).unwrap();
+    bob.expect(|e| match e {
+        ClientEvent::DecryptionFailed { sender, .. } if sender == alice_id => Some(()),
+        _ => None,
+    })
+    .await;
+    // Bob's reset reaches Alice, who redistributes her chain with her next
+    // message; Bob reads it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    alice.client.send_text(group, "found".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "found");
+    bob.client.send_text(group, "thanks".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "thanks");
+    relay.stop().await;
+}

@@ -121,6 +121,23 @@ pub(crate) fn rotate(tx: &Tx<'_>, chat: &ChatId, own: &DeviceAddress) -> Result<
     SenderState::fresh(chat).save(tx, chat, own)
 }
 
+/// Forgets that `device` has the own chain of `chat` (its session was
+/// repaired, or it asked for a reset), so that the next group message carries
+/// a pairwise distribution to it again. Nothing to do without own state.
+pub(crate) fn forget_device(
+    tx: &Tx<'_>,
+    chat: &ChatId,
+    own: &DeviceAddress,
+    device: &DeviceAddress,
+) -> Result<(), ClientError> {
+    if tx.sender_key(chat, &store_address(own))?.is_none() {
+        return Ok(());
+    }
+    let mut state = SenderState::load(tx, chat, own)?;
+    state.distributed.retain(|d| d != device);
+    Ok(state.save(tx, chat, own)?)
+}
+
 /// The receiving record for `sender` in `chat`, from the store.
 pub(crate) fn load_record(
     tx: &Tx<'_>,

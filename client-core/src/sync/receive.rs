@@ -18,6 +18,13 @@ use crate::store::{
 };
 use zeroize::Zeroizing;
 
+fn own_address(core: &Core) -> DeviceAddress {
+    DeviceAddress {
+        user: core.account.user_id,
+        device: core.account.device_id,
+    }
+}
+
 /// Processes one entry; returns the chat and seq to acknowledge, or `None`
 /// for a malformed entry (nothing to acknowledge).
 pub(crate) async fn process(
@@ -172,10 +179,7 @@ pub(crate) fn apply_membership(
     added: &[UserId],
     removed: &[UserId],
 ) -> Result<(), ClientError> {
-    let own = DeviceAddress {
-        user: core.account.user_id,
-        device: core.account.device_id,
-    };
+    let own = own_address(core);
     let batch = core.crypto.begin();
     batch.commit(|tx| {
         if !removed.is_empty() {
@@ -258,6 +262,9 @@ fn decrypt_and_store(
     let mut payloads = Vec::new();
     let mut record = None;
     let mut failure = None;
+    // A group message without a usable sender key: ask the sender (and the
+    // group) for a reset, which makes them distribute their chains again.
+    let mut ask_reset = false;
     if !delivery.ciphertext.is_empty() {
         let plaintext = match pairwise_decrypt(core, set, address, &delivery.ciphertext) {
             Ok(plaintext) => plaintext,
@@ -292,7 +299,10 @@ fn decrypt_and_store(
                 Ok(payload) => payloads.push(payload),
                 Err(e) => failure = Some(e.to_string()),
             },
-            Err(e) => failure = Some(format!("group message: {e}")),
+            Err(e) => {
+                failure = Some(format!("group message: {e}"));
+                ask_reset = true;
+            }
         }
         record = Some(r);
     }
@@ -305,6 +315,9 @@ fn decrypt_and_store(
             events.extend(apply_payload(
                 core, tx, chat_id, address, delivery, payload, sent_at,
             )?);
+        }
+        if ask_reset {
+            queue_payload(tx, chat_id, &random_bytes(), &Payload::SessionReset, None)?;
         }
         tx.advance_delivered(chat_id, delivery.seq)?;
         Ok::<_, ClientError>(events)
@@ -396,10 +409,13 @@ fn apply_payload(
             tracing::debug!(stored, "applied an own-device sync");
             Ok(Vec::new())
         }
-        Payload::Receipt(..)
-        | Payload::SessionReset
-        | Payload::SenderKeyDistribution(_)
-        | Payload::DeviceSync(_) => Ok(Vec::new()),
+        Payload::SessionReset => {
+            group::forget_device(tx, chat_id, &own_address(core), &sender)?;
+            Ok(Vec::new())
+        }
+        Payload::Receipt(..) | Payload::SenderKeyDistribution(_) | Payload::DeviceSync(_) => {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -475,8 +491,9 @@ fn repair(
             user_id: address.user,
             device_id: address.device,
         })?;
+        group::forget_device(tx, chat_id, &own_address(core), &address)?;
         queue_payload(tx, chat_id, &random_bytes(), &Payload::SessionReset, None)?;
-        tx.advance_delivered(chat_id, seq)
+        Ok::<_, ClientError>(tx.advance_delivered(chat_id, seq)?)
     })?;
     core.emit(ClientEvent::DecryptionFailed {
         chat_id: *chat_id,
