@@ -174,3 +174,87 @@ impl SessionStore for CryptoStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::KeySource;
+
+    fn store() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db"), KeySource::raw([7; 32])).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    fn change(address: DeviceAddress) -> StoreTransaction {
+        StoreTransaction {
+            sessions: vec![(address, SessionRecord::default())],
+            ..StoreTransaction::default()
+        }
+    }
+
+    const PEER: DeviceAddress = DeviceAddress {
+        user: [1; 16],
+        device: 2,
+    };
+
+    #[test]
+    fn changes_are_visible_in_the_batch_but_stored_only_on_commit() {
+        let (_dir, store) = store();
+        let crypto = CryptoStore::new(store.clone());
+        let batch = crypto.begin();
+        crypto.apply(change(PEER)).unwrap();
+        assert!(crypto.load_session(&PEER).unwrap().is_some());
+        drop(batch);
+        // An abandoned batch leaves nothing behind.
+        let batch = crypto.begin();
+        assert!(crypto.load_session(&PEER).unwrap().is_none());
+        crypto.apply(change(PEER)).unwrap();
+        let failed: Result<(), StoreError> = batch.commit(|_| Err(StoreError::NotFound("x")));
+        assert!(failed.is_err());
+        assert!(
+            CryptoStore::new(store.clone())
+                .load_session(&PEER)
+                .unwrap()
+                .is_none()
+        );
+
+        let batch = crypto.begin();
+        crypto.apply(change(PEER)).unwrap();
+        batch
+            .commit(|tx| tx.advance_delivered(&[9; 16], 5))
+            .unwrap();
+        let fresh = CryptoStore::new(store.clone());
+        assert!(fresh.load_session(&PEER).unwrap().is_some());
+        let cursor = store.transaction(|tx| tx.cursor(&[9; 16])).unwrap();
+        assert_eq!(cursor.map(|c| c.delivered_seq), Some(5));
+    }
+
+    #[test]
+    fn a_consumed_one_time_prekey_disappears_with_the_commit() {
+        let (_dir, store) = store();
+        let prekey =
+            OneTimePreKey::generate_batch(4, 1, &mut rand_core::UnwrapErr(getrandom::SysRng))
+                .remove(0);
+        store
+            .transaction(|tx| tx.put_prekey(PrekeyKind::OneTime, 4, &prekey.to_bytes()))
+            .unwrap();
+        let crypto = CryptoStore::new(store.clone());
+        let batch = crypto.begin();
+        assert!(crypto.load_one_time_prekey(4).unwrap().is_some());
+        crypto
+            .apply(StoreTransaction {
+                consumed_one_time_prekey: Some(4),
+                ..StoreTransaction::default()
+            })
+            .unwrap();
+        assert!(crypto.load_one_time_prekey(4).unwrap().is_none());
+        batch.commit(|_| Ok::<_, StoreError>(())).unwrap();
+        let ids = store
+            .transaction(|tx| tx.prekey_ids(PrekeyKind::OneTime))
+            .unwrap();
+        assert!(ids.is_empty());
+    }
+}
