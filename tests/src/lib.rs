@@ -64,6 +64,30 @@ impl TestRelay {
         }
     }
 
+    /// Stops the relay and starts it again on the same address and data
+    /// directory (same certificate), as after a relay restart.
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            guard(task).await.unwrap();
+        }
+        let config = Config {
+            listen: self.address.addr,
+            data_dir: self.dir.path().to_owned(),
+            ..Config::default()
+        };
+        let server = Server::start(config).unwrap();
+        let pin: tern_transport::CertFingerprint = server.fingerprint().parse().unwrap();
+        assert!(matches!(&self.address.trust, TrustPolicy::Pinned(p) if *p == pin));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -230,3 +230,23 @@ async fn a_group_member_that_lost_its_keys_recovers() {
     assert_eq!(alice.next_message().await.text, "thanks");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn clients_reconnect_and_resync_after_a_relay_restart() {
+    let mut relay = TestRelay::start().await;
+    let (mut alice, mut bob, chat) = chatting_pair(&relay).await;
+    relay.restart().await;
+    bob.expect(|e| match e {
+        ClientEvent::Disconnected { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    alice
+        .client
+        .send_text(chat, "after the restart".into())
+        .unwrap();
+    assert_eq!(bob.next_message().await.text, "after the restart");
+    bob.client.send_text(chat, "welcome back".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "welcome back");
+    relay.stop().await;
+}
