@@ -123,3 +123,23 @@ async fn the_store_files_hold_no_plaintext() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_tampered_store_is_refused() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+    alice.client.shutdown().await;
+    let path = alice.config.store_path.clone();
+    drop(alice.client);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for byte in &mut bytes[1000..1032] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = guard(Client::open(alice.config.clone(), test_key("passphrase")))
+        .await
+        .err()
+        .expect("a tampered store must not open");
+    assert!(matches!(err, ClientError::StoreCorrupt(_)), "{err:?}");
+    relay.stop().await;
+}
