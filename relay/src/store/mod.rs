@@ -282,3 +282,43 @@ pub trait Store: Send + Sync + 'static {
     /// entries stored before `expire_before_ms`. Returns how many went.
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(u: u8, d: u32) -> DeviceAddr {
+        DeviceAddr {
+            user: UserId([u; 16]),
+            device: d,
+        }
+    }
+
+    fn ct(d: DeviceAddr) -> DeviceCiphertext {
+        DeviceCiphertext {
+            user_id: d.user.to_wire(),
+            device_id: d.device,
+            ciphertext: Bytes::from_static(b"c"),
+        }
+    }
+
+    #[test]
+    fn recipients_must_be_every_member_device_but_the_sender() {
+        let members = [dev(1, 1), dev(1, 2), dev(2, 1)];
+        let sender = dev(1, 1);
+        check_recipients(members, sender, &[ct(dev(1, 2)), ct(dev(2, 1))]).unwrap();
+
+        let Err(RelayError::MismatchedDevices(m)) =
+            check_recipients(members, sender, &[ct(dev(2, 1)), ct(dev(3, 1))])
+        else {
+            panic!("expected a mismatch")
+        };
+        assert_eq!(m.missing.len(), 1);
+        assert_eq!(m.missing[0].device_id, 2);
+        assert_eq!(m.extra.len(), 1);
+        assert_eq!(&m.extra[0].user_id[..], &[3; 16]);
+
+        let twice = check_recipients(members, sender, &[ct(dev(1, 2)), ct(dev(1, 2))]);
+        assert!(matches!(twice, Err(RelayError::BadRequest(_))));
+    }
+}
