@@ -592,3 +592,25 @@ pub fn direct_chat_id(a: &UserId, b: &UserId) -> ChatId {
     id.copy_from_slice(&digest[..16]);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn the_public_api_is_thread_safe_for_hosts() {
+        send_sync::<Client>();
+        send_sync::<ClientEvent>();
+        send_sync::<ClientError>();
+        send_sync::<PendingLink>();
+    }
+
+    #[test]
+    fn direct_chat_ids_are_symmetric_and_distinct() {
+        let (a, b, c) = ([1; 16], [2; 16], [3; 16]);
+        assert_eq!(direct_chat_id(&a, &b), direct_chat_id(&b, &a));
+        assert_ne!(direct_chat_id(&a, &b), direct_chat_id(&a, &c));
+    }
+}
