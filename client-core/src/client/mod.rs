@@ -26,6 +26,7 @@
 
 mod account;
 mod attachments;
+mod chats;
 mod devices;
 mod directory;
 mod error;
@@ -39,14 +40,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tern_protocol::wire::{
-    ChangeMembers, ChatKind as WireChatKind, CreateChat, EphemeralEvent, LookupUser,
-    RegisterAccount, SetPushEndpoint, SubscribePresence, Typing, ephemeral_event, request,
+    EphemeralEvent, LookupUser, RegisterAccount, SetPushEndpoint, SubscribePresence, Typing,
+    ephemeral_event, request,
 };
 use tokio::sync::{Notify, broadcast, watch};
 
 pub use attachments::AttachmentInfo;
+pub use chats::direct_chat_id;
 pub use devices::{DeviceInfo, PendingLink};
 pub use error::ClientError;
 pub use event::{ClientEvent, EventSubscription};
@@ -63,7 +64,7 @@ pub(crate) use directory::{DeviceSet, Directory};
 use crate::crypto::identity::AccountIdentity;
 use crate::crypto::session::SessionManager;
 use crate::net::{Greeting, RelayAddress};
-use crate::store::{Chat, Contact, Store, StoreError};
+use crate::store::{Contact, Store};
 use crate::sync::content::{MAX_TEXT_LEN, Payload, ReceiptKind};
 use crate::sync::crypto_store::CryptoStore;
 use crate::sync::{Core, now_ms, queue_payload};
@@ -71,8 +72,6 @@ use account::LocalAccount;
 
 /// Events buffered per subscription before the slowest one lags.
 const EVENT_BUFFER: usize = 1024;
-/// Label of the direct-chat id derivation.
-const DIRECT_CHAT_LABEL: &[u8] = b"tern/v1/direct-chat\0";
 
 /// Where the client keeps its data and which relay it talks to.
 #[derive(Clone, Debug)]
@@ -287,118 +286,6 @@ impl Client {
         Ok(contacts.into_iter().map(contact_info).collect())
     }
 
-    /// The direct chat with a contact (its id is derived from both user ids,
-    /// so both sides agree without talking). Created locally if needed; the
-    /// relay learns of it with the first message.
-    pub fn direct_chat(&self, user_id: UserId) -> Result<ChatId, ClientError> {
-        let me = self.core.account.user_id;
-        if user_id == me {
-            return Err(ClientError::InvalidArgument(
-                "a direct chat needs another user",
-            ));
-        }
-        let contact = self.contact(user_id)?;
-        let chat_id = direct_chat_id(&me, &user_id);
-        self.core.store.transaction(|tx| {
-            if tx.chat(&chat_id)?.is_none() {
-                tx.upsert_chat(&Chat {
-                    chat_id,
-                    kind: ChatKind::Direct,
-                    title: contact.user_name.clone(),
-                    created_at_ms: now_ms(),
-                })?;
-                tx.set_chat_members(&chat_id, &[me, user_id])?;
-            }
-            Ok::<_, StoreError>(())
-        })?;
-        Ok(chat_id)
-    }
-
-    /// Creates a group chat with `members` (contacts) on the relay. The title
-    /// stays on this device. Needs the relay.
-    pub async fn create_group(
-        &self,
-        title: String,
-        members: Vec<UserId>,
-    ) -> Result<ChatId, ClientError> {
-        let conn = self.core.connection()?;
-        let me = self.core.account.user_id;
-        for member in &members {
-            self.contact(*member)?;
-        }
-        let chat_id: ChatId = random_bytes();
-        conn.request(request::Kind::CreateChat(CreateChat {
-            chat_id: Bytes::copy_from_slice(&chat_id),
-            kind: WireChatKind::Group as i32,
-            members: members.iter().map(|m| Bytes::copy_from_slice(m)).collect(),
-        }))
-        .await?;
-        let mut all = vec![me];
-        all.extend(members.into_iter().filter(|m| *m != me));
-        self.core.store.transaction(|tx| {
-            tx.upsert_chat(&Chat {
-                chat_id,
-                kind: ChatKind::Group,
-                title,
-                created_at_ms: now_ms(),
-            })?;
-            tx.set_chat_members(&chat_id, &all)
-        })?;
-        Ok(chat_id)
-    }
-
-    /// Adds and removes members of a group chat on the relay (recorded as a
-    /// membership entry every member device sees in order). Removing members
-    /// replaces this device's sender key at once; the other members replace
-    /// theirs when they process the entry. Needs the relay.
-    pub async fn change_members(
-        &self,
-        chat_id: ChatId,
-        add: Vec<UserId>,
-        remove: Vec<UserId>,
-    ) -> Result<(), ClientError> {
-        let conn = self.core.connection()?;
-        let chat = self
-            .core
-            .store
-            .transaction(|tx| tx.chat(&chat_id))?
-            .ok_or(ClientError::UnknownChat)?;
-        if chat.kind != ChatKind::Group {
-            return Err(ClientError::InvalidArgument("not a group chat"));
-        }
-        for user in &add {
-            self.contact(*user)?;
-        }
-        let bytes = |users: &[UserId]| users.iter().map(|u| Bytes::copy_from_slice(u)).collect();
-        conn.request(request::Kind::ChangeMembers(ChangeMembers {
-            chat_id: Bytes::copy_from_slice(&chat_id),
-            add: bytes(&add),
-            remove: bytes(&remove),
-        }))
-        .await?;
-        crate::sync::apply_membership(&self.core, &chat_id, &add, &remove)?;
-        Ok(())
-    }
-
-    /// Chats known on this device.
-    pub fn chats(&self) -> Result<Vec<ChatInfo>, ClientError> {
-        let chats = self.core.store.transaction(|tx| {
-            tx.chats()?
-                .into_iter()
-                .map(|chat| {
-                    let members = tx.chat_members(&chat.chat_id)?;
-                    Ok(ChatInfo {
-                        chat_id: chat.chat_id,
-                        kind: chat.kind,
-                        title: chat.title,
-                        members,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
-        })?;
-        Ok(chats)
-    }
-
     /// Queues a text message: it is stored (history and outbox, one
     /// transaction) before this returns, and sent — encrypted for every
     /// device of every member and every other own device — as soon as the
@@ -577,20 +464,6 @@ fn contact_info(contact: Contact) -> ContactInfo {
         user_name: contact.display_name,
         verification: contact.verification,
     }
-}
-
-/// The id of the direct chat between two users:
-/// `SHA-256("tern/v1/direct-chat\0" ‖ lower id ‖ higher id)[..16]`.
-pub fn direct_chat_id(a: &UserId, b: &UserId) -> ChatId {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
-    let digest = Sha256::new()
-        .chain_update(DIRECT_CHAT_LABEL)
-        .chain_update(low)
-        .chain_update(high)
-        .finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id
 }
 
 #[cfg(test)]
