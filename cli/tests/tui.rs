@@ -80,7 +80,9 @@ fn chat_tui_sends_and_shows_the_reply() {
     tmux.key("C-q");
     common::eventually("tern chat to exit", || {
         let alive = std::process::Command::new("tmux")
-            .args(["-L", &tmux.socket, "has-session", "-t", "tern"])
+            .arg("-S")
+            .arg(&tmux.socket)
+            .args(["has-session", "-t", "tern"])
             .output()
             .is_ok_and(|o| o.status.success());
         (!alive).then_some(())

@@ -2,10 +2,12 @@
 
 use super::{PASSPHRASE, User, eventually, tern_bin};
 
-/// A tmux server on its own socket, killed when dropped.
+/// A tmux server on its own socket (in a temporary directory), killed when
+/// dropped.
 pub struct Tmux {
-    /// The tmux server socket name.
-    pub socket: String,
+    /// The tmux server socket.
+    pub socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -19,8 +21,10 @@ impl Tmux {
             eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
             return None;
         }
+        let dir = tempfile::tempdir().unwrap();
         let tmux = Tmux {
-            socket: format!("tern-test-{}-{tag}", std::process::id()),
+            socket: dir.path().join(format!("tmux-{tag}")),
+            _dir: dir,
         };
         let command = format!(
             "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
@@ -53,7 +57,8 @@ impl Tmux {
 
     pub fn run(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
             .args(args)
             .output()
             .unwrap();
@@ -80,7 +85,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .output();
     }
 }
