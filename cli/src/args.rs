@@ -117,12 +117,15 @@ pub struct RelayArgs {
     /// The relay's UDP address.
     #[arg(long, value_name = "HOST:PORT")]
     pub relay: String,
-    /// SHA-256 fingerprint of the relay's certificate (printed by `tern-relay serve`).
+    /// SHA-256 fingerprint of the relay's self-signed certificate (printed by
+    /// `tern-relay serve`). Without it, the relay's certificate must chain to
+    /// a certificate authority the system trusts and name HOST.
     #[arg(long, value_name = "SHA256")]
-    pub fingerprint: String,
-    /// TLS server name of the relay's certificate.
-    #[arg(long, value_name = "NAME", default_value = "tern-relay")]
-    pub server_name: String,
+    pub fingerprint: Option<String>,
+    /// TLS server name of the relay's certificate
+    /// [default: `tern-relay` with --fingerprint, else HOST].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
     /// Argon2id memory for the store key, in MiB (lower it on small devices).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub kdf_memory_mib: u32,

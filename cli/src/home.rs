@@ -72,8 +72,10 @@ impl Default for KeyBindings {
 pub struct Config {
     /// The relay's `HOST:PORT`.
     pub relay: String,
-    /// SHA-256 fingerprint of the relay's certificate.
-    pub fingerprint: String,
+    /// SHA-256 fingerprint of the relay's self-signed certificate; without
+    /// one, the system's certificate authorities are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// TLS server name of the relay.
     #[serde(default = "default_server_name")]
     pub server_name: String,
@@ -233,6 +235,7 @@ mod tests {
         "#;
         let config: Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.server_name, "tern-relay");
+        assert_eq!(config.fingerprint.as_deref(), Some("ab"));
         assert_eq!(config.notifications, Notify::Desktop);
         assert_eq!(config.keybindings.quit, "ctrl+x");
         assert_eq!(config.keybindings.send, "enter");

@@ -2,9 +2,11 @@
 //! and names resolved to contacts and chats.
 
 use std::net::ToSocketAddrs;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rustls::RootCertStore;
 use tern_core::client::EventSubscription;
 use tern_core::client::{ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, UserId};
 use tern_core::net::RelayAddress;
@@ -27,15 +29,41 @@ pub fn relay_address(config: &Config) -> anyhow::Result<RelayAddress> {
                 config.relay
             ))
         })?;
-    let pin: CertFingerprint = config
-        .fingerprint
-        .parse()
-        .map_err(|e| Failure::Usage(format!("{e}")))?;
+    let trust = match &config.fingerprint {
+        Some(fingerprint) => {
+            let pin: CertFingerprint = fingerprint
+                .parse()
+                .map_err(|e| Failure::Usage(format!("{e}")))?;
+            TrustPolicy::Pinned(pin)
+        }
+        None => TrustPolicy::Roots(Arc::new(system_roots()?)),
+    };
     Ok(RelayAddress {
         addr,
         server_name: config.server_name.clone(),
-        trust: TrustPolicy::Pinned(pin),
+        trust,
     })
+}
+
+/// The certificate authorities the operating system trusts.
+fn system_roots() -> anyhow::Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(Failure::Usage(
+            "no trusted certificate authorities found on this system; pass the relay's --fingerprint"
+                .into(),
+        )
+        .into());
+    }
+    Ok(roots)
+}
+
+/// The host part of `HOST:PORT` (`[v6]:PORT` too).
+pub fn host_of(relay: &str) -> &str {
+    let host = relay.rsplit_once(':').map_or(relay, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// A client opened from a home, with the names it knows.
@@ -220,4 +248,28 @@ impl Names {
 /// The first 8 hex digits of an id.
 pub fn short_hex(bytes: &[u8]) -> String {
     hex::encode(&bytes[..bytes.len().min(4)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_are_pinned_or_checked_against_system_authorities() {
+        let pinned = Config {
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: Some("ab".repeat(32)),
+            server_name: "tern-relay".into(),
+            ..Config::default()
+        };
+        let address = relay_address(&pinned).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(address.trust, TrustPolicy::Pinned(_)));
+        let bad = Config {
+            fingerprint: Some("xyz".into()),
+            ..pinned.clone()
+        };
+        assert!(relay_address(&bad).is_err());
+        assert_eq!(host_of("relay.example.org:4433"), "relay.example.org");
+        assert_eq!(host_of("[::1]:4433"), "::1");
+    }
 }

@@ -9,7 +9,7 @@ use crate::args::{InitArgs, RelayArgs};
 use crate::failure::Failure;
 use crate::home::{self, Config, Home};
 use crate::output::Printer;
-use crate::session::{Session, relay_address};
+use crate::session::{Session, host_of, relay_address};
 
 /// Argon2id lanes of the store key.
 const KDF_LANES: u32 = 4;
@@ -38,7 +38,13 @@ pub fn prepare(home: &Home, args: &RelayArgs) -> anyhow::Result<(Config, ClientC
     let config = Config {
         relay: args.relay.clone(),
         fingerprint: args.fingerprint.clone(),
-        server_name: args.server_name.clone(),
+        server_name: args.server_name.clone().unwrap_or_else(|| {
+            if args.fingerprint.is_some() {
+                "tern-relay".into()
+            } else {
+                host_of(&args.relay).to_owned()
+            }
+        }),
         ..Config::default()
     };
     let relay = relay_address(&config)?;
