@@ -41,16 +41,29 @@ pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/tern.v1.rs"));
 }
 
+/// What a device's connection-authentication signature is about:
+/// `challenge || exporter`, where `exporter` is the connection's TLS exporter
+/// value (label [`limits::AUTH_EXPORTER_LABEL`], empty context,
+/// [`limits::AUTH_EXPORTER_LEN`] bytes). Binding the exporter means a
+/// signature cannot be replayed on another connection.
+pub fn auth_payload(
+    challenge: &[u8; limits::CHALLENGE_LEN],
+    exporter: &[u8; limits::AUTH_EXPORTER_LEN],
+) -> Vec<u8> {
+    [challenge.as_slice(), exporter].concat()
+}
+
 /// The bytes a device signs to authenticate a connection:
-/// `AUTH_SIGNATURE_CONTEXT || challenge || exporter`, where `exporter` is the
-/// connection's TLS exporter value (label [`limits::AUTH_EXPORTER_LABEL`],
-/// empty context, [`limits::AUTH_EXPORTER_LEN`] bytes). Binding the exporter
-/// means a signature cannot be replayed on another connection.
+/// `AUTH_SIGNATURE_CONTEXT || challenge || exporter` (see [`auth_payload`]).
 pub fn auth_message(
     challenge: &[u8; limits::CHALLENGE_LEN],
     exporter: &[u8; limits::AUTH_EXPORTER_LEN],
 ) -> Vec<u8> {
-    [limits::AUTH_SIGNATURE_CONTEXT, challenge, exporter].concat()
+    [
+        limits::AUTH_SIGNATURE_CONTEXT,
+        &auth_payload(challenge, exporter),
+    ]
+    .concat()
 }
 
 /// The bytes an account key signs for a device list:

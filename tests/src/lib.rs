@@ -102,8 +102,9 @@ impl TestRelay {
 pub struct TestKey(pub SigningKey);
 
 impl DeviceSigner for TestKey {
-    fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0.sign(message).to_bytes()
+    fn sign(&self, payload: &[u8]) -> [u8; 64] {
+        let message = [tern_protocol::limits::AUTH_SIGNATURE_CONTEXT, payload].concat();
+        self.0.sign(&message).to_bytes()
     }
 }
 

@@ -11,7 +11,6 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::error::ClientError;
 use super::types::{AccountInfo, UserId};
-use crate::crypto::consts::DEVICE_SIGNATURE_LABEL;
 use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
 use crate::crypto::prekeys::{KemPreKey, KemPreKeyKind, OneTimePreKey, SignedPreKey};
 use crate::net::DeviceSigner;
@@ -139,20 +138,15 @@ impl LocalAccount {
     }
 }
 
-/// Signs the relay's authentication message with the device identity.
+/// Signs the relay's authentication payload with the device identity.
 ///
 /// The relay verifies `Ed25519(AUTH_SIGNATURE_CONTEXT ‖ challenge ‖ exporter)`;
-/// [`DeviceIdentity::sign`] prepends that same context itself, so it is
-/// stripped from the message first and the signed bytes are identical.
+/// [`DeviceIdentity::sign`] prepends exactly that context to the payload.
 pub(crate) struct DeviceAuth<'a>(pub &'a DeviceIdentity);
 
 impl DeviceSigner for DeviceAuth<'_> {
-    fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0.sign(
-            message
-                .strip_prefix(DEVICE_SIGNATURE_LABEL)
-                .unwrap_or(message),
-        )
+    fn sign(&self, payload: &[u8]) -> [u8; 64] {
+        self.0.sign(payload)
     }
 }
 

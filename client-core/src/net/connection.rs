@@ -26,11 +26,14 @@ pub struct RelayAddress {
     pub trust: TrustPolicy,
 }
 
-/// Signs with the device identity key. Implemented by the crypto layer's
+/// Signs with the device identity key. Implemented over the crypto layer's
 /// device identity; kept as a trait so the connection never holds key bytes.
 pub trait DeviceSigner: Send + Sync {
-    /// Ed25519 signature over `message`.
-    fn sign(&self, message: &[u8]) -> [u8; 64];
+    /// Ed25519 signature over `AUTH_SIGNATURE_CONTEXT || payload`, where
+    /// `payload` is the connection's [`tern_protocol::auth_payload`]. The
+    /// device identity's labelled signature (`DeviceIdentity::sign`) is
+    /// exactly this.
+    fn sign(&self, payload: &[u8]) -> [u8; 64];
 }
 
 /// A connection that completed the hello exchange but is not authenticated
@@ -39,7 +42,7 @@ pub struct Greeting {
     endpoint: Endpoint,
     conn: Connection,
     control: (SendStream, RecvStream),
-    auth_message: Vec<u8>,
+    auth_payload: Vec<u8>,
     server_time_ms: u64,
 }
 
@@ -91,7 +94,7 @@ impl Greeting {
             endpoint,
             conn,
             control: (send, recv),
-            auth_message: tern_protocol::auth_message(&challenge, &exporter),
+            auth_payload: tern_protocol::auth_payload(&challenge, &exporter),
             server_time_ms: server_hello.server_time_ms,
         })
     }
@@ -103,7 +106,7 @@ impl Greeting {
 
     /// Signs this connection's authentication message.
     pub fn sign(&self, signer: &dyn DeviceSigner) -> Bytes {
-        Bytes::copy_from_slice(&signer.sign(&self.auth_message))
+        Bytes::copy_from_slice(&signer.sign(&self.auth_payload))
     }
 
     /// Authenticates as an existing device.
