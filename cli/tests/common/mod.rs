@@ -1,58 +1,86 @@
-//! Helpers for end-to-end tests: an in-process relay and `tern` processes,
+//! Helpers for end-to-end tests: the real `tern-relay` binary and `tern` processes,
 //! each user with its own home directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod tmux;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tern_tests::TestRelay;
-use tern_transport::TrustPolicy;
 
 /// The passphrase every test user uses.
 pub const PASSPHRASE: &str = "correct horse battery staple";
 /// How long a polled condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A relay on its own runtime, so that test code can block on processes.
+/// The real `tern-relay` binary, serving on an ephemeral port with its own
+/// data directory; killed when dropped.
 pub struct Relay {
-    runtime: tokio::runtime::Runtime,
-    relay: Option<TestRelay>,
+    process: Option<Child>,
+    _data: tempfile::TempDir,
     /// `HOST:PORT`.
     pub address: String,
     /// Certificate fingerprint.
     pub fingerprint: String,
 }
 
+/// The `tern-relay` binary: built by the workspace next to `tern`; built on
+/// demand when only this crate's tests run.
+fn relay_bin() -> PathBuf {
+    let bin = tern_bin().with_file_name(format!("tern-relay{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "tern-relay", "--bin", "tern-relay"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building tern-relay failed");
+    }
+    bin
+}
+
 impl Relay {
     pub fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        let data = tempfile::tempdir().unwrap();
+        let mut process = Command::new(relay_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
             .unwrap();
-        let relay = runtime.block_on(TestRelay::start());
-        let address = relay.address.addr.to_string();
-        let TrustPolicy::Pinned(pin) = &relay.address.trust else {
-            panic!("test relays are pinned");
-        };
-        let fingerprint = pin.to_string();
+        let stdout = BufReader::new(process.stdout.take().unwrap());
+        let (mut address, mut fingerprint) = (None, None);
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("tern-relay listening on ") {
+                address = Some(addr.trim().to_owned());
+            } else if let Some(fp) = line.strip_prefix("certificate sha256 fingerprint: ") {
+                fingerprint = Some(fp.trim().to_owned());
+            }
+            if address.is_some() && fingerprint.is_some() {
+                break;
+            }
+        }
         Self {
-            runtime,
-            relay: Some(relay),
-            address,
-            fingerprint,
+            process: Some(process),
+            _data: data,
+            address: address.expect("the relay printed its address"),
+            fingerprint: fingerprint.expect("the relay printed its fingerprint"),
         }
     }
 
     /// Stops the relay (the port then answers nothing).
     pub fn stop(&mut self) {
-        if let Some(relay) = self.relay.take() {
-            self.runtime.block_on(relay.stop());
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
         }
     }
 
