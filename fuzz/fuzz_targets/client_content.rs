@@ -1,0 +1,9 @@
+//! Decrypted message content from a (possibly hostile) peer.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tern_core::sync::content::Payload;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Payload::decode(data);
+});
