@@ -7,10 +7,11 @@ mod store_support;
 
 use std::sync::{Arc, mpsc};
 
-use store_support::{chat_id, device, message, store_with_chats, user};
+use store_support::{chat_id, db_path, device, message, open, store_with_chats, user};
 use tern_core::store::{
-    Contact, DeliveryStatus, IdentitySlot, InsertOutcome, NewAttachment, PrekeyKind, SearchQuery,
-    Store, StoreError, TransferState, Verification,
+    Contact, DeliveryStatus, IdentitySlot, InsertOutcome, KeySource, MAX_DEVICE_LIST_LEN,
+    NewAttachment, PrekeyKind, SearchQuery, Store, StoreError, StoredDeviceList, TransferState,
+    Verification,
 };
 use zeroize::Zeroizing;
 
@@ -364,6 +365,41 @@ fn cursors_never_move_back() {
             assert!(matches!(
                 tx.advance_delivered(&chat_id(1), u64::MAX),
                 Err(StoreError::OutOfRange(_))
+            ));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn device_list_version_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = |version: u64| StoredDeviceList {
+        user_id: user(2),
+        user_name: "bob".into(),
+        account_key: vec![5; 32],
+        version,
+        device_list: vec![version as u8; 40],
+        signature: vec![6; 64],
+    };
+    {
+        let store = store_with_chats(&dir);
+        store
+            .transaction(|tx| tx.put_device_list(&list(7)))
+            .unwrap();
+    }
+    let store = open(&db_path(&dir), KeySource::raw([7; 32]));
+    store
+        .transaction(|tx| {
+            assert_eq!(tx.device_list(&user(2))?, Some(list(7)));
+            assert_eq!(tx.device_list(&user(3))?, None);
+            tx.put_device_list(&list(8))?;
+            assert_eq!(tx.device_list(&user(2))?.map(|l| l.version), Some(8));
+            let mut huge = list(9);
+            huge.device_list = vec![0; MAX_DEVICE_LIST_LEN + 1];
+            assert!(matches!(
+                tx.put_device_list(&huge),
+                Err(StoreError::TooLarge { .. })
             ));
             Ok::<_, StoreError>(())
         })

@@ -2,17 +2,21 @@
 //! bundles checked against them.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use tern_protocol::wire::{PrekeyBundle, SignedDeviceList, UserInfo};
+use tokio::sync::broadcast;
 
 use super::error::ClientError;
+use super::event::ClientEvent;
 use super::types::UserId;
 use crate::crypto::identity::{IDENTITY_KEY_LEN, IdentityKey, verify_account_signature};
 use crate::crypto::kem::KemPublicKey;
 use crate::crypto::prekeys::{
     KemPreKeyPublic, OneTimePreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
 };
+use crate::store::{DeviceAddress, Store, StoredDeviceList, Tx};
 
 /// A user's device list whose signature by the account key was verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub(crate) struct DeviceSet {
     pub version: u64,
     /// (device id, Ed25519 identity key).
     pub devices: Vec<(u32, [u8; IDENTITY_KEY_LEN])>,
+    /// The signed list exactly as verified (kept to persist it).
+    pub signed: SignedDeviceList,
 }
 
 impl DeviceSet {
@@ -74,7 +80,34 @@ impl DeviceSet {
             account_key,
             version: list.version,
             devices,
+            signed: signed.clone(),
         })
+    }
+
+    /// Verifies a persisted list again (the disk is not trusted either).
+    fn from_stored(stored: StoredDeviceList) -> Result<Self, ClientError> {
+        let signed = SignedDeviceList {
+            device_list: Bytes::from(stored.device_list),
+            signature: Bytes::from(stored.signature),
+        };
+        Self::verify_list(
+            stored.user_id,
+            stored.user_name,
+            &stored.account_key,
+            &signed,
+        )
+        .map_err(|e| ClientError::StoreCorrupt(format!("stored device list: {e}")))
+    }
+
+    fn to_stored(&self) -> StoredDeviceList {
+        StoredDeviceList {
+            user_id: self.user_id,
+            user_name: self.user_name.clone(),
+            account_key: self.account_key.to_vec(),
+            version: self.version,
+            device_list: self.signed.device_list.to_vec(),
+            signature: self.signed.signature.to_vec(),
+        }
     }
 
     /// The identity key of `device_id`, if it is in the list.
@@ -137,14 +170,26 @@ fn array<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ClientErro
         .map_err(|_| ClientError::Verification(format!("prekey bundle: {what} length")))
 }
 
-/// Cache of verified device lists, refusing rollbacks.
-#[derive(Default)]
+/// Verified device lists: the last accepted list per user is persisted and is
+/// the floor for every list offered later, across restarts; the lists in use
+/// are cached in memory.
 pub(crate) struct Directory {
+    store: Arc<Store>,
+    events: broadcast::Sender<ClientEvent>,
     /// Each list with whether it is stale (a newer version was announced).
     lists: Mutex<HashMap<UserId, (DeviceSet, bool)>>,
 }
 
 impl Directory {
+    /// A directory over `store`, announcing refused rollbacks on `events`.
+    pub fn new(store: Arc<Store>, events: broadcast::Sender<ClientEvent>) -> Self {
+        Self {
+            store,
+            events,
+            lists: Mutex::default(),
+        }
+    }
+
     fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (DeviceSet, bool)>> {
         self.lists.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -157,18 +202,25 @@ impl Directory {
         }
     }
 
-    /// Caches a verified list. A lower version under the same account key is
-    /// a rollback and refused.
+    /// Accepts a verified list: persists it and caches it. Under the account
+    /// key of the persisted list, a lower version is a rollback (refused with
+    /// [`ClientError::DeviceListRollback`] and announced as
+    /// [`ClientEvent::DeviceListRollback`]) and the same version must be the
+    /// same list. Sessions with devices the new list drops (or lists under
+    /// another identity key) are deleted, so nothing is encrypted to them.
+    /// A refused list changes nothing stored.
     pub fn insert(&self, set: DeviceSet) -> Result<(), ClientError> {
         let mut lists = self.lists();
-        if let Some((known, _)) = lists.get(&set.user_id) {
-            if known.account_key == set.account_key && set.version < known.version {
-                return Err(ClientError::Verification(format!(
-                    "device list rollback from version {} to {}",
-                    known.version, set.version
-                )));
-            }
+        let accepted = self.store.transaction(|tx| persist(tx, &set));
+        if let Err(ClientError::DeviceListRollback { known, offered, .. }) = &accepted {
+            tracing::warn!(user = %crate::sync::hex(&set.user_id), known, offered, "device list rollback refused");
+            let _ = self.events.send(ClientEvent::DeviceListRollback {
+                user_id: set.user_id,
+                known_version: *known,
+                offered_version: *offered,
+            });
         }
+        accepted?;
         lists.insert(set.user_id, (set, false));
         Ok(())
     }
@@ -180,4 +232,41 @@ impl Directory {
             entry.1 = true;
         }
     }
+}
+
+/// Checks `set` against the persisted list of its user and replaces it.
+fn persist(tx: &Tx<'_>, set: &DeviceSet) -> Result<(), ClientError> {
+    let Some(stored) = tx.device_list(&set.user_id)? else {
+        tx.put_device_list(&set.to_stored())?;
+        return Ok(());
+    };
+    let known = DeviceSet::from_stored(stored)?;
+    if known.account_key == set.account_key {
+        if set.version < known.version {
+            return Err(ClientError::DeviceListRollback {
+                user: crate::sync::hex(&set.user_id),
+                known: known.version,
+                offered: set.version,
+            });
+        }
+        if set.version == known.version {
+            if set.devices != known.devices {
+                return Err(ClientError::Verification(format!(
+                    "two different device lists with version {}",
+                    set.version
+                )));
+            }
+            return Ok(());
+        }
+    }
+    for (device_id, key) in &known.devices {
+        if set.identity(*device_id) != Some(key) {
+            tx.delete_sessions(&DeviceAddress {
+                user_id: set.user_id,
+                device_id: *device_id,
+            })?;
+        }
+    }
+    tx.put_device_list(&set.to_stored())?;
+    Ok(())
 }

@@ -43,6 +43,20 @@ pub enum ClientError {
     /// device-list rollback, malformed bundle).
     #[error("verification failed: {0}")]
     Verification(String),
+    /// A device list older than the one this device accepted before was
+    /// offered (a rollback by the relay or a replay); it was refused and
+    /// nothing stored changed.
+    #[error(
+        "device list rollback for {user}: version {offered} is older than the accepted {known}"
+    )]
+    DeviceListRollback {
+        /// The account, in hex.
+        user: String,
+        /// The version accepted before.
+        known: u64,
+        /// The older version offered.
+        offered: u64,
+    },
     /// An argument was invalid (empty text, text too long, bad user name).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),

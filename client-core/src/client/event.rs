@@ -67,6 +67,17 @@ pub enum ClientEvent {
         /// The user.
         user_id: UserId,
     },
+    /// A device list older than the accepted one was offered for `user_id`
+    /// and refused (see [`ClientError::DeviceListRollback`](super::ClientError::DeviceListRollback)):
+    /// the relay (or someone in its place) tried to roll the account back.
+    DeviceListRollback {
+        /// The account.
+        user_id: UserId,
+        /// The version accepted before (still in force).
+        known_version: u64,
+        /// The older version that was offered.
+        offered_version: u64,
+    },
     /// A chat's membership changed.
     MembersChanged {
         /// The chat.

@@ -29,6 +29,8 @@ mod attachments;
 mod chats;
 mod devices;
 mod directory;
+#[cfg(test)]
+mod directory_tests;
 mod error;
 mod event;
 mod linking;
@@ -183,14 +185,16 @@ impl Client {
 
     fn start(config: ClientConfig, store: Arc<Store>, account: LocalAccount) -> Self {
         let crypto = Arc::new(CryptoStore::new(store.clone()));
+        let events = broadcast::channel(EVENT_BUFFER).0;
+        let directory = Directory::new(store.clone(), events.clone());
         let core = Arc::new(Core {
             store,
             sessions: SessionManager::new(account.device.clone(), crypto.clone()),
             crypto,
             account: account.info.clone(),
             relay: config.relay,
-            directory: Directory::default(),
-            events: broadcast::channel(EVENT_BUFFER).0,
+            directory,
+            events,
             conn: watch::channel(None).0,
             outbox_wake: Notify::new(),
             presence: Mutex::new(Vec::new()),

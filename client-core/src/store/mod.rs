@@ -30,6 +30,7 @@
 mod attachments;
 mod contacts;
 mod crypto_state;
+mod device_lists;
 mod error;
 pub mod key;
 mod messages;
@@ -49,6 +50,7 @@ use zeroize::Zeroizing;
 pub use attachments::{Attachment, NewAttachment, TransferState};
 pub use contacts::{Chat, ChatKind, Contact, Verification};
 pub use crypto_state::{IdentitySlot, PrekeyKind, SessionRecord};
+pub use device_lists::{MAX_DEVICE_LIST_LEN, StoredDeviceList};
 pub use error::StoreError;
 pub use key::{KdfParams, KeySource};
 pub use messages::{DeliveryStatus, InsertOutcome, MessageId, NewMessage, StoredMessage};

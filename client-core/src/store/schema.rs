@@ -154,8 +154,22 @@ const V2: &str = "
 CREATE INDEX messages_chat_pending ON messages (chat_id, id) WHERE relay_seq IS NULL;
 ";
 
+/// Schema version 3: the last accepted account-signed device list per user
+/// (rollback protection that survives restarts).
+const V3: &str = "
+CREATE TABLE device_lists (
+    user_id       BLOB    PRIMARY KEY,
+    user_name     TEXT    NOT NULL,
+    account_key   BLOB    NOT NULL,
+    version       INTEGER NOT NULL,
+    device_list   BLOB    NOT NULL,
+    signature     BLOB    NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+";
+
 /// Every migration, in order. Entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -22,7 +22,7 @@ mod send;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use tern_protocol::wire::{LookupUser, request, response};
+use tern_protocol::wire::{LookupUser, UserInfo, request, response};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::client::{
@@ -84,9 +84,8 @@ impl Core {
             .clone()
     }
 
-    /// Looks a user up by name or id, verifies the signed device list and
-    /// checks the account key against the pinned one (see
-    /// [`check_account_key`]).
+    /// Looks a user up by name or id and accepts the answer (see
+    /// [`Self::accept_user_info`]).
     pub async fn lookup(
         &self,
         conn: &RelayConnection,
@@ -111,7 +110,14 @@ impl Core {
                 "unexpected answer to LookupUser".into(),
             ));
         };
-        let set = DeviceSet::verify(&info)?;
+        self.accept_user_info(&info)
+    }
+
+    /// Accepts a directory entry: verifies its signed device list, checks it
+    /// against the accepted one (refusing rollbacks, see [`Directory`]) and
+    /// the account key against the pinned one (see [`check_account_key`]).
+    pub fn accept_user_info(&self, info: &UserInfo) -> Result<DeviceSet, ClientError> {
+        let set = DeviceSet::verify(info)?;
         self.directory.insert(set.clone())?;
         if set.user_id != self.account.user_id {
             check_account_key(self, &set)?;
