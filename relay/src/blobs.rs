@@ -6,6 +6,13 @@
 //! partial file (memory bounded by one frame), resumes from the partial
 //! file's length after a dropped connection, and becomes visible only after
 //! its hash is verified and the file is renamed into place.
+//!
+//! Each account may keep at most `limits.blob_quota_bytes` of blobs (see
+//! [`quota`]). Access is by capability: a blob id is the SHA-256 of a
+//! ciphertext under a fresh random key, so only those given the attachment
+//! pointer can name it; there is no listing.
+
+mod quota;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,22 +21,29 @@ use std::time::SystemTime;
 
 use quinn::{RecvStream, SendStream};
 use sha2::{Digest, Sha256};
-use tern_protocol::BlobId;
 use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
 use tern_protocol::wire::{
     BlobChunk, BlobDownload, BlobInfo, BlobUploadStart, BlobUploadStatus, ServerFrame,
     client_frame, response, server_frame,
 };
+use tern_protocol::{BlobId, UserId};
 use tern_transport::{read_frame, write_frame};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use crate::config::LimitsConfig;
 use crate::error::RelayError;
+
+/// Directory of the per-account charge records, under the blob directory.
+const OWNERS: &str = "owners";
+/// Directory of uploads in progress, under the blob directory.
+const PARTIAL: &str = "partial";
 
 /// The blob directory and the uploads running now.
 pub struct BlobStore {
     dir: PathBuf,
     max_len: u64,
     uploading: Mutex<HashSet<BlobId>>,
+    ledger: quota::Ledger,
 }
 
 /// Marks an upload as running; unmarks it when dropped.
@@ -60,14 +74,17 @@ async fn send(stream: &mut SendStream, frame: &ServerFrame) -> Result<(), RelayE
 }
 
 impl BlobStore {
-    /// Opens (creating) `data_dir/blobs`.
-    pub fn open(data_dir: &Path, max_len: u64) -> std::io::Result<Self> {
+    /// Opens (creating) `data_dir/blobs`, enforcing `limits.max_blob_bytes`
+    /// per blob and `limits.blob_quota_bytes` per account.
+    pub fn open(data_dir: &Path, limits: &LimitsConfig) -> std::io::Result<Self> {
         let dir = data_dir.join("blobs");
-        std::fs::create_dir_all(dir.join("partial"))?;
+        std::fs::create_dir_all(dir.join(PARTIAL))?;
+        let ledger = quota::Ledger::open(&dir, limits.blob_quota_bytes)?;
         Ok(Self {
             dir,
-            max_len,
+            max_len: limits.max_blob_bytes,
             uploading: Mutex::new(HashSet::new()),
+            ledger,
         })
     }
 
@@ -78,12 +95,20 @@ impl BlobStore {
     }
 
     fn final_path(&self, id: &BlobId) -> PathBuf {
-        let hex = id.to_string();
-        self.dir.join(&hex[..2]).join(hex)
+        self.final_path_of(&id.to_string())
+    }
+
+    fn final_path_of(&self, hex: &str) -> PathBuf {
+        self.dir.join(hex.get(..2).unwrap_or_default()).join(hex)
     }
 
     fn partial_path(&self, id: &BlobId) -> PathBuf {
-        self.dir.join("partial").join(id.to_string())
+        self.dir.join(PARTIAL).join(id.to_string())
+    }
+
+    /// Whether the blob named `hex` is stored, complete or in progress.
+    fn is_stored(&self, hex: &str) -> bool {
+        self.final_path_of(hex).exists() || self.dir.join(PARTIAL).join(hex).exists()
     }
 
     fn status(id: &BlobId, received: u64, complete: bool) -> ServerFrame {
@@ -94,9 +119,34 @@ impl BlobStore {
         }))
     }
 
-    /// Runs an upload on its request stream; the caller reports errors.
+    /// Runs an upload on its request stream without charging any account.
+    /// Connection handlers should use [`Self::upload_for`], which enforces the
+    /// per-account quota; this remains until every caller passes the owner.
     pub async fn upload(
         &self,
+        start: BlobUploadStart,
+        tx: &mut SendStream,
+        rx: &mut RecvStream,
+    ) -> Result<(), RelayError> {
+        self.upload_charging(None, start, tx, rx).await
+    }
+
+    /// Runs an upload by `owner` on its request stream, charging the blob's
+    /// announced size to the account's quota (a blob already stored is not
+    /// charged again); the caller reports errors.
+    pub async fn upload_for(
+        &self,
+        owner: &UserId,
+        start: BlobUploadStart,
+        tx: &mut SendStream,
+        rx: &mut RecvStream,
+    ) -> Result<(), RelayError> {
+        self.upload_charging(Some(owner), start, tx, rx).await
+    }
+
+    async fn upload_charging(
+        &self,
+        owner: Option<&UserId>,
         start: BlobUploadStart,
         tx: &mut SendStream,
         rx: &mut RecvStream,
@@ -120,6 +170,9 @@ impl BlobStore {
             ));
         }
         let _guard = UploadGuard(self, id);
+        if let Some(owner) = owner {
+            self.ledger.charge(owner, &id, start.size).await?;
+        }
         let partial = self.partial_path(&id);
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -143,6 +196,9 @@ impl BlobStore {
         }
         if hash_file(&partial).await? != id.0 {
             tokio::fs::remove_file(&partial).await.map_err(io)?;
+            if let Some(owner) = owner {
+                self.ledger.release(owner, &id).await?;
+            }
             return Err(RelayError::BadRequest(
                 "ciphertext does not match its sha256",
             ));
@@ -196,11 +252,16 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Deletes blobs and partial uploads not modified since `cutoff`.
+    /// Deletes blobs and partial uploads not modified since `cutoff`, and
+    /// the quota charges of every blob gone, which frees that quota.
     pub fn sweep(&self, cutoff: SystemTime) -> std::io::Result<u64> {
         let mut deleted = 0;
         for dir in std::fs::read_dir(&self.dir)? {
-            for file in std::fs::read_dir(dir?.path())? {
+            let dir = dir?;
+            if dir.file_name() == OWNERS {
+                continue;
+            }
+            for file in std::fs::read_dir(dir.path())? {
                 let file = file?;
                 if file.metadata()?.modified()? < cutoff {
                     std::fs::remove_file(file.path())?;
@@ -208,6 +269,7 @@ impl BlobStore {
                 }
             }
         }
+        self.ledger.prune(|hex| self.is_stored(hex))?;
         Ok(deleted)
     }
 }

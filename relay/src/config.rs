@@ -110,8 +110,15 @@ pub struct LimitsConfig {
     pub delivery_queue_len: usize,
     /// Concurrent request streams per connection.
     pub max_streams_per_connection: u32,
-    /// Seconds without traffic before a connection is closed.
+    /// Seconds without any packet from a client before its connection is
+    /// closed. This is also the presence TTL: a client that vanishes without
+    /// closing (crash, lost network) is reported offline this long after its
+    /// last packet. Keep it below 5 s to meet the presence target.
     pub idle_timeout_secs: u64,
+    /// Milliseconds of silence after which the relay sends a QUIC PING to a
+    /// client; a healthy client acknowledges it, which keeps idle connections
+    /// open. Must be below `idle_timeout_secs`.
+    pub keep_alive_interval_ms: u64,
     /// Seconds a new connection has to authenticate.
     pub auth_timeout_secs: u64,
     /// Below this many one-time prekeys a device is told to upload more.
@@ -124,6 +131,10 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Largest blob (encrypted attachment) in bytes.
     pub max_blob_bytes: u64,
+    /// Bytes of blobs one account may keep stored (uploads in progress
+    /// included); uploads beyond it are refused with QUOTA_EXCEEDED until
+    /// blobs expire with the retention period.
+    pub blob_quota_bytes: u64,
     /// Ciphertext bytes queued for one device (not yet acknowledged by it)
     /// before sends to it are refused with QUOTA_EXCEEDED.
     pub max_queued_bytes_per_device: u64,
@@ -142,13 +153,15 @@ impl Default for LimitsConfig {
         Self {
             delivery_queue_len: 1024,
             max_streams_per_connection: 64,
-            idle_timeout_secs: 60,
+            idle_timeout_secs: 4,
+            keep_alive_interval_ms: 1000,
             auth_timeout_secs: 10,
             prekey_low_water: 10,
             commit_queue_len: 16_384,
             max_commit_batch: 512,
             max_message_bytes: 1024 * 1024,
             max_blob_bytes: 100 * 1024 * 1024,
+            blob_quota_bytes: 1024 * 1024 * 1024,
             max_queued_bytes_per_device: 256 * 1024 * 1024,
             requests_per_device_per_sec: 500,
             request_burst: 2000,
@@ -270,6 +283,13 @@ impl Config {
                 "stream count and timeouts must be > 0",
             ));
         }
+        if l.keep_alive_interval_ms == 0
+            || l.keep_alive_interval_ms >= l.idle_timeout_secs.saturating_mul(1000)
+        {
+            return Err(ConfigError::Invalid(
+                "keep_alive_interval_ms must be > 0 and below idle_timeout_secs",
+            ));
+        }
         if self.retention.days == 0 || self.retention.sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "retention.days and retention.sweep_interval_secs must be > 0",
@@ -318,5 +338,19 @@ mod tests {
     #[test]
     fn zero_limits_are_rejected() {
         assert!(Config::from_toml("[limits]\ndelivery_queue_len = 0", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn keep_alive_must_be_shorter_than_the_idle_timeout() {
+        let bad = "[limits]\nidle_timeout_secs = 2\nkeep_alive_interval_ms = 2000";
+        assert!(Config::from_toml(bad, Path::new("x")).is_err());
+        assert!(Config::from_toml("[limits]\nkeep_alive_interval_ms = 0", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn default_presence_ttl_meets_the_five_second_target() {
+        let l = LimitsConfig::default();
+        assert!(l.idle_timeout_secs < 5);
+        assert!(l.keep_alive_interval_ms * 3 <= l.idle_timeout_secs * 1000);
     }
 }

@@ -58,6 +58,9 @@ fn transport(config: &Config) -> Result<TransportConfig, StartError> {
     let idle = quinn::IdleTimeout::try_from(idle)
         .map_err(|_| crate::config::ConfigError::Invalid("idle_timeout_secs too large"))?;
     t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(Duration::from_millis(
+        config.limits.keep_alive_interval_ms,
+    )));
     t.max_concurrent_bidi_streams(VarInt::from_u32(config.limits.max_streams_per_connection));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
@@ -123,7 +126,7 @@ impl Server {
                 config.limits.max_commit_batch,
             ),
         )?;
-        let blobs = BlobStore::open(&config.data_dir, config.limits.max_blob_bytes)?;
+        let blobs = BlobStore::open(&config.data_dir, &config.limits)?;
         let relay = Arc::new(Relay::new(
             store,
             router,

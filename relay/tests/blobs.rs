@@ -4,11 +4,17 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use common::*;
-use quinn::{RecvStream, SendStream};
+use quinn::{Connection, RecvStream, SendStream};
 use sha2::{Digest, Sha256};
-use tern_protocol::FrameDecoder;
 use tern_protocol::wire::*;
+use tern_protocol::{FrameDecoder, UserId};
+use tern_relay::blobs::BlobStore;
+use tern_relay::config::LimitsConfig;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -35,11 +41,11 @@ async fn response(recv: &mut RecvStream, dec: &mut FrameDecoder) -> response::Ki
 
 /// Starts an upload; returns the streams and the resume point.
 async fn start(
-    c: &Client,
+    conn: &Connection,
     id: [u8; 32],
     size: usize,
 ) -> (SendStream, RecvStream, FrameDecoder, response::Kind) {
-    let (mut send, mut recv) = c.conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let start = request::Kind::BlobUploadStart(BlobUploadStart {
         sha256: id.to_vec().into(),
         size: size as u64,
@@ -98,7 +104,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     let a = Client::register(at, &alice).await.unwrap();
     let (data, id) = blob(CHUNK * 4 + 1000);
 
-    let (mut send, mut recv, mut dec, first) = start(&a, id, data.len()).await;
+    let (mut send, mut recv, mut dec, first) = start(&a.conn, id, data.len()).await;
     let response::Kind::BlobUploadStatus(s) = first else {
         panic!("expected status")
     };
@@ -112,7 +118,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     a.conn.close(0u32.into(), b"dropped");
 
     let a = Client::login(at, &alice, 1).await.unwrap();
-    let (mut send, mut recv, mut dec, first) = start(&a, id, data.len()).await;
+    let (mut send, mut recv, mut dec, first) = start(&a.conn, id, data.len()).await;
     let response::Kind::BlobUploadStatus(s) = first else {
         panic!("expected status")
     };
@@ -132,7 +138,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     assert_eq!(download(&bob, id, 0).await, data);
     assert_eq!(download(&bob, id, 1000).await, data[1000..]);
     // Uploading it again completes at once.
-    let (_s, _r, _d, again) = start(&bob, id, data.len()).await;
+    let (_s, _r, _d, again) = start(&bob.conn, id, data.len()).await;
     let response::Kind::BlobUploadStatus(s) = again else {
         panic!("expected status")
     };
@@ -149,7 +155,7 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
         .unwrap();
     let (data, _) = blob(1000);
     let wrong: [u8; 32] = random();
-    let (mut send, mut recv, mut dec, _) = start(&a, wrong, data.len()).await;
+    let (mut send, mut recv, mut dec, _) = start(&a.conn, wrong, data.len()).await;
     chunks(&mut send, &data, 0, data.len()).await;
     send.finish().unwrap();
     let response::Kind::Error(e) = response(&mut recv, &mut dec).await else {
@@ -157,7 +163,7 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
     };
     assert_eq!(code(&e), ErrorCode::BadRequest);
 
-    let (_s, _r, _d, too_big) = start(&a, random(), 2 * 1024 * 1024).await;
+    let (_s, _r, _d, too_big) = start(&a.conn, random(), 2 * 1024 * 1024).await;
     let response::Kind::Error(e) = too_big else {
         panic!("expected an error")
     };
@@ -177,4 +183,152 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
     };
     assert_eq!(code(&e), ErrorCode::NotFound);
     relay.stop().await;
+}
+
+/// Uploads a whole blob on one stream; returns the relay's last answer.
+async fn upload(conn: &Connection, data: &[u8], id: [u8; 32]) -> response::Kind {
+    let (mut send, mut recv, mut dec, first) = start(conn, id, data.len()).await;
+    if matches!(first, response::Kind::Error(_)) {
+        return first;
+    }
+    chunks(&mut send, data, 0, data.len()).await;
+    send.finish().unwrap();
+    response(&mut recv, &mut dec).await
+}
+
+fn quota_exceeded(kind: response::Kind) -> bool {
+    matches!(kind, response::Kind::Error(e) if code(&e) == ErrorCode::QuotaExceeded)
+}
+
+fn complete(kind: response::Kind) -> bool {
+    matches!(kind, response::Kind::BlobUploadStatus(s) if s.complete)
+}
+
+/// A QUIC endpoint serving blob uploads through [`BlobStore::upload_for`] as
+/// a relay connection does; connection `n` uploads as account `[n; 16]`.
+struct BlobServer {
+    addr: SocketAddr,
+    fingerprint: String,
+    store: Arc<BlobStore>,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlobServer {
+    async fn start(limits: &LimitsConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(dir.path(), limits).unwrap());
+        let identity = tern_relay::tls::load_identity(None, dir.path()).unwrap();
+        let fingerprint = identity.fingerprint();
+        let config = tern_relay::tls::server_config(identity).unwrap();
+        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let serving = store.clone();
+        let task = tokio::spawn(async move {
+            let mut accounts = 0u8;
+            while let Some(incoming) = endpoint.accept().await {
+                accounts += 1;
+                let conn = incoming.await.unwrap();
+                tokio::spawn(serve_uploads(conn, serving.clone(), UserId([accounts; 16])));
+            }
+        });
+        Self {
+            addr,
+            fingerprint,
+            store,
+            dir,
+            task,
+        }
+    }
+
+    /// A connection of the next account.
+    async fn connect(&self) -> Connection {
+        let endpoint = client_endpoint(&self.fingerprint);
+        let connecting = endpoint
+            .connect(self.addr, tern_relay::tls::SELF_SIGNED_NAME)
+            .unwrap();
+        guard(connecting).await.unwrap()
+    }
+
+    /// Makes a stored blob look older than any retention cutoff.
+    fn age(&self, id: [u8; 32]) {
+        let hex = hex::encode(id);
+        let path = self.dir.path().join("blobs").join(&hex[..2]).join(&hex);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH).unwrap();
+    }
+}
+
+impl Drop for BlobServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let body = tern_transport::read_frame(&mut recv)
+                .await
+                .unwrap()
+                .unwrap();
+            let frame = tern_protocol::decode_client_frame(body).unwrap();
+            let Some(client_frame::Body::Request(Request {
+                kind: Some(request::Kind::BlobUploadStart(start)),
+            })) = frame.body
+            else {
+                panic!("only uploads are served here")
+            };
+            if let Err(e) = store.upload_for(&owner, start, &mut send, &mut recv).await {
+                let error = ServerFrame {
+                    body: Some(server_frame::Body::Response(Response {
+                        kind: Some(response::Kind::Error(e.to_wire())),
+                    })),
+                };
+                let _ = tern_transport::write_frame(&mut send, &error).await;
+            }
+            let _ = send.finish();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_is_held_to_its_blob_quota_until_blobs_expire() {
+    let limits = LimitsConfig {
+        blob_quota_bytes: 1000,
+        ..LimitsConfig::default()
+    };
+    let server = BlobServer::start(&limits).await;
+    let alice = server.connect().await;
+    let bob = server.connect().await;
+    let (first, first_id) = blob(600);
+    let second: Vec<u8> = (0..500u32).map(|i| (i % 7) as u8).collect();
+    let second_id: [u8; 32] = Sha256::digest(&second).into();
+
+    assert!(complete(upload(&alice, &first, first_id).await));
+    assert!(
+        quota_exceeded(upload(&alice, &second, second_id).await),
+        "600 + 500 bytes exceed alice's 1000-byte quota"
+    );
+    assert!(
+        complete(upload(&bob, &second, second_id).await),
+        "the quota is per account"
+    );
+
+    // The retention sweep deletes alice's expired blob and frees her quota.
+    server.age(first_id);
+    let cutoff = SystemTime::now() - Duration::from_secs(3600);
+    let sweeping = server.store.clone();
+    let deleted = tokio::task::spawn_blocking(move || sweeping.sweep(cutoff))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let (third, third_id) = blob(900);
+    assert!(complete(upload(&alice, &third, third_id).await));
+    assert!(
+        quota_exceeded(upload(&bob, &third, random()).await),
+        "bob's 500 bytes are still charged"
+    );
 }
