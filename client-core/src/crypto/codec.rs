@@ -59,6 +59,7 @@ pub(crate) enum Kind {
     OneTimePreKey = 0x15,
     KemPreKey = 0x16,
     GroupSender = 0x17,
+    RotationSchedule = 0x18,
 }
 
 /// Reads fields from an untrusted byte string.
@@ -125,6 +126,11 @@ impl<'a> Reader<'a> {
     /// Reads a big-endian `u32`.
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    /// Reads a big-endian `u64`.
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
     }
 
     /// Reads a `u32` count and checks it against `max` before anything is allocated.
@@ -200,6 +206,11 @@ impl Writer {
 
     /// Appends a big-endian `u32`.
     pub(crate) fn u32(&mut self, value: u32) -> &mut Self {
+        self.bytes(&value.to_be_bytes())
+    }
+
+    /// Appends a big-endian `u64`.
+    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
         self.bytes(&value.to_be_bytes())
     }
 

@@ -65,6 +65,41 @@ pub const MAX_MESSAGE_LEN: usize = MAX_PLAINTEXT_LEN + 4096;
 /// limits (receiver chains full of skipped keys) fits, garbage cannot allocate more.
 pub const MAX_SESSION_RECORD_LEN: usize = 8 << 20;
 
+/// Initial messages remembered per signed prekey for replay protection (see
+/// [`ReplayCache`](super::replay::ReplayCache)). Only handshakes that consumed no
+/// one-time prekey (X25519 or KEM) are remembered: the others cannot be replayed
+/// because their one-time key is deleted. An entry is 37 bytes, so a full cache adds
+/// 151,552 bytes to the signed prekey's record, below the store's 256 KiB limit per
+/// state. There is no eviction: entries are deleted together with their signed
+/// prekey when rotation retires it ([`SIGNED_PREKEY_GRACE_SECS`] after its
+/// replacement). A full cache refuses further such handshakes under that signed
+/// prekey (failing closed, never forgetting an accepted base key) until the prekey
+/// is rotated; rotation falls due early once the cache reaches
+/// [`REPLAY_CACHE_ROTATION_MARK`].
+pub const MAX_REPLAY_ENTRIES: usize = 4_096;
+/// Fill level of a signed prekey's replay cache at which the prekey is due for
+/// rotation regardless of its age (half of [`MAX_REPLAY_ENTRIES`]): the new prekey
+/// takes over long before the old one's cache is full.
+pub const REPLAY_CACHE_ROTATION_MARK: usize = MAX_REPLAY_ENTRIES / 2;
+/// Age at which the signed prekey is replaced (two days, Signal's interval): a
+/// compromised signed prekey secret exposes only handshakes of a short window.
+pub const SIGNED_PREKEY_ROTATION_SECS: u64 = 2 * DAY_SECS;
+/// Age at which the last-resort KEM prekey is replaced (same interval as the signed
+/// prekey, as in Signal, so the pair ages together).
+pub const LAST_RESORT_KEM_ROTATION_SECS: u64 = 2 * DAY_SECS;
+/// How long a replaced signed prekey is kept (30 days): an initial message can wait
+/// in the relay's queue for as long as the relay retains undelivered entries
+/// (30 days by default), and it must still decrypt when the device comes back.
+pub const SIGNED_PREKEY_GRACE_SECS: u64 = 30 * DAY_SECS;
+/// How long a replaced last-resort KEM prekey is kept (30 days, same reason).
+pub const LAST_RESORT_KEM_GRACE_SECS: u64 = 30 * DAY_SECS;
+/// Replaced prekeys kept per kind while in their grace period: 30 days of two-day
+/// rotations is 15, plus one for an early rotation. Beyond that the oldest is
+/// released before its grace period ends (the schedule reports it for deletion).
+pub const MAX_RETIRED_PREKEYS: usize = 16;
+/// Seconds in a day.
+const DAY_SECS: u64 = 24 * 60 * 60;
+
 /// Version of the safety-number fingerprint derivation.
 pub const FINGERPRINT_VERSION: u16 = 0;
 /// SHA-512 iterations of the safety-number fingerprint (Signal's value).

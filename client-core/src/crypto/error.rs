@@ -32,6 +32,20 @@ pub enum CryptoError {
     /// created its session (tampering or a reflected message).
     #[error("handshake fields do not match the session")]
     HandshakeMismatch,
+    /// An initial message that used no one-time prekey repeats a handshake this
+    /// device already accepted (a replay).
+    #[error("the initial message was already accepted (replay)")]
+    ReplayedPreKeyMessage,
+    /// The signed prekey's replay cache is full: initial messages without a one-time
+    /// prekey are refused under it until it is rotated.
+    #[error("replay cache of signed prekey {signed_prekey_id} is full; rotate it")]
+    ReplayCacheFull {
+        /// The signed prekey that must be rotated.
+        signed_prekey_id: u32,
+    },
+    /// A new prekey was given an id that a held prekey of the same kind still uses.
+    #[error("prekey id {0} is still in use")]
+    PreKeyIdInUse(u32),
     /// A bundle has no KEM prekey while post-quantum security is required.
     #[error("the bundle has no KEM prekey")]
     MissingKemPreKey,

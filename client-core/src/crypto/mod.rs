@@ -19,6 +19,8 @@ pub mod pqxdh;
 pub mod prekeys;
 mod primitives;
 pub mod ratchet;
+pub mod replay;
+pub mod rotation;
 pub mod sender_key;
 pub mod session;
 

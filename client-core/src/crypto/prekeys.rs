@@ -13,6 +13,7 @@ use super::error::CryptoError;
 use super::identity::{DeviceIdentity, IdentityKey, SIGNATURE_LEN};
 use super::kem::{KEM_PUBLIC_KEY_LEN, KemKeyPair, KemPublicKey};
 use super::primitives::{X25519KeyPair, check_x25519_public};
+use super::replay::ReplayCache;
 
 fn signed_prekey_message(id: u32, key: &[u8; 32]) -> Vec<u8> {
     [&id.to_be_bytes()[..], key].concat()
@@ -46,12 +47,14 @@ impl SignedPreKeyPublic {
     }
 }
 
-/// A signed prekey with its secret.
+/// A signed prekey with its secret and the replay cache of the initial messages
+/// accepted under it without a one-time prekey.
 #[derive(Debug, Clone)]
 pub struct SignedPreKey {
     id: u32,
     pair: X25519KeyPair,
     signature: [u8; SIGNATURE_LEN],
+    replay: ReplayCache,
 }
 
 impl SignedPreKey {
@@ -70,12 +73,29 @@ impl SignedPreKey {
             id,
             pair,
             signature,
+            replay: ReplayCache::default(),
         }
     }
 
     /// The prekey id.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The handshakes without a one-time prekey accepted under this prekey; its
+    /// [`ReplayCache::wants_rotation`] feeds the rotation schedule.
+    pub fn replay_cache(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// Remembers a handshake without a one-time prekey, refusing a repeat (see
+    /// [`ReplayCache`]). The caller stores the updated prekey with the new session.
+    pub(crate) fn remember_handshake(
+        &mut self,
+        kem_prekey_id: Option<u32>,
+        base_key: [u8; 32],
+    ) -> Result<(), CryptoError> {
+        self.replay.insert(self.id, kem_prekey_id, base_key)
     }
 
     /// What gets published.
@@ -91,26 +111,34 @@ impl SignedPreKey {
         &self.pair
     }
 
-    /// Versioned encoding including the secret (`01 14 ‖ id ‖ secret ‖ signature`).
+    /// Versioned encoding including the secret
+    /// (`01 14 ‖ id ‖ secret ‖ signature ‖ replay cache`).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut writer = Writer::with_header(Kind::SignedPreKey, 100);
+        let mut writer = Writer::with_header(Kind::SignedPreKey, 104 + 37 * self.replay.len());
         writer.u32(self.id);
         self.pair.write(&mut writer);
         writer.bytes(&self.signature);
+        self.replay.write(&mut writer);
         Zeroizing::new(writer.finish())
     }
 
-    /// Decodes [`Self::to_bytes`].
+    /// Decodes [`Self::to_bytes`]. A record written before replay caches existed
+    /// (it ends after the signature) decodes with an empty cache.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         let mut reader = Reader::with_header(bytes, Kind::SignedPreKey)?;
         let id = reader.u32("signed prekey id")?;
         let pair = X25519KeyPair::read(&mut reader, "signed prekey secret")?;
         let signature = reader.array("signed prekey signature")?;
+        let replay = match reader.remaining() {
+            0 => ReplayCache::default(),
+            _ => ReplayCache::read(&mut reader)?,
+        };
         reader.finish()?;
         Ok(Self {
             id,
             pair,
             signature,
+            replay,
         })
     }
 }
@@ -469,11 +497,19 @@ mod tests {
     fn private_prekeys_round_trip() {
         let mut rng = rand::rngs::ChaCha20Rng::from_seed([4; 32]);
         let identity = DeviceIdentity::generate(&mut rng);
-        let spk = SignedPreKey::generate(1, &identity, &mut rng);
+        let mut spk = SignedPreKey::generate(1, &identity, &mut rng);
         assert_eq!(
             SignedPreKey::from_bytes(&spk.to_bytes()).unwrap().public(),
             spk.public()
         );
+        // A record from before replay caches (no count after the signature) still decodes.
+        let legacy = spk.to_bytes();
+        let legacy = SignedPreKey::from_bytes(&legacy[..legacy.len() - 4]).unwrap();
+        assert!(legacy.replay_cache().is_empty());
+        spk.remember_handshake(Some(3), [9; 32]).unwrap();
+        let restored = SignedPreKey::from_bytes(&spk.to_bytes()).unwrap();
+        assert_eq!(restored.replay_cache(), spk.replay_cache());
+        assert_eq!(restored.replay_cache().len(), 1);
         let opk = OneTimePreKey::generate_batch(u32::MAX, 2, &mut rng);
         assert_eq!(opk[1].id(), 0);
         assert_eq!(

@@ -29,6 +29,7 @@ struct Pending {
     sessions: HashMap<DeviceAddress, SessionRecord>,
     one_time_prekeys: Vec<u32>,
     kem_prekeys: Vec<u32>,
+    signed_prekeys: HashMap<u32, SignedPreKey>,
 }
 
 /// Session and prekey storage over the encrypted store; see the module docs.
@@ -110,6 +111,9 @@ fn write_pending(tx: &Tx<'_>, pending: &Pending) -> Result<(), StoreError> {
     for id in &pending.kem_prekeys {
         tx.remove_prekey(PrekeyKind::KemOneTime, *id)?;
     }
+    for (id, prekey) in &pending.signed_prekeys {
+        tx.put_prekey(PrekeyKind::Signed, *id, &prekey.to_bytes())?;
+    }
     Ok(())
 }
 
@@ -132,6 +136,9 @@ impl SessionStore for CryptoStore {
     }
 
     fn load_signed_prekey(&self, id: u32) -> Result<Option<SignedPreKey>, CryptoStoreError> {
+        if let Some(prekey) = self.pending().signed_prekeys.get(&id) {
+            return Ok(Some(prekey.clone()));
+        }
         self.read(|tx| tx.prekey(PrekeyKind::Signed, id))?
             .map(|bytes| SignedPreKey::from_bytes(&bytes).map_err(decode_err))
             .transpose()
@@ -171,6 +178,9 @@ impl SessionStore for CryptoStore {
             .one_time_prekeys
             .extend(transaction.consumed_one_time_prekey);
         pending.kem_prekeys.extend(transaction.consumed_kem_prekey);
+        if let Some(prekey) = transaction.updated_signed_prekey {
+            pending.signed_prekeys.insert(prekey.id(), prekey);
+        }
         Ok(())
     }
 }

@@ -173,7 +173,7 @@ impl<S: SessionStore> SessionManager<S> {
             return Err(CryptoError::MissingKemPreKey);
         }
         let unknown = |kind, id| CryptoError::UnknownPreKey { kind, id };
-        let signed = self
+        let mut signed = self
             .store
             .load_signed_prekey(header.signed_prekey_id)?
             .ok_or(unknown("signed", header.signed_prekey_id))?;
@@ -193,6 +193,15 @@ impl<S: SessionStore> SessionManager<S> {
             ),
             None => None,
         };
+        // Without a one-time key nothing is consumed, so the signed prekey's replay
+        // cache must remember (and refuse a repeat of) this handshake.
+        let replayable = header.one_time_prekey_id.is_none()
+            && kem
+                .as_ref()
+                .is_none_or(|k| k.kind() == KemPreKeyKind::LastResort);
+        if replayable {
+            signed.remember_handshake(header.kem.as_ref().map(|(id, _)| *id), header.base_key)?;
+        }
         let (session, plaintext) = Session::respond(
             &self.identity,
             message,
@@ -210,6 +219,7 @@ impl<S: SessionStore> SessionManager<S> {
             consumed_kem_prekey: kem
                 .filter(|k| k.kind() == KemPreKeyKind::OneTime)
                 .map(|k| k.id()),
+            updated_signed_prekey: replayable.then_some(signed),
         })?;
         Ok(Decrypted {
             plaintext,

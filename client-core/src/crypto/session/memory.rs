@@ -90,6 +90,9 @@ impl SessionStore for InMemoryStore {
         if let Some(id) = transaction.consumed_kem_prekey {
             tables.kem.remove(&id);
         }
+        if let Some(prekey) = transaction.updated_signed_prekey {
+            tables.signed.insert(prekey.id(), prekey);
+        }
         tables.sessions.extend(transaction.sessions);
         Ok(())
     }

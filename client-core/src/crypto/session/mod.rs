@@ -33,7 +33,8 @@ pub struct DeviceAddress {
 pub struct StoreError(pub String);
 
 /// Changes that must be applied atomically (all or nothing), for example a new
-/// session together with the deletion of the one-time prekeys it consumed.
+/// session together with the deletion of the one-time prekeys it consumed, or with
+/// the replay-cache entry that makes its initial message unreplayable.
 #[derive(Debug, Default)]
 pub struct StoreTransaction {
     /// Session records to write (replacing what is stored for each address).
@@ -42,6 +43,10 @@ pub struct StoreTransaction {
     pub consumed_one_time_prekey: Option<u32>,
     /// One-time KEM prekey to delete (last-resort KEM prekeys are never named here).
     pub consumed_kem_prekey: Option<u32>,
+    /// A signed prekey whose replay cache gained an entry: replaces the stored one
+    /// with the same id (a handshake that used no one-time prekey, see
+    /// [`ReplayCache`](crate::crypto::replay::ReplayCache)).
+    pub updated_signed_prekey: Option<SignedPreKey>,
 }
 
 /// Storage for sessions and local prekeys. Implementations must be `Send + Sync`
