@@ -43,6 +43,9 @@ pub struct PushConfig {
     pub enabled: bool,
     /// Also POST to plain `http://` endpoints (off: https only).
     pub allow_http: bool,
+    /// PEM file of CA certificates trusted for `https://` endpoints in
+    /// addition to the system bundle (e.g. a private push gateway's CA).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for PushConfig {
@@ -50,6 +53,7 @@ impl Default for PushConfig {
         Self {
             enabled: true,
             allow_http: false,
+            extra_ca_file: None,
         }
     }
 }

@@ -111,7 +111,8 @@ impl Server {
         let pusher = config
             .push
             .enabled
-            .then(|| Pusher::spawn(store.clone(), config.push.allow_http));
+            .then(|| Pusher::spawn(store.clone(), &config.push))
+            .transpose()?;
         let metrics_listener = config
             .metrics_listen
             .map(crate::metrics::bind)

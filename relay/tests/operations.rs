@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use common::*;
+use rustls::pki_types::pem::PemObject;
 use tern_protocol::wire::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,6 +20,37 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut out = String::new();
     guard(s.read_to_string(&mut out)).await.unwrap();
     out
+}
+
+/// Alice (connected) in a direct chat with Bob (registered, offline).
+async fn alice_chats_with_offline_bob(relay: &TestRelay) -> (Client, Account, [u8; 16]) {
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    drop(Client::register(at, &bob).await.unwrap());
+    let chat = random();
+    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
+        .await;
+    (a, bob, chat)
+}
+
+/// Client message ids of every message in the chat's log, synced by `c`.
+async fn stored_messages(c: &Client, chat: [u8; 16]) -> HashSet<[u8; 16]> {
+    let mut stored = HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = batch(c.ok(sync_req(&[(chat, after)])).await);
+        for e in &page.entries {
+            after = e.seq;
+            if e.kind == EntryKind::Message as i32 {
+                stored.insert(<[u8; 16]>::try_from(&e.client_message_id[..]).unwrap());
+            }
+        }
+        if !page.more {
+            return stored;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,14 +81,7 @@ async fn metrics_count_commits_and_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_backup_holds_the_acknowledged_log() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    drop(Client::register(at, &bob).await.unwrap());
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (a, bob, chat) = alice_chats_with_offline_bob(&relay).await;
     for i in 0..10u8 {
         ack(a
             .ok(send_to(chat, random(), &[(&bob.user_id, 1, &[i])], b""))
@@ -87,14 +112,7 @@ async fn online_backup_holds_the_acknowledged_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_keeps_every_acknowledged_send() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    drop(Client::register(at, &bob).await.unwrap());
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (a, bob, chat) = alice_chats_with_offline_bob(&relay).await;
     let acked: Arc<Mutex<HashSet<[u8; 16]>>> = Arc::default();
     let mut senders = Vec::new();
     for _ in 0..4 {
@@ -126,24 +144,139 @@ async fn graceful_shutdown_keeps_every_acknowledged_send() {
     let b = Client::login((restarted.addr, restarted.fingerprint.as_str()), &bob, 1)
         .await
         .unwrap();
-    let mut stored = HashSet::new();
-    let mut after = 0;
-    loop {
-        let page = batch(b.ok(sync_req(&[(chat, after)])).await);
-        for e in &page.entries {
-            after = e.seq;
-            if e.kind == EntryKind::Message as i32 {
-                stored.insert(<[u8; 16]>::try_from(&e.client_message_id[..]).unwrap());
-            }
-        }
-        if !page.more {
-            break;
-        }
-    }
+    let stored = stored_messages(&b, chat).await;
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.is_subset(&stored),
         "an acknowledged send was lost at shutdown"
     );
     restarted.stop().await;
+}
+
+/// Hello on a fresh control stream; true when the relay answers with its
+/// own hello (TLS, ALPN and framing all worked).
+async fn says_hello(conn: &quinn::Connection) -> bool {
+    let (mut send, mut recv) = guard(conn.open_bi()).await.unwrap();
+    let hello = ClientFrame {
+        body: Some(client_frame::Body::Hello(ClientHello {
+            protocol_version: tern_protocol::limits::PROTOCOL_VERSION,
+            client_agent: "relay-tests".into(),
+        })),
+    };
+    write(&mut send, &hello).await;
+    let answer = guard(read(&mut recv, &mut tern_protocol::FrameDecoder::new())).await;
+    matches!(
+        answer,
+        Some(ServerFrame {
+            body: Some(server_frame::Body::Hello(_))
+        })
+    )
+}
+
+async fn connect_with(
+    relay: std::net::SocketAddr,
+    trust: tern_transport::TrustPolicy,
+    name: &str,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(trust.client_config().unwrap());
+    guard(endpoint.connect(relay, name).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_pem_certificate_is_served_and_verifiable_against_its_ca() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert(&["relay.example"]);
+    let pem_dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (
+        pem_dir.path().join("cert.pem"),
+        pem_dir.path().join("key.pem"),
+    );
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+        cert_path, key_path
+    );
+    let from_file = tern_relay::Config::from_toml(&toml, std::path::Path::new("t.toml")).unwrap();
+    let relay = TestRelay::start_with(|c| c.tls = from_file.tls).await;
+
+    let by_ca = tern_transport::TrustPolicy::Roots(ca.roots());
+    let conn = connect_with(relay.addr, by_ca.clone(), "relay.example")
+        .await
+        .expect("the CA-signed certificate verifies");
+    assert!(says_hello(&conn).await);
+    assert!(
+        connect_with(relay.addr, by_ca, "other.example")
+            .await
+            .is_err(),
+        "a certificate for another name is refused"
+    );
+    let stranger = tern_transport::TrustPolicy::Roots(TestCa::new().roots());
+    assert!(
+        connect_with(relay.addr, stranger, "relay.example")
+            .await
+            .is_err(),
+        "a client trusting another CA refuses the relay"
+    );
+    // The fingerprint printed at start pins exactly this certificate.
+    let leaf = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    assert_eq!(relay.fingerprint, tern_relay::tls::fingerprint(&leaf));
+    let pinned = tern_transport::TrustPolicy::Pinned(relay.fingerprint.parse().unwrap());
+    let conn = connect_with(relay.addr, pinned, "relay.example")
+        .await
+        .unwrap();
+    assert!(says_hello(&conn).await);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_command_copies_the_acknowledged_log_while_serving() {
+    let relay = TestRelay::start().await;
+    let (a, bob, chat) = alice_chats_with_offline_bob(&relay).await;
+    let mut acked = HashSet::new();
+    for i in 0..20u8 {
+        let cmid: [u8; 16] = random();
+        ack(a
+            .ok(send_to(chat, cmid, &[(&bob.user_id, 1, &[i])], b""))
+            .await);
+        acked.insert(cmid);
+    }
+    // Sends go on while the backup process runs.
+    let conn = a.conn.clone();
+    let to = bob.user_id;
+    let busy = tokio::spawn(async move {
+        while try_request(&conn, send_to(chat, random(), &[(&to, 1, b"x")], b""))
+            .await
+            .is_some()
+        {}
+    });
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup = backup_dir.path().join("relay.db");
+    let output = guard(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tern-relay"))
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(relay.dir.path())
+            .arg(&backup)
+            .output(),
+    )
+    .await
+    .unwrap();
+    busy.abort();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("backup written to"));
+    relay.stop().await;
+
+    // A relay started on the backup alone serves every acknowledged send.
+    let restored = TestRelay::start_with(|c| c.data_dir = backup_dir.path().to_owned()).await;
+    let b = Client::login((restored.addr, restored.fingerprint.as_str()), &bob, 1)
+        .await
+        .unwrap();
+    let stored = stored_messages(&b, chat).await;
+    assert!(
+        acked.is_subset(&stored),
+        "the backup lost an acknowledged send"
+    );
+    restored.stop().await;
 }
