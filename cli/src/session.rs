@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustls::RootCertStore;
-use tern_core::client::EventSubscription;
-use tern_core::client::{ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, UserId};
+use tern_core::client::{
+    ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, SyncSummary, UserId,
+};
 use tern_core::net::RelayAddress;
-use tern_core::{Client, ClientConfig, ClientError, ClientEvent};
+use tern_core::{Client, ClientConfig, ClientError};
 use tern_transport::{CertFingerprint, TrustPolicy};
 
 use crate::failure::Failure;
@@ -98,7 +99,20 @@ impl Session {
 
     /// Waits for the relay connection (after its resync), at most `timeout`.
     pub async fn online(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.client.wait_online(timeout).await.map_err(|e| match e {
+        let online = self.client.wait_online(timeout).await;
+        online.map_err(|e| self.unreachable(e, timeout))
+    }
+
+    /// Connects and pulls everything pending from the relay (every Sync page
+    /// processed), at most `timeout`.
+    pub async fn synced(&self, timeout: Duration) -> anyhow::Result<SyncSummary> {
+        let synced = self.client.sync_now(timeout).await;
+        synced.map_err(|e| self.unreachable(e, timeout))
+    }
+
+    /// A person's error for a relay that did not answer in time.
+    fn unreachable(&self, error: ClientError, timeout: Duration) -> anyhow::Error {
+        match error {
             ClientError::Offline(_) => Failure::RelayUnreachable(format!(
                 "no answer from {} within {} s",
                 self.config.relay,
@@ -106,34 +120,6 @@ impl Session {
             ))
             .into(),
             other => anyhow::Error::new(other),
-        })
-    }
-
-    /// Waits until the client connected and pulled everything pending from
-    /// the relay (`events` must be subscribed before the connection came up).
-    pub async fn synced(
-        &self,
-        events: &mut EventSubscription,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        let synced = tokio::time::timeout(timeout, async {
-            while let Some(event) = events.next().await {
-                if event == ClientEvent::Connected {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        match synced {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(anyhow::anyhow!("the client stopped")),
-            Err(_) => Err(Failure::RelayUnreachable(format!(
-                "no answer from {} within {} s",
-                self.config.relay,
-                timeout.as_secs()
-            ))
-            .into()),
         }
     }
 

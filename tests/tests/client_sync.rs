@@ -27,6 +27,57 @@ async fn chatting_pair(relay: &TestRelay) -> (TestClient, TestClient, [u8; 16]) 
     (alice, bob, chat)
 }
 
+/// Sends `texts` and waits until the relay acknowledged all of them (✓).
+async fn send_all_acked(sender: &mut TestClient, chat: [u8; 16], texts: &[String]) {
+    for text in texts {
+        sender.client.send_text(chat, text.clone()).unwrap();
+    }
+    for _ in 0..texts.len() {
+        sender
+            .expect(|e| match e {
+                ClientEvent::MessageStatus {
+                    status: DeliveryStatus::Sent,
+                    ..
+                } => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn sync_now_returns_once_the_backlog_is_stored() {
+    let relay = TestRelay::start().await;
+    let (mut alice, bob, chat) = chatting_pair(&relay).await;
+    let bob_config = bob.config.clone();
+    bob.client.shutdown().await;
+    let texts: Vec<String> = (0..7).map(|i| format!("backlog {i}")).collect();
+    send_all_acked(&mut alice, chat, &texts).await;
+
+    let bob = bob.reopen(bob_config).await;
+    let summary = guard(bob.client.sync_now(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(summary.pages >= 1);
+    // Without waiting for any event, the whole backlog is stored.
+    let history = bob.client.messages(chat, None, 100).unwrap();
+    let stored: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        &stored[2..],
+        texts.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // A second call finds nothing new to store.
+    let again = guard(bob.client.sync_now(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.client.messages(chat, None, 100).unwrap().len(),
+        history.len()
+    );
+    assert_eq!(again.pages, 1);
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn an_offline_device_gets_everything_in_order_on_reconnect() {
     let relay = TestRelay::start().await;
@@ -37,22 +88,8 @@ async fn an_offline_device_gets_everything_in_order_on_reconnect() {
     let texts: Vec<String> = (0..12)
         .map(|i| format!("while you were away {i}"))
         .collect();
-    for text in &texts {
-        alice.client.send_text(chat, text.clone()).unwrap();
-    }
-    // Wait until the relay acknowledged all of them (✓).
     let mut alice = alice;
-    for _ in 0..texts.len() {
-        alice
-            .expect(|e| match e {
-                ClientEvent::MessageStatus {
-                    status: DeliveryStatus::Sent,
-                    ..
-                } => Some(()),
-                _ => None,
-            })
-            .await;
-    }
+    send_all_acked(&mut alice, chat, &texts).await;
 
     let mut bob = bob.reopen(bob_config).await;
     let mut received = Vec::new();

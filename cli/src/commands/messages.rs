@@ -232,9 +232,8 @@ pub fn status_of(session: &Session, message: &Message) -> anyhow::Result<Option<
 pub async fn history(session: &Session, args: &HistoryArgs, out: Printer) -> anyhow::Result<()> {
     let chat = session.chat(args.name.as_deref(), args.group.as_deref())?;
     if !args.offline {
-        let mut events = session.client.subscribe();
         let timeout = Duration::from_secs(args.timeout);
-        if let Err(e) = session.synced(&mut events, timeout).await {
+        if let Err(e) = session.synced(timeout).await {
             eprintln!("tern: warning: showing the local history only: {e}");
         }
     }

@@ -20,9 +20,7 @@ const PAGE: u32 = 200;
 /// Runs `tern recv`.
 pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Result<()> {
     let mut events = session.client.subscribe();
-    session
-        .synced(&mut events, Duration::from_secs(args.timeout))
-        .await?;
+    session.synced(Duration::from_secs(args.timeout)).await?;
     let mut mark = Mark::load(session)?;
     print_new(session, &mut mark, args.mark_read, out)?;
     if !args.follow {

@@ -34,6 +34,7 @@ mod directory_tests;
 mod error;
 mod event;
 mod linking;
+mod syncing;
 mod types;
 mod verification;
 
@@ -56,7 +57,7 @@ pub use event::{ClientEvent, EventSubscription};
 pub use linking::LinkCode;
 pub use types::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
-    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery,
+    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, SyncSummary,
     TransferState, UserId, Verification,
 };
 
@@ -198,6 +199,7 @@ impl Client {
             conn: watch::channel(None).0,
             outbox_wake: Notify::new(),
             presence: Mutex::new(Vec::new()),
+            receiving: tokio::sync::Mutex::new(()),
             drop_acks: config.testing_drop_acks,
         });
         let (shutdown, stop) = watch::channel(false);

@@ -94,3 +94,13 @@ pub enum ConnectionState {
     /// Connected and authenticated.
     Online,
 }
+
+/// What [`Client::sync_now`](super::Client::sync_now) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// Sync pages fetched from the relay (at least one).
+    pub pages: u32,
+    /// Log entries received in them (each processed, or already processed
+    /// from the delivery stream).
+    pub entries: u64,
+}

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use super::receive::process;
 use super::send::pump;
 use super::{Core, now_ms};
-use crate::client::{ChatId, ClientError, ClientEvent, DeviceAuth, UserId, generate_prekeys, rng};
+use crate::client::{
+    ChatId, ClientError, ClientEvent, DeviceAuth, SyncSummary, UserId, generate_prekeys, rng,
+};
 use crate::net::{Backoff, Greeting, RelayConnection};
 
 /// Entries asked for per sync page (the relay caps it at 500).
@@ -115,7 +117,7 @@ async fn handle_event(
 ) -> Result<(), ClientError> {
     match kind {
         event::Kind::Delivery(delivery) => receive_batch(core, conn, &[delivery]).await,
-        event::Kind::SyncNeeded(_) => resync(core, conn).await,
+        event::Kind::SyncNeeded(_) => resync(core, conn).await.map(drop),
         event::Kind::DeviceListChanged(changed) => {
             if let Ok(user) = UserId::try_from(changed.user_id.as_ref()) {
                 core.directory.invalidate(&user);
@@ -159,11 +161,15 @@ fn handle_ephemeral(core: &Core, kind: Option<ephemeral_event::Kind>) {
 }
 
 /// Processes entries in order, then acknowledges the highest seq per chat.
+/// Batches never overlap (an entry must not be decrypted twice): the engine's
+/// deliveries and [`resync`] pages from [`crate::client::Client::sync_now`]
+/// take turns.
 async fn receive_batch(
     core: &Core,
     conn: &RelayConnection,
     entries: &[Delivery],
 ) -> Result<(), ClientError> {
+    let _turn = core.receiving.lock().await;
     let mut acks: Vec<(ChatId, u64)> = Vec::new();
     for entry in entries {
         let processed = match process(core, conn, entry).await {
@@ -222,8 +228,13 @@ fn skip_entry(
     Ok(Some((chat_id, entry.seq)))
 }
 
-/// Pulls every entry after the stored cursors, page by page.
-async fn resync(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
+/// Pulls and processes every entry after the stored cursors, page by page,
+/// until the relay has nothing more; returns what it did.
+pub(crate) async fn resync(
+    core: &Core,
+    conn: &RelayConnection,
+) -> Result<SyncSummary, ClientError> {
+    let mut summary = SyncSummary::default();
     loop {
         let cursors = core.store.transaction(|tx| tx.cursors())?;
         let after = cursors
@@ -243,8 +254,10 @@ async fn resync(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> 
             return Err(ClientError::Refused("unexpected answer to Sync".into()));
         };
         receive_batch(core, conn, &batch.entries).await?;
+        summary.pages += 1;
+        summary.entries += batch.entries.len() as u64;
         if !batch.more || batch.entries.is_empty() {
-            return Ok(());
+            return Ok(summary);
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::net::{RelayAddress, RelayConnection};
 use crate::store::Store;
 use crypto_store::CryptoStore;
 
-pub(crate) use engine::run;
+pub(crate) use engine::{resync, run};
 pub(crate) use receive::{apply_membership, check_account_key};
 pub(crate) use send::queue_payload;
 
@@ -49,6 +49,9 @@ pub(crate) struct Core {
     pub conn: watch::Sender<Option<Arc<RelayConnection>>>,
     pub outbox_wake: Notify,
     pub presence: Mutex<Vec<UserId>>,
+    /// Held while a batch of log entries is processed, so that deliveries
+    /// and host-requested syncs never process an entry twice.
+    pub receiving: tokio::sync::Mutex<()>,
     /// Test hook: send outbox entries but ignore the relay's acks.
     pub drop_acks: bool,
 }
