@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tern_protocol::wire::request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -60,11 +61,64 @@ const BATCH: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
+/// Label values of `tern_requests_total`, indexed by [`request_index`]:
+/// the requests an authenticated device sends on request streams. Blob
+/// transfers, registration and provisioning are served by the connection
+/// itself; the handler sees them only when misused ("other").
+const REQUEST_KINDS: [&str; 15] = [
+    "publish_device_list",
+    "remove_device",
+    "lookup_user",
+    "upload_prekeys",
+    "fetch_bundles",
+    "create_chat",
+    "change_members",
+    "get_chat",
+    "list_chats",
+    "send",
+    "ack_delivered",
+    "sync",
+    "set_push_endpoint",
+    "subscribe_presence",
+    "other",
+];
+
+/// Position of a request kind in [`REQUEST_KINDS`].
+fn request_index(kind: &request::Kind) -> usize {
+    use request::Kind;
+    match kind {
+        Kind::PublishDeviceList(_) => 0,
+        Kind::RemoveDevice(_) => 1,
+        Kind::LookupUser(_) => 2,
+        Kind::UploadPrekeys(_) => 3,
+        Kind::FetchBundles(_) => 4,
+        Kind::CreateChat(_) => 5,
+        Kind::ChangeMembers(_) => 6,
+        Kind::GetChat(_) => 7,
+        Kind::ListChats(_) => 8,
+        Kind::Send(_) => 9,
+        Kind::AckDelivered(_) => 10,
+        Kind::Sync(_) => 11,
+        Kind::SetPushEndpoint(_) => 12,
+        Kind::SubscribePresence(_) => 13,
+        Kind::RegisterAccount(_)
+        | Kind::RegisterDevice(_)
+        | Kind::BlobUploadStart(_)
+        | Kind::BlobDownload(_)
+        | Kind::ProvisioningOpen(_)
+        | Kind::ProvisioningSend(_) => 14,
+    }
+}
+
 /// Every metric the relay exports.
 #[derive(Debug)]
 pub struct Metrics {
     /// Authenticated connections open now.
     pub connections: AtomicI64,
+    /// Sends accepted (acknowledged to the sender, resends included).
+    pub messages_in: AtomicU64,
+    /// Requests of authenticated devices, per kind ([`REQUEST_KINDS`]).
+    requests: [AtomicU64; REQUEST_KINDS.len()],
     /// Log entries committed (messages and membership changes).
     pub entries_committed: AtomicU64,
     /// Entries pushed into connection mailboxes.
@@ -87,6 +141,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             connections: AtomicI64::new(0),
+            messages_in: AtomicU64::new(0),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
             entries_committed: AtomicU64::new(0),
             deliveries_queued: AtomicU64::new(0),
             sync_needed: AtomicU64::new(0),
@@ -100,6 +156,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a request of an authenticated device.
+    pub fn count_request(&self, kind: &request::Kind) {
+        self.requests[request_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let name = "tern_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests of authenticated devices, by kind.\n# TYPE {name} counter"
+        );
+        for (kind, n) in REQUEST_KINDS.iter().zip(&self.requests) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
+        }
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -118,35 +191,46 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let delivered = self.delivery_seconds.count.load(Ordering::Relaxed);
         let counters = [
+            (
+                "tern_messages_in_total",
+                "Sends accepted and acknowledged.",
+                self.messages_in.load(Ordering::Relaxed),
+            ),
+            (
+                "tern_messages_out_total",
+                "Log entries written to devices' delivery streams.",
+                delivered,
+            ),
             (
                 "tern_entries_committed_total",
                 "Log entries committed.",
-                &self.entries_committed,
+                self.entries_committed.load(Ordering::Relaxed),
             ),
             (
                 "tern_deliveries_queued_total",
                 "Entries pushed to connection mailboxes.",
-                &self.deliveries_queued,
+                self.deliveries_queued.load(Ordering::Relaxed),
             ),
             (
                 "tern_sync_needed_total",
                 "SyncNeeded notices sent to slow consumers.",
-                &self.sync_needed,
+                self.sync_needed.load(Ordering::Relaxed),
             ),
             (
                 "tern_commit_failures_total",
                 "Failed commit transactions.",
-                &self.commit_failures,
+                self.commit_failures.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {
-            let v = v.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        self.render_requests(&mut out);
         self.commit_batch_size.render(
             &mut out,
             "tern_commit_batch_size",

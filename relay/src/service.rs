@@ -4,6 +4,7 @@
 //! domain modules it dispatches to.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tern_protocol::wire::{Request, request, response};
 
@@ -114,6 +115,7 @@ impl Relay {
             .check(device, std::time::Instant::now())
             .map_err(RelayError::RateLimited)?;
         let kind = req.kind.ok_or(RelayError::BadRequest("empty request"))?;
+        self.metrics.count_request(&kind);
         match kind {
             Kind::RegisterAccount(_) | Kind::RegisterDevice(_) => Err(RelayError::BadRequest(
                 "registration goes on the control stream of an unauthenticated connection",
@@ -127,7 +129,13 @@ impl Relay {
             Kind::ChangeMembers(r) => self.change_members(device, r).await,
             Kind::GetChat(r) => self.get_chat(device, r).await,
             Kind::ListChats(_) => self.list_chats(device).await,
-            Kind::Send(r) => self.send(device, r).await,
+            Kind::Send(r) => {
+                let acked = self.send(device, r).await;
+                if acked.is_ok() {
+                    self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                }
+                acked
+            }
             Kind::AckDelivered(r) => self.ack_delivered(device, r).await,
             Kind::Sync(r) => self.sync(device, r).await,
             Kind::SetPushEndpoint(r) => self.set_push_endpoint(device, r).await,

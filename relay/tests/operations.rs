@@ -53,10 +53,36 @@ async fn stored_messages(c: &Client, chat: [u8; 16]) -> HashSet<[u8; 16]> {
     }
 }
 
+/// The value of one series (name with labels) in a scrape.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from the scrape:\n{text}"))
+}
+
+/// Scrapes until every named series has grown past its value in `before`
+/// (counters are updated just after the event a client can observe).
+async fn scrape_until_moved(addr: std::net::SocketAddr, before: &str, names: &[&str]) -> String {
+    guard(async {
+        loop {
+            let text = scrape(addr).await;
+            if names.iter().all(|n| series(&text, n) > series(before, n)) {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_commits_and_connections() {
+async fn metrics_expose_traffic_commits_queues_and_latency() {
     let relay =
         TestRelay::start_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = relay.metrics.unwrap();
+    let before = scrape(addr).await;
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert_eq!(series(&before, "tern_commit_queue_depth"), 0.0);
     let at = (relay.addr, relay.fingerprint.as_str());
     let alice = Account::new("alice", 1);
     let bob = Account::new("bob", 1);
@@ -65,16 +91,35 @@ async fn metrics_count_commits_and_connections() {
     let chat = random();
     a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
         .await;
-    ack(a
-        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"m")], b""))
-        .await);
-    b.next_delivery().await;
-    b.next_delivery().await;
-    let text = scrape(relay.metrics.unwrap()).await;
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains("tern_connections 2"), "{text}");
-    assert!(text.contains("tern_entries_committed_total 2"), "{text}");
-    assert!(text.contains("tern_commit_seconds_count"), "{text}");
+    for _ in 0..3 {
+        ack(a
+            .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"m")], b""))
+            .await);
+    }
+    for _ in 0..4 {
+        b.next_delivery().await;
+    }
+    let moving = [
+        "tern_connections",
+        "tern_messages_in_total",
+        "tern_messages_out_total",
+        "tern_entries_committed_total",
+        "tern_deliveries_queued_total",
+        "tern_requests_total{kind=\"send\"}",
+        "tern_requests_total{kind=\"create_chat\"}",
+        "tern_commit_batch_size_count",
+        "tern_commit_seconds_count",
+        "tern_commit_seconds_bucket{le=\"+Inf\"}",
+        "tern_delivery_seconds_count",
+        "tern_delivery_seconds_bucket{le=\"+Inf\"}",
+    ];
+    let after = scrape_until_moved(addr, &before, &moving).await;
+    assert_eq!(series(&after, "tern_connections"), 2.0);
+    assert_eq!(series(&after, "tern_messages_in_total"), 3.0);
+    assert_eq!(series(&after, "tern_entries_committed_total"), 4.0);
+    assert_eq!(series(&after, "tern_requests_total{kind=\"send\"}"), 3.0);
+    assert_eq!(series(&after, "tern_requests_total{kind=\"sync\"}"), 0.0);
+    assert!(after.contains("# TYPE tern_commit_queue_depth gauge"));
     relay.stop().await;
 }
 
