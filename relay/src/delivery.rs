@@ -86,10 +86,15 @@ fn render(
     buf: &mut BytesMut,
     committed: &mut Vec<Instant>,
 ) -> Result<(), ProtocolError> {
+    mailbox.taken(&out);
     let frame = match out {
-        Outbound::Entry(entry) => {
-            committed.push(entry.committed_at);
-            event_frame(event::Kind::Delivery(entry.delivery_for(mailbox.device)))
+        Outbound::Entries(entries) => {
+            for entry in entries {
+                committed.push(entry.committed_at);
+                let delivery = entry.delivery_for(mailbox.device);
+                append_frame(buf, &event_frame(event::Kind::Delivery(delivery)))?;
+            }
+            return Ok(());
         }
         Outbound::Event(e) => ServerFrame {
             body: Some(server_frame::Body::Event(*e)),

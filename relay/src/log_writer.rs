@@ -86,9 +86,10 @@ struct Writer {
 
 impl Writer {
     fn run(self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
-        let (store, router) = (&*self.store, &*self.router);
+        let store = &*self.store;
         let mut items = Vec::with_capacity(max_batch);
         let mut replies = Vec::with_capacity(max_batch);
+        let mut entries = Vec::with_capacity(max_batch);
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(job) = next.take() {
@@ -109,16 +110,12 @@ impl Writer {
                         if let Ok(appended) = &mut result
                             && !appended.duplicate
                         {
-                            let queued = fan_out(router, self.pusher.as_ref(), item, appended);
-                            self.metrics
-                                .entries_committed
-                                .fetch_add(1, Ordering::Relaxed);
-                            self.metrics
-                                .deliveries_queued
-                                .fetch_add(queued as u64, Ordering::Relaxed);
+                            entries.push(committed_entry(item, appended));
                         }
                         let _ = reply.send(result.map_err(|e| RelayError::from(e).flatten()));
                     }
+                    self.fan_out(&entries);
+                    entries.clear();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, batch = items.len(), "log commit failed");
@@ -130,8 +127,36 @@ impl Writer {
                     }
                 }
             }
+            if let Err(e) = store.after_batch() {
+                tracing::warn!(error = %e, "log housekeeping failed");
+            }
         }
         tracing::debug!("log writer stopped");
+    }
+
+    /// Hands a commit's new entries to the router (one batch per online
+    /// device) and wakes offline recipients through push.
+    fn fan_out(&self, entries: &[Arc<CommittedEntry>]) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Some(pusher) = &self.pusher {
+            for entry in entries {
+                for user in entry
+                    .recipients
+                    .iter()
+                    .filter(|u| !self.router.is_online(u))
+                {
+                    pusher.wake(*user);
+                }
+            }
+        }
+        let queued = self.router.fan_out(entries);
+        let m = &self.metrics;
+        m.entries_committed
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        m.deliveries_queued
+            .fetch_add(queued as u64, Ordering::Relaxed);
     }
 
     fn observe_commit(&self, batch: usize, started: Instant) {
@@ -143,21 +168,11 @@ impl Writer {
     }
 }
 
-/// Pushes a committed entry to its recipients' online devices; takes the
-/// member list out of `appended` (the caller needs only seq and time).
-fn fan_out(
-    router: &Router,
-    pusher: Option<&Pusher>,
-    item: LogAppend,
-    appended: &mut Appended,
-) -> usize {
+/// The entry as the router fans it out; takes the member list out of
+/// `appended` (the caller needs only seq and time).
+fn committed_entry(item: LogAppend, appended: &mut Appended) -> Arc<CommittedEntry> {
     let committed_at = Instant::now();
     let mut recipients = std::mem::take(&mut appended.members);
-    if let Some(pusher) = pusher {
-        for user in recipients.iter().filter(|u| !router.is_online(u)) {
-            pusher.wake(*user);
-        }
-    }
     let entry = match item {
         LogAppend::Message(m) => CommittedEntry {
             chat_id: m.chat_id,
@@ -191,5 +206,5 @@ fn fan_out(
             }
         }
     };
-    router.fan_out(&Arc::new(entry))
+    Arc::new(entry)
 }

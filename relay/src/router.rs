@@ -2,13 +2,19 @@
 //! entries to their mailboxes. No sockets here: a connection task drains its
 //! [`Mailbox`] receiver, so the routing rules are testable on their own.
 //!
-//! Every mailbox is bounded. When a device does not keep up, the router
-//! stops pushing to it (entries stay in the log) and the connection tells
-//! the device to pull with Sync (`SyncNeeded`), so a slow consumer costs
-//! the relay a fixed amount of memory.
+//! Every mailbox is bounded (in queued items, a batch of entries counting
+//! as its length). When a device does not keep up, the router stops pushing
+//! to it (entries stay in the log) and the connection tells the device to
+//! pull with Sync (`SyncNeeded`), so a slow consumer costs the relay a
+//! fixed amount of memory.
+//!
+//! A commit's entries are fanned out together: each mailbox receives ONE
+//! batch with every entry of the commit addressed to it, so its connection
+//! wakes once and writes them in one go, and QUIC packs them into as few
+//! packets as their size allows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -78,8 +84,9 @@ impl CommittedEntry {
 /// What the router hands to a connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A committed log entry; the connection renders the device's view.
-    Entry(Arc<CommittedEntry>),
+    /// Committed log entries of one commit, in seq order per chat; the
+    /// connection renders the device's view of each.
+    Entries(Vec<Arc<CommittedEntry>>),
     /// Any other event (prekeys low, device list changed, ...).
     Event(Box<Event>),
     /// An ephemeral event, sent as a QUIC datagram.
@@ -93,9 +100,22 @@ pub struct Mailbox {
     pub device: DeviceAddr,
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    /// Entries and events queued and not yet taken.
+    queued: AtomicUsize,
+    capacity: usize,
     lagging: AtomicBool,
     revoked: AtomicBool,
     wake: Notify,
+}
+
+impl Outbound {
+    /// How much of a mailbox's capacity this takes: one per entry.
+    pub fn weight(&self) -> usize {
+        match self {
+            Self::Entries(entries) => entries.len(),
+            Self::Event(_) | Self::Ephemeral(_) => 1,
+        }
+    }
 }
 
 impl Mailbox {
@@ -106,15 +126,32 @@ impl Mailbox {
         if self.lagging.load(Ordering::Acquire) || self.is_revoked() {
             return false;
         }
+        let weight = out.weight();
+        if self.queued.fetch_add(weight, Ordering::AcqRel) + weight > self.capacity {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            self.start_lagging();
+            return false;
+        }
         match self.tx.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.lagging.store(true, Ordering::Release);
-                self.wake.notify_one();
+            Err(e) => {
+                self.queued.fetch_sub(weight, Ordering::AcqRel);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    self.start_lagging();
+                }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    fn start_lagging(&self) {
+        self.lagging.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Releases the capacity of an item the connection took off the queue.
+    pub fn taken(&self, out: &Outbound) {
+        self.queued.fetch_sub(out.weight(), Ordering::AcqRel);
     }
 
     /// Unique id of this mailbox.
@@ -181,6 +218,8 @@ impl Router {
             device,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             tx,
+            queued: AtomicUsize::new(0),
+            capacity,
             lagging: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
             wake: Notify::new(),
@@ -236,20 +275,37 @@ impl Router {
         self.read().values().map(Vec::len).sum()
     }
 
-    /// Pushes a committed entry to every online recipient device except the
-    /// sending device (which learns its seq from the SendAck). Returns the
-    /// number of mailboxes that accepted it.
-    pub fn fan_out(&self, entry: &Arc<CommittedEntry>) -> usize {
+    /// Pushes one commit's entries to every online recipient device except
+    /// each entry's sending device (which learns its seq from the SendAck),
+    /// one batch per mailbox. Returns the number of entries the mailboxes
+    /// accepted.
+    pub fn fan_out(&self, entries: &[Arc<CommittedEntry>]) -> usize {
         let online = self.read();
-        let mut delivered = 0;
-        for user in &entry.recipients {
-            for mailbox in online.get(user).into_iter().flatten() {
-                if mailbox.device != entry.sender && mailbox.push(Outbound::Entry(entry.clone())) {
-                    delivered += 1;
+        let mut batches: HashMap<u64, (&Arc<Mailbox>, Vec<Arc<CommittedEntry>>)> = HashMap::new();
+        for entry in entries {
+            for user in &entry.recipients {
+                for mailbox in online.get(user).into_iter().flatten() {
+                    if mailbox.device != entry.sender {
+                        batches
+                            .entry(mailbox.id)
+                            .or_insert_with(|| (mailbox, Vec::new()))
+                            .1
+                            .push(entry.clone());
+                    }
                 }
             }
         }
-        delivered
+        batches
+            .into_values()
+            .map(|(mailbox, batch)| {
+                let n = batch.len();
+                if mailbox.push(Outbound::Entries(batch)) {
+                    n
+                } else {
+                    0
+                }
+            })
+            .sum()
     }
 
     /// Sends an event to every online device of `user`.
@@ -310,17 +366,25 @@ mod tests {
         let (_a, mut a_rx, _) = router.register(dev(2, 1), 8);
         let (_b, mut b_rx, _) = router.register(dev(2, 2), 8);
         let e = entry(1, dev(1, 1), vec![UserId([1; 16]), UserId([2; 16])]);
-        assert_eq!(router.fan_out(&e), 3);
+        assert_eq!(router.fan_out(&[e]), 3);
         assert!(sender_rx.try_recv().is_err());
         for (rx, d, want) in [
             (&mut own_rx, dev(1, 2), 12u8),
             (&mut a_rx, dev(2, 1), 21),
             (&mut b_rx, dev(2, 2), 22),
         ] {
-            let Ok(Outbound::Entry(got)) = rx.try_recv() else {
+            let Ok(Outbound::Entries(got)) = rx.try_recv() else {
                 panic!("no entry")
             };
-            assert_eq!(got.delivery_for(d).ciphertext[..], [want]);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].delivery_for(d).ciphertext[..], [want]);
+        }
+    }
+
+    fn seqs(out: Outbound) -> Vec<u64> {
+        match out {
+            Outbound::Entries(e) => e.iter().map(|e| e.seq).collect(),
+            Outbound::Event(_) | Outbound::Ephemeral(_) => Vec::new(),
         }
     }
 
@@ -330,19 +394,35 @@ mod tests {
         let (mb, mut rx, _) = router.register(dev(2, 1), 2);
         let recipients = vec![UserId([2; 16])];
         for seq in 1..=5 {
-            router.fan_out(&entry(seq, dev(1, 1), recipients.clone()));
+            router.fan_out(&[entry(seq, dev(1, 1), recipients.clone())]);
         }
         assert!(mb.is_lagging());
-        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|o| match o {
-                Outbound::Entry(e) => e.seq,
-                Outbound::Event(_) | Outbound::Ephemeral(_) => 0,
-            })
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .inspect(|o| mb.taken(o))
+            .flat_map(seqs)
             .collect();
-        assert_eq!(seqs, vec![1, 2]);
+        assert_eq!(got, vec![1, 2]);
         mb.clear_lagging();
-        router.fan_out(&entry(6, dev(1, 1), recipients));
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Entry(e)) if e.seq == 6));
+        router.fan_out(&[entry(6, dev(1, 1), recipients)]);
+        assert_eq!(rx.try_recv().map(seqs).ok(), Some(vec![6]));
+    }
+
+    #[test]
+    fn a_commit_reaches_each_mailbox_as_one_batch_counted_per_entry() {
+        let router = Router::new();
+        let (mb, mut rx, _) = router.register(dev(2, 1), 3);
+        let to = vec![UserId([2; 16])];
+        let commit: Vec<_> = (1..=3).map(|s| entry(s, dev(1, 1), to.clone())).collect();
+        assert_eq!(router.fan_out(&commit), 3);
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(seqs(batch.clone()), vec![1, 2, 3]);
+        assert!(rx.try_recv().is_err(), "one batch, not three items");
+        // The batch fills the capacity of 3 until it is taken.
+        assert_eq!(router.fan_out(&[entry(4, dev(1, 1), to.clone())]), 0);
+        assert!(mb.is_lagging());
+        mb.taken(&batch);
+        mb.clear_lagging();
+        assert_eq!(router.fan_out(&[entry(5, dev(1, 1), to)]), 1);
     }
 
     #[test]

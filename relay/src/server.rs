@@ -105,7 +105,7 @@ impl Server {
         let fingerprint = identity.fingerprint();
         let mut server_config = tls::server_config(identity)?;
         server_config.transport_config(Arc::new(transport(&config)?));
-        let endpoint = Endpoint::server(server_config, config.listen)?;
+        let endpoint = tern_transport::server_endpoint(server_config, config.listen)?;
         let router = Arc::new(Router::new());
         let metrics = Arc::new(Metrics::default());
         let pusher = config

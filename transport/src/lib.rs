@@ -11,14 +11,18 @@
 //! - [`config`]: transport parameters both sides agree on (ALPN, idle
 //!   timeout, keep-alive, datagrams);
 //! - [`exporter`]: the TLS exporter value that binds device authentication
-//!   to one connection.
+//!   to one connection;
+//! - [`socket`]: UDP sockets with buffers sized for fan-out bursts, and the
+//!   quinn endpoints bound on them.
 
 pub mod config;
 pub mod exporter;
 pub mod frames;
+pub mod socket;
 pub mod trust;
 
 pub use config::{server_config, transport_config};
 pub use exporter::auth_exporter;
 pub use frames::{FrameIoError, read_frame, write_frame};
+pub use socket::{client_endpoint, server_endpoint};
 pub use trust::{CertFingerprint, TrustPolicy};

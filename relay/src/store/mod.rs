@@ -260,6 +260,11 @@ pub trait Store: Send + Sync + 'static {
         items: &[LogAppend],
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
+    /// Housekeeping the log writer runs after it has answered a batch, so
+    /// that it delays no acknowledgement (SQLite: the WAL checkpoint).
+    fn after_batch(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A chat and its members.
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError>;
     /// The chats an account belongs to.

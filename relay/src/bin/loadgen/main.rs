@@ -82,7 +82,7 @@ fn endpoints(args: &Args) -> anyhow::Result<Vec<Endpoint>> {
     let config = tern_transport::TrustPolicy::Pinned(pin).client_config()?;
     (0..args.endpoints.max(1))
         .map(|_| {
-            let mut e = Endpoint::client("0.0.0.0:0".parse()?)?;
+            let mut e = tern_transport::client_endpoint("0.0.0.0:0".parse()?)?;
             e.set_default_client_config(config.clone());
             Ok(e)
         })

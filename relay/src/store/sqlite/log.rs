@@ -21,6 +21,10 @@ use crate::store::{
 
 /// Most chats whose member devices the log writer keeps in memory.
 const MAX_CACHED_CHATS: usize = 100_000;
+/// Appends after which the writer copies the WAL back into the database.
+/// An append dirties one to two pages, so this keeps the WAL near SQLite's
+/// own default threshold (1,000 pages) while checkpointing between batches.
+const CHECKPOINT_EVERY_APPENDS: usize = 1_000;
 
 /// A chat's members and all their devices, as sends are checked against.
 struct ChatDevices {
@@ -28,13 +32,17 @@ struct ChatDevices {
     devices: Vec<DeviceAddr>,
 }
 
-/// The log writer's connection and its cache of member devices per chat.
-/// A chat's entry is dropped when its membership changes; the whole cache
-/// is dropped when any device list changed (`epoch`) or a commit failed.
+/// The log writer's connection and what it keeps in memory: member devices
+/// per chat, and each touched chat's last seq (the writer is the only one
+/// that assigns seqs, so its copy is authoritative once loaded). A chat's
+/// devices are dropped when its membership changes; everything is dropped
+/// when any device list changed (`epoch`) or a commit failed.
 pub(super) struct LogWriterState {
     pub(super) conn: Connection,
     chats: HashMap<ChatId, Arc<ChatDevices>>,
+    seqs: HashMap<ChatId, u64>,
     epoch: u64,
+    since_checkpoint: usize,
 }
 
 impl LogWriterState {
@@ -42,9 +50,26 @@ impl LogWriterState {
         Self {
             conn,
             chats: HashMap::new(),
+            seqs: HashMap::new(),
             epoch: 0,
+            since_checkpoint: 0,
         }
     }
+
+    fn forget(&mut self) {
+        self.chats.clear();
+        self.seqs.clear();
+    }
+}
+
+/// What one append transaction works with besides the SQL connection.
+struct Batch<'a> {
+    cache: &'a mut HashMap<ChatId, Arc<ChatDevices>>,
+    seqs: &'a mut HashMap<ChatId, u64>,
+    /// Chats whose `last_seq` this transaction advanced (with repeats).
+    touched: Vec<ChatId>,
+    quota: &'a Quota<'a>,
+    now: u64,
 }
 
 fn chat_devices(
@@ -82,32 +107,53 @@ pub(super) fn append_batch(
     items: &[LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    if state.epoch != device_epoch {
-        state.chats.clear();
+    if state.epoch != device_epoch || state.chats.len() >= MAX_CACHED_CHATS {
+        state.forget();
         state.epoch = device_epoch;
     }
-    let result = append_in_transaction(&mut state.conn, &mut state.chats, quota, items, now);
-    if result.is_err() {
-        state.chats.clear();
+    let mut batch = Batch {
+        cache: &mut state.chats,
+        seqs: &mut state.seqs,
+        touched: Vec::new(),
+        quota,
+        now,
+    };
+    let result = append_in_transaction(&mut state.conn, &mut batch, items);
+    match &result {
+        Ok(_) => state.since_checkpoint += items.len(),
+        Err(_) => state.forget(),
     }
     result
 }
 
+/// Copies the WAL back into the database once enough was appended. PASSIVE
+/// never waits for readers; with the writer itself idle meanwhile, it
+/// usually completes, so the next commit restarts the WAL from its start
+/// instead of growing the file.
+pub(super) fn checkpoint_if_due(state: &mut LogWriterState) -> Result<(), StoreError> {
+    if state.since_checkpoint < CHECKPOINT_EVERY_APPENDS {
+        return Ok(());
+    }
+    state.since_checkpoint = 0;
+    state
+        .conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
 fn append_in_transaction(
     conn: &mut Connection,
-    cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
-    quota: &Quota<'_>,
+    batch: &mut Batch<'_>,
     items: &[LogAppend],
-    now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let result = match item {
-            LogAppend::Message(m) => append_message(&tx, cache, quota, m, now),
+            LogAppend::Message(m) => append_message(&tx, batch, m),
             LogAppend::Membership(m) => {
-                cache.remove(&m.chat_id);
-                append_membership(&tx, m, now)
+                batch.cache.remove(&m.chat_id);
+                append_membership(&tx, batch, m)
             }
         };
         match result {
@@ -116,6 +162,14 @@ fn append_in_transaction(
             Ok(a) => out.push(Ok(a)),
         }
     }
+    batch.touched.sort_unstable();
+    batch.touched.dedup();
+    let mut update = tx.prepare_cached("UPDATE chats SET last_seq = ?2 WHERE chat_id = ?1")?;
+    for chat in &batch.touched {
+        let seq = batch.seqs.get(chat).copied().unwrap_or(0);
+        update.execute(params![&chat.0[..], seq as i64])?;
+    }
+    drop(update);
     tx.commit()?;
     Ok(out)
 }
@@ -132,13 +186,23 @@ fn chat_exists(tx: &Connection, chat: &ChatId) -> Result<bool, StoreError> {
         .exists([&chat.0[..]])?)
 }
 
-fn next_seq(tx: &Transaction<'_>, chat: &ChatId) -> Result<u64, StoreError> {
+/// The chat's last assigned seq, from memory or (first time) the database.
+fn last_seq(tx: &Connection, batch: &mut Batch<'_>, chat: &ChatId) -> Result<u64, StoreError> {
+    if let Some(seq) = batch.seqs.get(chat) {
+        return Ok(*seq);
+    }
     let seq: i64 = tx
-        .prepare_cached(
-            "UPDATE chats SET last_seq = last_seq + 1 WHERE chat_id = ?1 RETURNING last_seq",
-        )?
+        .prepare_cached("SELECT last_seq FROM chats WHERE chat_id = ?1")?
         .query_row([&chat.0[..]], |r| r.get(0))?;
-    Ok(seq as u64)
+    let seq = seq as u64;
+    batch.seqs.insert(*chat, seq);
+    Ok(seq)
+}
+
+/// Records that `seq` was assigned in `chat` (written at commit).
+fn assign_seq(batch: &mut Batch<'_>, chat: &ChatId, seq: u64) {
+    batch.seqs.insert(*chat, seq);
+    batch.touched.push(*chat);
 }
 
 fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> {
@@ -150,7 +214,7 @@ fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> 
 }
 
 /// Bytes a message queues for each recipient device.
-fn queued_sizes(chat: &ChatDevices, m: &MessageAppend) -> Vec<(DeviceAddr, u64)> {
+fn queued_sizes(chat: &ChatDevices, m: &MessageAppend) -> QueuedSizes {
     let common = m.common_ciphertext.len() as u64;
     chat.devices
         .iter()
@@ -166,17 +230,17 @@ fn queued_sizes(chat: &ChatDevices, m: &MessageAppend) -> Vec<(DeviceAddr, u64)>
         .collect()
 }
 
-fn append_message(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<ChatId, Arc<ChatDevices>>,
-    quota: &Quota<'_>,
+/// Bytes a message adds to each recipient device's queue.
+type QueuedSizes = Vec<(DeviceAddr, u64)>;
+
+/// Checks a message against the chat (membership, addressed devices,
+/// recipients' queue quota); returns the members and per-device sizes.
+fn check_message(
+    tx: &Connection,
+    batch: &mut Batch<'_>,
     m: &MessageAppend,
-    now: u64,
-) -> Result<Appended, StoreError> {
-    if let Some(found) = find_sent(tx, &m.sender.user, &m.client_message_id)? {
-        return Ok(found);
-    }
-    let chat = chat_devices(tx, cache, &m.chat_id)?;
+) -> Result<(Arc<ChatDevices>, QueuedSizes), StoreError> {
+    let chat = chat_devices(tx, batch.cache, &m.chat_id)?;
     if chat.members.binary_search(&m.sender.user).is_err() {
         return Err(not_member(tx, &m.chat_id)?);
     }
@@ -189,39 +253,67 @@ fn append_message(
     }
     let sizes = queued_sizes(&chat, m);
     for (device, size) in &sizes {
-        if quota.queued.get(tx, *device)?.saturating_add(*size) > quota.limit {
+        if !batch
+            .quota
+            .queued
+            .fits(tx, *device, *size, batch.quota.limit)?
+        {
             return Err(RelayError::QuotaExceeded(
                 "a recipient device has too many undelivered bytes queued",
             )
             .into());
         }
     }
-    let members = chat.members.clone();
-    let seq = next_seq(tx, &m.chat_id)?;
-    let chat = &m.chat_id.0[..];
+    Ok((chat, sizes))
+}
+
+/// Appends a message. The idempotency check rides on the insert (the
+/// unique client-id index), so a fresh message costs no extra lookup; a
+/// resend finds the original. A resend that no longer passes the checks
+/// (its sender left, a recipient's queue filled) still gets its original.
+fn append_message(
+    tx: &Transaction<'_>,
+    batch: &mut Batch<'_>,
+    m: &MessageAppend,
+) -> Result<Appended, StoreError> {
+    let (chat, sizes) = match check_message(tx, batch, m) {
+        Ok(checked) => checked,
+        Err(e) => return find_sent(tx, &m.sender.user, &m.client_message_id)?.ok_or(e),
+    };
+    let seq = last_seq(tx, batch, &m.chat_id)? + 1;
+    let chat_key = &m.chat_id.0[..];
     let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
-    tx.prepare_cached(
-        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
-                          server_time_ms, common_ciphertext)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        chat,
-        seq as i64,
-        EntryKind::Message as i32,
-        &m.sender.user.0[..],
-        m.sender.device,
-        &m.client_message_id.0[..],
-        now as i64,
-        common
-    ])?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                              server_time_ms, common_ciphertext)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (sender_user, client_message_id) WHERE client_message_id IS NOT NULL
+             DO NOTHING",
+        )?
+        .execute(params![
+            chat_key,
+            seq as i64,
+            EntryKind::Message as i32,
+            &m.sender.user.0[..],
+            m.sender.device,
+            &m.client_message_id.0[..],
+            batch.now as i64,
+            common
+        ])?;
+    if inserted == 0 {
+        return find_sent(tx, &m.sender.user, &m.client_message_id)?.ok_or(StoreError::Corrupt(
+            "client message id conflict without a row",
+        ));
+    }
+    assign_seq(batch, &m.chat_id, seq);
     let mut insert = tx.prepare_cached(
         "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for dc in &m.device_ciphertexts {
         insert.execute(params![
-            chat,
+            chat_key,
             seq as i64,
             &dc.user_id[..],
             dc.device_id,
@@ -229,20 +321,20 @@ fn append_message(
         ])?;
     }
     for (device, size) in sizes {
-        quota.queued.add(device, size);
+        batch.quota.queued.add(device, size);
     }
     Ok(Appended {
         seq,
-        server_time_ms: now,
+        server_time_ms: batch.now,
         duplicate: false,
-        members,
+        members: chat.members.clone(),
     })
 }
 
 fn append_membership(
     tx: &Transaction<'_>,
+    batch: &mut Batch<'_>,
     m: &MembershipAppend,
-    now: u64,
 ) -> Result<Appended, StoreError> {
     let chat = &m.chat_id.0[..];
     match m.create {
@@ -285,7 +377,8 @@ fn append_membership(
             return Err(RelayError::NotFound("added user").into());
         }
     }
-    let seq = next_seq(tx, &m.chat_id)?;
+    let seq = last_seq(tx, batch, &m.chat_id)? + 1;
+    assign_seq(batch, &m.chat_id, seq);
     for u in &m.added {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO chat_members (chat_id, user_id, joined_seq) VALUES (?1, ?2, ?3)",
@@ -312,14 +405,14 @@ fn append_membership(
             EntryKind::Membership as i32,
             &m.actor.user.0[..],
             m.actor.device,
-            now as i64,
+            batch.now as i64,
             join_ids(&m.added),
             join_ids(&m.removed)
         ],
     )?;
     Ok(Appended {
         seq,
-        server_time_ms: now,
+        server_time_ms: batch.now,
         duplicate: false,
         members: members_of(tx, &m.chat_id)?,
     })

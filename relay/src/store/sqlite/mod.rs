@@ -12,6 +12,8 @@ mod prekeys;
 mod quota;
 mod retention;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,14 @@ use crate::config::Synchronous;
 /// wait for a free connection instead of opening more: every connection has
 /// its own page cache, and opening one is far slower than a query.
 pub const POOL_SIZE: usize = 4;
+/// Page cache of each pool connection, in KiB (SQLite's default is 2 MiB,
+/// which makes the log's indexes spill to `pread` under load).
+const POOL_CACHE_KIB: i64 = -16 * 1024;
+/// Page cache of the log writer's connection, in KiB: the pages of every
+/// active chat's log tail and the client-id index stay in memory.
+const WRITER_CACHE_KIB: i64 = -64 * 1024;
+/// WAL bytes kept on disk after a checkpoint reset it.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How long a writer waits for the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +71,10 @@ impl SqliteStore {
         let mut first = open_connection(path, synchronous)?;
         schema::migrate(&mut first)?;
         let log = open_connection(path, synchronous)?;
+        log.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        // The writer checkpoints between batches (`after_batch`), never
+        // inside a commit that acknowledgements wait for.
+        log.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Self {
             path: path.to_owned(),
             synchronous,
@@ -137,6 +151,8 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, 
         Synchronous::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "cache_size", POOL_CACHE_KIB)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -226,6 +242,10 @@ impl Store for SqliteStore {
         result
     }
 
+    fn after_batch(&self) -> Result<(), StoreError> {
+        log::checkpoint_if_due(&mut lock(&self.log))
+    }
+
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
         self.with_conn(|c| log::chat(c, chat))
     }
@@ -250,7 +270,7 @@ impl Store for SqliteStore {
 
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
         self.with_conn(|c| log::ack_cursors(c, device, cursors))?;
-        self.queued.forget(device);
+        self.queued.acknowledged(device);
         Ok(())
     }
 
