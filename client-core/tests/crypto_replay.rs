@@ -33,9 +33,10 @@ fn signed_prekey(device: &Device) -> SignedPreKey {
 /// Alice's initial message to Bob under the last-resort bundle.
 fn last_resort_initial(alice: &Device, bob: &Device, seed: u8) -> Vec<u8> {
     let mut rng = rng(seed);
+    let bundle = last_resort_bundle(bob).into_verified().unwrap();
     alice
         .manager
-        .start_session(bob.address, &last_resort_bundle(bob), &mut rng)
+        .start_verified_session(bob.address, &bundle, &mut rng)
         .unwrap();
     alice
         .manager

@@ -14,7 +14,7 @@ use super::types::UserId;
 use crate::crypto::identity::{IDENTITY_KEY_LEN, IdentityKey, verify_account_signature};
 use crate::crypto::kem::KemPublicKey;
 use crate::crypto::prekeys::{
-    KemPreKeyPublic, OneTimePreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
+    KemPreKeyPublic, OneTimePreKeyPublic, PreKeyBundle, SignedPreKeyPublic, VerifiedPreKeyBundle,
 };
 use crate::store::{DeviceAddress, Store, StoredDeviceList, Tx};
 
@@ -120,7 +120,7 @@ impl DeviceSet {
 
     /// Converts a fetched bundle into the crypto layer's form after checking
     /// that its identity key is the one this list names for the device.
-    pub fn bundle(&self, bundle: &PrekeyBundle) -> Result<PreKeyBundle, ClientError> {
+    pub fn bundle(&self, bundle: &PrekeyBundle) -> Result<VerifiedPreKeyBundle, ClientError> {
         let bad = |what: &str| ClientError::Verification(format!("prekey bundle: {what}"));
         let listed = self
             .identity(bundle.device_id)
@@ -159,8 +159,7 @@ impl DeviceSet {
             one_time_prekey,
             kem_prekey,
         };
-        bundle.verify()?;
-        Ok(bundle)
+        Ok(bundle.into_verified()?)
     }
 }
 

@@ -35,7 +35,7 @@ impl IdentityKey {
     pub fn from_bytes(bytes: &[u8; IDENTITY_KEY_LEN]) -> Result<Self, CryptoError> {
         let key =
             VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey("identity key"))?;
-        if key.is_weak() || key.to_edwards().compress().as_bytes() != bytes {
+        if key.is_weak() || !is_canonical_y(bytes) {
             return Err(CryptoError::InvalidKey("identity key"));
         }
         Ok(Self { key })
@@ -79,6 +79,17 @@ impl fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "IdentityKey({})", hex_prefix(self.key.as_bytes()))
     }
+}
+
+/// Whether the encoding's y-coordinate (the sign bit cleared) is below
+/// p = 2^255 − 19, as in the canonical encoding. For a point that decompressed this
+/// is exactly "re-compression gives the same bytes", without re-compressing (which
+/// costs a field inversion): the only other non-canonical encodings have x = 0 and
+/// the sign bit set, i.e. the identity and the point of order 2, which `is_weak`
+/// already rejects.
+fn is_canonical_y(bytes: &[u8; IDENTITY_KEY_LEN]) -> bool {
+    let top_bits_all_set = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff);
+    !(top_bits_all_set && bytes[0] >= 0xed)
 }
 
 pub(crate) fn labelled(label: &[u8], message: &[u8]) -> Vec<u8> {
@@ -309,6 +320,33 @@ mod tests {
         identity_point[0] = 1;
         assert!(IdentityKey::from_bytes(&identity_point).is_err());
         assert!(IdentityKey::from_bytes(&[0xff; 32]).is_err());
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected_like_recompression_would() {
+        // p + k for k in 0..19 are the encodings of y = k with y ≥ p, both signs.
+        for k in 0u8..19 {
+            for sign in [0u8, 0x80] {
+                let mut bytes = [0xffu8; 32];
+                bytes[0] = 0xed + k;
+                bytes[31] = 0x7f | sign;
+                assert!(!is_canonical_y(&bytes));
+                assert!(IdentityKey::from_bytes(&bytes).is_err(), "p + {k}");
+                if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
+                    assert_ne!(key.to_edwards().compress().to_bytes(), bytes);
+                }
+            }
+        }
+        let mut rng = rng();
+        for _ in 0..32 {
+            let key = DeviceIdentity::generate(&mut rng).public_key().to_bytes();
+            assert!(is_canonical_y(&key));
+            assert!(IdentityKey::from_bytes(&key).is_ok());
+        }
+        let mut below_p = [0xffu8; 32];
+        below_p[0] = 0xec;
+        below_p[31] = 0x7f;
+        assert!(is_canonical_y(&below_p));
     }
 
     #[test]

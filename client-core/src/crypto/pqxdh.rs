@@ -149,14 +149,14 @@ fn derive_shared_secret(dh: &[Secret32], kem_secret: Option<&Secret32>) -> Secre
     Secret32::from_bytes(okm)
 }
 
-/// Runs the initiator side against a bundle (whose signatures are verified here).
+/// Runs the initiator side against a bundle whose signatures the caller verified
+/// (through [`PreKeyBundle::verify`] or [`PreKeyBundle::into_verified`]).
 pub(crate) fn initiate<R: CryptoRng + ?Sized>(
     identity: &DeviceIdentity,
     bundle: &PreKeyBundle,
     require_kem: bool,
     rng: &mut R,
 ) -> Result<Handshake, CryptoError> {
-    bundle.verify()?;
     if require_kem && bundle.kem_prekey.is_none() {
         return Err(CryptoError::MissingKemPreKey);
     }

@@ -354,6 +354,13 @@ impl PreKeyBundle {
         Ok(())
     }
 
+    /// Checks the bundle once ([`Self::verify`]) and wraps it so that starting a
+    /// session from it does not check the signatures again.
+    pub fn into_verified(self) -> Result<VerifiedPreKeyBundle, CryptoError> {
+        self.verify()?;
+        Ok(VerifiedPreKeyBundle { bundle: self })
+    }
+
     /// Versioned encoding (layout in `docs/crypto.md`).
     pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::with_header(Kind::PreKeyBundle, 1800);
@@ -418,6 +425,19 @@ impl PreKeyBundle {
             one_time_prekey,
             kem_prekey,
         })
+    }
+}
+
+/// A bundle whose signatures and keys [`PreKeyBundle::into_verified`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPreKeyBundle {
+    bundle: PreKeyBundle,
+}
+
+impl VerifiedPreKeyBundle {
+    /// The checked bundle.
+    pub fn bundle(&self) -> &PreKeyBundle {
+        &self.bundle
     }
 }
 
@@ -491,6 +511,26 @@ mod tests {
             PreKeyBundle::decode(&long),
             Err(CryptoError::Decode(DecodeError::TrailingBytes(1)))
         ));
+    }
+
+    #[test]
+    fn only_a_checked_bundle_becomes_verified() {
+        let (bundle, _) = bundle();
+        let mut bad = bundle.clone();
+        bad.signed_prekey.signature[1] ^= 1;
+        assert!(matches!(
+            bad.into_verified(),
+            Err(CryptoError::BadSignature("signed prekey"))
+        ));
+        let mut bad = bundle.clone();
+        if let Some(kem) = bad.kem_prekey.as_mut() {
+            kem.id += 1;
+        }
+        assert!(matches!(
+            bad.into_verified(),
+            Err(CryptoError::BadSignature("KEM prekey"))
+        ));
+        assert_eq!(bundle.clone().into_verified().unwrap().bundle(), &bundle);
     }
 
     #[test]

@@ -226,7 +226,8 @@ async fn prepare(
     let batch = core.crypto.begin();
     let mut rng = rng();
     for (address, bundle) in &bundles {
-        core.sessions.start_session(*address, bundle, &mut rng)?;
+        core.sessions
+            .start_verified_session(*address, bundle, &mut rng)?;
     }
     let (device_ciphertexts, common, group_state) = match chat.kind {
         ChatKind::Direct => (pairwise(core, &targets, &item.content)?, Vec::new(), None),
@@ -272,7 +273,7 @@ fn item_time(item: &OutboxItem) -> u64 {
     Payload::decode(&item.content).map_or(0, |(_, sent_at)| sent_at)
 }
 
-type Bundle = (DeviceAddress, crate::crypto::prekeys::PreKeyBundle);
+type Bundle = (DeviceAddress, crate::crypto::prekeys::VerifiedPreKeyBundle);
 
 /// Every member device except this one, and bundles for those without a
 /// session.

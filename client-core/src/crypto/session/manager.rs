@@ -9,7 +9,7 @@ use crate::crypto::consts::ENCODING_VERSION;
 use crate::crypto::error::CryptoError;
 use crate::crypto::identity::{DeviceIdentity, IdentityKey};
 use crate::crypto::pqxdh::PreKeyMessage;
-use crate::crypto::prekeys::{KemPreKeyKind, PreKeyBundle};
+use crate::crypto::prekeys::{KemPreKeyKind, PreKeyBundle, VerifiedPreKeyBundle};
 use crate::crypto::ratchet::RatchetMessage;
 
 use super::record::SessionRecord;
@@ -94,6 +94,26 @@ impl<S: SessionStore> SessionManager<S> {
         rng: &mut R,
     ) -> Result<(), CryptoError> {
         let session = Session::initiate(&self.identity, bundle, self.require_kem, rng)?;
+        self.install_outgoing(address, session)
+    }
+
+    /// [`Self::start_session`] with a bundle the caller already checked, so its
+    /// signatures are verified once per bundle.
+    pub fn start_verified_session<R: CryptoRng + ?Sized>(
+        &self,
+        address: DeviceAddress,
+        bundle: &VerifiedPreKeyBundle,
+        rng: &mut R,
+    ) -> Result<(), CryptoError> {
+        let session = Session::initiate_verified(&self.identity, bundle, self.require_kem, rng)?;
+        self.install_outgoing(address, session)
+    }
+
+    fn install_outgoing(
+        &self,
+        address: DeviceAddress,
+        session: Session,
+    ) -> Result<(), CryptoError> {
         let _guard = self.guard();
         let mut record = self.load(&address)?;
         record.install_outgoing(session);

@@ -7,7 +7,9 @@ use crate::crypto::codec::{DecodeError, Reader, Writer};
 use crate::crypto::error::CryptoError;
 use crate::crypto::identity::{DeviceIdentity, IdentityKey};
 use crate::crypto::pqxdh::{self, Handshake, PreKeyHeader, PreKeyMessage};
-use crate::crypto::prekeys::{KemPreKey, OneTimePreKey, PreKeyBundle, SignedPreKey};
+use crate::crypto::prekeys::{
+    KemPreKey, OneTimePreKey, PreKeyBundle, SignedPreKey, VerifiedPreKeyBundle,
+};
 use crate::crypto::ratchet::{RatchetMessage, RatchetState};
 
 /// One pairwise session. Secrets inside are wiped on drop; `Debug` shows no key bytes.
@@ -30,9 +32,31 @@ pub struct Session {
 }
 
 impl Session {
-    /// Initiator: runs PQXDH against `bundle` (signatures verified; a bundle without a
-    /// KEM prekey is refused when `require_kem`).
+    /// Initiator: runs PQXDH against `bundle` (signatures verified here; a bundle
+    /// without a KEM prekey is refused when `require_kem`).
     pub fn initiate<R: CryptoRng + ?Sized>(
+        identity: &DeviceIdentity,
+        bundle: &PreKeyBundle,
+        require_kem: bool,
+        rng: &mut R,
+    ) -> Result<Self, CryptoError> {
+        bundle.verify()?;
+        Self::initiate_unchecked(identity, bundle, require_kem, rng)
+    }
+
+    /// Initiator with a bundle already checked by [`PreKeyBundle::into_verified`]:
+    /// its signatures are not verified a second time.
+    pub fn initiate_verified<R: CryptoRng + ?Sized>(
+        identity: &DeviceIdentity,
+        bundle: &VerifiedPreKeyBundle,
+        require_kem: bool,
+        rng: &mut R,
+    ) -> Result<Self, CryptoError> {
+        Self::initiate_unchecked(identity, bundle.bundle(), require_kem, rng)
+    }
+
+    /// The initiator's handshake against a bundle whose signatures were checked.
+    fn initiate_unchecked<R: CryptoRng + ?Sized>(
         identity: &DeviceIdentity,
         bundle: &PreKeyBundle,
         require_kem: bool,
