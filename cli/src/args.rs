@@ -82,20 +82,28 @@ pub enum Command {
 /// `tern link …`.
 #[derive(Debug, Subcommand)]
 pub enum LinkCommand {
-    /// On the NEW device (empty --home): print a link code and its QR code,
-    /// then wait until an existing device accepts it.
+    /// On an EXISTING device: print a one-time link code and its QR code,
+    /// wait for the new device to enter it, then link that device.
     New {
-        /// The relay and the store key.
-        #[command(flatten)]
-        relay: RelayArgs,
-        /// Seconds to wait for the existing device.
+        /// Seconds the code stays valid (the relay keeps it at most 600).
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
+        /// Ask on the terminal before linking, showing the new device's key
+        /// [default: link the device that presents the code].
+        #[arg(long)]
+        confirm: bool,
     },
-    /// On an EXISTING device: accept the link code shown by the new device.
+    /// On the NEW device (empty --home): enter the link code shown by the
+    /// existing device; receives the account, then its contacts and history.
     Accept {
         /// The link code.
         code: String,
+        /// The relay and the store key.
+        #[command(flatten)]
+        relay: RelayArgs,
+        /// Seconds to wait for the existing device's answer.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
     },
 }
 
@@ -111,7 +119,7 @@ pub enum DeviceCommand {
     },
 }
 
-/// Where the relay is and how the new store's key is derived (`init`, `link new`).
+/// Where the relay is and how the new store's key is derived (`init`, `link accept`).
 #[derive(Debug, Args)]
 pub struct RelayArgs {
     /// The relay's UDP address.

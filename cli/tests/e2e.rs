@@ -302,54 +302,50 @@ fn recv_follow_streams_json_lines() {
 }
 
 #[test]
-fn a_linked_second_device_sees_new_messages_and_can_be_removed() {
-    use std::io::BufRead;
+fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     let relay = Relay::start();
     let alice = relay.user("alice");
     let bob = relay.user("bob");
     alice.ok(&["contact", "add", "bob"]);
     bob.ok(&["contact", "add", "alice"]);
+    alice.ok(&["send", "bob", "before the laptop"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["before the laptop"]);
+    bob.ok(&["send", "alice", "reply before the laptop"]);
+    assert_eq!(texts(&alice.recv_until(1)), ["reply before the laptop"]);
 
+    // `link new` runs on the existing device and prints the code first.
+    let (mut link, mut lines, code) = link_new(&alice, &[]);
+
+    // `link accept` runs on the new device, in a new home.
     let laptop = common::User {
         home: tempfile::tempdir().unwrap(),
         name: "alice's laptop".into(),
     };
-    let mut link = std::process::Command::new(common::tern_bin())
-        .arg("--home")
-        .arg(laptop.home())
-        .args([
-            "--json",
-            "link",
-            "new",
-            "--relay",
-            &relay.address,
-            "--fingerprint",
-        ])
-        .arg(&relay.fingerprint)
-        .args([
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--timeout",
-            "20",
-        ])
-        .env("TERN_PASSPHRASE", common::PASSPHRASE)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(link.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["type"], "link_code");
-    let code = first["code"].as_str().unwrap().to_owned();
-
-    let linked = alice.json(&["link", "accept", &code]);
-    assert_eq!(linked[0]["device_id"], 2);
-    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(done["user_name"], "alice");
-    assert_eq!(done["device_id"], 2);
+    let created = laptop.json(&link_accept(&relay, &code));
+    assert_eq!(created[0]["user_name"], "alice");
+    assert_eq!(created[0]["device_id"], 2);
+    let linked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(linked["type"], "linked");
+    assert_eq!(linked["device_id"], 2);
     assert!(link.wait().unwrap().success());
+
+    // The history came with the link.
+    let history = laptop.json(&["history", "bob", "--offline"]);
+    assert_eq!(
+        texts(&history),
+        ["before the laptop", "reply before the laptop"]
+    );
+    // The laptop's home is taken, and the code was single use.
+    let (_, error) = laptop.fails(&link_accept(&relay, &code));
+    assert!(error.contains("already holds an account"), "{error}");
+    let tablet = common::User {
+        home: tempfile::tempdir().unwrap(),
+        name: "alice's tablet".into(),
+    };
+    let mut again = link_accept(&relay, &code);
+    again.extend(["--timeout", "5"]);
+    let (_, error) = tablet.fails(&again);
+    assert!(error.contains("expired"), "{error}");
 
     let devices = alice.json(&["device", "list"]);
     assert_eq!(devices.len(), 2);
@@ -361,7 +357,15 @@ fn a_linked_second_device_sees_new_messages_and_can_be_removed() {
     // Bob's message reaches both of Alice's devices.
     bob.ok(&["send", "alice", "to both of you"]);
     assert_eq!(texts(&alice.recv_until(1)), ["to both of you"]);
-    assert_eq!(texts(&laptop.recv_until(1)), ["to both of you"]);
+    // The laptop's first `recv` also shows the history it was linked with.
+    assert_eq!(
+        texts(&laptop.recv_until(3)),
+        [
+            "before the laptop",
+            "reply before the laptop",
+            "to both of you"
+        ]
+    );
     // What the laptop sends shows up on Bob's side and on Alice's phone.
     laptop.ok(&["send", "bob", "sent from the laptop"]);
     assert_eq!(texts(&bob.recv_until(1)), ["sent from the laptop"]);
@@ -370,9 +374,105 @@ fn a_linked_second_device_sees_new_messages_and_can_be_removed() {
     assert_eq!(mirrored[0]["outgoing"], true);
     assert_eq!(mirrored[0]["device"], 2);
     let history = laptop.json(&["history", "bob"]);
-    assert_eq!(texts(&history), ["to both of you", "sent from the laptop"]);
+    assert_eq!(
+        texts(&history),
+        [
+            "before the laptop",
+            "reply before the laptop",
+            "to both of you",
+            "sent from the laptop"
+        ]
+    );
 
     alice.ok(&["device", "remove", "2"]);
+    assert_eq!(alice.json(&["device", "list"]).len(), 1);
+}
+
+/// Starts `tern --json link new ARGS` on `user`'s device; returns the
+/// process, the rest of its output and the link code it printed first.
+fn link_new(
+    user: &common::User,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut link = std::process::Command::new(common::tern_bin())
+        .arg("--home")
+        .arg(user.home())
+        .args(["--json", "link", "new", "--timeout", "60"])
+        .args(args)
+        .env("TERN_PASSPHRASE", common::PASSPHRASE)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(link.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["type"], "link_code");
+    let code = first["code"].as_str().unwrap().to_owned();
+    (link, lines, code)
+}
+
+/// `tern link accept CODE` for a new device of a test relay (cheap store key).
+fn link_accept<'a>(relay: &'a Relay, code: &'a str) -> Vec<&'a str> {
+    vec![
+        "link",
+        "accept",
+        code,
+        "--relay",
+        &relay.address,
+        "--fingerprint",
+        &relay.fingerprint,
+        "--kdf-memory-mib",
+        "1",
+        "--kdf-iterations",
+        "1",
+    ]
+}
+
+#[test]
+fn a_refused_expired_or_mistyped_link_code_fails_with_a_clear_error() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let laptop = common::User {
+        home: tempfile::tempdir().unwrap(),
+        name: "laptop".into(),
+    };
+    let accept = |code: &str| {
+        let mut args = link_accept(&relay, code);
+        args.extend(["--timeout", "5"]);
+        laptop.fails(&args)
+    };
+    let (code, error) = accept("tern-link:2:00");
+    assert_eq!(code, 2, "{error}");
+    assert!(error.contains("link code"), "{error}");
+
+    // `link new` gives up at once: its code expires unused.
+    let offer = alice.tern(&["--json", "link", "new", "--timeout", "0"]);
+    assert!(!offer.status.success());
+    let first: Value = serde_json::from_str(
+        String::from_utf8_lossy(&offer.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let (code, error) = accept(first["code"].as_str().unwrap());
+    assert_eq!(code, 1, "{error}");
+    assert!(error.contains("expired"), "{error}");
+
+    // With --confirm, answering no refuses the device.
+    let (mut link, _, code) = link_new(&alice, &["--confirm"]);
+    let mut stdin = link.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+    let (exit, error) = accept(&code);
+    assert_eq!(exit, 1, "{error}");
+    assert!(error.contains("refused the link request"), "{error}");
+    assert_eq!(link.wait().unwrap().code(), Some(2));
+    assert!(laptop.fails(&["whoami"]).1.contains("no account"));
     assert_eq!(alice.json(&["device", "list"]).len(), 1);
 }
 

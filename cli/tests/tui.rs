@@ -175,3 +175,92 @@ fn chat_tui_counts_unread_messages_across_restarts() {
     again.wait_for("○ carol");
     assert!(!again.screen().contains("(2)"), "{}", again.screen());
 }
+
+#[test]
+fn the_passphrase_is_asked_on_the_terminal_without_tern_passphrase() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let run = |tag: &str| {
+        let command = format!(
+            "env -u TERN_PASSPHRASE '{}' --home '{}' whoami; echo \"exit=$?\"; sleep 600",
+            common::tern_bin().display(),
+            alice.home().display()
+        );
+        Tmux::shell(tag, &command)
+    };
+    let Some(right) = run("prompt-right") else {
+        return;
+    };
+    right.wait_for("Passphrase:");
+    right.keys(common::PASSPHRASE);
+    right.key("Enter");
+    let screen = right.wait_for("exit=");
+    assert!(screen.contains("exit=0"), "{screen}");
+    assert!(screen.contains("alice (user id"), "{screen}");
+    // What was typed is not echoed.
+    assert!(!screen.contains(common::PASSPHRASE), "{screen}");
+
+    let Some(wrong) = run("prompt-wrong") else {
+        return;
+    };
+    wrong.wait_for("Passphrase:");
+    wrong.keys("not the passphrase");
+    wrong.key("Enter");
+    let screen = wrong.wait_for("exit=");
+    assert!(screen.contains("exit=4"), "{screen}");
+    assert!(screen.contains("wrong passphrase"), "{screen}");
+}
+
+#[test]
+fn chat_tui_rings_the_bell_for_a_new_message() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    bob.ok(&["contact", "add", "alice"]);
+
+    let Some(tui) = Tmux::chat(&alice, "bell") else {
+        return;
+    };
+    assert!(!tui.bell_rang(), "no bell before any message");
+    bob.ok(&["send", "alice", "ring ring"]);
+    tui.wait_for("ring ring");
+    common::eventually("the bell", || tui.bell_rang().then_some(()));
+}
+
+#[test]
+fn chat_tui_runs_notify_send_when_desktop_notifications_are_configured() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    bob.ok(&["contact", "add", "alice"]);
+    let config = alice.home().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("notifications = \"bell\"", "notifications = \"desktop\"");
+    assert!(text.contains("desktop"), "{text}");
+    std::fs::write(&config, text).unwrap();
+
+    // A stand-in for notify-send that records its arguments.
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("notified");
+    let script = bin.path().join("notify-send");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let env = format!("PATH='{}':\"$PATH\" ", bin.path().display());
+    let Some(tui) = Tmux::chat_with(&alice, "desktop", &env) else {
+        return;
+    };
+    bob.ok(&["send", "alice", "desktop ping"]);
+    tui.wait_for("desktop ping");
+    let recorded = common::eventually("notify-send to run", || {
+        std::fs::read_to_string(&record).ok()
+    });
+    assert_eq!(recorded.trim(), "tern new message");
+    assert!(!tui.bell_rang(), "a desktop notification replaces the bell");
+}

@@ -1,13 +1,28 @@
-//! One user on two devices: linking through the relay's provisioning
-//! mailbox, fan-out to own devices, listing and removing devices.
+//! One user on two devices: linking from an existing device through the
+//! relay's provisioning mailboxes (right, wrong and used codes), fan-out to
+//! own devices, listing and removing devices.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use tern_core::ClientConfig;
-use tern_core::client::PendingLink;
+use tern_core::client::{Client, ClientError, LinkCode, LinkInvitation};
+use tern_core::{ClientConfig, ClientEvent};
 use tern_tests::{TestClient, TestRelay, guard, test_key};
+
+/// How long each side of a link waits for the other.
+const LINK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Links a new device, whose store lives in `dir`, with `code`.
+fn accept(
+    relay: &TestRelay,
+    dir: &tempfile::TempDir,
+    code: String,
+    timeout: Duration,
+) -> impl Future<Output = Result<Client, ClientError>> + Send + 'static {
+    let config = ClientConfig::new(dir.path().join("store.db"), relay.address.clone());
+    Client::accept_link(config, test_key("laptop"), code, timeout)
+}
 
 #[tokio::test]
 async fn a_linked_second_device_sends_and_receives() {
@@ -22,19 +37,16 @@ async fn a_linked_second_device_sends_and_receives() {
     alice.client.send_text(chat, "from phone".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "from phone");
 
-    // The laptop shows a link code; the phone approves it.
+    // The phone shows a link code; the laptop enters it; the phone approves.
+    let offer = guard(alice.client.offer_link()).await.unwrap();
+    assert_eq!(offer.qr_payload().len(), 69);
+    let code = offer.link_code();
     let laptop_dir = tempfile::tempdir().unwrap();
-    let laptop_config =
-        ClientConfig::new(laptop_dir.path().join("store.db"), relay.address.clone());
-    let pending = guard(PendingLink::start(laptop_config, test_key("laptop")))
-        .await
-        .unwrap();
-    assert_eq!(pending.qr_payload().len(), 81);
-    let code = pending.link_code();
-    let finishing = tokio::spawn(pending.finish(Duration::from_secs(20)));
-    let device_id = guard(alice.client.link_device(code)).await.unwrap();
+    let accepting = tokio::spawn(accept(&relay, &laptop_dir, code, LINK_TIMEOUT));
+    let approval = guard(offer.wait_request(LINK_TIMEOUT)).await.unwrap();
+    let device_id = guard(alice.client.approve_link(approval)).await.unwrap();
     assert_eq!(device_id, 2);
-    let laptop = guard(finishing).await.unwrap().unwrap();
+    let laptop = guard(accepting).await.unwrap().unwrap();
     assert_eq!(laptop.account().user_id, alice.client.account().user_id);
     assert_eq!(laptop.account().device_id, 2);
     let mut laptop_events = laptop.subscribe();
@@ -42,17 +54,13 @@ async fn a_linked_second_device_sends_and_receives() {
         .await
         .unwrap();
 
-    // The phone's history and contacts reach the laptop (own-device sync).
-    guard(async {
-        loop {
-            let synced = laptop.messages(chat, None, 10).unwrap_or_default();
-            if synced.iter().any(|m| m.text == "from phone") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    // The phone's history and contacts came with the link answer.
+    let synced = laptop.messages(chat, None, 10).unwrap();
+    assert_eq!(
+        synced.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["from phone"]
+    );
+    assert!(synced[0].outgoing);
     let contacts = laptop.contacts().unwrap();
     assert!(contacts.iter().any(|c| c.user_name == "bob"));
 
@@ -63,7 +71,7 @@ async fn a_linked_second_device_sends_and_receives() {
     assert_eq!(alice.next_message().await.text, "to all of alice");
     let on_laptop = guard(async {
         loop {
-            if let Some(tern_core::ClientEvent::MessageReceived(m)) = laptop_events.next().await {
+            if let Some(ClientEvent::MessageReceived(m)) = laptop_events.next().await {
                 return m;
             }
         }
@@ -77,7 +85,7 @@ async fn a_linked_second_device_sends_and_receives() {
     assert_eq!(bob.next_message().await.text, "phone again");
     let mirrored = guard(async {
         loop {
-            if let Some(tern_core::ClientEvent::MessageReceived(m)) = laptop_events.next().await {
+            if let Some(ClientEvent::MessageReceived(m)) = laptop_events.next().await {
                 return m;
             }
         }
@@ -95,4 +103,52 @@ async fn a_linked_second_device_sends_and_receives() {
     guard(alice.client.remove_device(2)).await.unwrap();
     assert_eq!(guard(alice.client.devices()).await.unwrap().len(), 1);
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_tampered_and_used_link_codes_fail_cleanly() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+
+    // A mistyped code is refused before anything is sent.
+    let offer = guard(alice.client.offer_link()).await.unwrap();
+    let code = offer.link_code();
+    let mut typo = code.clone().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'0' { b'1' } else { b'0' };
+    let typo = String::from_utf8(typo).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = accept(&relay, &dir, typo, LINK_TIMEOUT).await;
+    assert!(matches!(refused, Err(ClientError::InvalidArgument(_))));
+
+    // A well-formed code with the wrong key and secret reaches the mailbox: the
+    // existing device refuses it and the new device learns that at once.
+    let forged = forge_secret(&code);
+    let dir = tempfile::tempdir().unwrap();
+    let accepting = tokio::spawn(accept(&relay, &dir, forged, LINK_TIMEOUT));
+    let waited = guard(offer.wait_request(LINK_TIMEOUT)).await;
+    assert!(matches!(waited, Err(ClientError::Verification(_))));
+    let refused = guard(accepting).await.unwrap();
+    let refused = refused.err();
+    assert!(
+        matches!(refused, Some(ClientError::Refused(_))),
+        "{refused:?}"
+    );
+
+    // The offer is consumed: its code is refused now (the mailbox is gone,
+    // or nobody answers from it any more).
+    let dir = tempfile::tempdir().unwrap();
+    let used = guard(accept(&relay, &dir, code, Duration::from_secs(2)))
+        .await
+        .err();
+    assert!(matches!(used, Some(ClientError::Refused(_))), "{used:?}");
+    // Nothing was added to the account.
+    assert_eq!(guard(alice.client.devices()).await.unwrap().len(), 1);
+    relay.stop().await;
+}
+
+/// A well-formed code for the same mailbox with another key and secret.
+fn forge_secret(code: &str) -> String {
+    let address = LinkCode::parse(code).unwrap().address;
+    LinkInvitation::new(address).code().to_text()
 }

@@ -1,17 +1,20 @@
 //! `tern link new|accept` and `tern device list|remove`.
 //!
-//! Linking follows the usual direction: the new device shows a code (and QR
-//! code) holding a fresh key; an existing device accepts it and hands over
-//! the account, encrypted to that key, through the relay.
+//! Linking runs in the direction of the issue: an existing device opens a
+//! provisioning mailbox and shows a one-time code (and QR code); the new
+//! device enters it and sends an encrypted request; the existing device signs
+//! the new device into the account's device list and hands over the account
+//! through the relay, end-to-end encrypted.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
-use tern_core::client::PendingLink;
+use tern_core::Client;
 
 use crate::args::{DeviceCommand, RelayArgs};
+use crate::failure::Failure;
 use crate::home::Home;
 use crate::output::Printer;
 use crate::qr;
@@ -22,42 +25,73 @@ use super::account::{prepare, print_created};
 /// How long device commands wait for the relay.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `tern link new`: runs without an account, so it opens no session.
+/// `tern link new`, on the existing device.
 pub async fn link_new(
+    session: &Session,
+    timeout: u64,
+    confirm: bool,
+    out: Printer,
+) -> anyhow::Result<()> {
+    session.online(RELAY_TIMEOUT).await?;
+    let offer = session.client.offer_link().await?;
+    let code = offer.link_code();
+    let config = &session.config;
+    let trust = match &config.fingerprint {
+        Some(fingerprint) => format!(" --fingerprint {fingerprint}"),
+        None => String::new(),
+    };
+    out.emit(json!({"type": "link_code", "code": code}), || {
+        format!(
+            "On the new device, run:\n\n    tern --home NEW_HOME link accept {code} --relay {}{trust}\n\nor scan:\n\n{}\nThe code works once, for {timeout} s. Waiting…",
+            config.relay,
+            qr::render(&offer.qr_payload())
+        )
+    });
+    let _ = std::io::stdout().flush();
+    let approval = offer
+        .wait_request(Duration::from_secs(timeout))
+        .await
+        .context("no device was linked")?;
+    let key = hex::encode(approval.device_identity());
+    if confirm && !ask_yes(&format!("Link the device with key {key}? [y/N] ")).await? {
+        approval.reject().await?;
+        return Err(Failure::Usage("linking refused".into()).into());
+    }
+    let device_id = session.client.approve_link(approval).await?;
+    out.emit(
+        json!({"type": "linked", "device_id": device_id, "identity_key": key}),
+        || format!("linked device {device_id} (key {key})"),
+    );
+    Ok(())
+}
+
+/// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
+async fn ask_yes(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `tern link accept`, on the new device: runs without an account, so it
+/// opens no session.
+pub async fn link_accept(
     home: Home,
+    code: String,
     relay: &RelayArgs,
     timeout: u64,
     out: Printer,
 ) -> anyhow::Result<()> {
     let (config, client_config, key) = prepare(&home, relay)?;
-    let pending = PendingLink::start(client_config, key)
+    let client = Client::accept_link(client_config, key, code, Duration::from_secs(timeout))
         .await
-        .with_context(|| format!("cannot reach the relay at {}", config.relay))?;
-    let code = pending.link_code();
-    out.emit(json!({"type": "link_code", "code": code}), || {
-        format!(
-            "On a device that already has your account, run:\n\n    tern link accept {code}\n\nor scan:\n\n{}\nWaiting up to {timeout} s…",
-            qr::render(&pending.qr_payload())
-        )
-    });
-    let _ = std::io::stdout().flush();
-    let client = pending
-        .finish(Duration::from_secs(timeout))
-        .await
-        .context("linking did not complete")?;
+        .with_context(|| format!("linking through {} did not complete", config.relay))?;
     home.save_config(&config)?;
     print_created(&home, &config, &client.account(), out);
     client.shutdown().await;
-    Ok(())
-}
-
-/// `tern link accept`.
-pub async fn link_accept(session: &Session, code: String, out: Printer) -> anyhow::Result<()> {
-    session.online(RELAY_TIMEOUT).await?;
-    let device_id = session.client.link_device(code.trim().to_owned()).await?;
-    out.emit(json!({"type": "linked", "device_id": device_id}), || {
-        format!("linked device {device_id}")
-    });
     Ok(())
 }
 

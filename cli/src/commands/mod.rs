@@ -20,16 +20,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Printer::new(cli.json);
     match cli.command {
         Command::Init(args) => return account::init(home, &args, out).await,
-        Command::Link(LinkCommand::New { relay, timeout }) => {
-            return device::link_new(home, &relay, timeout, out).await;
+        Command::Link(LinkCommand::Accept {
+            code,
+            relay,
+            timeout,
+        }) => {
+            return device::link_accept(home, code, &relay, timeout, out).await;
         }
         _ => {}
     }
     let session = Session::open(home).await?;
     let result = match cli.command {
-        Command::Init(_) | Command::Link(LinkCommand::New { .. }) => Ok(()),
-        Command::Link(LinkCommand::Accept { code }) => {
-            device::link_accept(&session, code, out).await
+        Command::Init(_) | Command::Link(LinkCommand::Accept { .. }) => Ok(()),
+        Command::Link(LinkCommand::New { timeout, confirm }) => {
+            device::link_new(&session, timeout, confirm, out).await
         }
         Command::Device(command) => device::run(&session, command, out).await,
         Command::Whoami => account::whoami(&session, out),

@@ -13,6 +13,26 @@ pub struct Tmux {
 impl Tmux {
     /// Starts `tern chat` for `user` in a new tmux server; `None` without tmux.
     pub fn chat(user: &User, tag: &str) -> Option<Self> {
+        Self::chat_with(user, tag, "")
+    }
+
+    /// Like [`Self::chat`], with `env` (shell assignments such as
+    /// `PATH=/x:$PATH `) before the command.
+    pub fn chat_with(user: &User, tag: &str, env: &str) -> Option<Self> {
+        let command = format!(
+            "{env}TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
+            PASSPHRASE,
+            tern_bin().display(),
+            user.home().display()
+        );
+        let tmux = Self::shell(tag, &command)?;
+        tmux.wait_for("chats · online");
+        Some(tmux)
+    }
+
+    /// Runs the shell command line `command` in a new tmux server (a
+    /// 120×30 terminal); `None` without tmux.
+    pub fn shell(tag: &str, command: &str) -> Option<Self> {
         if std::process::Command::new("tmux")
             .arg("-V")
             .output()
@@ -26,12 +46,6 @@ impl Tmux {
             socket: dir.path().join(format!("tmux-{tag}")),
             _dir: dir,
         };
-        let command = format!(
-            "TERN_PASSPHRASE='{}' '{}' --home '{}' chat",
-            PASSPHRASE,
-            tern_bin().display(),
-            user.home().display()
-        );
         tmux.run(&[
             "new-session",
             "-d",
@@ -41,10 +55,16 @@ impl Tmux {
             "120",
             "-y",
             "30",
-            &command,
+            command,
         ]);
-        tmux.wait_for("chats · online");
         Some(tmux)
+    }
+
+    /// Whether the terminal bell rang in the window since it started.
+    pub fn bell_rang(&self) -> bool {
+        self.run(&["display-message", "-p", "-t", "tern", "#{window_bell_flag}"])
+            .trim()
+            == "1"
     }
 
     pub fn keys(&self, text: &str) {

@@ -1,28 +1,16 @@
-//! The account's devices: linking a new device (both sides), listing and
-//! removing devices.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The account's devices: adding a linked device to the signed device list,
+//! listing and removing devices.
 
 use bytes::Bytes;
 use prost::Message;
 use tern_protocol::wire::{
-    DeviceEntry, DeviceList, ProvisioningOpen, ProvisioningSend, PublishDeviceList, RegisterDevice,
-    RemoveDevice, SignedDeviceList, event, request, response,
+    DeviceEntry, DeviceList, PublishDeviceList, RemoveDevice, SignedDeviceList, request,
 };
 
-use super::account::{DeviceAuth, LocalAccount, generate_prekeys, random_bytes, rng};
+use super::Client;
 use super::directory::DeviceSet;
 use super::error::ClientError;
-use super::linking::{LinkCode, LinkSecret, ProvisionPayload, seal};
-use super::types::{AccountInfo, KeySource};
-use super::{Client, ClientConfig, open_store};
-use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
-use crate::net::{EventStream, Greeting, RelayConnection};
-use crate::store::{Chat, ChatKind, Store};
-use crate::sync::content::Payload;
-use crate::sync::device_sync::{self, self_chat_id};
-use crate::sync::{now_ms, queue_payload};
+use crate::net::RelayConnection;
 
 /// Most devices per account (the protocol's limit).
 const MAX_DEVICES: usize = tern_protocol::limits::MAX_DEVICES_PER_USER;
@@ -38,132 +26,13 @@ pub struct DeviceInfo {
     pub this_device: bool,
 }
 
-/// A new device waiting to be linked: show [`Self::link_code`] (or the QR
-/// payload) to an existing device of the account, then call
-/// [`Self::finish`].
-pub struct PendingLink {
-    config: ClientConfig,
-    store: Arc<Store>,
-    conn: RelayConnection,
-    events: EventStream,
-    secret: LinkSecret,
-    device: DeviceIdentity,
-}
-
-impl PendingLink {
-    /// Prepares this device (a new, empty store) for linking: opens a
-    /// provisioning mailbox on the relay. Needs the relay.
-    pub async fn start(config: ClientConfig, key: KeySource) -> Result<Self, ClientError> {
-        let store = open_store(&config, key).await?;
-        if store
-            .transaction(LocalAccount::load)?
-            .is_some_and(|a| a.registered)
-        {
-            return Err(ClientError::AccountState(
-                "this store already holds an account",
-            ));
-        }
-        let device = DeviceIdentity::generate(&mut rng());
-        let conn = Greeting::connect(&config.relay).await?.unauthenticated();
-        let answer = conn
-            .request(request::Kind::ProvisioningOpen(ProvisioningOpen {}))
-            .await?;
-        let response::Kind::ProvisioningAddress(address) = answer else {
-            return Err(ClientError::Refused(
-                "unexpected answer to ProvisioningOpen".into(),
-            ));
-        };
-        let address: [u8; 16] = address
-            .address
-            .as_ref()
-            .try_into()
-            .map_err(|_| ClientError::Refused("provisioning address length".into()))?;
-        let events = conn.events();
-        let secret = LinkSecret::new(address, device.public_key().to_bytes());
-        Ok(Self {
-            config,
-            store,
-            conn,
-            events,
-            secret,
-            device,
-        })
-    }
-
-    /// The link code to type into (or paste on) the existing device.
-    pub fn link_code(&self) -> String {
-        self.secret.code.to_text()
-    }
-
-    /// The same code as a QR payload (81 bytes).
-    pub fn qr_payload(&self) -> Vec<u8> {
-        self.secret.code.to_qr()
-    }
-
-    /// Waits (at most `timeout`) for the existing device's approval, then
-    /// registers this device, uploads its prekeys and starts the client.
-    pub async fn finish(mut self, timeout: Duration) -> Result<Client, ClientError> {
-        let sealed = tokio::time::timeout(timeout, self.next_provisioning())
-            .await
-            .map_err(|_| ClientError::Offline("no approval from the existing device".into()))??;
-        let payload = self.secret.open(&sealed)?;
-        let mut account = LocalAccount {
-            info: AccountInfo {
-                user_id: payload.user()?,
-                user_name: payload.user_name.clone(),
-                device_id: payload.device_id,
-            },
-            account: AccountIdentity::from_bytes(&payload.account_identity)?,
-            device: self.device.clone(),
-            registered: false,
-        };
-        drop(payload);
-        self.conn.close();
-        let upload = self.store.transaction(|tx| {
-            account.save(tx)?;
-            generate_prekeys(tx, &account.device, true)
-        })?;
-        let greeting = Greeting::connect(&self.config.relay).await?;
-        let register = RegisterDevice {
-            user_id: Bytes::copy_from_slice(&account.info.user_id),
-            device_id: account.info.device_id,
-            device_signature: greeting.sign(&DeviceAuth(&account.device)),
-        };
-        let (_, conn) = greeting
-            .register(request::Kind::RegisterDevice(register))
-            .await?;
-        conn.request(request::Kind::UploadPrekeys(upload)).await?;
-        conn.close();
-        account.registered = true;
-        self.store.transaction(|tx| account.save(tx))?;
-        Ok(Client::start(self.config, self.store, account))
-    }
-
-    async fn next_provisioning(&mut self) -> Result<Vec<u8>, ClientError> {
-        loop {
-            match self.events.next().await? {
-                Some(event::Kind::ProvisioningMessage(m))
-                    if m.address.as_ref() == self.secret.code.address =>
-                {
-                    return Ok(m.ciphertext.to_vec());
-                }
-                Some(_) => continue,
-                None => return Err(ClientError::Offline("provisioning mailbox closed".into())),
-            }
-        }
-    }
-}
-
 impl Client {
-    /// Links the device that shows `link_code` to this account: adds its
-    /// identity key to the account-signed device list, publishes the list and
-    /// hands the account identity to the new device, encrypted to its
-    /// ephemeral key. Returns the new device's id. Needs the relay.
-    pub async fn link_device(&self, link_code: String) -> Result<u32, ClientError> {
-        let code = LinkCode::parse(&link_code)?;
+    /// Adds the device with `identity` to the account-signed device list
+    /// (next free device id) and publishes the list. Returns the device id.
+    pub(super) async fn add_own_device(&self, identity: [u8; 32]) -> Result<u32, ClientError> {
         let conn = self.core.connection()?;
         let set = self.own_devices(&conn).await?;
-        if set.devices.iter().any(|(_, key)| *key == code.identity) {
+        if set.devices.iter().any(|(_, key)| *key == identity) {
             return Err(ClientError::InvalidArgument("device already linked"));
         }
         if set.devices.len() >= MAX_DEVICES {
@@ -173,26 +42,13 @@ impl Client {
         }
         let device_id = set.devices.iter().map(|(id, _)| *id).max().unwrap_or(0) + 1;
         let mut devices = set.devices.clone();
-        devices.push((device_id, code.identity));
+        devices.push((device_id, identity));
         let signed = self.sign_device_list(set.version + 1, &devices);
         conn.request(request::Kind::PublishDeviceList(PublishDeviceList {
             device_list: Some(signed.clone()),
         }))
         .await?;
         self.remember_own_list(&set, &signed)?;
-        let payload = ProvisionPayload {
-            user_id: self.core.account.user_id.to_vec(),
-            user_name: self.core.account.user_name.clone(),
-            device_id,
-            account_identity: self.account.to_bytes().to_vec(),
-        };
-        let sealed = seal(&code, &payload)?;
-        conn.request(request::Kind::ProvisioningSend(ProvisioningSend {
-            address: Bytes::copy_from_slice(&code.address),
-            ciphertext: sealed.into(),
-        }))
-        .await?;
-        self.queue_device_sync()?;
         Ok(device_id)
     }
 
@@ -235,35 +91,6 @@ impl Client {
         }))
         .await?;
         self.remember_own_list(&set, &signed)
-    }
-
-    /// Queues contacts, chats and recent history for the own devices, in the
-    /// note-to-self chat (created locally if needed). The outbox retries until
-    /// the new device has registered and published its prekeys.
-    fn queue_device_sync(&self) -> Result<(), ClientError> {
-        let me = self.core.account.user_id;
-        let self_chat = self_chat_id(&me);
-        self.core.store.transaction(|tx| {
-            if tx.chat(&self_chat)?.is_none() {
-                tx.upsert_chat(&Chat {
-                    chat_id: self_chat,
-                    kind: ChatKind::Group,
-                    title: "Note to self".into(),
-                    created_at_ms: now_ms(),
-                })?;
-                tx.set_chat_members(&self_chat, &[me])?;
-            }
-            let sync = device_sync::collect(tx, &self_chat)?;
-            queue_payload(
-                tx,
-                &self_chat,
-                &random_bytes(),
-                &Payload::DeviceSync(sync),
-                None,
-            )
-        })?;
-        self.core.outbox_wake.notify_one();
-        Ok(())
     }
 
     async fn own_devices(&self, conn: &RelayConnection) -> Result<DeviceSet, ClientError> {

@@ -51,10 +51,13 @@ use tokio::sync::{Notify, broadcast, watch};
 
 pub use attachments::AttachmentInfo;
 pub use chats::direct_chat_id;
-pub use devices::{DeviceInfo, PendingLink};
+pub use devices::DeviceInfo;
 pub use error::ClientError;
 pub use event::{ClientEvent, EventSubscription};
-pub use linking::LinkCode;
+pub use linking::{
+    LinkApplication, LinkApproval, LinkCode, LinkInvitation, LinkOffer, LinkRequest,
+    ProvisionPayload,
+};
 pub use types::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
     DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, SyncSummary,
@@ -483,7 +486,8 @@ mod tests {
         send_sync::<Client>();
         send_sync::<ClientEvent>();
         send_sync::<ClientError>();
-        send_sync::<PendingLink>();
+        send_sync::<LinkOffer>();
+        send_sync::<LinkApproval>();
     }
 
     #[test]
