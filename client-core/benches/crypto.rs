@@ -27,6 +27,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, criterion_group};
@@ -39,7 +40,9 @@ use tern_core::crypto::prekeys::{
 };
 use tern_core::crypto::ratchet::RatchetMessage;
 use tern_core::crypto::sender_key::{GroupSender, SenderKeyMessage, SenderKeyRecord};
-use tern_core::crypto::session::Session;
+use tern_core::crypto::session::{
+    DeviceAddress, InMemoryStore, Session, SessionManager, SessionRecord, SessionStore,
+};
 use vodozemac::Curve25519PublicKey;
 use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
 use vodozemac::olm::{
@@ -431,7 +434,43 @@ fn paired_ratios() {
     );
 }
 
-criterion_group!(benches, one_way, ping_pong, setup, group_messages, skipped);
+/// A stored session record as the client's store hands it back for every message:
+/// decoding it is on the path of each encrypt and decrypt outside this benchmark's
+/// in-memory sessions.
+fn record_decode(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::from_seed([6; 32]);
+    let bob = responder(&mut rng);
+    let store = Arc::new(InMemoryStore::new());
+    store.add_signed_prekey(bob.signed.clone());
+    store.add_one_time_prekeys([bob.one_time.clone()]);
+    store.add_kem_prekey(bob.kem.clone());
+    let manager = SessionManager::new(bob.identity.clone(), store.clone());
+    let alice = DeviceIdentity::generate(&mut rng);
+    let mut a = Session::initiate(&alice, &bob.bundle, true, &mut rng).unwrap();
+    let address = DeviceAddress {
+        user: [1; 16],
+        device: 1,
+    };
+    manager
+        .decrypt(address, &a.encrypt(&MESSAGE, &mut rng).unwrap())
+        .unwrap();
+    let reply = manager.encrypt(address, &MESSAGE, &mut rng).unwrap();
+    a.decrypt(&RatchetMessage::decode(&reply).unwrap()).unwrap();
+    let bytes = store.load_session(&address).unwrap().unwrap().to_bytes();
+    c.bench_function("session_record_decode", |bench| {
+        bench.iter(|| black_box(SessionRecord::from_bytes(&bytes).unwrap()))
+    });
+}
+
+criterion_group!(
+    benches,
+    one_way,
+    ping_pong,
+    setup,
+    group_messages,
+    skipped,
+    record_decode
+);
 
 fn main() {
     paired_ratios();

@@ -5,6 +5,7 @@
 //! primitives are called so the rest of the crate cannot call them differently.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
@@ -168,32 +169,43 @@ impl MessageKeys {
 }
 
 /// An X25519 key pair. The secret is wiped on drop (x25519-dalek does it).
+///
+/// A key pair decoded from stored state computes its public key (a base-point
+/// multiplication) only when first asked for it: most decoded keys never need it
+/// (a session record is decoded for every message; a signed prekey for every
+/// handshake it answers), and the secret alone does every Diffie-Hellman.
 #[derive(Clone)]
 pub(crate) struct X25519KeyPair {
     secret: StaticSecret,
-    public: PublicKey,
+    public: OnceLock<PublicKey>,
 }
 
 impl X25519KeyPair {
     pub(crate) fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(bytes.as_mut());
-        Self::from_secret_bytes(*bytes)
+        Self::from_secret(StaticSecret::from(*bytes))
     }
 
-    pub(crate) fn from_secret_bytes(bytes: [u8; 32]) -> Self {
-        let secret = StaticSecret::from(bytes);
-        let public = PublicKey::from(&secret);
-        Self { secret, public }
+    /// A key pair whose public key is computed on first use.
+    fn from_secret_bytes_lazy(bytes: [u8; 32]) -> Self {
+        Self {
+            secret: StaticSecret::from(bytes),
+            public: OnceLock::new(),
+        }
     }
 
     pub(crate) fn from_secret(secret: StaticSecret) -> Self {
-        let public = PublicKey::from(&secret);
+        let public = OnceLock::from(PublicKey::from(&secret));
         Self { secret, public }
     }
 
+    fn public(&self) -> &PublicKey {
+        self.public.get_or_init(|| PublicKey::from(&self.secret))
+    }
+
     pub(crate) fn public_bytes(&self) -> [u8; 32] {
-        self.public.to_bytes()
+        self.public().to_bytes()
     }
 
     pub(crate) fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
@@ -215,14 +227,14 @@ impl X25519KeyPair {
 
     pub(crate) fn read(reader: &mut Reader<'_>, field: &'static str) -> Result<Self, DecodeError> {
         let bytes = Zeroizing::new(reader.array::<32>(field)?);
-        Ok(Self::from_secret_bytes(*bytes))
+        Ok(Self::from_secret_bytes_lazy(*bytes))
     }
 }
 
 impl fmt::Debug for X25519KeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X25519KeyPair")
-            .field("public", &hex_prefix(&self.public.to_bytes()))
+            .field("public", &hex_prefix(&self.public_bytes()))
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -323,9 +335,27 @@ mod tests {
     fn debug_output_hides_secrets() {
         let secret = Secret32::from_bytes([0xab; 32]);
         assert!(!format!("{secret:?}").contains("ab"));
-        let pair = X25519KeyPair::from_secret_bytes([0x5c; 32]);
+        let pair = X25519KeyPair::from_secret(StaticSecret::from([0x5c; 32]));
         let debug = format!("{pair:?}");
         assert!(!debug.contains("5c5c"));
+    }
+
+    #[test]
+    fn a_decoded_key_pair_computes_the_same_public_key_on_demand() {
+        use crate::crypto::codec::Kind;
+        let pair = X25519KeyPair::from_secret(StaticSecret::from([0x21; 32]));
+        let mut writer = Writer::with_header(Kind::OneTimePreKey, 32);
+        pair.write(&mut writer);
+        let bytes = writer.finish();
+        let mut reader = Reader::with_header(&bytes, Kind::OneTimePreKey).unwrap();
+        let decoded = X25519KeyPair::read(&mut reader, "test").unwrap();
+        assert!(decoded.public.get().is_none());
+        assert_eq!(decoded.public_bytes(), pair.public_bytes());
+        assert!(decoded.public.get().is_some());
+        assert_eq!(
+            decoded.dh(&pair.public_bytes()).unwrap(),
+            pair.dh(&decoded.public_bytes()).unwrap()
+        );
     }
 
     #[test]
