@@ -14,7 +14,8 @@ use tern_transport::FrameIoError as FrameError;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::router::{Mailbox, Outbound};
+use crate::router::{CommittedEntry, Mailbox, Outbound};
+use crate::store::DeviceAddr;
 
 /// Most bytes of queued events written to the delivery stream at once.
 const DELIVERY_WRITE_BATCH: usize = 64 * 1024;
@@ -76,6 +77,31 @@ pub(crate) fn event_frame(kind: event::Kind) -> ServerFrame {
     }
 }
 
+/// Appends the device's view of a committed entry. A device with its own
+/// ciphertext gets a frame of its own; every other device gets the entry's
+/// shared frame, encoded once for all of them.
+fn append_entry(
+    buf: &mut BytesMut,
+    entry: &CommittedEntry,
+    device: DeviceAddr,
+) -> Result<(), ProtocolError> {
+    let delivery =
+        |entry: &CommittedEntry| event_frame(event::Kind::Delivery(entry.delivery_for(device)));
+    if entry.ciphertext_for(device).is_some() {
+        return append_frame(buf, &delivery(entry));
+    }
+    let shared = match entry.shared_frame.get() {
+        Some(frame) => frame,
+        None => {
+            let mut frame = BytesMut::new();
+            append_frame(&mut frame, &delivery(entry))?;
+            entry.shared_frame.get_or_init(|| frame.freeze())
+        }
+    };
+    buf.extend_from_slice(shared);
+    Ok(())
+}
+
 /// Puts one outbound item on the wire: stream events into the write
 /// buffer, ephemeral events straight into a datagram (dropped if the peer
 /// does not take datagrams).
@@ -91,8 +117,7 @@ fn render(
         Outbound::Entries(entries) => {
             for entry in entries {
                 committed.push(entry.committed_at);
-                let delivery = entry.delivery_for(mailbox.device);
-                append_frame(buf, &event_frame(event::Kind::Delivery(delivery)))?;
+                append_entry(buf, &entry, mailbox.device)?;
             }
             return Ok(());
         }
@@ -148,5 +173,74 @@ pub(crate) async fn deliver(
                 metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tern_protocol::wire::{DeviceCiphertext, EntryKind};
+    use tern_protocol::{ChatId, FrameDecoder, UserId, decode_server_frame};
+
+    use super::*;
+
+    fn dev(u: u8) -> DeviceAddr {
+        DeviceAddr {
+            user: UserId([u; 16]),
+            device: 1,
+        }
+    }
+
+    fn delivery(bytes: &[u8]) -> tern_protocol::wire::Delivery {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(bytes);
+        let body = decoder.next_frame().unwrap().unwrap();
+        assert!(decoder.next_frame().unwrap().is_none(), "exactly one frame");
+        match decode_server_frame(body).unwrap().body {
+            Some(server_frame::Body::Event(Event {
+                kind: Some(event::Kind::Delivery(d)),
+            })) => d,
+            other => panic!("not a delivery: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn devices_without_their_own_ciphertext_share_one_encoded_frame() {
+        let entry = CommittedEntry {
+            chat_id: ChatId([9; 16]),
+            seq: 4,
+            kind: EntryKind::Message,
+            sender: dev(1),
+            server_time_ms: 5,
+            client_message_id: None,
+            device_ciphertexts: vec![DeviceCiphertext {
+                user_id: Bytes::copy_from_slice(&[3; 16]),
+                device_id: 1,
+                ciphertext: Bytes::from_static(b"own"),
+            }],
+            common_ciphertext: Bytes::from_static(b"common"),
+            added: Vec::new(),
+            removed: Vec::new(),
+            recipients: vec![UserId([2; 16]), UserId([3; 16])],
+            committed_at: Instant::now(),
+            shared_frame: std::sync::OnceLock::new(),
+        };
+        let render = |d: DeviceAddr| {
+            let mut buf = BytesMut::new();
+            append_entry(&mut buf, &entry, d).unwrap();
+            buf
+        };
+        let (first, second, own) = (render(dev(2)), render(dev(4)), render(dev(3)));
+        assert_eq!(first, second);
+        assert_eq!(entry.shared_frame.get().map(|b| &b[..]), Some(&first[..]));
+        let shared = delivery(&first);
+        assert_eq!(
+            (shared.seq, &shared.common_ciphertext[..]),
+            (4, &b"common"[..])
+        );
+        assert!(shared.ciphertext.is_empty());
+        let own = delivery(&own);
+        assert_eq!(&own.ciphertext[..], b"own");
+        assert_eq!(&own.common_ciphertext[..], b"common");
     }
 }

@@ -187,6 +187,7 @@ fn committed_entry(item: LogAppend, appended: &mut Appended) -> Arc<CommittedEnt
             removed: Vec::new(),
             recipients,
             committed_at,
+            shared_frame: std::sync::OnceLock::new(),
         },
         LogAppend::Membership(m) => {
             recipients.extend(m.removed.iter().copied());
@@ -203,6 +204,7 @@ fn committed_entry(item: LogAppend, appended: &mut Appended) -> Arc<CommittedEnt
                 removed: m.removed,
                 recipients,
                 committed_at,
+                shared_frame: std::sync::OnceLock::new(),
             }
         }
     };

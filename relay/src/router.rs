@@ -51,17 +51,25 @@ pub struct CommittedEntry {
     pub recipients: Vec<UserId>,
     /// When the commit finished (for the delivery latency metric).
     pub committed_at: std::time::Instant,
+    /// The encoded delivery frame every device without a ciphertext of its
+    /// own receives (sender-key messages, membership entries): identical
+    /// for all of them, so it is encoded once, by the first connection
+    /// that needs it.
+    pub shared_frame: std::sync::OnceLock<Bytes>,
 }
 
 impl CommittedEntry {
-    /// The entry as one device sees it: its own ciphertext, never another's.
-    pub fn delivery_for(&self, device: DeviceAddr) -> Delivery {
-        let ciphertext = self
-            .device_ciphertexts
+    /// The ciphertext addressed to `device`, if the sender wrote one.
+    pub fn ciphertext_for(&self, device: DeviceAddr) -> Option<&Bytes> {
+        self.device_ciphertexts
             .iter()
             .find(|dc| dc.device_id == device.device && dc.user_id[..] == device.user.0[..])
-            .map(|dc| dc.ciphertext.clone())
-            .unwrap_or_default();
+            .map(|dc| &dc.ciphertext)
+    }
+
+    /// The entry as one device sees it: its own ciphertext, never another's.
+    pub fn delivery_for(&self, device: DeviceAddr) -> Delivery {
+        let ciphertext = self.ciphertext_for(device).cloned().unwrap_or_default();
         Delivery {
             chat_id: self.chat_id.to_wire(),
             seq: self.seq,
@@ -355,6 +363,7 @@ mod tests {
             removed: vec![],
             recipients,
             committed_at: std::time::Instant::now(),
+            shared_frame: std::sync::OnceLock::new(),
         })
     }
 
