@@ -285,7 +285,7 @@ pub struct SearchArgs {
 pub enum GroupCommand {
     /// Create a group with contacts as members.
     Create {
-        /// The group's name (stays on this device).
+        /// The group's name (sent to every member).
         name: String,
         /// A member (a contact); repeat for more.
         #[arg(long = "member", value_name = "NAME", required = true)]
@@ -305,6 +305,13 @@ pub enum GroupCommand {
         /// The member to remove.
         name: String,
     },
-    /// List groups and their members.
+    /// Rename a group (every member sees the new name).
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// List groups with their members and unread counts.
     List,
 }

@@ -128,11 +128,6 @@ impl Home {
         self.dir.join("recv.mark")
     }
 
-    /// Where `tern chat` remembers what it showed, for unread counts.
-    pub fn seen_path(&self) -> PathBuf {
-        self.dir.join("chat.seen")
-    }
-
     /// Log file of `tern chat` (the screen is taken).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("tern.log")

@@ -200,6 +200,15 @@ impl TestClient {
         ))
         .await
         .unwrap();
+        Self::online(client, config, dir).await
+    }
+
+    /// Wraps a started client and waits until it is online.
+    async fn online(
+        client: tern_core::Client,
+        config: tern_core::ClientConfig,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let events = client.subscribe();
         guard(client.wait_online(Duration::from_secs(20)))
             .await
@@ -210,6 +219,22 @@ impl TestClient {
             config,
             dir,
         }
+    }
+
+    /// Two users `a` and `b` (`a` has `b` as a contact) and their direct chat.
+    pub async fn direct_pair(relay: &TestRelay, a: &str, b: &str) -> (Self, Self, [u8; 16]) {
+        let first = Self::create(relay, a).await;
+        let second = Self::create(relay, b).await;
+        let contact = guard(first.client.add_contact(b.into())).await.unwrap();
+        let chat = first.client.direct_chat(contact.user_id).unwrap();
+        (first, second, chat)
+    }
+
+    /// Shuts the client down, opens it again from its store with `config`
+    /// and waits until it is online.
+    pub async fn reopen_online(self, config: tern_core::ClientConfig) -> Self {
+        let reopened = self.reopen(config).await;
+        Self::online(reopened.client, reopened.config, reopened.dir).await
     }
 
     /// Shuts the client down and opens it again from its store.
@@ -229,6 +254,27 @@ impl TestClient {
             config,
             dir: self.dir,
         }
+    }
+
+    /// Links a second device of this account (a store of its own) and waits
+    /// until it is online.
+    pub async fn link_device(&self, relay: &TestRelay) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            tern_core::ClientConfig::new(dir.path().join("store.db"), relay.address.clone());
+        let offer = guard(self.client.offer_link()).await.unwrap();
+        let accepting = tokio::spawn(tern_core::Client::accept_link(
+            config.clone(),
+            test_key("passphrase"),
+            offer.link_code(),
+            Duration::from_secs(20),
+        ));
+        let approval = guard(offer.wait_request(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        guard(self.client.approve_link(approval)).await.unwrap();
+        let client = guard(accepting).await.unwrap().unwrap();
+        Self::online(client, config, dir).await
     }
 
     /// Waits for the first event that `pick` maps to `Some`.

@@ -1,4 +1,4 @@
-//! `tern group create|list`.
+//! `tern group create|add|remove|rename|list`.
 
 use std::time::Duration;
 
@@ -30,6 +30,15 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
         }
         GroupCommand::Add { group, name } => change(session, &group, &name, true, out).await,
         GroupCommand::Remove { group, name } => change(session, &group, &name, false, out).await,
+        GroupCommand::Rename { group, name } => {
+            let chat = session.group(&group)?;
+            session.client.rename_group(chat.chat_id, name.clone())?;
+            out.emit(
+                json!({"type": "group", "name": name, "chat_id": hex::encode(chat.chat_id)}),
+                || format!("renamed group {} to {name}", chat.title),
+            );
+            Ok(())
+        }
         GroupCommand::List => {
             let names = session.names()?;
             for chat in session.client.chats()? {
@@ -43,8 +52,15 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
                         "name": chat.title,
                         "chat_id": hex::encode(chat.chat_id),
                         "members": members,
+                        "unread": chat.unread,
                     }),
-                    || format!("{}: {}", chat.title, members.join(", ")),
+                    || {
+                        let unread = match chat.unread {
+                            0 => String::new(),
+                            n => format!(" ({n} unread)"),
+                        };
+                        format!("{}{unread}: {}", chat.title, members.join(", "))
+                    },
                 );
             }
             Ok(())

@@ -13,7 +13,6 @@ use tern_core::store::TransferState;
 use tern_core::{Client, ClientError, ClientEvent};
 
 use super::keys::{Action, Keymap};
-use super::seen::Seen;
 use crate::session::Names;
 
 /// Messages loaded for the open chat.
@@ -32,8 +31,9 @@ const MAX_INPUT: usize = 64 * 1024;
 pub struct ChatEntry {
     /// The chat.
     pub info: ChatInfo,
-    /// Incoming messages not shown yet.
-    pub unread: u32,
+    /// Unread messages (the core's count: reading on another own device
+    /// clears it too).
+    pub unread: u64,
     /// For direct chats: the other user.
     pub peer: Option<UserId>,
 }
@@ -102,18 +102,12 @@ pub struct App {
     pub quit: bool,
     own_user: UserId,
     typing_sent: Option<Instant>,
-    seen: Seen,
 }
 
 impl App {
-    /// Loads chats (creating the direct chat of every contact), counts what
-    /// was not shown yet and opens the first chat.
-    pub fn new(
-        client: &Client,
-        names: Names,
-        keymap: Keymap,
-        seen: Seen,
-    ) -> Result<Self, ClientError> {
+    /// Loads chats (creating the direct chat of every contact) with their
+    /// unread counts and opens the first chat.
+    pub fn new(client: &Client, names: Names, keymap: Keymap) -> Result<Self, ClientError> {
         for contact in client.contacts()? {
             client.direct_chat(contact.user_id)?;
         }
@@ -135,18 +129,8 @@ impl App {
             quit: false,
             own_user: client.account().user_id,
             typing_sent: None,
-            seen,
         };
         app.reload_chats(client)?;
-        for chat in &mut app.chats {
-            let shown = app.seen.get(&chat.info.chat_id);
-            let unread = client
-                .messages(chat.info.chat_id, None, HISTORY)?
-                .iter()
-                .filter(|m| !m.outgoing && m.seq.is_some_and(|seq| seq > shown))
-                .count();
-            chat.unread = u32::try_from(unread).unwrap_or(u32::MAX);
-        }
         app.open_chat(client)?;
         Ok(app)
     }
@@ -171,11 +155,6 @@ impl App {
 
     fn reload_chats(&mut self, client: &Client) -> Result<(), ClientError> {
         let open = self.current().map(|c| c.info.chat_id);
-        let mut unread: HashMap<ChatId, u32> = self
-            .chats
-            .iter()
-            .map(|c| (c.info.chat_id, c.unread))
-            .collect();
         let mut chats: Vec<ChatEntry> = client
             .chats()?
             .into_iter()
@@ -185,7 +164,7 @@ impl App {
                     ChatKind::Group => None,
                 };
                 ChatEntry {
-                    unread: unread.remove(&info.chat_id).unwrap_or(0),
+                    unread: info.unread,
                     peer,
                     info,
                 }
@@ -235,7 +214,6 @@ impl App {
             .max();
         if let Some(seq) = newest_incoming {
             client.mark_read(chat_id, seq)?;
-            self.seen.set(chat_id, seq);
         }
         Ok(())
     }
@@ -265,12 +243,8 @@ impl App {
                     .retain(|(c, u), _| !(*c == message.chat_id && *u == message.sender));
                 if Some(message.chat_id) == open {
                     self.open_chat(client)?;
-                } else if let Some(chat) = self
-                    .chats
-                    .iter_mut()
-                    .find(|c| c.info.chat_id == message.chat_id)
-                {
-                    chat.unread = chat.unread.saturating_add(1);
+                } else {
+                    self.reload_chats(client)?;
                 }
                 if !message.outgoing {
                     return Ok(Effect::Notify);
@@ -305,7 +279,12 @@ impl App {
                     )
                 });
             }
-            ClientEvent::MembersChanged { .. } => self.reload_chats(client)?,
+            ClientEvent::MembersChanged { .. } | ClientEvent::ChatTitleChanged { .. } => {
+                self.reload_chats(client)?;
+            }
+            ClientEvent::ChatRead { chat_id, .. } if Some(chat_id) != open => {
+                self.reload_chats(client)?;
+            }
             ClientEvent::Typing {
                 chat_id,
                 user_id,

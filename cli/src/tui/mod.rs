@@ -3,14 +3,12 @@
 //! - `app`: the state and how client events and key presses change it.
 //! - `view`: drawing it with ratatui.
 //! - `keys`: configurable key bindings.
-//! - `seen`: what was shown per chat, for unread counts across restarts.
 //!
 //! Terminal input is read on its own thread and forwarded to the async loop,
 //! which also receives the client's events and a one-second tick.
 
 mod app;
 mod keys;
-mod seen;
 mod view;
 
 use std::io::Write;
@@ -36,8 +34,7 @@ pub async fn run(session: &Session) -> anyhow::Result<()> {
     let keymap = Keymap::new(&session.config.keybindings)
         .map_err(|e| Failure::Usage(format!("keybindings in config.toml: {e}")))?;
     let mut events = session.client.subscribe();
-    let seen = seen::Seen::load(session.home.seen_path());
-    let mut app = App::new(&session.client, session.names()?, keymap, seen)?;
+    let mut app = App::new(&session.client, session.names()?, keymap)?;
     app.online = session.client.connection_state() == tern_core::client::ConnectionState::Online;
     if app.online {
         subscribe_presence(session, &app).await;

@@ -10,18 +10,27 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use tern_protocol::wire::ErrorCode;
+
 use super::account::random_bytes;
 use super::error::ClientError;
+use super::event::ClientEvent;
 use super::types::{Message, MessageId};
 use super::{ChatId, Client};
-use crate::net::NetError;
-use crate::store::{NewAttachment, TransferState};
+use crate::net::{NetError, RelayConnection};
+use crate::store::{NewAttachment, PendingUpload, TransferState};
 use crate::sync::attachment::{
     CHUNK_LEN, ChunkCipher, SEALED_CHUNK_LEN, chunk_count, plain_len, sealed_len,
 };
 use crate::sync::content::{
     Attachment, MAX_ATTACHMENT_LEN, MAX_ATTACHMENT_NAME_LEN, Payload, SecretBytes,
 };
+
+/// Attempts of an upload the relay answers with CONFLICT (its previous
+/// stream for the same blob is still closing).
+const UPLOAD_CONFLICT_RETRIES: u32 = 5;
+/// Delay before such a retry, times the attempt number.
+const UPLOAD_CONFLICT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// An attachment of a stored message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +77,19 @@ fn sealed_digest(path: &Path, cipher: &ChunkCipher, size: u64) -> std::io::Resul
     Ok(hash.finalize().into())
 }
 
+/// [`sealed_digest`] on a blocking thread.
+async fn sealed_digest_of(path: &str, key: &[u8], size: u64) -> Result<[u8; 32], ClientError> {
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| ClientError::StoreCorrupt("attachment key length".into()))?;
+    let key = Zeroizing::new(key);
+    let path = PathBuf::from(path);
+    tokio::task::spawn_blocking(move || sealed_digest(&path, &ChunkCipher::new(&key), size))
+        .await
+        .map_err(|_| ClientError::Store("hashing task failed".into()))?
+        .map_err(io)
+}
+
 /// SHA-256 of a file, streamed.
 fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut file = File::open(path)?;
@@ -106,9 +128,14 @@ fn decrypt_file(sealed: &Path, dest: &Path, cipher: &ChunkCipher) -> Result<u64,
 impl Client {
     /// Encrypts the file at `path`, uploads it to the relay's blob store and
     /// sends it to the chat as an attachment message (shown under its file
-    /// name). Needs the relay. Each call uses a fresh key, so a failed call
-    /// repeated starts a new upload; downloads resume (see
-    /// [`Self::download_attachment`]).
+    /// name). Needs the relay.
+    ///
+    /// The key and ciphertext digest are stored before the upload starts and
+    /// kept until the message is queued: calling this again for the same
+    /// chat and unchanged file after an interruption (a dropped connection, a
+    /// crash) re-creates the same ciphertext and resumes from the offset the
+    /// relay reports, sending only the remainder. Emits
+    /// [`ClientEvent::AttachmentUploaded`] with that offset.
     pub async fn send_attachment(
         &self,
         chat_id: ChatId,
@@ -124,34 +151,26 @@ impl Client {
         {
             return Err(ClientError::InvalidArgument("attachment name too long"));
         }
+        let path_text = path
+            .to_str()
+            .ok_or(ClientError::InvalidArgument("attachment path is not UTF-8"))?
+            .to_owned();
         let size = std::fs::metadata(&path).map_err(io)?.len();
         if size > MAX_ATTACHMENT_LEN {
             return Err(ClientError::InvalidArgument("attachment too large"));
         }
         let conn = self.core.connection()?;
-        let key = Zeroizing::new(random_bytes::<32>());
-        let digest = {
-            let (path, key) = (path.clone(), key.clone());
-            tokio::task::spawn_blocking(move || sealed_digest(&path, &ChunkCipher::new(&key), size))
-                .await
-                .map_err(|_| ClientError::Store("hashing task failed".into()))?
-                .map_err(io)?
-        };
-        let cipher = ChunkCipher::new(&key);
-        let count = chunk_count(size);
-        let mut file = File::open(&path).map_err(io)?;
-        conn.upload_blob(digest, sealed_len(size), |offset, _max| {
-            let index = offset / SEALED_CHUNK_LEN as u64;
-            let within = usize::try_from(offset % SEALED_CHUNK_LEN as u64).unwrap_or(0);
-            let chunk = read_chunk(&mut file, index, size)
-                .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
-            let sealed = cipher.seal(index, index + 1 == count, &chunk);
-            Ok(sealed.get(within..).unwrap_or_default().to_vec())
-        })
-        .await?;
+        let upload = self.prepare_upload(chat_id, &path_text, size).await?;
+        let resumed_from = self.upload(&conn, &upload, &path).await?;
+        self.core.emit(ClientEvent::AttachmentUploaded {
+            chat_id,
+            blob_id: upload.digest,
+            resumed_from,
+            size: sealed_len(size),
+        });
         let attachment = Attachment {
-            blob_id: digest,
-            key: SecretBytes(key.to_vec()),
+            blob_id: upload.digest,
+            key: SecretBytes(upload.key.to_vec()),
             size,
             content_type: content_type.clone(),
             file_name: file_name.clone(),
@@ -161,18 +180,113 @@ impl Client {
             content_type,
             file_name: file_name.clone(),
             size,
-            key: Zeroizing::new(key.to_vec()),
-            digest: digest.to_vec(),
-            blob_id: Some(digest),
-            local_path: path.to_str().map(str::to_owned),
+            key: upload.key.clone(),
+            digest: upload.digest.to_vec(),
+            blob_id: Some(upload.digest),
+            local_path: Some(path_text.clone()),
             state: TransferState::Uploaded,
         };
-        self.queue_message(
+        let message = self.queue_message(
             chat_id,
             file_name,
             Payload::Attachment(attachment),
             Some(row),
-        )
+        )?;
+        self.core
+            .store
+            .transaction(|tx| tx.delete_pending_upload(&chat_id, &path_text))?;
+        Ok(message)
+    }
+
+    /// The stored upload of this file if the file is unchanged (its stored
+    /// key still yields the stored digest), else a fresh key, stored first.
+    async fn prepare_upload(
+        &self,
+        chat_id: ChatId,
+        path: &str,
+        size: u64,
+    ) -> Result<PendingUpload, ClientError> {
+        let stored = self
+            .core
+            .store
+            .transaction(|tx| tx.pending_upload(&chat_id, path))?
+            .filter(|p| p.size == size);
+        if let Some(stored) = stored {
+            if sealed_digest_of(path, &stored.key, size).await? == stored.digest {
+                return Ok(stored);
+            }
+        }
+        let key = Zeroizing::new(random_bytes::<32>().to_vec());
+        let upload = PendingUpload {
+            chat_id,
+            path: path.to_owned(),
+            size,
+            digest: sealed_digest_of(path, &key, size).await?,
+            key,
+        };
+        self.core
+            .store
+            .transaction(|tx| tx.put_pending_upload(&upload))?;
+        Ok(upload)
+    }
+
+    /// Uploads the ciphertext, resuming where the relay stands; returns the
+    /// offset it resumed from. A relay still closing an interrupted stream of
+    /// the same blob answers CONFLICT: retried a few times.
+    async fn upload(
+        &self,
+        conn: &RelayConnection,
+        upload: &PendingUpload,
+        path: &Path,
+    ) -> Result<u64, ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.upload_once(conn, upload, path).await {
+                Err(NetError::Relay {
+                    code: ErrorCode::Conflict,
+                    ..
+                }) if attempt < UPLOAD_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(UPLOAD_CONFLICT_DELAY * attempt).await;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        conn: &RelayConnection,
+        upload: &PendingUpload,
+        path: &Path,
+    ) -> Result<u64, NetError> {
+        let size = upload.size;
+        let cipher =
+            ChunkCipher::new(upload.key.as_slice().try_into().map_err(|_| {
+                NetError::Connect("stored attachment key has the wrong length".into())
+            })?);
+        let count = chunk_count(size);
+        let mut file = File::open(path)
+            .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
+        let sealed_size = sealed_len(size);
+        let mut resumed_from = None;
+        let mut chunks_sent = 0u32;
+        let interrupt_after = self.core.interrupt_upload_after;
+        conn.upload_blob(upload.digest, sealed_size, |offset, _max| {
+            resumed_from.get_or_insert(offset);
+            if interrupt_after.is_some_and(|n| chunks_sent >= n) {
+                return Err(NetError::Connect("test hook: upload interrupted".into()));
+            }
+            chunks_sent += 1;
+            let index = offset / SEALED_CHUNK_LEN as u64;
+            let within = usize::try_from(offset % SEALED_CHUNK_LEN as u64).unwrap_or(0);
+            let chunk = read_chunk(&mut file, index, size)
+                .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
+            let sealed = cipher.seal(index, index + 1 == count, &chunk);
+            Ok(sealed.get(within..).unwrap_or_default().to_vec())
+        })
+        .await?;
+        Ok(resumed_from.unwrap_or(sealed_size))
     }
 
     /// The attachments of a message.

@@ -7,9 +7,11 @@ use tern_protocol::wire::{ChangeMembers, ChatKind as WireChatKind, CreateChat, r
 use super::Client;
 use super::account::random_bytes;
 use super::error::ClientError;
+use super::event::ClientEvent;
 use super::types::{ChatId, ChatInfo, ChatKind, UserId};
 use crate::store::{Chat, StoreError};
-use crate::sync::now_ms;
+use crate::sync::content::{MAX_TITLE_LEN, Payload};
+use crate::sync::{now_ms, queue_payload};
 
 /// Label of the direct-chat id derivation.
 const DIRECT_CHAT_LABEL: &[u8] = b"tern/v1/direct-chat\0";
@@ -42,13 +44,15 @@ impl Client {
         Ok(chat_id)
     }
 
-    /// Creates a group chat with `members` (contacts) on the relay. The title
-    /// stays on this device. Needs the relay.
+    /// Creates a group chat with `members` (contacts) on the relay and sends
+    /// the title to every member (an encrypted `GroupTitle` in the chat).
+    /// Needs the relay.
     pub async fn create_group(
         &self,
         title: String,
         members: Vec<UserId>,
     ) -> Result<ChatId, ClientError> {
+        check_title(&title)?;
         let conn = self.core.connection()?;
         let me = self.core.account.user_id;
         for member in &members {
@@ -67,12 +71,47 @@ impl Client {
             tx.upsert_chat(&Chat {
                 chat_id,
                 kind: ChatKind::Group,
-                title,
+                title: title.clone(),
                 created_at_ms: now_ms(),
             })?;
-            tx.set_chat_members(&chat_id, &all)
+            tx.set_chat_members(&chat_id, &all)?;
+            queue_payload(
+                tx,
+                &chat_id,
+                &random_bytes(),
+                &Payload::GroupTitle(title),
+                None,
+            )
         })?;
+        self.core.outbox_wake.notify_one();
         Ok(chat_id)
+    }
+
+    /// Renames a group chat: stores the title and sends it to every member
+    /// (an encrypted `GroupTitle` in the chat; they apply it in log order).
+    /// Works offline.
+    pub fn rename_group(&self, chat_id: ChatId, title: String) -> Result<(), ClientError> {
+        check_title(&title)?;
+        self.core.store.transaction(|tx| {
+            let mut chat = tx.chat(&chat_id)?.ok_or(ClientError::UnknownChat)?;
+            if chat.kind != ChatKind::Group {
+                return Err(ClientError::InvalidArgument("not a group chat"));
+            }
+            chat.title.clone_from(&title);
+            tx.upsert_chat(&chat)?;
+            let payload = Payload::GroupTitle(title.clone());
+            Ok(queue_payload(
+                tx,
+                &chat_id,
+                &random_bytes(),
+                &payload,
+                None,
+            )?)
+        })?;
+        self.core.outbox_wake.notify_one();
+        self.core
+            .emit(ClientEvent::ChatTitleChanged { chat_id, title });
+        Ok(())
     }
 
     /// Adds and removes members of a group chat on the relay (recorded as a
@@ -108,14 +147,17 @@ impl Client {
         Ok(())
     }
 
-    /// Chats known on this device.
+    /// Chats known on this device, each with its unread count.
     pub fn chats(&self) -> Result<Vec<ChatInfo>, ClientError> {
-        let chats = self.core.store.transaction(|tx| {
+        let me = self.core.account.user_id;
+        let chats = self.core.store.read(|tx| {
             tx.chats()?
                 .into_iter()
                 .map(|chat| {
                     let members = tx.chat_members(&chat.chat_id)?;
+                    let read = tx.cursor(&chat.chat_id)?.map_or(0, |c| c.read_seq);
                     Ok(ChatInfo {
+                        unread: tx.count_unread(&chat.chat_id, &me, read)?,
                         chat_id: chat.chat_id,
                         kind: chat.kind,
                         title: chat.title,
@@ -126,6 +168,14 @@ impl Client {
         })?;
         Ok(chats)
     }
+}
+
+/// Refuses a group title the members would refuse.
+fn check_title(title: &str) -> Result<(), ClientError> {
+    if title.len() > MAX_TITLE_LEN {
+        return Err(ClientError::InvalidArgument("group title too long"));
+    }
+    Ok(())
 }
 
 /// The id of the direct chat between two users:

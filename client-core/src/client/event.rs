@@ -78,6 +78,35 @@ pub enum ClientEvent {
         /// The older version that was offered.
         offered_version: u64,
     },
+    /// A chat's read cursor moved (on this device, or another own device
+    /// read it): re-read its unread count from [`Client::chats`](super::Client::chats).
+    ChatRead {
+        /// The chat.
+        chat_id: ChatId,
+        /// Highest relay seq read.
+        read_seq: u64,
+    },
+    /// A member set or renamed a group's title.
+    ChatTitleChanged {
+        /// The chat.
+        chat_id: ChatId,
+        /// The new title.
+        title: String,
+    },
+    /// An attachment's ciphertext is on the relay (its message is queued
+    /// next). `resumed_from` is the offset the relay reported: 0 for a fresh
+    /// upload, more when an interrupted upload resumed; only
+    /// `size - resumed_from` bytes were sent.
+    AttachmentUploaded {
+        /// The chat.
+        chat_id: ChatId,
+        /// The blob id (SHA-256 of the ciphertext).
+        blob_id: [u8; 32],
+        /// Where the upload started.
+        resumed_from: u64,
+        /// Ciphertext size.
+        size: u64,
+    },
     /// A chat's membership changed.
     MembersChanged {
         /// The chat.

@@ -34,6 +34,7 @@ mod directory_tests;
 mod error;
 mod event;
 mod linking;
+mod read_state;
 mod syncing;
 mod types;
 mod verification;
@@ -71,7 +72,7 @@ use crate::crypto::identity::AccountIdentity;
 use crate::crypto::session::SessionManager;
 use crate::net::{Greeting, RelayAddress};
 use crate::store::{Contact, Store};
-use crate::sync::content::{MAX_TEXT_LEN, Payload, ReceiptKind};
+use crate::sync::content::{MAX_TEXT_LEN, Payload};
 use crate::sync::crypto_store::CryptoStore;
 use crate::sync::{Core, now_ms, queue_payload};
 use account::LocalAccount;
@@ -89,6 +90,10 @@ pub struct ClientConfig {
     /// Test hook: transmit outbox entries but ignore the relay's acks, which
     /// simulates a crash between send and ack. Never set in production.
     pub testing_drop_acks: bool,
+    /// Test hook: attachment uploads stop after this many chunks (the
+    /// relay keeps what it received), as if the connection dropped
+    /// mid-upload. Never set in production.
+    pub testing_interrupt_upload_after: Option<u32>,
 }
 
 impl ClientConfig {
@@ -98,6 +103,7 @@ impl ClientConfig {
             store_path: store_path.into(),
             relay,
             testing_drop_acks: false,
+            testing_interrupt_upload_after: None,
         }
     }
 }
@@ -204,6 +210,7 @@ impl Client {
             presence: Mutex::new(Vec::new()),
             receiving: tokio::sync::Mutex::new(()),
             drop_acks: config.testing_drop_acks,
+            interrupt_upload_after: config.testing_interrupt_upload_after,
         });
         let (shutdown, stop) = watch::channel(false);
         let task = tokio::spawn(crate::sync::run(core.clone(), stop));
@@ -389,33 +396,6 @@ impl Client {
             .core
             .store
             .transaction(|tx| tx.delivery_statuses(message_id))?)
-    }
-
-    /// Marks the chat read up to relay seq `up_to` and sends read receipts
-    /// for the incoming messages that were unread.
-    pub fn mark_read(&self, chat_id: ChatId, up_to: u64) -> Result<(), ClientError> {
-        let me = self.core.account.user_id;
-        self.core.store.transaction(|tx| {
-            let read = tx.cursor(&chat_id)?.map_or(0, |c| c.read_seq);
-            if up_to <= read {
-                return Ok::<_, ClientError>(());
-            }
-            let page = tx.chat_messages(&chat_id, Some(up_to.saturating_add(1)), 1000)?;
-            let ids: Vec<ClientMessageId> = page
-                .iter()
-                .filter(|m| m.message.sender.user_id != me)
-                .filter(|m| m.message.relay_seq.is_some_and(|seq| seq > read))
-                .map(|m| m.message.client_message_id)
-                .collect();
-            if !ids.is_empty() {
-                let receipt = Payload::Receipt(ReceiptKind::Read, ids);
-                queue_payload(tx, &chat_id, &random_bytes(), &receipt, None)?;
-            }
-            tx.advance_read(&chat_id, up_to)?;
-            Ok(())
-        })?;
-        self.core.outbox_wake.notify_one();
-        Ok(())
     }
 
     /// Full-text search over the local history.

@@ -40,6 +40,9 @@ pub struct ChatInfo {
     pub title: String,
     /// Members, including this account.
     pub members: Vec<UserId>,
+    /// Messages from others after the read cursor (see
+    /// [`Client::mark_read`](super::Client::mark_read)).
+    pub unread: u64,
 }
 
 /// A stored message.

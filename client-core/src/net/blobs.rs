@@ -48,6 +48,9 @@ impl RelayConnection {
     /// Uploads the blob with SHA-256 `sha256` and `size` bytes, resuming from
     /// what the relay already holds. `chunk_at(offset, max)` supplies up to
     /// `max` bytes of the blob starting at `offset` (never empty before the end).
+    /// When it fails, the stream is finished and the relay's answer awaited
+    /// (it keeps what it received, the next upload resumes there) before its
+    /// error is returned.
     pub async fn upload_blob(
         &self,
         sha256: [u8; 32],
@@ -66,7 +69,14 @@ impl RelayConnection {
             return Ok(());
         }
         while offset < size {
-            let data = chunk_at(offset, MAX_BLOB_CHUNK_LEN)?;
+            let data = match chunk_at(offset, MAX_BLOB_CHUNK_LEN) {
+                Ok(data) => data,
+                Err(e) => {
+                    send.finish().map_err(|_| NetError::NoResponse)?;
+                    let _ = next_body(&mut recv).await;
+                    return Err(e);
+                }
+            };
             if data.is_empty() {
                 return Err(NetError::Connect("blob source ended early".into()));
             }

@@ -222,6 +222,36 @@ impl Tx<'_> {
         Ok(page)
     }
 
+    /// How many messages of a chat that `own_user` did not send have a relay
+    /// seq above `read_seq` (the chat's unread count).
+    pub fn count_unread(
+        &self,
+        chat_id: &ChatId,
+        own_user: &UserId,
+        read_seq: u64,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .conn()
+            .prepare_cached(
+                "SELECT count(*) FROM messages
+                 WHERE chat_id = ?1 AND relay_seq > ?2 AND sender_user_id != ?3",
+            )?
+            .query_row(
+                params![chat_id, to_i64(read_seq, "relay seq")?, own_user],
+                |row| row.get(0),
+            )?;
+        u64::try_from(count).map_err(|_| StoreError::OutOfRange("unread count"))
+    }
+
+    /// The highest relay seq stored for a chat (0 when none).
+    pub fn newest_seq(&self, chat_id: &ChatId) -> Result<u64, StoreError> {
+        let newest: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT max(relay_seq) FROM messages WHERE chat_id = ?1")?
+            .query_row(params![chat_id], |row| row.get(0))?;
+        u64::try_from(newest.unwrap_or(0)).map_err(|_| StoreError::OutOfRange("relay seq"))
+    }
+
     /// Deletes a message (and its status rows, attachments and index entry);
     /// `true` if it existed.
     pub fn delete_message(&self, id: MessageId) -> Result<bool, StoreError> {

@@ -38,6 +38,7 @@ mod schema;
 mod search;
 mod sql;
 mod sync_state;
+mod uploads;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use zeroize::Zeroizing;
 
 pub use attachments::{Attachment, NewAttachment, TransferState};
-pub use contacts::{Chat, ChatKind, Contact, Verification};
+pub use contacts::{Chat, ChatKind, Contact, MAX_NAME_LEN, Verification};
 pub use crypto_state::{IdentitySlot, PrekeyKind, SessionRecord};
 pub use device_lists::{MAX_DEVICE_LIST_LEN, StoredDeviceList};
 pub use error::StoreError;
@@ -57,6 +58,7 @@ pub use messages::{DeliveryStatus, InsertOutcome, MessageId, NewMessage, StoredM
 pub use schema::SCHEMA_VERSION;
 pub use search::{SearchHit, SearchQuery};
 pub use sync_state::{OutboxEntry, RelayCursor};
+pub use uploads::{MAX_PENDING_UPLOADS, PendingUpload};
 
 /// Length of user, chat and client-message ids (matches the wire protocol).
 pub const ID_LEN: usize = 16;

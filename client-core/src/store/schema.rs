@@ -168,8 +168,22 @@ CREATE TABLE device_lists (
 ) STRICT;
 ";
 
+/// Schema version 4: attachment uploads in progress (key and ciphertext
+/// digest per chat and file), so that an interrupted upload resumes.
+const V4: &str = "
+CREATE TABLE pending_uploads (
+    chat_id       BLOB    NOT NULL,
+    path          TEXT    NOT NULL,
+    size          INTEGER NOT NULL,
+    key           BLOB    NOT NULL,
+    digest        BLOB    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, path)
+) STRICT;
+";
+
 /// Every migration, in order. Entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

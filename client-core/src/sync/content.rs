@@ -8,7 +8,7 @@ use prost::Message;
 use zeroize::Zeroize;
 
 use super::device_sync::DeviceSync;
-use crate::store::{ClientMessageId, ID_LEN};
+use crate::store::{ChatId, ClientMessageId, ID_LEN};
 
 /// Version of the content format this build writes and reads.
 pub const CONTENT_VERSION: u32 = 1;
@@ -27,7 +27,7 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 9")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 8, 9, 10")]
     pub body: Option<Body>,
 }
 
@@ -54,7 +54,36 @@ pub enum Body {
     /// Contacts, chats and recent history for a newly linked own device.
     #[prost(message, tag = "9")]
     DeviceSync(DeviceSync),
+    /// The read cursor of one chat, for the account's other devices (sent in
+    /// the note-to-self chat only).
+    #[prost(message, tag = "10")]
+    ReadState(ReadState),
+    /// The title of the group chat this is sent in, for every member.
+    #[prost(message, tag = "8")]
+    GroupTitle(GroupTitle),
 }
+
+/// Where the user has read a chat up to.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadState {
+    /// The chat, 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub chat_id: Vec<u8>,
+    /// Highest relay seq read.
+    #[prost(uint64, tag = "2")]
+    pub read_seq: u64,
+}
+
+/// A group chat's title, set at creation or renamed.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupTitle {
+    /// UTF-8, at most [`MAX_TITLE_LEN`] bytes.
+    #[prost(string, tag = "1")]
+    pub title: String,
+}
+
+/// Longest group title, in bytes (the store's chat title limit).
+pub const MAX_TITLE_LEN: usize = crate::store::MAX_NAME_LEN;
 
 /// Where an attachment is and how to open it.
 #[derive(Clone, PartialEq, Message)]
@@ -188,6 +217,11 @@ pub enum Payload {
     Attachment(Attachment),
     /// Own-device sync (accepted only from the own account's devices).
     DeviceSync(DeviceSync),
+    /// Another own device read `chat` up to seq (accepted only from the own
+    /// account's devices).
+    ReadState(ChatId, u64),
+    /// The group's title.
+    GroupTitle(String),
 }
 
 /// Why a decrypted payload was refused.
@@ -223,6 +257,13 @@ impl Payload {
                 })
             }
             Self::DeviceSync(sync) => Body::DeviceSync(sync.clone()),
+            Self::ReadState(chat_id, read_seq) => Body::ReadState(ReadState {
+                chat_id: chat_id.to_vec(),
+                read_seq: *read_seq,
+            }),
+            Self::GroupTitle(title) => Body::GroupTitle(GroupTitle {
+                title: title.clone(),
+            }),
             Self::Attachment(a) => Body::Attachment(AttachmentPointer {
                 blob_id: a.blob_id.to_vec(),
                 key: a.key.0.clone(),
@@ -275,6 +316,17 @@ impl Payload {
             }
             Body::Attachment(pointer) => Self::Attachment(Attachment::validate(&pointer)?),
             Body::DeviceSync(sync) => Self::DeviceSync(sync),
+            Body::ReadState(state) => {
+                let chat_id = ChatId::try_from(state.chat_id.as_slice())
+                    .map_err(|_| ContentError::Invalid("ReadState.chat_id"))?;
+                Self::ReadState(chat_id, state.read_seq)
+            }
+            Body::GroupTitle(group) => {
+                if group.title.len() > MAX_TITLE_LEN {
+                    return Err(ContentError::Invalid("GroupTitle.title"));
+                }
+                Self::GroupTitle(group.title)
+            }
         };
         Ok((payload, content.sent_at_ms))
     }
@@ -323,6 +375,8 @@ mod tests {
                 content_type: "image/png".into(),
                 file_name: "cat.png".into(),
             }),
+            Payload::ReadState([4; ID_LEN], 17),
+            Payload::GroupTitle("Climbing ⛰".into()),
         ] {
             let bytes = payload.encode(42);
             assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));
@@ -361,6 +415,29 @@ mod tests {
             Payload::decode(&short_id.encode_to_vec()),
             Err(ContentError::Invalid(_))
         ));
+        let long_title = Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: Some(Body::GroupTitle(GroupTitle {
+                title: "t".repeat(MAX_TITLE_LEN + 1),
+            })),
+        };
+        assert_eq!(
+            Payload::decode(&long_title.encode_to_vec()),
+            Err(ContentError::Invalid("GroupTitle.title"))
+        );
+        let short_chat = Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: Some(Body::ReadState(ReadState {
+                chat_id: vec![1; 15],
+                read_seq: 3,
+            })),
+        };
+        assert_eq!(
+            Payload::decode(&short_chat.encode_to_vec()),
+            Err(ContentError::Invalid("ReadState.chat_id"))
+        );
         assert_eq!(Payload::decode(&[0xff, 0xff]), Err(ContentError::Malformed));
     }
 }

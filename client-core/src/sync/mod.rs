@@ -54,6 +54,8 @@ pub(crate) struct Core {
     pub receiving: tokio::sync::Mutex<()>,
     /// Test hook: send outbox entries but ignore the relay's acks.
     pub drop_acks: bool,
+    /// Test hook: attachment uploads fail after this many chunks.
+    pub interrupt_upload_after: Option<u32>,
 }
 
 impl Core {

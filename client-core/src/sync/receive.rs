@@ -409,13 +409,39 @@ fn apply_payload(
             tracing::debug!(stored, "applied an own-device sync");
             Ok(Vec::new())
         }
+        Payload::ReadState(read_chat, read_seq) if !from_other_user => {
+            let read = tx.cursor(&read_chat)?.map_or(0, |c| c.read_seq);
+            if read_seq <= read {
+                return Ok(Vec::new());
+            }
+            tx.advance_read(&read_chat, read_seq)?;
+            Ok(vec![ClientEvent::ChatRead {
+                chat_id: read_chat,
+                read_seq,
+            }])
+        }
+        Payload::GroupTitle(title) => {
+            let Some(mut chat) = tx.chat(chat_id)? else {
+                return Ok(Vec::new());
+            };
+            if chat.kind != ChatKind::Group || chat.title == title {
+                return Ok(Vec::new());
+            }
+            chat.title.clone_from(&title);
+            tx.upsert_chat(&chat)?;
+            Ok(vec![ClientEvent::ChatTitleChanged {
+                chat_id: *chat_id,
+                title,
+            }])
+        }
         Payload::SessionReset => {
             group::forget_device(tx, chat_id, &own_address(core), &sender)?;
             Ok(Vec::new())
         }
-        Payload::Receipt(..) | Payload::SenderKeyDistribution(_) | Payload::DeviceSync(_) => {
-            Ok(Vec::new())
-        }
+        Payload::Receipt(..)
+        | Payload::SenderKeyDistribution(_)
+        | Payload::DeviceSync(_)
+        | Payload::ReadState(..) => Ok(Vec::new()),
     }
 }
 
