@@ -59,6 +59,10 @@ struct Args {
     /// Client UDP endpoints the connections are spread over.
     #[arg(long, default_value_t = 4)]
     endpoints: usize,
+    /// Runtime worker threads (0: one per core). On a machine shared with
+    /// the relay, fewer threads leave it more CPU.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -459,7 +463,11 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        rt.worker_threads(args.threads);
+    }
+    let rt = rt.enable_all().build().context("tokio runtime")?;
     rt.block_on(async {
         match args.mode {
             Mode::Direct => direct(&args).await,
