@@ -45,6 +45,17 @@ async fn send_all_acked(sender: &mut TestClient, chat: [u8; 16], texts: &[String
     }
 }
 
+/// Waits until `peer`'s session reset reached `client`.
+async fn wait_for_reset(client: &mut TestClient, peer: &TestClient) {
+    let peer_id = peer.client.account().user_id;
+    client
+        .expect(|e| match e {
+            ClientEvent::SessionReset { user_id, .. } if user_id == peer_id => Some(()),
+            _ => None,
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn sync_now_returns_once_the_backlog_is_stored() {
     let relay = TestRelay::start().await;
@@ -208,7 +219,7 @@ async fn an_undecryptable_message_is_reported_and_the_session_repaired() {
     assert_eq!(failed, alice_id);
 
     // Bob's repair gives Alice a new session; her next message decrypts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_reset(&mut alice, &bob).await;
     alice.client.send_text(chat, "after repair".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "after repair");
     // And Bob can answer.
@@ -260,7 +271,7 @@ async fn a_group_member_that_lost_its_keys_recovers() {
     .await;
     // Bob's reset reaches Alice, who redistributes her chain with her next
     // message; Bob reads it.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_reset(&mut alice, &bob).await;
     alice.client.send_text(group, "found".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "found");
     bob.client.send_text(group, "thanks".into()).unwrap();

@@ -54,6 +54,17 @@ pub enum ClientEvent {
         /// Why, for logs.
         reason: String,
     },
+    /// A device repaired its session with this device (it could not decrypt
+    /// something and started a new session): what this device sends to it
+    /// from now on uses the new session.
+    SessionReset {
+        /// The chat the reset came in.
+        chat_id: ChatId,
+        /// The user.
+        user_id: UserId,
+        /// Their device.
+        device_id: u32,
+    },
     /// A contact's account identity key changed. If the contact was verified
     /// (`was_verified`), sending to them is refused until acknowledged.
     IdentityChanged {

@@ -436,7 +436,11 @@ fn apply_payload(
         }
         Payload::SessionReset => {
             group::forget_device(tx, chat_id, &own_address(core), &sender)?;
-            Ok(Vec::new())
+            Ok(vec![ClientEvent::SessionReset {
+                chat_id: *chat_id,
+                user_id: sender.user,
+                device_id: sender.device,
+            }])
         }
         Payload::Receipt(..)
         | Payload::SenderKeyDistribution(_)
