@@ -267,4 +267,34 @@ mod tests {
             .unwrap();
         assert!(ids.is_empty());
     }
+
+    #[test]
+    fn a_signed_prekey_with_a_new_replay_entry_is_stored_with_the_commit() {
+        let (_dir, store) = store();
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let identity = crate::crypto::identity::DeviceIdentity::generate(&mut rng);
+        let mut prekey = SignedPreKey::generate(3, &identity, &mut rng);
+        store
+            .transaction(|tx| tx.put_prekey(PrekeyKind::Signed, 3, &prekey.to_bytes()))
+            .unwrap();
+        prekey.remember_handshake(Some(9), [5; 32]).unwrap();
+        let crypto = CryptoStore::new(store.clone());
+        let batch = crypto.begin();
+        crypto
+            .apply(StoreTransaction {
+                updated_signed_prekey: Some(prekey),
+                ..StoreTransaction::default()
+            })
+            .unwrap();
+        let seen = |crypto: &CryptoStore| {
+            crypto
+                .load_signed_prekey(3)
+                .unwrap()
+                .map(|p| p.replay_cache().len())
+        };
+        assert_eq!(seen(&crypto), Some(1));
+        assert_eq!(seen(&CryptoStore::new(store.clone())), Some(0));
+        batch.commit(|_| Ok::<_, StoreError>(())).unwrap();
+        assert_eq!(seen(&CryptoStore::new(store.clone())), Some(1));
+    }
 }
