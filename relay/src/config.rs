@@ -115,9 +115,12 @@ pub struct LimitsConfig {
     /// Concurrent request streams per connection.
     pub max_streams_per_connection: u32,
     /// Seconds without any packet from a client before its connection is
-    /// closed. This is also the presence TTL: a client that vanishes without
-    /// closing (crash, lost network) is reported offline this long after its
-    /// last packet. Keep it below 5 s to meet the presence target.
+    /// closed. With `keep_alive_interval_ms` it makes the presence TTL: a
+    /// client that vanishes without closing (crash, lost network) is
+    /// reported offline at most `idle_timeout_secs` + `keep_alive_interval_ms`
+    /// after its last packet, since QUIC restarts the idle timer when the
+    /// relay first sends after that packet (at the latest its keep-alive
+    /// PING). Keep the sum below 5 s to meet the presence target.
     pub idle_timeout_secs: u64,
     /// Milliseconds of silence after which the relay sends a QUIC PING to a
     /// client; a healthy client acknowledges it, which keeps idle connections
@@ -157,7 +160,7 @@ impl Default for LimitsConfig {
         Self {
             delivery_queue_len: 1024,
             max_streams_per_connection: 64,
-            idle_timeout_secs: 4,
+            idle_timeout_secs: 3,
             keep_alive_interval_ms: 1000,
             auth_timeout_secs: 10,
             prekey_low_water: 10,
@@ -354,7 +357,8 @@ mod tests {
     #[test]
     fn default_presence_ttl_meets_the_five_second_target() {
         let l = LimitsConfig::default();
-        assert!(l.idle_timeout_secs < 5);
+        let ttl_ms = l.idle_timeout_secs * 1000 + l.keep_alive_interval_ms;
+        assert!(ttl_ms < 5000, "presence TTL {ttl_ms} ms");
         assert!(l.keep_alive_interval_ms * 3 <= l.idle_timeout_secs * 1000);
     }
 }
