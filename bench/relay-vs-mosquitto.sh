@@ -108,7 +108,11 @@ CONF
 mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
 MQTT_PID=$!
 sleep 0.5
-yes "$(head -c "$PAYLOAD" /dev/zero | tr '\0' 'x')" | head -n "$MQTT_MESSAGES" >"$WORK/lines"
+# (awk, not `yes | head`: under pipefail the SIGPIPE that stops `yes`
+# would abort the script.)
+awk -v n="$MQTT_MESSAGES" -v len="$PAYLOAD" 'BEGIN {
+    for (j = 0; j < len; j++) line = line "x"
+    for (i = 0; i < n; i++) print line }' >"$WORK/lines"
 mosquitto_sub -p "$MQTT_PORT" -q 1 -t bench -C "$MQTT_MESSAGES" -i bench-sub >/dev/null &
 SUB_PID=$!
 sleep 0.5
