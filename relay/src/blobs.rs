@@ -119,34 +119,12 @@ impl BlobStore {
         }))
     }
 
-    /// Runs an upload on its request stream without charging any account.
-    /// Connection handlers should use [`Self::upload_for`], which enforces the
-    /// per-account quota; this remains until every caller passes the owner.
-    pub async fn upload(
-        &self,
-        start: BlobUploadStart,
-        tx: &mut SendStream,
-        rx: &mut RecvStream,
-    ) -> Result<(), RelayError> {
-        self.upload_charging(None, start, tx, rx).await
-    }
-
     /// Runs an upload by `owner` on its request stream, charging the blob's
     /// announced size to the account's quota (a blob already stored is not
     /// charged again); the caller reports errors.
     pub async fn upload_for(
         &self,
         owner: &UserId,
-        start: BlobUploadStart,
-        tx: &mut SendStream,
-        rx: &mut RecvStream,
-    ) -> Result<(), RelayError> {
-        self.upload_charging(Some(owner), start, tx, rx).await
-    }
-
-    async fn upload_charging(
-        &self,
-        owner: Option<&UserId>,
         start: BlobUploadStart,
         tx: &mut SendStream,
         rx: &mut RecvStream,
@@ -170,9 +148,7 @@ impl BlobStore {
             ));
         }
         let _guard = UploadGuard(self, id);
-        if let Some(owner) = owner {
-            self.ledger.charge(owner, &id, start.size).await?;
-        }
+        self.ledger.charge(owner, &id, start.size).await?;
         let partial = self.partial_path(&id);
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -196,9 +172,7 @@ impl BlobStore {
         }
         if hash_file(&partial).await? != id.0 {
             tokio::fs::remove_file(&partial).await.map_err(io)?;
-            if let Some(owner) = owner {
-                self.ledger.release(owner, &id).await?;
-            }
+            self.ledger.release(owner, &id).await?;
             return Err(RelayError::BadRequest(
                 "ciphertext does not match its sha256",
             ));

@@ -362,9 +362,10 @@ async fn blob_request(
     };
     let blobs = &ctx.relay.blobs;
     match (ctx.session.get(), kind) {
-        (Some(_), request::Kind::BlobUploadStart(start)) => {
-            blobs.upload(start, send, recv).await.map(|()| None)
-        }
+        (Some(session), request::Kind::BlobUploadStart(start)) => blobs
+            .upload_for(&session.device.user, start, send, recv)
+            .await
+            .map(|()| None),
         (Some(_), request::Kind::BlobDownload(d)) => blobs.download(d, send).await.map(|()| None),
         (_, kind) => Ok(Some(Some(client_frame::Body::Request(Request {
             kind: Some(kind),

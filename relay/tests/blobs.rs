@@ -332,3 +332,17 @@ async fn each_account_is_held_to_its_blob_quota_until_blobs_expire() {
         "bob's 500 bytes are still charged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_charges_uploads_to_the_uploading_account() {
+    let relay = TestRelay::start_with(|c| c.limits.blob_quota_bytes = 1000).await;
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let a = Client::register(at, &Account::new("alice", 1))
+        .await
+        .unwrap();
+    let (first, first_id) = blob(600);
+    assert!(complete(upload(&a.conn, &first, first_id).await));
+    let (second, second_id) = blob(500);
+    assert!(quota_exceeded(upload(&a.conn, &second, second_id).await));
+    relay.stop().await;
+}
