@@ -11,6 +11,8 @@ use tern_protocol::wire::request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::router::Router;
+
 /// A fixed-bucket histogram.
 #[derive(Debug)]
 pub struct Histogram {
@@ -173,8 +175,9 @@ impl Metrics {
         }
     }
 
-    /// The metrics in Prometheus text format.
-    pub fn render(&self) -> String {
+    /// The metrics in Prometheus text format; `router` supplies the live
+    /// delivery queue depth.
+    pub fn render(&self, router: &Router) -> String {
         let mut out = String::new();
         let gauges = [
             (
@@ -186,6 +189,11 @@ impl Metrics {
                 "tern_commit_queue_depth",
                 "Appends waiting for the log writer.",
                 self.commit_queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "tern_delivery_queue_depth",
+                "Entries and events queued for connected devices, not yet written.",
+                i64::try_from(router.queued_total()).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, v) in gauges {
@@ -263,11 +271,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    router: Arc<Router>,
+) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
         let (mut socket, _) = listener.accept().await?;
-        let metrics = metrics.clone();
+        let (metrics, router) = (metrics.clone(), router.clone());
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(512);
             let mut buf = [0u8; 512];
@@ -285,7 +297,7 @@ pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> st
                 return;
             }
             let (status, body) = if head.starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render())
+                ("200 OK", metrics.render(&router))
             } else {
                 ("404 Not Found", String::from("not found\n"))
             };
@@ -309,7 +321,7 @@ mod tests {
         m.commit_batch_size.observe(1.0);
         m.commit_batch_size.observe(3.0);
         m.commit_batch_size.observe(100.0);
-        let text = m.render();
+        let text = m.render(&Router::new());
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"1\"} 1"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"4\"} 2"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"+Inf\"} 3"));

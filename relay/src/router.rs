@@ -283,6 +283,15 @@ impl Router {
         self.read().values().map(Vec::len).sum()
     }
 
+    /// Entries and events queued in every mailbox and not yet written.
+    pub fn queued_total(&self) -> usize {
+        self.read()
+            .values()
+            .flatten()
+            .map(|m| m.queued.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Pushes one commit's entries to every online recipient device except
     /// each entry's sending device (which learns its seq from the SendAck),
     /// one batch per mailbox. Returns the number of entries the mailboxes
@@ -429,7 +438,9 @@ mod tests {
         // The batch fills the capacity of 3 until it is taken.
         assert_eq!(router.fan_out(&[entry(4, dev(1, 1), to.clone())]), 0);
         assert!(mb.is_lagging());
+        assert_eq!(router.queued_total(), 3);
         mb.taken(&batch);
+        assert_eq!(router.queued_total(), 0);
         mb.clear_lagging();
         assert_eq!(router.fan_out(&[entry(5, dev(1, 1), to)]), 1);
     }

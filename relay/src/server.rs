@@ -165,8 +165,9 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let metrics = self.metrics_listener.map(|listener| {
             let metrics = self.relay.metrics.clone();
+            let router = self.relay.router.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::metrics::serve(listener, metrics).await {
+                if let Err(e) = crate::metrics::serve(listener, metrics, router).await {
                     tracing::error!(error = %e, "metrics endpoint failed");
                 }
             })

@@ -83,6 +83,7 @@ async fn metrics_expose_traffic_commits_queues_and_latency() {
     let before = scrape(addr).await;
     assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
     assert_eq!(series(&before, "tern_commit_queue_depth"), 0.0);
+    assert_eq!(series(&before, "tern_delivery_queue_depth"), 0.0);
     let at = (relay.addr, relay.fingerprint.as_str());
     let alice = Account::new("alice", 1);
     let bob = Account::new("bob", 1);
@@ -120,6 +121,7 @@ async fn metrics_expose_traffic_commits_queues_and_latency() {
     assert_eq!(series(&after, "tern_requests_total{kind=\"send\"}"), 3.0);
     assert_eq!(series(&after, "tern_requests_total{kind=\"sync\"}"), 0.0);
     assert!(after.contains("# TYPE tern_commit_queue_depth gauge"));
+    assert!(after.contains("# TYPE tern_delivery_queue_depth gauge"));
     relay.stop().await;
 }
 
