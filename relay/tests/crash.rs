@@ -70,9 +70,7 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     let bob = Account::new("bob", 1);
     let a = Client::register(at, &alice).await.unwrap();
     drop(Client::register(at, &bob).await.unwrap());
-    let chat: [u8; 16] = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
 
     let acked: Arc<Mutex<HashMap<[u8; 16], u64>>> = Arc::default();
     let mut senders = Vec::new();

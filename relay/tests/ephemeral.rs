@@ -132,14 +132,8 @@ async fn contacts_see_presence_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_reaches_the_other_members() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
-    let chat: [u8; 16] = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (alice, a, bob, b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
     let typing = EphemeralEvent {
         kind: Some(ephemeral_event::Kind::Typing(Typing {
             chat_id: chat.to_vec().into(),

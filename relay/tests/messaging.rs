@@ -7,22 +7,11 @@ mod common;
 use common::*;
 use tern_protocol::wire::*;
 
-async fn pair(relay: &TestRelay) -> (Account, Client, Account, Client) {
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
-    (alice, a, bob, b)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_is_delivered_to_the_online_recipient() {
     let relay = TestRelay::start().await;
     let (_alice, a, bob, mut b) = pair(&relay).await;
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     let membership = b.next_delivery().await;
     assert_eq!(membership.kind, EntryKind::Membership as i32);
     assert_eq!(membership.seq, 1);
@@ -54,9 +43,7 @@ async fn each_device_gets_its_own_ciphertext_and_the_sender_others_too() {
     let a1 = Client::register(at, &alice).await.unwrap();
     let mut a2 = Client::register_device(at, &alice, 2).await.unwrap();
     let mut b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a1.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a1, &bob).await;
 
     let missing = a1
         .request(send_to(chat, random(), &[(&bob.user_id, 1, b"x")], b""))
@@ -91,9 +78,7 @@ async fn offline_device_syncs_then_acks() {
     let at = (relay.addr, relay.fingerprint.as_str());
     let (_alice, a, bob, b) = pair(&relay).await;
     b.conn.close(0u32.into(), b"bye");
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     for i in 0..5u8 {
         ack(a
             .ok(send_to(chat, random(), &[(&bob.user_id, 1, &[i])], b""))
@@ -125,9 +110,7 @@ async fn offline_device_syncs_then_acks() {
 async fn resend_with_same_client_id_is_stored_once() {
     let relay = TestRelay::start().await;
     let (_alice, a, bob, b) = pair(&relay).await;
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     let cmid = random();
     let first = ack(a
         .ok(send_to(chat, cmid, &[(&bob.user_id, 1, b"once")], b""))
@@ -206,9 +189,7 @@ async fn group_membership_changes_are_log_entries() {
 async fn slow_consumer_is_told_to_sync_instead_of_buffered() {
     let relay = TestRelay::start_with(|c| c.limits.delivery_queue_len = 4).await;
     let (_alice, a, bob, mut b) = pair(&relay).await;
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     // Bob does not read his delivery stream while 200 × 60 KiB are sent:
     // far more than QUIC flow control plus the mailbox can hold.
     let body = vec![7u8; 60 * 1024];
@@ -252,9 +233,7 @@ async fn a_new_device_of_a_member_must_be_addressed_from_then_on() {
     let bob2 = bob.devices.pop().unwrap();
     let a = Client::register(at, &alice).await.unwrap();
     let b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     ack(a
         .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"1")], b""))
         .await);

@@ -24,14 +24,9 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 
 /// Alice (connected) in a direct chat with Bob (registered, offline).
 async fn alice_chats_with_offline_bob(relay: &TestRelay) -> (Client, Account, [u8; 16]) {
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    drop(Client::register(at, &bob).await.unwrap());
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, b) = pair(relay).await;
+    drop(b);
+    let chat = direct_chat(&a, &bob).await;
     (a, bob, chat)
 }
 
@@ -84,14 +79,8 @@ async fn metrics_expose_traffic_commits_queues_and_latency() {
     assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
     assert_eq!(series(&before, "tern_commit_queue_depth"), 0.0);
     assert_eq!(series(&before, "tern_delivery_queue_depth"), 0.0);
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let mut b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, mut b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
     for _ in 0..3 {
         ack(a
             .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"m")], b""))

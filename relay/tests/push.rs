@@ -28,16 +28,10 @@ async fn bob_is_woken(
     url: String,
     received: impl std::future::Future<Output = String>,
 ) {
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
+    let (_alice, a, bob, b) = pair(relay).await;
     b.ok(request::Kind::SetPushEndpoint(SetPushEndpoint { url }))
         .await;
-    let chat: [u8; 16] = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let chat = direct_chat(&a, &bob).await;
     b.conn.close(0u32.into(), b"offline");
 
     // Keep sending until the relay has noticed bob is gone and wakes him.

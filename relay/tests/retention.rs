@@ -30,14 +30,8 @@ fn ack_to(chat: [u8; 16], seq: u64) -> request::Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_acknowledged_by_every_device_are_collected() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
     for i in 0..4u8 {
         ack(a
             .ok(send_to(chat, random(), &[(&bob.user_id, 1, &[i])], b""))
@@ -61,14 +55,8 @@ async fn entries_acknowledged_by_every_device_are_collected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_entries_expire_after_retention() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
     ack(a
         .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"old")], b""))
         .await);
@@ -92,14 +80,9 @@ async fn undelivered_entries_expire_after_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_refused_with_too_large() {
     let relay = TestRelay::start_with(|c| c.limits.max_message_bytes = 1000).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    drop(Client::register(at, &bob).await.unwrap());
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, b) = pair(&relay).await;
+    drop(b);
+    let chat = direct_chat(&a, &bob).await;
     let err = a
         .request(send_to(
             chat,
@@ -124,14 +107,8 @@ async fn oversized_messages_are_refused_with_too_large() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_device_queue_refuses_sends_until_it_acknowledges() {
     let relay = TestRelay::start_with(|c| c.limits.max_queued_bytes_per_device = 1000).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
-    let chat = random();
-    a.ok(create_chat(chat, ChatKind::Direct, &[bob.user_id]))
-        .await;
+    let (_alice, a, bob, b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
     let first = ack(a
         .ok(send_to(
             chat,

@@ -476,6 +476,25 @@ pub fn code(e: &Error) -> ErrorCode {
     ErrorCode::try_from(e.code).unwrap()
 }
 
+/// Alice and Bob, one device each, registered and connected.
+pub async fn pair(relay: &TestRelay) -> (Account, Client, Account, Client) {
+    let at = (relay.addr, relay.fingerprint.as_str());
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let a = Client::register(at, &alice).await.unwrap();
+    let b = Client::register(at, &bob).await.unwrap();
+    (alice, a, bob, b)
+}
+
+/// A new direct chat that `creator` opens with `peer`.
+pub async fn direct_chat(creator: &Client, peer: &Account) -> [u8; 16] {
+    let chat = random();
+    creator
+        .ok(create_chat(chat, ChatKind::Direct, &[peer.user_id]))
+        .await;
+    chat
+}
+
 pub fn create_chat(chat_id: [u8; 16], kind: ChatKind, members: &[[u8; 16]]) -> request::Kind {
     request::Kind::CreateChat(CreateChat {
         chat_id: chat_id.to_vec().into(),
