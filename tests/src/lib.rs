@@ -189,9 +189,20 @@ pub struct TestClient {
 impl TestClient {
     /// Creates an account `name` on `relay` and waits until it is online.
     pub async fn create(relay: &TestRelay, name: &str) -> Self {
+        Self::create_configured(relay, name, |_| {}).await
+    }
+
+    /// Like [`Self::create`], with `configure` applied to the configuration
+    /// (test hooks).
+    pub async fn create_configured(
+        relay: &TestRelay,
+        name: &str,
+        configure: impl FnOnce(&mut tern_core::ClientConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config =
+        let mut config =
             tern_core::ClientConfig::new(dir.path().join("store.db"), relay.address.clone());
+        configure(&mut config);
         let client = guard(tern_core::Client::create(
             config.clone(),
             test_key("passphrase"),
@@ -291,6 +302,29 @@ impl TestClient {
             }
         })
         .await
+    }
+
+    /// Waits until the local message `id` reaches `status` (for any recipient).
+    pub async fn wait_status(
+        &mut self,
+        id: tern_core::client::MessageId,
+        status: tern_core::client::DeliveryStatus,
+    ) {
+        self.expect(|event| match event {
+            tern_core::ClientEvent::MessageStatus {
+                message_id,
+                status: reached,
+                ..
+            } if message_id == id && reached == status => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
+    /// Sends `text` to `chat` and checks that `to` receives it next.
+    pub async fn send_to(&self, to: &mut TestClient, chat: [u8; 16], text: &str) {
+        self.client.send_text(chat, text.into()).unwrap();
+        assert_eq!(to.next_message().await.text, text);
     }
 
     /// Waits for the next received message.

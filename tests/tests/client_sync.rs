@@ -142,16 +142,7 @@ async fn a_crash_between_send_and_ack_sends_exactly_once() {
         c
     };
     let mut alice = alice.reopen(healthy).await;
-    alice
-        .expect(|e| match e {
-            ClientEvent::MessageStatus {
-                message_id,
-                status: DeliveryStatus::Sent,
-                ..
-            } if message_id == lost_ack.id => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_status(lost_ack.id, DeliveryStatus::Sent).await;
     let after = alice
         .client
         .send_text(chat, "after the crash".into())

@@ -13,15 +13,18 @@ use super::error::ClientError;
 use super::types::{AccountInfo, UserId};
 use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
 use crate::crypto::prekeys::{KemPreKey, KemPreKeyKind, OneTimePreKey, SignedPreKey};
+use crate::crypto::rotation::RotationSchedule;
 use crate::net::DeviceSigner;
 use crate::store::{IdentitySlot, PrekeyKind, StoreError, Tx};
 
 /// One-time prekeys (of each kind) generated per batch; the relay's per-upload limit.
 pub const PREKEY_BATCH: u32 = 100;
-/// Id of the signed X25519 prekey.
-const SIGNED_PREKEY_ID: u32 = 1;
-/// Id of the last-resort KEM prekey; one-time KEM ids stay below it.
-const LAST_RESORT_KEM_ID: u32 = 0x8000_0000;
+/// Id of a new account's first signed X25519 prekey; rotation counts up from it
+/// (see [`RotationSchedule::next_id`]).
+const FIRST_SIGNED_PREKEY_ID: u32 = 1;
+/// Id of the first last-resort KEM prekey. One-time KEM ids stay below it
+/// (random 30-bit bases) and rotation counts up from it, so the two never meet.
+const FIRST_LAST_RESORT_KEM_ID: u32 = 0x8000_0000;
 
 /// The operating system's random generator as the crypto layer's RNG.
 pub(crate) fn rng() -> UnwrapErr<getrandom::SysRng> {
@@ -151,37 +154,25 @@ impl DeviceSigner for DeviceAuth<'_> {
 }
 
 /// Generates prekeys, stores their private halves and returns the upload.
-/// With `initial`, also the signed prekey and the last-resort KEM prekey.
+/// With `initial = Some(now_secs)`, also the first signed prekey and last-resort
+/// KEM prekey and their rotation schedules, started at `now_secs`.
 pub(crate) fn generate_prekeys(
     tx: &Tx<'_>,
     device: &DeviceIdentity,
-    initial: bool,
+    initial: Option<u64>,
 ) -> Result<UploadPrekeys, StoreError> {
     let mut rng = rng();
     // Random 30-bit bases keep batches from reusing ids still held by the relay.
     let base = (rng.next_u32() & 0x3fff_ffff).max(1);
     let mut upload = UploadPrekeys::default();
-    if initial {
-        let signed = SignedPreKey::generate(SIGNED_PREKEY_ID, device, &mut rng);
-        tx.put_prekey(PrekeyKind::Signed, signed.id(), &signed.to_bytes())?;
-        let public = signed.public();
-        upload.signed_prekey = Some(SignedPrekey {
-            id: public.id,
-            public_key: Bytes::copy_from_slice(&public.key),
-            signature: Bytes::copy_from_slice(&public.signature),
-        });
-        let last_resort = KemPreKey::generate(
-            LAST_RESORT_KEM_ID,
-            KemPreKeyKind::LastResort,
-            device,
-            &mut rng,
-        );
-        tx.put_prekey(
-            PrekeyKind::KemLastResort,
-            last_resort.id(),
-            &last_resort.to_bytes(),
-        )?;
-        upload.last_resort_kem_prekey = Some(kem_wire(&last_resort));
+    if let Some(now_secs) = initial {
+        for (kind, id) in [
+            (PrekeyKind::Signed, FIRST_SIGNED_PREKEY_ID),
+            (PrekeyKind::KemLastResort, FIRST_LAST_RESORT_KEM_ID),
+        ] {
+            generate_rotating_prekey(tx, device, kind, id, &mut upload)?;
+            tx.put_prekey_schedule(kind, &RotationSchedule::new(id, now_secs).to_bytes())?;
+        }
     }
     for prekey in OneTimePreKey::generate_batch(base, PREKEY_BATCH, &mut rng) {
         tx.put_prekey(PrekeyKind::OneTime, prekey.id(), &prekey.to_bytes())?;
@@ -206,4 +197,36 @@ fn kem_wire(prekey: &KemPreKey) -> KemPrekey {
         public_key: Bytes::copy_from_slice(public.key.as_bytes()),
         signature: Bytes::copy_from_slice(&public.signature),
     }
+}
+
+/// Generates the rotating prekey of `kind` ([`PrekeyKind::Signed`] or
+/// [`PrekeyKind::KemLastResort`]) with `id`, stores its private half and adds
+/// its public half to `upload`. Other kinds are not rotated and add nothing.
+pub(crate) fn generate_rotating_prekey(
+    tx: &Tx<'_>,
+    device: &DeviceIdentity,
+    kind: PrekeyKind,
+    id: u32,
+    upload: &mut UploadPrekeys,
+) -> Result<(), StoreError> {
+    let mut rng = rng();
+    match kind {
+        PrekeyKind::Signed => {
+            let signed = SignedPreKey::generate(id, device, &mut rng);
+            tx.put_prekey(kind, id, &signed.to_bytes())?;
+            let public = signed.public();
+            upload.signed_prekey = Some(SignedPrekey {
+                id: public.id,
+                public_key: Bytes::copy_from_slice(&public.key),
+                signature: Bytes::copy_from_slice(&public.signature),
+            });
+        }
+        PrekeyKind::KemLastResort => {
+            let last_resort = KemPreKey::generate(id, KemPreKeyKind::LastResort, device, &mut rng);
+            tx.put_prekey(kind, id, &last_resort.to_bytes())?;
+            upload.last_resort_kem_prekey = Some(kem_wire(&last_resort));
+        }
+        PrekeyKind::OneTime | PrekeyKind::KemOneTime => {}
+    }
+    Ok(())
 }

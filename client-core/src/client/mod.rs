@@ -40,6 +40,7 @@ mod types;
 mod verification;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -61,11 +62,13 @@ pub use linking::{
 };
 pub use types::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
-    DeliveryStatus, KdfParams, KeySource, Message, MessageId, SearchHit, SearchQuery, SyncSummary,
-    TransferState, UserId, Verification,
+    DeliveryStatus, KdfParams, KeySource, Message, MessageId, PrekeyRotation, PrekeyRotations,
+    SearchHit, SearchQuery, SyncSummary, TransferState, UserId, Verification,
 };
 
-pub(crate) use account::{DeviceAuth, generate_prekeys, random_bytes, rng};
+pub(crate) use account::{
+    DeviceAuth, generate_prekeys, generate_rotating_prekey, random_bytes, rng,
+};
 pub(crate) use directory::{DeviceSet, Directory};
 
 use crate::crypto::identity::AccountIdentity;
@@ -74,7 +77,7 @@ use crate::net::{Greeting, RelayAddress};
 use crate::store::{Contact, Store};
 use crate::sync::content::{MAX_TEXT_LEN, Payload};
 use crate::sync::crypto_store::CryptoStore;
-use crate::sync::{Core, now_ms, queue_payload};
+use crate::sync::{Clock, Core, now_ms, queue_payload};
 use account::LocalAccount;
 
 /// Events buffered per subscription before the slowest one lags.
@@ -94,6 +97,10 @@ pub struct ClientConfig {
     /// relay keeps what it received), as if the connection dropped
     /// mid-upload. Never set in production.
     pub testing_interrupt_upload_after: Option<u32>,
+    /// Test hook: seconds since the Unix epoch that prekey rotation uses
+    /// instead of the system clock, so that tests can move time forward.
+    /// Never set in production.
+    pub testing_clock: Option<Arc<AtomicU64>>,
 }
 
 impl ClientConfig {
@@ -104,6 +111,7 @@ impl ClientConfig {
             relay,
             testing_drop_acks: false,
             testing_interrupt_upload_after: None,
+            testing_clock: None,
         }
     }
 }
@@ -154,7 +162,8 @@ impl Client {
         let mut account = LocalAccount::generate(user_name);
         let upload = store.transaction(|tx| {
             account.save(tx)?;
-            generate_prekeys(tx, &account.device, true)
+            let now = Clock::new(config.testing_clock.clone()).now_secs();
+            generate_prekeys(tx, &account.device, Some(now))
         })?;
         let greeting = Greeting::connect(&config.relay).await?;
         let register = RegisterAccount {
@@ -211,6 +220,9 @@ impl Client {
             receiving: tokio::sync::Mutex::new(()),
             drop_acks: config.testing_drop_acks,
             interrupt_upload_after: config.testing_interrupt_upload_after,
+            clock: Clock::new(config.testing_clock),
+            maintenance: Notify::new(),
+            replay_cache_full: AtomicBool::new(false),
         });
         let (shutdown, stop) = watch::channel(false);
         let task = tokio::spawn(crate::sync::run(core.clone(), stop));

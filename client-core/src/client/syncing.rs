@@ -1,11 +1,14 @@
 //! Waiting until this device holds everything the relay has for it.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Client;
 use super::error::ClientError;
-use super::types::SyncSummary;
-use crate::sync::resync;
+use super::types::{PrekeyRotations, SyncSummary};
+use crate::net::RelayConnection;
+use crate::sync::{resync, run_maintenance};
 
 impl Client {
     /// Drains the relay backlog: waits (within `timeout`) for the relay
@@ -19,11 +22,43 @@ impl Client {
     /// Fails with [`ClientError::Offline`] when the relay is not reached or
     /// the sync does not finish within `timeout`.
     pub async fn sync_now(&self, timeout: Duration) -> Result<SyncSummary, ClientError> {
+        self.with_relay(timeout, "syncing with the relay", |conn| async move {
+            resync(&self.core, &conn).await
+        })
+        .await
+    }
+
+    /// Runs prekey maintenance now instead of at the next periodic check:
+    /// replaces the signed prekey and the last-resort KEM prekey when due
+    /// (uploading the new ones) and deletes replaced ones whose grace period
+    /// is over. For hosts woken in the background. Needs the relay (waits
+    /// for it within `timeout`).
+    pub async fn maintain_prekeys(
+        &self,
+        timeout: Duration,
+    ) -> Result<PrekeyRotations, ClientError> {
+        self.with_relay(timeout, "maintaining prekeys", |conn| async move {
+            run_maintenance(&self.core, &conn).await
+        })
+        .await
+    }
+
+    /// Waits (within `timeout`) for the relay connection, then runs `task` on
+    /// it; the whole must finish within `timeout` or fails with `Offline`.
+    async fn with_relay<T, F>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        task: impl FnOnce(Arc<RelayConnection>) -> F,
+    ) -> Result<T, ClientError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
         let deadline = tokio::time::Instant::now() + timeout;
         self.wait_online(timeout).await?;
         let conn = self.core.connection()?;
-        tokio::time::timeout_at(deadline, resync(&self.core, &conn))
+        tokio::time::timeout_at(deadline, task(conn))
             .await
-            .map_err(|_| ClientError::Offline("timed out syncing with the relay".into()))?
+            .map_err(|_| ClientError::Offline(format!("timed out {what}")))?
     }
 }

@@ -107,3 +107,24 @@ pub struct SyncSummary {
     /// from the delivery stream).
     pub entries: u64,
 }
+
+/// What one prekey maintenance pass did to one rotating prekey kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrekeyRotation {
+    /// Id of the prekey handed out to new initiators after the pass.
+    pub current_id: u32,
+    /// Whether the pass replaced (and uploaded) the current prekey.
+    pub rotated: bool,
+    /// Replaced prekeys deleted by the pass (grace period over, or more
+    /// replaced prekeys held than allowed).
+    pub deleted: Vec<u32>,
+}
+
+/// What [`Client::maintain_prekeys`](super::Client::maintain_prekeys) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrekeyRotations {
+    /// The signed X25519 prekey.
+    pub signed: PrekeyRotation,
+    /// The last-resort ML-KEM prekey.
+    pub last_resort_kem: PrekeyRotation,
+}

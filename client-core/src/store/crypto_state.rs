@@ -61,6 +61,31 @@ impl std::fmt::Debug for SessionRecord {
     }
 }
 
+/// Tables holding one crypto state blob per small integer key.
+#[derive(Clone, Copy)]
+enum KeyedState {
+    Identity,
+    PrekeySchedule,
+}
+
+impl KeyedState {
+    /// The upsert statement; parameters: key, state, now (ms).
+    fn upsert(self) -> &'static str {
+        match self {
+            Self::Identity => {
+                "INSERT INTO identity (slot, state, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (slot) DO UPDATE SET state = excluded.state,
+                     updated_at_ms = excluded.updated_at_ms"
+            }
+            Self::PrekeySchedule => {
+                "INSERT INTO prekey_schedules (kind, state, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (kind) DO UPDATE SET state = excluded.state,
+                     updated_at_ms = excluded.updated_at_ms"
+            }
+        }
+    }
+}
+
 fn check_state(state: &[u8]) -> Result<(), StoreError> {
     check_len("crypto state", state.len(), MAX_STATE_LEN)
 }
@@ -72,14 +97,20 @@ fn secret(bytes: Vec<u8>) -> Zeroizing<Vec<u8>> {
 impl Tx<'_> {
     /// Stores (replaces) an identity record.
     pub fn put_identity(&self, slot: IdentitySlot, state: &[u8]) -> Result<(), StoreError> {
+        self.put_keyed_state(KeyedState::Identity, slot, state)
+    }
+
+    /// Stores (replaces) the state under `key` in `table`, after checking its length.
+    fn put_keyed_state(
+        &self,
+        table: KeyedState,
+        key: impl rusqlite::ToSql,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
         check_state(state)?;
         self.conn()
-            .prepare_cached(
-                "INSERT INTO identity (slot, state, updated_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (slot) DO UPDATE SET state = excluded.state,
-                     updated_at_ms = excluded.updated_at_ms",
-            )?
-            .execute(params![slot, state, now_ms()])?;
+            .prepare_cached(table.upsert())?
+            .execute(params![key, state, now_ms()])?;
         Ok(())
     }
 
@@ -137,6 +168,21 @@ impl Tx<'_> {
             .query_map([kind], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(ids)
+    }
+
+    /// Stores (replaces) the rotation schedule of a rotating prekey kind
+    /// (signed or last-resort KEM).
+    pub fn put_prekey_schedule(&self, kind: PrekeyKind, state: &[u8]) -> Result<(), StoreError> {
+        self.put_keyed_state(KeyedState::PrekeySchedule, kind, state)
+    }
+
+    /// Reads the rotation schedule of a prekey kind, if one was stored.
+    pub fn prekey_schedule(&self, kind: PrekeyKind) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT state FROM prekey_schedules WHERE kind = ?1")?
+            .query_row([kind], |row| row.get(0))
+            .optional()?)
     }
 
     /// Stores a session with `remote`. With `active`, it becomes the one

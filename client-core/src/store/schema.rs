@@ -182,8 +182,18 @@ CREATE TABLE pending_uploads (
 ) STRICT;
 ";
 
+/// Schema version 5: the rotation schedule of the signed prekey and of the
+/// last-resort KEM prekey (one opaque `RotationSchedule` encoding per prekey kind).
+const V5: &str = "
+CREATE TABLE prekey_schedules (
+    kind          INTEGER PRIMARY KEY,
+    state         BLOB    NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+";
+
 /// Every migration, in order. Entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -3,6 +3,7 @@
 //! until the connection drops; reconnect with backoff and jitter.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +15,12 @@ use tern_protocol::wire::{
 use tokio::sync::watch;
 
 use super::receive::process;
+use super::rotation::{ROTATION_CHECK, maintain};
 use super::send::pump;
 use super::{Core, now_ms};
 use crate::client::{
-    ChatId, ClientError, ClientEvent, DeviceAuth, SyncSummary, UserId, generate_prekeys, rng,
+    ChatId, ClientError, ClientEvent, DeviceAuth, PrekeyRotations, SyncSummary, UserId,
+    generate_prekeys, rng,
 };
 use crate::net::{Backoff, Greeting, RelayConnection};
 
@@ -75,6 +78,8 @@ async fn connect(core: &Core) -> Result<RelayConnection, ClientError> {
 async fn serve(core: &Core, conn: &RelayConnection) -> String {
     let receiving = async {
         let mut events = conn.events();
+        // Before the backlog: messages to a replaced prekey decrypt in its grace period.
+        run_maintenance(core, conn).await?;
         resync(core, conn).await?;
         resubscribe_presence(core, conn).await?;
         check_prekey_stock(core, conn).await?;
@@ -99,10 +104,17 @@ async fn serve(core: &Core, conn: &RelayConnection) -> String {
             let _ = tokio::time::timeout(OUTBOX_TICK, core.outbox_wake.notified()).await;
         }
     };
+    let maintaining = async {
+        loop {
+            let _ = tokio::time::timeout(ROTATION_CHECK, core.maintenance.notified()).await;
+            run_maintenance(core, conn).await?;
+        }
+    };
     let result: Result<(), ClientError> = tokio::select! {
         r = receiving => r,
         r = ephemeral => r,
         r = sending => r,
+        r = maintaining => r,
     };
     match result {
         Ok(()) => "closed".into(),
@@ -296,8 +308,22 @@ pub(crate) async fn replenish_prekeys(
 ) -> Result<(), ClientError> {
     let upload: UploadPrekeys = core
         .store
-        .transaction(|tx| generate_prekeys(tx, core.sessions.identity(), false))?;
+        .transaction(|tx| generate_prekeys(tx, core.sessions.identity(), None))?;
     conn.request(request::Kind::UploadPrekeys(upload)).await?;
     tracing::debug!(at = now_ms(), "uploaded one-time prekeys");
     Ok(())
+}
+
+/// One prekey maintenance pass (see [`maintain`]), forcing the signed
+/// prekey's rotation if a decrypt reported its replay cache full.
+pub(crate) async fn run_maintenance(
+    core: &Core,
+    conn: &RelayConnection,
+) -> Result<PrekeyRotations, ClientError> {
+    let full = core.replay_cache_full.swap(false, Ordering::Relaxed);
+    let result = maintain(core, conn, full).await;
+    if result.is_err() && full {
+        core.replay_cache_full.store(true, Ordering::Relaxed);
+    }
+    result
 }

@@ -17,8 +17,10 @@ mod engine;
 mod group;
 pub mod outbox;
 mod receive;
+mod rotation;
 mod send;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -33,8 +35,9 @@ use crate::net::{RelayAddress, RelayConnection};
 use crate::store::Store;
 use crypto_store::CryptoStore;
 
-pub(crate) use engine::{resync, run};
+pub(crate) use engine::{resync, run, run_maintenance};
 pub(crate) use receive::{apply_membership, check_account_key};
+pub(crate) use rotation::Clock;
 pub(crate) use send::queue_payload;
 
 /// State shared by the public client and the engine's tasks.
@@ -56,6 +59,13 @@ pub(crate) struct Core {
     pub drop_acks: bool,
     /// Test hook: attachment uploads fail after this many chunks.
     pub interrupt_upload_after: Option<u32>,
+    /// Time for prekey rotation decisions.
+    pub clock: Clock,
+    /// Wakes the prekey maintenance task before its next periodic check.
+    pub maintenance: Notify,
+    /// Set when a decrypt failed because the signed prekey's replay cache is
+    /// full: the next maintenance pass rotates it regardless of its age.
+    pub replay_cache_full: AtomicBool,
 }
 
 impl Core {

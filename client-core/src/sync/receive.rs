@@ -2,6 +2,8 @@
 //! state it advanced and the new cursor (one transaction), then emit events.
 //! The caller acknowledges the cursor to the relay afterwards.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, response};
 
@@ -10,6 +12,7 @@ use super::send::queue_payload;
 use super::{Core, hex, now_ms};
 use super::{device_sync, group};
 use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, Message, UserId, random_bytes};
+use crate::crypto::CryptoError;
 use crate::crypto::session::DeviceAddress;
 use crate::net::RelayConnection;
 use crate::store::{
@@ -347,10 +350,14 @@ fn pairwise_decrypt(
     address: DeviceAddress,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let decrypted = core
-        .sessions
-        .decrypt(address, ciphertext)
-        .map_err(|e| e.to_string())?;
+    let decrypted = core.sessions.decrypt(address, ciphertext).map_err(|e| {
+        if matches!(e, CryptoError::ReplayCacheFull { .. }) {
+            // Rotate now: the relay hands out a fresh signed prekey to the next initiator.
+            core.replay_cache_full.store(true, Ordering::Relaxed);
+            core.maintenance.notify_one();
+        }
+        e.to_string()
+    })?;
     match set.identity(address.device) {
         Some(key) if decrypted.sender_identity.to_bytes() == *key => Ok(decrypted.plaintext),
         _ => Err("sender identity is not in its signed device list".into()),

@@ -24,7 +24,7 @@ use crate::client::{Client, ClientConfig, ClientError, open_store};
 use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
 use crate::net::{EventStream, Greeting, NetError, RelayAddress, RelayConnection};
 use crate::sync::device_sync::{self, self_chat_id};
-use crate::sync::now_ms;
+use crate::sync::{Clock, now_ms};
 
 /// An unauthenticated relay connection holding an open provisioning mailbox;
 /// dropping it closes the connection, which closes the mailbox.
@@ -257,7 +257,8 @@ impl Client {
             if let Some(sync) = &payload.device_sync {
                 device_sync::apply(tx, sync, now_ms())?;
             }
-            Ok::<_, ClientError>(generate_prekeys(tx, &account.device, true)?)
+            let now = Clock::new(config.testing_clock.clone()).now_secs();
+            Ok::<_, ClientError>(generate_prekeys(tx, &account.device, Some(now))?)
         })?;
         drop(payload);
         register(&config.relay, &account, upload).await?;
