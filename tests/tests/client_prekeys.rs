@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tern_core::client::DeliveryStatus;
+use tern_core::net::RelayConnection;
 use tern_core::store::{PrekeyKind, Store};
 use tern_protocol::wire::{FetchBundles, PrekeyBundle, request, response};
 use tern_tests::{TestClient, TestRelay, TestUser, guard, test_key};
@@ -16,20 +17,36 @@ use tern_tests::{TestClient, TestRelay, TestUser, guard, test_key};
 const DAY: u64 = 24 * 60 * 60;
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The bundle the relay hands out for device 1 of `user_id`, fetched by `asker`.
-async fn bundle(relay: &TestRelay, asker: &TestUser, user_id: [u8; 16]) -> PrekeyBundle {
-    let conn = asker.login(&relay.address).await;
+/// Claims the bundle of device 1 of `user_id` on `conn`, as an initiator does.
+async fn claim(conn: &RelayConnection, user_id: [u8; 16]) -> PrekeyBundle {
     let answer = guard(conn.request(request::Kind::FetchBundles(FetchBundles {
         user_id: Bytes::copy_from_slice(&user_id),
         device_ids: vec![1],
     })))
     .await
     .unwrap();
-    conn.close();
     let response::Kind::Bundles(bundles) = answer else {
         panic!("unexpected answer {answer:?}");
     };
     bundles.bundles.into_iter().next().expect("one bundle")
+}
+
+/// The bundle the relay hands out for device 1 of `user_id`, fetched by `asker`.
+async fn bundle(relay: &TestRelay, asker: &TestUser, user_id: [u8; 16]) -> PrekeyBundle {
+    let conn = asker.login(&relay.address).await;
+    let bundle = claim(&conn, user_id).await;
+    conn.close();
+    bundle
+}
+
+/// Whether the bundle carries one-time prekeys of both kinds (the KEM one is
+/// not the last-resort prekey, whose ids start at `0x8000_0000`).
+fn has_one_time_prekeys(bundle: &PrekeyBundle) -> bool {
+    bundle.one_time_prekey.is_some()
+        && bundle
+            .kem_prekey
+            .as_ref()
+            .is_some_and(|k| k.id < 0x8000_0000)
 }
 
 fn signed_id(bundle: &PrekeyBundle) -> u32 {
@@ -121,5 +138,34 @@ async fn signed_prekeys_rotate_keep_a_grace_period_and_expire() {
     assert_eq!(held, expected);
     bob.client.shutdown().await;
     carol.client.shutdown().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let alice_id = alice.client.account().user_id;
+    let bob = TestClient::create(&relay, "bob").await;
+    let observer = TestUser::new("observer");
+    let conn = observer.register(&relay.address).await;
+
+    // Initiators claim 96 of the 100 one-time prekeys uploaded at creation;
+    // every claim below the relay's low-water mark (10) sends a PrekeysLow notice.
+    for _ in 0..96 {
+        assert!(has_one_time_prekeys(&claim(&conn, alice_id).await));
+    }
+    // Bob's message reaches Alice on the same ordered stream after the
+    // notices, and she handles events one at a time: once it is received,
+    // the first notice was answered with an upload.
+    guard(bob.client.add_contact("alice".into())).await.unwrap();
+    let chat = bob.client.direct_chat(alice_id).unwrap();
+    bob.send_to(&mut alice, chat, "after the notices").await;
+
+    // Three were left: without a new batch, the fourth claim would get none.
+    for _ in 0..100 {
+        assert!(has_one_time_prekeys(&claim(&conn, alice_id).await));
+    }
+    conn.close();
     relay.stop().await;
 }

@@ -137,7 +137,9 @@ async fn handle_event(
             }
             Ok(())
         }
-        event::Kind::PrekeysLow(_) => replenish_prekeys(core, conn).await,
+        // The notice's counts may be stale (several fetches each send one):
+        // ask for the stock, so one batch answers a burst of notices.
+        event::Kind::PrekeysLow(_) => check_prekey_stock(core, conn).await,
         event::Kind::ProvisioningMessage(_) => Ok(()),
     }
 }
@@ -302,10 +304,7 @@ async fn check_prekey_stock(core: &Core, conn: &RelayConnection) -> Result<(), C
 }
 
 /// Uploads a new batch of one-time prekeys (their secrets stored first).
-pub(crate) async fn replenish_prekeys(
-    core: &Core,
-    conn: &RelayConnection,
-) -> Result<(), ClientError> {
+async fn replenish_prekeys(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
     let upload: UploadPrekeys = core
         .store
         .transaction(|tx| generate_prekeys(tx, core.sessions.identity(), None))?;
