@@ -1,12 +1,13 @@
-//! Chat state shared end to end: unread counts and read cursors (synced to
-//! the account's other devices) and group titles (sent to every member).
+//! Chat state shared end to end: unread counts and read cursors and contact
+//! verification (synced to the account's other devices) and group titles
+//! (sent to every member).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::client::{ChatId, ChatInfo};
+use tern_core::client::{ChatId, ChatInfo, UserId, Verification};
 use tern_tests::{TestClient, TestRelay, guard};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,5 +102,48 @@ async fn group_titles_reach_every_member_and_renames_follow() {
     assert_eq!(chat_info(&bob, group).title, "Bouldering");
     expect_title(&mut alice, group, "Bouldering").await;
     expect_title(&mut carol, group, "Bouldering").await;
+    relay.stop().await;
+}
+
+/// Waits until `client` reports `user` verified (or not), then checks the store.
+async fn expect_verified(client: &mut TestClient, user: UserId, verified: bool) {
+    client
+        .expect(|event| match event {
+            ClientEvent::VerificationChanged {
+                user_id,
+                verified: now,
+            } if user_id == user && now == verified => Some(()),
+            _ => None,
+        })
+        .await;
+    let expected = if verified {
+        Verification::Verified
+    } else {
+        Verification::Default
+    };
+    assert_eq!(client.client.contact(user).unwrap().verification, expected);
+}
+
+#[tokio::test]
+async fn verifying_a_contact_on_one_device_reaches_the_other() {
+    let relay = TestRelay::start().await;
+    let (bob, mut phone, chat) = TestClient::direct_pair(&relay, "bob", "alice").await;
+    bob.send_to(&mut phone, chat, "hi alice").await;
+    let bob_id = bob.client.account().user_id;
+    let mut laptop = phone.link_device(&relay).await;
+    assert_eq!(
+        laptop.client.contact(bob_id).unwrap().verification,
+        Verification::Default
+    );
+
+    phone.client.set_verified(bob_id, true).unwrap();
+    expect_verified(&mut laptop, bob_id, true).await;
+    // And back, from the other device.
+    laptop.client.set_verified(bob_id, false).unwrap();
+    expect_verified(&mut phone, bob_id, false).await;
+    // Messages keep flowing to both devices.
+    bob.client.send_text(chat, "still here".into()).unwrap();
+    assert_eq!(phone.next_message().await.text, "still here");
+    assert_eq!(laptop.next_message().await.text, "still here");
     relay.stop().await;
 }

@@ -89,6 +89,14 @@ pub enum ClientEvent {
         /// The older version that was offered.
         offered_version: u64,
     },
+    /// A contact was marked verified or not, on this device or on another
+    /// own device (synced through the note-to-self chat).
+    VerificationChanged {
+        /// The contact.
+        user_id: UserId,
+        /// Verified now, or not.
+        verified: bool,
+    },
     /// A chat's read cursor moved (on this device, or another own device
     /// read it): re-read its unread count from [`Client::chats`](super::Client::chats).
     ChatRead {

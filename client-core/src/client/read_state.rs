@@ -70,7 +70,7 @@ fn unread_ids(
 
 /// Creates the note-to-self chat locally if needed (the relay learns of it
 /// with its first message).
-fn ensure_self_chat(tx: &Tx<'_>, me: &UserId) -> Result<(), StoreError> {
+pub(super) fn ensure_self_chat(tx: &Tx<'_>, me: &UserId) -> Result<(), StoreError> {
     let chat_id = self_chat_id(me);
     if tx.chat(&chat_id)?.is_none() {
         tx.upsert_chat(&Chat {

@@ -2,10 +2,16 @@
 //! acknowledging identity changes.
 
 use super::Client;
+use super::account::random_bytes;
 use super::error::ClientError;
+use super::event::ClientEvent;
+use super::read_state::ensure_self_chat;
 use super::types::{UserId, Verification};
 use crate::crypto::fingerprint::SafetyNumber;
 use crate::crypto::identity::IdentityKey;
+use crate::sync::content::Payload;
+use crate::sync::device_sync::self_chat_id;
+use crate::sync::queue_payload;
 
 impl Client {
     /// The safety number shared with a contact (60 digits, same on both
@@ -31,17 +37,35 @@ impl Client {
         Ok(number.digits().to_owned())
     }
 
-    /// Marks a contact verified (after comparing safety numbers) or not.
+    /// Marks a contact verified (after comparing safety numbers) or not, and
+    /// sends the decision, bound to the contact's account key, to the
+    /// account's other devices (an encrypted `VerificationState` in the
+    /// note-to-self chat). Emits [`ClientEvent::VerificationChanged`].
     pub fn set_verified(&self, user_id: UserId, verified: bool) -> Result<(), ClientError> {
         let state = if verified {
             Verification::Verified
         } else {
             Verification::Default
         };
-        Ok(self
-            .core
-            .store
-            .transaction(|tx| tx.set_verification(&user_id, state))?)
+        let me = self.core.account.user_id;
+        self.core.store.transaction(|tx| {
+            tx.set_verification(&user_id, state)?;
+            let key = tx.contact(&user_id)?.and_then(|c| c.identity_key);
+            if let Some(identity_key) = key.and_then(|k| <[u8; 32]>::try_from(k).ok()) {
+                ensure_self_chat(tx, &me)?;
+                let sync = Payload::VerificationState {
+                    user_id,
+                    identity_key,
+                    verified,
+                };
+                queue_payload(tx, &self_chat_id(&me), &random_bytes(), &sync, None)?;
+            }
+            Ok::<_, ClientError>(())
+        })?;
+        self.core.outbox_wake.notify_one();
+        self.core
+            .emit(ClientEvent::VerificationChanged { user_id, verified });
+        Ok(())
     }
 
     /// Accepts a verified contact's new identity key: sending is allowed

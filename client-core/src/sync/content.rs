@@ -8,7 +8,7 @@ use prost::Message;
 use zeroize::Zeroize;
 
 use super::device_sync::DeviceSync;
-use crate::store::{ChatId, ClientMessageId, ID_LEN};
+use crate::store::{ChatId, ClientMessageId, ID_LEN, UserId};
 
 /// Version of the content format this build writes and reads.
 pub const CONTENT_VERSION: u32 = 1;
@@ -27,7 +27,7 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub body: Option<Body>,
 }
 
@@ -61,6 +61,25 @@ pub enum Body {
     /// The title of the group chat this is sent in, for every member.
     #[prost(message, tag = "8")]
     GroupTitle(GroupTitle),
+    /// A contact's verification state, for the account's other devices
+    /// (sent in the note-to-self chat only).
+    #[prost(message, tag = "11")]
+    VerificationState(VerificationState),
+}
+
+/// Whether the user marked a contact's account identity key verified.
+#[derive(Clone, PartialEq, Message)]
+pub struct VerificationState {
+    /// The contact's account id, 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    /// The contact's account identity key the decision is about, 32 bytes:
+    /// a device whose pinned key differs ignores the message.
+    #[prost(bytes = "vec", tag = "2")]
+    pub identity_key: Vec<u8>,
+    /// Verified (after comparing safety numbers) or not.
+    #[prost(bool, tag = "3")]
+    pub verified: bool,
 }
 
 /// Where the user has read a chat up to.
@@ -222,6 +241,16 @@ pub enum Payload {
     ReadState(ChatId, u64),
     /// The group's title.
     GroupTitle(String),
+    /// Another own device marked a contact (with this account key) verified or
+    /// not (accepted only from the own account's devices).
+    VerificationState {
+        /// The contact.
+        user_id: UserId,
+        /// The contact's account identity key the decision is about.
+        identity_key: [u8; 32],
+        /// Verified or not.
+        verified: bool,
+    },
 }
 
 /// Why a decrypted payload was refused.
@@ -263,6 +292,15 @@ impl Payload {
             }),
             Self::GroupTitle(title) => Body::GroupTitle(GroupTitle {
                 title: title.clone(),
+            }),
+            Self::VerificationState {
+                user_id,
+                identity_key,
+                verified,
+            } => Body::VerificationState(VerificationState {
+                user_id: user_id.to_vec(),
+                identity_key: identity_key.to_vec(),
+                verified: *verified,
             }),
             Self::Attachment(a) => Body::Attachment(AttachmentPointer {
                 blob_id: a.blob_id.to_vec(),
@@ -327,6 +365,13 @@ impl Payload {
                 }
                 Self::GroupTitle(group.title)
             }
+            Body::VerificationState(state) => Self::VerificationState {
+                user_id: UserId::try_from(state.user_id.as_slice())
+                    .map_err(|_| ContentError::Invalid("VerificationState.user_id"))?,
+                identity_key: <[u8; 32]>::try_from(state.identity_key.as_slice())
+                    .map_err(|_| ContentError::Invalid("VerificationState.identity_key"))?,
+                verified: state.verified,
+            },
         };
         Ok((payload, content.sent_at_ms))
     }
@@ -377,6 +422,11 @@ mod tests {
             }),
             Payload::ReadState([4; ID_LEN], 17),
             Payload::GroupTitle("Climbing ⛰".into()),
+            Payload::VerificationState {
+                user_id: [5; ID_LEN],
+                identity_key: [6; 32],
+                verified: true,
+            },
         ] {
             let bytes = payload.encode(42);
             assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));
@@ -437,6 +487,19 @@ mod tests {
         assert_eq!(
             Payload::decode(&short_chat.encode_to_vec()),
             Err(ContentError::Invalid("ReadState.chat_id"))
+        );
+        let short_key = Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: Some(Body::VerificationState(VerificationState {
+                user_id: vec![1; ID_LEN],
+                identity_key: vec![2; 31],
+                verified: true,
+            })),
+        };
+        assert_eq!(
+            Payload::decode(&short_key.encode_to_vec()),
+            Err(ContentError::Invalid("VerificationState.identity_key"))
         );
         assert_eq!(Payload::decode(&[0xff, 0xff]), Err(ContentError::Malformed));
     }

@@ -427,6 +427,11 @@ fn apply_payload(
                 read_seq,
             }])
         }
+        Payload::VerificationState {
+            user_id,
+            identity_key,
+            verified,
+        } if !from_other_user => apply_verification(tx, user_id, &identity_key, verified),
         Payload::GroupTitle(title) => {
             let Some(mut chat) = tx.chat(chat_id)? else {
                 return Ok(Vec::new());
@@ -452,8 +457,35 @@ fn apply_payload(
         Payload::Receipt(..)
         | Payload::SenderKeyDistribution(_)
         | Payload::DeviceSync(_)
-        | Payload::ReadState(..) => Ok(Vec::new()),
+        | Payload::ReadState(..)
+        | Payload::VerificationState { .. } => Ok(Vec::new()),
     }
+}
+
+/// Another own device marked `user` verified or not: adopted only if this
+/// device pinned the same account key (a decision about another key says
+/// nothing about this one) and it changes something.
+fn apply_verification(
+    tx: &Tx<'_>,
+    user_id: UserId,
+    identity_key: &[u8; 32],
+    verified: bool,
+) -> Result<Vec<ClientEvent>, ClientError> {
+    let Some(contact) = tx.contact(&user_id)? else {
+        return Ok(Vec::new());
+    };
+    let state = if verified {
+        Verification::Verified
+    } else {
+        Verification::Default
+    };
+    if contact.identity_key.as_deref() != Some(identity_key.as_slice())
+        || contact.verification == state
+    {
+        return Ok(Vec::new());
+    }
+    tx.set_verification(&user_id, state)?;
+    Ok(vec![ClientEvent::VerificationChanged { user_id, verified }])
 }
 
 /// Stores a shown message (text, or an attachment announced under its file
