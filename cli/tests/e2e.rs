@@ -147,6 +147,35 @@ fn a_group_of_three() {
 }
 
 #[test]
+fn a_renamed_group_shows_its_new_title_to_the_other_member() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    let group = alice.json(&["group", "create", "trip", "--member", "bob"]);
+    let chat_id = group[0]["chat_id"].as_str().unwrap().to_owned();
+    alice.ok(&["send", "--group", "trip", "hello"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["hello"]);
+    let listed = bob.json(&["group", "list"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "trip");
+
+    let renamed = alice.json(&["group", "rename", "trip", "camping"]);
+    assert_eq!(renamed[0]["name"], "camping");
+    assert_eq!(renamed[0]["chat_id"], chat_id.as_str());
+    // The title is queued before the next message, so it is in the chat log
+    // ahead of it: once Bob has the message, he has the title.
+    alice.ok(&["send", "--group", "camping", "new name, same trip"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["new name, same trip"]);
+    let listed = bob.json(&["group", "list"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "camping");
+    assert_eq!(listed[0]["chat_id"], chat_id.as_str());
+    bob.ok(&["send", "--group", "camping", "seen it"]);
+    assert_eq!(texts(&alice.recv_until(1)), ["seen it"]);
+}
+
+#[test]
 fn exit_codes_tell_what_went_wrong() {
     let mut relay = Relay::start();
     let alice = relay.user("alice");
