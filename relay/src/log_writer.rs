@@ -151,10 +151,12 @@ impl Writer {
                 }
             }
         }
-        let queued = self.router.fan_out(entries);
+        // Counted before any device can see the entries, so a scrape after a
+        // delivery includes them.
         let m = &self.metrics;
         m.entries_committed
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let queued = self.router.fan_out(entries);
         m.deliveries_queued
             .fetch_add(queued as u64, Ordering::Relaxed);
     }
