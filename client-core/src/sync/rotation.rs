@@ -76,12 +76,7 @@ async fn maintain_kind(
 ) -> Result<PrekeyRotation, ClientError> {
     let now = core.clock.now_secs();
     let policy = policy(kind);
-    let (mut schedule, due) = core.store.transaction(|tx| {
-        let schedule = load_schedule(tx, kind, now)?;
-        let full = force || (kind == PrekeyKind::Signed && cache_full(tx, schedule.current_id())?);
-        let due = schedule.is_due(&policy, now, full);
-        Ok::<_, ClientError>((schedule, due))
-    })?;
+    let (mut schedule, due) = core.store.transaction(|tx| check(tx, kind, now, force))?;
     let mut deleted = Vec::new();
     if due {
         let id = schedule.next_id();
@@ -108,6 +103,20 @@ async fn maintain_kind(
     })
 }
 
+/// The schedule of `kind` and whether its current prekey is due at `now`
+/// (`force`: a decrypt reported the signed prekey's replay cache full).
+fn check(
+    tx: &Tx<'_>,
+    kind: PrekeyKind,
+    now: u64,
+    force: bool,
+) -> Result<(RotationSchedule, bool), ClientError> {
+    let schedule = load_schedule(tx, kind, now)?;
+    let full = force || (kind == PrekeyKind::Signed && cache_full(tx, schedule.current_id())?);
+    let due = schedule.is_due(&policy(kind), now, full);
+    Ok((schedule, due))
+}
+
 /// The stored schedule of `kind`. A store from before schedules existed holds
 /// exactly one prekey of the kind: it becomes current, its period starting now.
 fn load_schedule(tx: &Tx<'_>, kind: PrekeyKind, now: u64) -> Result<RotationSchedule, ClientError> {
@@ -132,4 +141,76 @@ fn cache_full(tx: &Tx<'_>, id: u32) -> Result<bool, ClientError> {
     let prekey = SignedPreKey::from_bytes(&bytes)
         .map_err(|e| ClientError::StoreCorrupt(format!("signed prekey: {e}")))?;
     Ok(prekey.replay_cache().wants_rotation())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::crypto::consts::REPLAY_CACHE_ROTATION_MARK;
+    use crate::crypto::identity::DeviceIdentity;
+    use crate::store::{KeySource, Store};
+
+    const NOW: u64 = 1_000_000;
+
+    /// A store holding signed prekey 5 that remembers `handshakes` handshakes.
+    fn store_with_signed_prekey(handshakes: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db"), KeySource::raw([3; 32])).unwrap();
+        let mut rng = crate::client::rng();
+        let identity = DeviceIdentity::generate(&mut rng);
+        let mut prekey = SignedPreKey::generate(5, &identity, &mut rng);
+        for i in 0..handshakes {
+            let mut base_key = [0u8; 32];
+            base_key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            prekey.remember_handshake(None, base_key).unwrap();
+        }
+        store
+            .transaction(|tx| tx.put_prekey(PrekeyKind::Signed, 5, &prekey.to_bytes()))
+            .unwrap();
+        (dir, store)
+    }
+
+    fn check_signed(store: &Store, now: u64, force: bool) -> (RotationSchedule, bool) {
+        store
+            .transaction(|tx| check(tx, PrekeyKind::Signed, now, force))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_store_without_a_schedule_starts_one_at_its_prekey() {
+        let (_dir, store) = store_with_signed_prekey(0);
+        let (schedule, due) = check_signed(&store, NOW, false);
+        assert_eq!(schedule, RotationSchedule::new(5, NOW));
+        assert!(!due);
+        let kem = store.transaction(|tx| check(tx, PrekeyKind::KemLastResort, NOW, false));
+        assert!(matches!(kem, Err(ClientError::StoreCorrupt(_))));
+    }
+
+    #[test]
+    fn a_stored_schedule_decides_by_age() {
+        let (_dir, store) = store_with_signed_prekey(0);
+        let schedule = RotationSchedule::new(5, NOW);
+        store
+            .transaction(|tx| tx.put_prekey_schedule(PrekeyKind::Signed, &schedule.to_bytes()))
+            .unwrap();
+        let period = RotationPolicy::SIGNED_PREKEY.rotate_after_secs;
+        assert!(!check_signed(&store, NOW + period - 1, false).1);
+        let (loaded, due) = check_signed(&store, NOW + period, false);
+        assert_eq!(loaded, schedule);
+        assert!(due);
+    }
+
+    #[test]
+    fn a_filling_replay_cache_or_a_full_one_makes_the_signed_prekey_due() {
+        let (_dir, store) = store_with_signed_prekey(REPLAY_CACHE_ROTATION_MARK - 1);
+        assert!(!check_signed(&store, NOW, false).1);
+        assert!(
+            check_signed(&store, NOW, true).1,
+            "a decrypt reported it full"
+        );
+        let (_dir, store) = store_with_signed_prekey(REPLAY_CACHE_ROTATION_MARK);
+        assert!(check_signed(&store, NOW, false).1);
+    }
 }
