@@ -6,7 +6,7 @@ use super::account::random_bytes;
 use super::error::ClientError;
 use super::event::ClientEvent;
 use super::read_state::ensure_self_chat;
-use super::types::{UserId, Verification};
+use super::types::UserId;
 use crate::crypto::fingerprint::SafetyNumber;
 use crate::crypto::identity::IdentityKey;
 use crate::sync::content::Payload;
@@ -42,11 +42,7 @@ impl Client {
     /// account's other devices (an encrypted `VerificationState` in the
     /// note-to-self chat). Emits [`ClientEvent::VerificationChanged`].
     pub fn set_verified(&self, user_id: UserId, verified: bool) -> Result<(), ClientError> {
-        let state = if verified {
-            Verification::Verified
-        } else {
-            Verification::Default
-        };
+        let state = crate::sync::verification::mark(verified);
         let me = self.core.account.user_id;
         self.core.store.transaction(|tx| {
             tx.set_verification(&user_id, state)?;

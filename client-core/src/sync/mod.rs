@@ -19,6 +19,7 @@ pub mod outbox;
 mod receive;
 mod rotation;
 mod send;
+pub(crate) mod verification;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -10,7 +10,7 @@ use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, res
 use super::content::{Attachment, Payload, ReceiptKind};
 use super::send::queue_payload;
 use super::{Core, hex, now_ms};
-use super::{device_sync, group};
+use super::{device_sync, group, verification};
 use crate::client::{ChatId, ClientError, ClientEvent, DeviceSet, Message, UserId, random_bytes};
 use crate::crypto::CryptoError;
 use crate::crypto::session::DeviceAddress;
@@ -431,7 +431,7 @@ fn apply_payload(
             user_id,
             identity_key,
             verified,
-        } if !from_other_user => apply_verification(tx, user_id, &identity_key, verified),
+        } if !from_other_user => verification::apply(tx, user_id, &identity_key, verified),
         Payload::GroupTitle(title) => {
             let Some(mut chat) = tx.chat(chat_id)? else {
                 return Ok(Vec::new());
@@ -460,32 +460,6 @@ fn apply_payload(
         | Payload::ReadState(..)
         | Payload::VerificationState { .. } => Ok(Vec::new()),
     }
-}
-
-/// Another own device marked `user` verified or not: adopted only if this
-/// device pinned the same account key (a decision about another key says
-/// nothing about this one) and it changes something.
-fn apply_verification(
-    tx: &Tx<'_>,
-    user_id: UserId,
-    identity_key: &[u8; 32],
-    verified: bool,
-) -> Result<Vec<ClientEvent>, ClientError> {
-    let Some(contact) = tx.contact(&user_id)? else {
-        return Ok(Vec::new());
-    };
-    let state = if verified {
-        Verification::Verified
-    } else {
-        Verification::Default
-    };
-    if contact.identity_key.as_deref() != Some(identity_key.as_slice())
-        || contact.verification == state
-    {
-        return Ok(Vec::new());
-    }
-    tx.set_verification(&user_id, state)?;
-    Ok(vec![ClientEvent::VerificationChanged { user_id, verified }])
 }
 
 /// Stores a shown message (text, or an attachment announced under its file
