@@ -111,8 +111,12 @@ async fn ensure_chat(
         title,
         created_at_ms: now_ms(),
     };
+    // The chat may have been stored while GetChat was in flight (a group this
+    // device just created): keep that record and its title, take the members.
     core.store.transaction(|tx| {
-        tx.upsert_chat(&chat)?;
+        if tx.chat(chat_id)?.is_none() {
+            tx.upsert_chat(&chat)?;
+        }
         tx.set_chat_members(chat_id, &members)
     })?;
     Ok(())
