@@ -110,6 +110,13 @@ impl Session {
         synced.map_err(|e| self.unreachable(e, timeout))
     }
 
+    /// Waits until the relay has everything queued to send, at most
+    /// `timeout` (what is left stays queued for the next command).
+    pub async fn flushed(&self, timeout: Duration) -> anyhow::Result<()> {
+        let flushed = self.client.flush_outbox(timeout).await;
+        flushed.map_err(|e| self.unreachable(e, timeout))
+    }
+
     /// A person's error for a relay that did not answer in time.
     fn unreachable(&self, error: ClientError, timeout: Duration) -> anyhow::Error {
         match error {

@@ -163,14 +163,15 @@ fn a_renamed_group_shows_its_new_title_to_the_other_member() {
     let renamed = alice.json(&["group", "rename", "trip", "camping"]);
     assert_eq!(renamed[0]["name"], "camping");
     assert_eq!(renamed[0]["chat_id"], chat_id.as_str());
-    // The title is queued before the next message, so it is in the chat log
-    // ahead of it: once Bob has the message, he has the title.
-    alice.ok(&["send", "--group", "camping", "new name, same trip"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["new name, same trip"]);
+    // `group rename` returns once the relay has the new title, so Bob's
+    // next fetch applies it without Alice sending anything else.
+    bob.ok(&["recv"]);
     let listed = bob.json(&["group", "list"]);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "camping");
     assert_eq!(listed[0]["chat_id"], chat_id.as_str());
+    alice.ok(&["send", "--group", "camping", "new name, same trip"]);
+    assert_eq!(texts(&bob.recv_until(1)), ["new name, same trip"]);
     bob.ok(&["send", "--group", "camping", "seen it"]);
     assert_eq!(texts(&alice.recv_until(1)), ["seen it"]);
 }

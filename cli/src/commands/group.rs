@@ -9,7 +9,9 @@ use crate::args::GroupCommand;
 use crate::output::Printer;
 use crate::session::Session;
 
-/// How long group creation waits for the relay.
+/// How long group creation and renaming wait for the relay (renaming and
+/// the title of a new group go out through the outbox; the command returns
+/// once the relay has them).
 const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a group subcommand.
@@ -22,6 +24,7 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
                 .collect::<anyhow::Result<Vec<_>>>()?;
             session.online(RELAY_TIMEOUT).await?;
             let chat_id = session.client.create_group(name.clone(), ids).await?;
+            session.flushed(RELAY_TIMEOUT).await?;
             out.emit(
                 json!({"type": "group", "name": name, "chat_id": hex::encode(chat_id), "members": members}),
                 || format!("created group {name} with {}", members.join(", ")),
@@ -33,6 +36,7 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
         GroupCommand::Rename { group, name } => {
             let chat = session.group(&group)?;
             session.client.rename_group(chat.chat_id, name.clone())?;
+            session.flushed(RELAY_TIMEOUT).await?;
             out.emit(
                 json!({"type": "group", "name": name, "chat_id": hex::encode(chat.chat_id)}),
                 || format!("renamed group {} to {name}", chat.title),

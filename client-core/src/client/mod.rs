@@ -216,6 +216,7 @@ impl Client {
             events,
             conn: watch::channel(None).0,
             outbox_wake: Notify::new(),
+            outbox_settled: Notify::new(),
             presence: Mutex::new(Vec::new()),
             receiving: tokio::sync::Mutex::new(()),
             drop_acks: config.testing_drop_acks,

@@ -43,6 +43,28 @@ impl Client {
         .await
     }
 
+    /// Waits until the relay has acknowledged everything queued to send
+    /// (messages, receipts, read state, titles): for hosts that queue
+    /// something and then exit. Fails with [`ClientError::Offline`] when
+    /// the outbox is not empty within `timeout` (what is left stays queued).
+    pub async fn flush_outbox(&self, timeout: Duration) -> Result<(), ClientError> {
+        let flushed = tokio::time::timeout(timeout, async {
+            loop {
+                let settled = self.core.outbox_settled.notified();
+                tokio::pin!(settled);
+                settled.as_mut().enable();
+                if self.core.store.read(|tx| tx.outbox_len())? == 0 {
+                    return Ok(());
+                }
+                self.core.outbox_wake.notify_one();
+                settled.await;
+            }
+        });
+        flushed
+            .await
+            .map_err(|_| ClientError::Offline("timed out sending the outbox".into()))?
+    }
+
     /// Waits (within `timeout`) for the relay connection, then runs `task` on
     /// it; the whole must finish within `timeout` or fails with `Offline`.
     async fn with_relay<T, F>(

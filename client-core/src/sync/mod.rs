@@ -52,6 +52,8 @@ pub(crate) struct Core {
     pub events: broadcast::Sender<ClientEvent>,
     pub conn: watch::Sender<Option<Arc<RelayConnection>>>,
     pub outbox_wake: Notify,
+    /// Notified (every waiter) whenever a send pass finds nothing due.
+    pub outbox_settled: Notify,
     pub presence: Mutex<Vec<UserId>>,
     /// Held while a batch of log entries is processed, so that deliveries
     /// and host-requested syncs never process an entry twice.

@@ -58,6 +58,7 @@ pub(crate) async fn pump(core: &Core, conn: &RelayConnection) -> Result<(), Clie
             .store
             .transaction(|tx| tx.due_outbox(now_ms(), PASS_LIMIT))?;
         if due.is_empty() {
+            core.outbox_settled.notify_waiters();
             return Ok(());
         }
         for entry in due {
