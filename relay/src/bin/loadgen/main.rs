@@ -230,14 +230,21 @@ async fn run_senders(
     let per_sender_interval =
         (args.rate > 0).then(|| Duration::from_secs_f64(senders.len() as f64 / args.rate as f64));
     let mut tasks = Vec::new();
-    for s in senders {
+    let count = senders.len().max(1);
+    for (i, s) in senders.into_iter().enumerate() {
+        // Senders at a fixed rate start evenly spread over one period, as
+        // independent devices would, instead of all ticking at once.
+        let start = per_sender_interval.map(|period| {
+            let offset = period.mul_f64(i as f64 / count as f64);
+            (tokio::time::Instant::now() + offset, period)
+        });
         let s = Arc::new(s);
         let permits = args.inflight.max(1);
         let inflight = Arc::new(Semaphore::new(permits));
         let (acked, ack_lat, clock) = (acked.clone(), ack_lat.shard(), clock.clone());
         let len = args.payload;
         tasks.push(tokio::spawn(async move {
-            let mut ticker = per_sender_interval.map(tokio::time::interval);
+            let mut ticker = start.map(|(at, period)| tokio::time::interval_at(at, period));
             while Instant::now() < stop {
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
