@@ -297,12 +297,53 @@ async fn run_senders(
     Ok((acked.load(Ordering::Relaxed), ack_lat))
 }
 
+/// What one measured run produced.
+struct Run {
+    acked: u64,
+    secs: f64,
+    delivered: u64,
+    ack_latency: Arc<Samples>,
+    deliver_latency: Arc<Samples>,
+}
+
+impl Run {
+    fn report_latencies(&self) {
+        self.ack_latency.report("send->ack");
+        self.deliver_latency.report("send->deliver");
+    }
+}
+
+/// Reads every device's deliveries while `senders` run, then lets the last
+/// deliveries arrive.
+async fn measure(args: &Args, devices: &[Device], senders: Vec<Sender>) -> anyhow::Result<Run> {
+    let clock = Arc::new(Clock(Instant::now()));
+    let deliver_latency = Arc::new(Samples::default());
+    let delivered = Arc::new(AtomicU64::new(0));
+    for d in devices {
+        spawn_receiver(
+            d,
+            clock.clone(),
+            deliver_latency.clone(),
+            delivered.clone(),
+            clock.micros(),
+        );
+    }
+    let t0 = Instant::now();
+    let (acked, ack_latency) = run_senders(args, senders, clock).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(Run {
+        acked,
+        secs,
+        delivered: delivered.load(Ordering::Relaxed),
+        ack_latency,
+        deliver_latency,
+    })
+}
+
 async fn direct(args: &Args) -> anyhow::Result<()> {
     let devices = register_many(args, args.devices - args.devices % 2).await?;
     println!("registered {} devices", devices.len());
-    let clock = Arc::new(Clock(Instant::now()));
-    let samples = Arc::new(Samples::default());
-    let delivered = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
     for pair in devices.chunks(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -318,31 +359,17 @@ async fn direct(args: &Args) -> anyhow::Result<()> {
             to: Some(a.user_id),
         });
     }
-    let start_us = clock.micros();
-    for d in &devices {
-        spawn_receiver(
-            d,
-            clock.clone(),
-            samples.clone(),
-            delivered.clone(),
-            start_us,
-        );
-    }
-    let t0 = Instant::now();
-    let (acked, ack_lat) = run_senders(args, senders, clock).await?;
-    let secs = t0.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = measure(args, &devices, senders).await?;
     println!(
         "direct: devices={} rate_target={} accepted={} in {:.2}s = {:.0} msgs/s; delivered={}",
         devices.len(),
         args.rate,
-        acked,
-        secs,
-        acked as f64 / secs,
-        delivered.load(Ordering::Relaxed)
+        run.acked,
+        run.secs,
+        run.acked as f64 / run.secs,
+        run.delivered
     );
-    ack_lat.report("send->ack");
-    samples.report("send->deliver");
+    run.report_latencies();
     Ok(())
 }
 
@@ -350,9 +377,6 @@ async fn group(args: &Args) -> anyhow::Result<()> {
     let g = args.group_size.max(2);
     let devices = register_many(args, args.devices - args.devices % g).await?;
     println!("registered {} devices", devices.len());
-    let clock = Arc::new(Clock(Instant::now()));
-    let samples = Arc::new(Samples::default());
-    let delivered = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
     for members in devices.chunks(g) {
         let others: Vec<[u8; 16]> = members[1..].iter().map(|d| d.user_id).collect();
@@ -363,32 +387,18 @@ async fn group(args: &Args) -> anyhow::Result<()> {
             to: None,
         });
     }
-    let start_us = clock.micros();
-    for d in &devices {
-        spawn_receiver(
-            d,
-            clock.clone(),
-            samples.clone(),
-            delivered.clone(),
-            start_us,
-        );
-    }
-    let t0 = Instant::now();
-    let (acked, ack_lat) = run_senders(args, senders, clock).await?;
-    let secs = t0.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let d = delivered.load(Ordering::Relaxed);
+    let run = measure(args, &devices, senders).await?;
+    let d = run.delivered;
     println!(
         "group: size={g} groups={} accepted={} in {:.2}s = {:.0} msgs/s; deliveries={} = {:.0} deliveries/s",
         devices.len() / g,
-        acked,
-        secs,
-        acked as f64 / secs,
+        run.acked,
+        run.secs,
+        run.acked as f64 / run.secs,
         d,
-        d as f64 / secs
+        d as f64 / run.secs
     );
-    ack_lat.report("send->ack");
-    samples.report("send->deliver");
+    run.report_latencies();
     Ok(())
 }
 
