@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tern_protocol::wire::{Delivery, EntryKind, GetChat, LookupUser, request, response};
+use tern_protocol::wire::{Delivery, EntryKind, GetChat, request, response};
 
 use super::content::{Attachment, Payload, ReceiptKind};
 use super::send::queue_payload;
@@ -132,15 +132,7 @@ async fn known_name(
     if let Some(contact) = core.store.transaction(|tx| tx.contact(user))? {
         return Ok(contact.display_name);
     }
-    let set = core
-        .lookup(
-            conn,
-            LookupUser {
-                user_name: String::new(),
-                user_id: Bytes::copy_from_slice(user),
-            },
-        )
-        .await?;
+    let set = core.device_set(conn, user).await?;
     let contact = Contact {
         user_id: *user,
         display_name: set.user_name.clone(),
