@@ -62,9 +62,7 @@ fn two_users_chat_and_read_history_and_search() {
 #[test]
 fn an_offline_user_catches_up_in_order() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     let sent: Vec<String> = (1..=6).map(|i| format!("message {i}")).collect();
     for text in &sent {
         alice.ok(&["send", "bob", text]);
@@ -149,9 +147,7 @@ fn a_group_of_three() {
 #[test]
 fn a_renamed_group_shows_its_new_title_to_the_other_member() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     let group = alice.json(&["group", "create", "trip", "--member", "bob"]);
     let chat_id = group[0]["chat_id"].as_str().unwrap().to_owned();
     alice.ok(&["send", "--group", "trip", "hello"]);
@@ -226,9 +222,7 @@ fn exit_codes_tell_what_went_wrong() {
 #[test]
 fn safety_numbers_match_and_verification_is_recorded() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
     let theirs = bob.json(&["contact", "verify", "alice"]);
     let ours = alice.json(&["contact", "verify", "bob", "--mark-verified"]);
@@ -264,9 +258,7 @@ fn help_documents_exit_codes() {
 #[test]
 fn a_changed_verified_identity_blocks_sending_until_accepted() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     alice.ok(&["contact", "verify", "bob", "--mark-verified"]);
 
     alice.forge_contact_key("bob");
@@ -288,9 +280,7 @@ fn a_changed_verified_identity_blocks_sending_until_accepted() {
 fn recv_follow_streams_json_lines() {
     use std::io::BufRead;
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     alice.ok(&["send", "bob", "first"]);
 
     let mut follow = std::process::Command::new(common::tern_bin())
@@ -334,9 +324,7 @@ fn recv_follow_streams_json_lines() {
 #[test]
 fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
     alice.ok(&["send", "bob", "before the laptop"]);
     assert_eq!(texts(&bob.recv_until(1)), ["before the laptop"]);
@@ -509,9 +497,7 @@ fn a_refused_expired_or_mistyped_link_code_fails_with_a_clear_error() {
 #[test]
 fn a_file_round_trip_keeps_every_byte() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
 
     let dir = tempfile::tempdir().unwrap();
     let original: Vec<u8> = (0..300_000u32)

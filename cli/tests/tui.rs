@@ -12,9 +12,7 @@ use common::{Relay, texts};
 #[test]
 fn chat_tui_sends_and_shows_the_reply() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     alice.ok(&["send", "bob", "before the tui"]);
     bob.recv_until(1);
 
@@ -92,9 +90,7 @@ fn chat_tui_sends_and_shows_the_reply() {
 #[test]
 fn two_chat_tuis_show_typing_presence_and_read_marks() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     // Presence is shared between users who have a chat on the relay.
     alice.ok(&["send", "bob", "hi"]);
     bob.recv_until(1);
@@ -127,9 +123,7 @@ fn two_chat_tuis_show_typing_presence_and_read_marks() {
 #[test]
 fn chat_tui_shows_a_loud_banner_when_an_identity_changes() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     alice.ok(&["send", "bob", "hi"]);
     bob.recv_until(1);
     alice.ok(&["contact", "verify", "bob", "--mark-verified"]);
@@ -214,9 +208,7 @@ fn the_passphrase_is_asked_on_the_terminal_without_tern_passphrase() {
 #[test]
 fn chat_tui_rings_the_bell_for_a_new_message() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
 
     let Some(tui) = Tmux::chat(&alice, "bell") else {
@@ -231,9 +223,7 @@ fn chat_tui_rings_the_bell_for_a_new_message() {
 #[test]
 fn chat_tui_runs_notify_send_when_desktop_notifications_are_configured() {
     let relay = Relay::start();
-    let alice = relay.user("alice");
-    let bob = relay.user("bob");
-    alice.ok(&["contact", "add", "bob"]);
+    let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
     let config = alice.home().join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap();

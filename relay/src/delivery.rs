@@ -184,13 +184,6 @@ mod tests {
 
     use super::*;
 
-    fn dev(u: u8) -> DeviceAddr {
-        DeviceAddr {
-            user: UserId([u; 16]),
-            device: 1,
-        }
-    }
-
     fn delivery(bytes: &[u8]) -> tern_protocol::wire::Delivery {
         let mut decoder = FrameDecoder::new();
         decoder.push(bytes);
@@ -210,7 +203,7 @@ mod tests {
             chat_id: ChatId([9; 16]),
             seq: 4,
             kind: EntryKind::Message,
-            sender: dev(1),
+            sender: DeviceAddr::test(1, 1),
             server_time_ms: 5,
             client_message_id: None,
             device_ciphertexts: vec![DeviceCiphertext {
@@ -230,7 +223,11 @@ mod tests {
             append_entry(&mut buf, &entry, d).unwrap();
             buf
         };
-        let (first, second, own) = (render(dev(2)), render(dev(4)), render(dev(3)));
+        let (first, second, own) = (
+            render(DeviceAddr::test(2, 1)),
+            render(DeviceAddr::test(4, 1)),
+            render(DeviceAddr::test(3, 1)),
+        );
         assert_eq!(first, second);
         assert_eq!(entry.shared_frame.get().map(|b| &b[..]), Some(&first[..]));
         let shared = delivery(&first);

@@ -346,13 +346,6 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn dev(u: u8, d: u32) -> DeviceAddr {
-        DeviceAddr {
-            user: UserId([u; 16]),
-            device: d,
-        }
-    }
-
     fn entry(seq: u64, sender: DeviceAddr, recipients: Vec<UserId>) -> Arc<CommittedEntry> {
         let ct = |d: DeviceAddr, b: u8| DeviceCiphertext {
             user_id: d.user.to_wire(),
@@ -366,7 +359,11 @@ mod tests {
             sender,
             server_time_ms: 1,
             client_message_id: Some(ClientMessageId([seq as u8; 16])),
-            device_ciphertexts: vec![ct(dev(2, 1), 21), ct(dev(2, 2), 22), ct(dev(1, 2), 12)],
+            device_ciphertexts: vec![
+                ct(DeviceAddr::test(2, 1), 21),
+                ct(DeviceAddr::test(2, 2), 22),
+                ct(DeviceAddr::test(1, 2), 12),
+            ],
             common_ciphertext: Bytes::new(),
             added: vec![],
             removed: vec![],
@@ -379,17 +376,21 @@ mod tests {
     #[test]
     fn each_device_gets_only_its_ciphertext_and_sender_gets_nothing() {
         let router = Router::new();
-        let (_s, mut sender_rx, _) = router.register(dev(1, 1), 8);
-        let (_o, mut own_rx, _) = router.register(dev(1, 2), 8);
-        let (_a, mut a_rx, _) = router.register(dev(2, 1), 8);
-        let (_b, mut b_rx, _) = router.register(dev(2, 2), 8);
-        let e = entry(1, dev(1, 1), vec![UserId([1; 16]), UserId([2; 16])]);
+        let (_s, mut sender_rx, _) = router.register(DeviceAddr::test(1, 1), 8);
+        let (_o, mut own_rx, _) = router.register(DeviceAddr::test(1, 2), 8);
+        let (_a, mut a_rx, _) = router.register(DeviceAddr::test(2, 1), 8);
+        let (_b, mut b_rx, _) = router.register(DeviceAddr::test(2, 2), 8);
+        let e = entry(
+            1,
+            DeviceAddr::test(1, 1),
+            vec![UserId([1; 16]), UserId([2; 16])],
+        );
         assert_eq!(router.fan_out(&[e]), 3);
         assert!(sender_rx.try_recv().is_err());
         for (rx, d, want) in [
-            (&mut own_rx, dev(1, 2), 12u8),
-            (&mut a_rx, dev(2, 1), 21),
-            (&mut b_rx, dev(2, 2), 22),
+            (&mut own_rx, DeviceAddr::test(1, 2), 12u8),
+            (&mut a_rx, DeviceAddr::test(2, 1), 21),
+            (&mut b_rx, DeviceAddr::test(2, 2), 22),
         ] {
             let Ok(Outbound::Entries(got)) = rx.try_recv() else {
                 panic!("no entry")
@@ -409,10 +410,10 @@ mod tests {
     #[test]
     fn full_mailbox_lags_and_drops_until_cleared() {
         let router = Router::new();
-        let (mb, mut rx, _) = router.register(dev(2, 1), 2);
+        let (mb, mut rx, _) = router.register(DeviceAddr::test(2, 1), 2);
         let recipients = vec![UserId([2; 16])];
         for seq in 1..=5 {
-            router.fan_out(&[entry(seq, dev(1, 1), recipients.clone())]);
+            router.fan_out(&[entry(seq, DeviceAddr::test(1, 1), recipients.clone())]);
         }
         assert!(mb.is_lagging());
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -421,36 +422,41 @@ mod tests {
             .collect();
         assert_eq!(got, vec![1, 2]);
         mb.clear_lagging();
-        router.fan_out(&[entry(6, dev(1, 1), recipients)]);
+        router.fan_out(&[entry(6, DeviceAddr::test(1, 1), recipients)]);
         assert_eq!(rx.try_recv().map(seqs).ok(), Some(vec![6]));
     }
 
     #[test]
     fn a_commit_reaches_each_mailbox_as_one_batch_counted_per_entry() {
         let router = Router::new();
-        let (mb, mut rx, _) = router.register(dev(2, 1), 3);
+        let (mb, mut rx, _) = router.register(DeviceAddr::test(2, 1), 3);
         let to = vec![UserId([2; 16])];
-        let commit: Vec<_> = (1..=3).map(|s| entry(s, dev(1, 1), to.clone())).collect();
+        let commit: Vec<_> = (1..=3)
+            .map(|s| entry(s, DeviceAddr::test(1, 1), to.clone()))
+            .collect();
         assert_eq!(router.fan_out(&commit), 3);
         let batch = rx.try_recv().unwrap();
         assert_eq!(seqs(batch.clone()), vec![1, 2, 3]);
         assert!(rx.try_recv().is_err(), "one batch, not three items");
         // The batch fills the capacity of 3 until it is taken.
-        assert_eq!(router.fan_out(&[entry(4, dev(1, 1), to.clone())]), 0);
+        assert_eq!(
+            router.fan_out(&[entry(4, DeviceAddr::test(1, 1), to.clone())]),
+            0
+        );
         assert!(mb.is_lagging());
         assert_eq!(router.queued_total(), 3);
         mb.taken(&batch);
         assert_eq!(router.queued_total(), 0);
         mb.clear_lagging();
-        assert_eq!(router.fan_out(&[entry(5, dev(1, 1), to)]), 1);
+        assert_eq!(router.fan_out(&[entry(5, DeviceAddr::test(1, 1), to)]), 1);
     }
 
     #[test]
     fn unregister_removes_only_that_connection() {
         let router = Router::new();
-        let (first, _rx1, came_online) = router.register(dev(1, 1), 1);
+        let (first, _rx1, came_online) = router.register(DeviceAddr::test(1, 1), 1);
         assert!(came_online);
-        let (second, _rx2, again) = router.register(dev(1, 1), 1);
+        let (second, _rx2, again) = router.register(DeviceAddr::test(1, 1), 1);
         assert!(!again);
         assert!(!router.unregister(&first));
         assert!(router.is_online(&UserId([1; 16])));

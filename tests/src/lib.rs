@@ -232,12 +232,20 @@ impl TestClient {
         }
     }
 
+    /// Adds the user called `name` as a contact; returns their user id.
+    pub async fn contact(&self, name: &str) -> [u8; 16] {
+        guard(self.client.add_contact(name.into()))
+            .await
+            .unwrap()
+            .user_id
+    }
+
     /// Two users `a` and `b` (`a` has `b` as a contact) and their direct chat.
     pub async fn direct_pair(relay: &TestRelay, a: &str, b: &str) -> (Self, Self, [u8; 16]) {
         let first = Self::create(relay, a).await;
         let second = Self::create(relay, b).await;
-        let contact = guard(first.client.add_contact(b.into())).await.unwrap();
-        let chat = first.client.direct_chat(contact.user_id).unwrap();
+        let contact = first.contact(b).await;
+        let chat = first.client.direct_chat(contact).unwrap();
         (first, second, chat)
     }
 

@@ -18,13 +18,7 @@ fn sample(len: u32) -> Vec<u8> {
 #[tokio::test]
 async fn a_multi_mib_attachment_round_trips_and_a_corrupt_partial_download_is_caught() {
     let relay = TestRelay::start().await;
-    let alice = TestClient::create(&relay, "alice").await;
-    let mut bob = TestClient::create(&relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let (alice, mut bob, chat) = TestClient::direct_pair(&relay, "alice", "bob").await;
 
     let data = sample(3 * 1024 * 1024 + 12_345);
     let source = alice.dir.path().join("holiday.bin");

@@ -97,13 +97,7 @@ async fn a_wrong_passphrase_is_refused() {
 #[tokio::test]
 async fn the_store_files_hold_no_plaintext() {
     let relay = TestRelay::start().await;
-    let alice = TestClient::create(&relay, "alice").await;
-    let mut bob = TestClient::create(&relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let (alice, mut bob, chat) = TestClient::direct_pair(&relay, "alice", "bob").await;
     let secret = "zebra-quartz-unmistakable-phrase";
     alice.client.send_text(chat, secret.into()).unwrap();
     assert_eq!(bob.next_message().await.text, secret);

@@ -27,13 +27,7 @@ fn accept(
 #[tokio::test]
 async fn a_linked_second_device_sends_and_receives() {
     let relay = TestRelay::start().await;
-    let mut alice = TestClient::create(&relay, "alice").await;
-    let mut bob = TestClient::create(&relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let (mut alice, mut bob, chat) = TestClient::direct_pair(&relay, "alice", "bob").await;
     alice.client.send_text(chat, "from phone".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "from phone");
 

@@ -13,14 +13,8 @@ async fn safety_numbers_match_and_a_changed_verified_identity_blocks_sending() {
     let relay = TestRelay::start().await;
     let alice = TestClient::create(&relay, "alice").await;
     let mut bob = TestClient::create(&relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let alice_id = guard(bob.client.add_contact("alice".into()))
-        .await
-        .unwrap()
-        .user_id;
+    let bob_id = alice.contact("bob").await;
+    let alice_id = bob.contact("alice").await;
     let number = alice.client.safety_number(bob_id).unwrap();
     assert_eq!(number.len(), 60);
     assert_eq!(number, bob.client.safety_number(alice_id).unwrap());
@@ -82,14 +76,8 @@ async fn a_group_of_three_chats_with_typing_and_presence() {
     let mut alice = TestClient::create(&relay, "alice").await;
     let mut bob = TestClient::create(&relay, "bob").await;
     let mut carol = TestClient::create(&relay, "carol").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let carol_id = guard(alice.client.add_contact("carol".into()))
-        .await
-        .unwrap()
-        .user_id;
+    let bob_id = alice.contact("bob").await;
+    let carol_id = alice.contact("carol").await;
     let alice_id = alice.client.account().user_id;
     let group = guard(
         alice
@@ -158,14 +146,8 @@ async fn a_group_keeps_working_after_a_member_leaves() {
     let mut alice = TestClient::create(&relay, "alice").await;
     let mut bob = TestClient::create(&relay, "bob").await;
     let mut carol = TestClient::create(&relay, "carol").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
-    let carol_id = guard(alice.client.add_contact("carol".into()))
-        .await
-        .unwrap()
-        .user_id;
+    let bob_id = alice.contact("bob").await;
+    let carol_id = alice.contact("carol").await;
     let group = guard(
         alice
             .client

@@ -15,10 +15,7 @@ use tern_tests::{TestClient, TestRelay, guard, test_key};
 async fn chatting_pair(relay: &TestRelay) -> (TestClient, TestClient, [u8; 16]) {
     let mut alice = TestClient::create(relay, "alice").await;
     let mut bob = TestClient::create(relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
+    let bob_id = alice.contact("bob").await;
     let chat = alice.client.direct_chat(bob_id).unwrap();
     alice.client.send_text(chat, "ping".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "ping");
@@ -224,10 +221,7 @@ async fn a_group_member_that_lost_its_keys_recovers() {
     let relay = TestRelay::start().await;
     let mut alice = TestClient::create(&relay, "alice").await;
     let mut bob = TestClient::create(&relay, "bob").await;
-    let bob_id = guard(alice.client.add_contact("bob".into()))
-        .await
-        .unwrap()
-        .user_id;
+    let bob_id = alice.contact("bob").await;
     let alice_id = alice.client.account().user_id;
     let group = guard(alice.client.create_group("pair".into(), vec![bob_id]))
         .await

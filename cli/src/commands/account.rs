@@ -57,41 +57,36 @@ pub fn prepare(home: &Home, args: &RelayArgs) -> anyhow::Result<(Config, ClientC
     Ok((config, ClientConfig::new(home.store_path(), relay), key))
 }
 
+/// The `--json` record of an account on this device.
+fn account_json(home: &Home, config: &Config, account: &AccountInfo) -> serde_json::Value {
+    json!({
+        "type": "account",
+        "user_name": account.user_name,
+        "user_id": hex::encode(account.user_id),
+        "device_id": account.device_id,
+        "relay": config.relay,
+        "home": home.dir(),
+    })
+}
+
 /// Prints the account a new device belongs to.
 pub fn print_created(home: &Home, config: &Config, account: &AccountInfo, out: Printer) {
-    out.emit(
-        json!({
-            "type": "account",
-            "user_name": account.user_name,
-            "user_id": hex::encode(account.user_id),
-            "device_id": account.device_id,
-            "relay": config.relay,
-            "home": home.dir(),
-        }),
-        || {
-            format!(
-                "{} (device {}) is ready on {}; state in {}",
-                account.user_name,
-                account.device_id,
-                config.relay,
-                home.dir().display()
-            )
-        },
-    );
+    out.emit(account_json(home, config, account), || {
+        format!(
+            "{} (device {}) is ready on {}; state in {}",
+            account.user_name,
+            account.device_id,
+            config.relay,
+            home.dir().display()
+        )
+    });
 }
 
 /// Prints this device's account.
 pub fn whoami(session: &Session, out: Printer) -> anyhow::Result<()> {
     let account = session.client.account();
     out.emit(
-        json!({
-            "type": "account",
-            "user_name": account.user_name,
-            "user_id": hex::encode(account.user_id),
-            "device_id": account.device_id,
-            "relay": session.config.relay,
-            "home": session.home.dir(),
-        }),
+        account_json(&session.home, &session.config, &account),
         || {
             format!(
                 "{} (user id {}, device {}) on relay {}",

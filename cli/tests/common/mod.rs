@@ -84,6 +84,13 @@ impl Relay {
         }
     }
 
+    /// Alice and Bob, each `tern init`ed; Alice has Bob as a contact.
+    pub fn pair(&self) -> (User, User) {
+        let (alice, bob) = (self.user("alice"), self.user("bob"));
+        alice.ok(&["contact", "add", "bob"]);
+        (alice, bob)
+    }
+
     /// Creates a user: `tern init` in a fresh home (cheap store key for tests).
     pub fn user(&self, name: &str) -> User {
         let user = User {

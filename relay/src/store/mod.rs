@@ -34,6 +34,17 @@ pub struct DeviceAddr {
     pub device: u32,
 }
 
+#[cfg(test)]
+impl DeviceAddr {
+    /// Device `device` of the account whose id is 16 bytes of `user`.
+    pub(crate) fn test(user: u8, device: u32) -> Self {
+        Self {
+            user: UserId([user; 16]),
+            device,
+        }
+    }
+}
+
 /// A device named in an account's device list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
@@ -292,13 +303,6 @@ pub trait Store: Send + Sync + 'static {
 mod tests {
     use super::*;
 
-    fn dev(u: u8, d: u32) -> DeviceAddr {
-        DeviceAddr {
-            user: UserId([u; 16]),
-            device: d,
-        }
-    }
-
     fn ct(d: DeviceAddr) -> DeviceCiphertext {
         DeviceCiphertext {
             user_id: d.user.to_wire(),
@@ -309,13 +313,24 @@ mod tests {
 
     #[test]
     fn recipients_must_be_every_member_device_but_the_sender() {
-        let members = [dev(1, 1), dev(1, 2), dev(2, 1)];
-        let sender = dev(1, 1);
-        check_recipients(members, sender, &[ct(dev(1, 2)), ct(dev(2, 1))]).unwrap();
+        let members = [
+            DeviceAddr::test(1, 1),
+            DeviceAddr::test(1, 2),
+            DeviceAddr::test(2, 1),
+        ];
+        let sender = DeviceAddr::test(1, 1);
+        check_recipients(
+            members,
+            sender,
+            &[ct(DeviceAddr::test(1, 2)), ct(DeviceAddr::test(2, 1))],
+        )
+        .unwrap();
 
-        let Err(RelayError::MismatchedDevices(m)) =
-            check_recipients(members, sender, &[ct(dev(2, 1)), ct(dev(3, 1))])
-        else {
+        let Err(RelayError::MismatchedDevices(m)) = check_recipients(
+            members,
+            sender,
+            &[ct(DeviceAddr::test(2, 1)), ct(DeviceAddr::test(3, 1))],
+        ) else {
             panic!("expected a mismatch")
         };
         assert_eq!(m.missing.len(), 1);
@@ -323,7 +338,11 @@ mod tests {
         assert_eq!(m.extra.len(), 1);
         assert_eq!(&m.extra[0].user_id[..], &[3; 16]);
 
-        let twice = check_recipients(members, sender, &[ct(dev(1, 2)), ct(dev(1, 2))]);
+        let twice = check_recipients(
+            members,
+            sender,
+            &[ct(DeviceAddr::test(1, 2)), ct(DeviceAddr::test(1, 2))],
+        );
         assert!(matches!(twice, Err(RelayError::BadRequest(_))));
     }
 }

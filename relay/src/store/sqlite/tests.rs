@@ -16,13 +16,6 @@ use crate::store::{
 
 const CHAT: ChatId = ChatId([7; 16]);
 
-fn dev(u: u8) -> DeviceAddr {
-    DeviceAddr {
-        user: UserId([u; 16]),
-        device: 1,
-    }
-}
-
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("relay.db"), Synchronous::Full).unwrap()
 }
@@ -47,7 +40,12 @@ fn group(dir: &tempfile::TempDir) -> SqliteStore {
             })
             .unwrap();
     }
-    let create = membership(dev(1), Some(ChatKind::Group), &[1, 2, 3], &[]);
+    let create = membership(
+        DeviceAddr::test(1, 1),
+        Some(ChatKind::Group),
+        &[1, 2, 3],
+        &[],
+    );
     append(&store, vec![create]).remove(0).unwrap();
     store
 }
@@ -96,9 +94,9 @@ fn a_resend_in_the_same_batch_gets_the_original_and_leaves_no_gap() {
     let got = append(
         &store,
         vec![
-            message(dev(1), 1, &[2, 3], 10),
-            message(dev(1), 1, &[2, 3], 10),
-            message(dev(1), 2, &[2, 3], 10),
+            message(DeviceAddr::test(1, 1), 1, &[2, 3], 10),
+            message(DeviceAddr::test(1, 1), 1, &[2, 3], 10),
+            message(DeviceAddr::test(1, 1), 2, &[2, 3], 10),
         ],
     );
     assert_eq!(seq(&got[0]), (2, false));
@@ -111,11 +109,17 @@ fn seqs_continue_after_reopening_the_database() {
     let dir = tempfile::tempdir().unwrap();
     drop({
         let store = group(&dir);
-        append(&store, vec![message(dev(1), 1, &[2, 3], 10)]);
+        append(
+            &store,
+            vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
+        );
         store
     });
     let store = open(&dir);
-    let got = append(&store, vec![message(dev(2), 9, &[1, 3], 10)]);
+    let got = append(
+        &store,
+        vec![message(DeviceAddr::test(2, 1), 9, &[1, 3], 10)],
+    );
     assert_eq!(seq(&got[0]), (3, false));
     assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 3);
 }
@@ -124,13 +128,25 @@ fn seqs_continue_after_reopening_the_database() {
 fn a_resend_after_the_sender_left_still_gets_its_original() {
     let dir = tempfile::tempdir().unwrap();
     let store = group(&dir);
-    let first = append(&store, vec![message(dev(1), 1, &[2, 3], 10)]);
-    append(&store, vec![membership(dev(2), None, &[], &[1])])
-        .remove(0)
-        .unwrap();
-    let again = append(&store, vec![message(dev(1), 1, &[2, 3], 10)]);
+    let first = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
+    );
+    append(
+        &store,
+        vec![membership(DeviceAddr::test(2, 1), None, &[], &[1])],
+    )
+    .remove(0)
+    .unwrap();
+    let again = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
+    );
     assert_eq!(seq(&again[0]), (seq(&first[0]).0, true));
-    let fresh = append(&store, vec![message(dev(1), 2, &[2, 3], 10)]);
+    let fresh = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 2, &[2, 3], 10)],
+    );
     assert!(matches!(
         &fresh[0],
         Err(StoreError::Rejected(e)) if matches!(**e, RelayError::Forbidden(_))
@@ -142,15 +158,28 @@ fn the_queue_quota_is_recomputed_after_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = group(&dir);
     store.set_device_queue_quota(100);
-    let full = append(&store, vec![message(dev(1), 1, &[2, 3], 60)]);
+    let full = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 60)],
+    );
     assert_eq!(seq(&full[0]), (2, false));
-    let refused = append(&store, vec![message(dev(1), 2, &[2, 3], 60)]);
+    let refused = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 2, &[2, 3], 60)],
+    );
     assert!(matches!(
         &refused[0],
         Err(StoreError::Rejected(e)) if matches!(**e, RelayError::QuotaExceeded(_))
     ));
-    store.ack_cursors(dev(2), &[(CHAT, 2)]).unwrap();
-    store.ack_cursors(dev(3), &[(CHAT, 2)]).unwrap();
-    let fits = append(&store, vec![message(dev(1), 3, &[2, 3], 60)]);
+    store
+        .ack_cursors(DeviceAddr::test(2, 1), &[(CHAT, 2)])
+        .unwrap();
+    store
+        .ack_cursors(DeviceAddr::test(3, 1), &[(CHAT, 2)])
+        .unwrap();
+    let fits = append(
+        &store,
+        vec![message(DeviceAddr::test(1, 1), 3, &[2, 3], 60)],
+    );
     assert_eq!(seq(&fits[0]), (3, false));
 }
