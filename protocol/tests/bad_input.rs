@@ -11,7 +11,10 @@ use tern_protocol::{
 
 fn request_frame(kind: request::Kind) -> Bytes {
     ClientFrame {
-        body: Some(client_frame::Body::Request(Request { kind: Some(kind) })),
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(kind),
+            request_id: 0,
+        })),
     }
     .encode_to_vec()
     .into()

@@ -255,7 +255,10 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 signature,
             })
         ),
-        request().prop_map(|kind| Body::Request(Request { kind: Some(kind) })),
+        (request(), any::<u64>()).prop_map(|(kind, request_id)| Body::Request(Request {
+            kind: Some(kind),
+            request_id,
+        })),
         ephemeral().prop_map(Body::Ephemeral),
         blob_chunk().prop_map(Body::BlobChunk),
     ]
@@ -429,20 +432,32 @@ fn event() -> impl Strategy<Value = event::Kind> {
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
     use server_frame::Body;
     prop_oneof![
-        (any::<u32>(), fixed(CHALLENGE_LEN), any::<u64>()).prop_map(
-            |(protocol_version, challenge, server_time_ms)| Body::Hello(ServerHello {
-                protocol_version,
-                challenge,
-                server_time_ms,
-            })
-        ),
+        (
+            any::<u32>(),
+            fixed(CHALLENGE_LEN),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(protocol_version, challenge, server_time_ms, max_pipelined_requests)| {
+                    Body::Hello(ServerHello {
+                        protocol_version,
+                        challenge,
+                        server_time_ms,
+                        max_pipelined_requests,
+                    })
+                }
+            ),
         (any::<u64>(), any::<bool>()).prop_map(|(server_time_ms, prekeys_low)| {
             Body::AuthOk(AuthOk {
                 server_time_ms,
                 prekeys_low,
             })
         }),
-        response().prop_map(|kind| Body::Response(Response { kind: Some(kind) })),
+        (response(), any::<u64>()).prop_map(|(kind, request_id)| Body::Response(Response {
+            kind: Some(kind),
+            request_id,
+        })),
         event().prop_map(|kind| Body::Event(Event { kind: Some(kind) })),
         ephemeral().prop_map(Body::Ephemeral),
         blob_chunk().prop_map(Body::BlobChunk),

@@ -62,7 +62,10 @@ fn io(_: std::io::Error) -> RelayError {
 fn response_frame(kind: response::Kind) -> ServerFrame {
     ServerFrame {
         body: Some(server_frame::Body::Response(
-            tern_protocol::wire::Response { kind: Some(kind) },
+            tern_protocol::wire::Response {
+                kind: Some(kind),
+                request_id: 0,
+            },
         )),
     }
 }

@@ -2,21 +2,24 @@
 //!
 //! Stream layout (docs/protocol.md): the first bidirectional stream is the
 //! control stream (hello, challenge, authentication or registration); every
-//! later bidirectional stream carries one request and its response; the
-//! relay opens one unidirectional delivery stream after authentication.
+//! later bidirectional stream carries requests and their responses (one, or
+//! several pipelined); the relay opens one unidirectional delivery stream
+//! after authentication.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tern_protocol::limits::PROTOCOL_VERSION;
 use tern_protocol::wire::{
-    AuthOk, Empty, ProvisioningAddress, Request, ServerFrame, ServerHello, client_frame,
-    ephemeral_event, request, response, server_frame,
+    AuthOk, ClientFrame, Empty, ProvisioningAddress, Request, ServerFrame, ServerHello,
+    client_frame, ephemeral_event, request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
-use tern_transport::{FrameIoError as FrameError, read_frame, write_frame};
+use tern_transport::{FrameIoError as FrameError, FrameReader, read_frame, write_frame};
 
 use crate::auth::AuthBinding;
 use crate::delivery::{Outlet, deliver};
@@ -71,16 +74,19 @@ impl ConnCtx {
 /// How long an error response may take to reach the peer before closing.
 const ERROR_FLUSH: Duration = Duration::from_secs(2);
 
-fn response_frame(kind: response::Kind) -> ServerFrame {
+fn response_frame(kind: response::Kind, request_id: u64) -> ServerFrame {
     ServerFrame {
         body: Some(server_frame::Body::Response(
-            tern_protocol::wire::Response { kind: Some(kind) },
+            tern_protocol::wire::Response {
+                kind: Some(kind),
+                request_id,
+            },
         )),
     }
 }
 
-fn error_frame(e: &RelayError) -> ServerFrame {
-    response_frame(response::Kind::Error(e.to_wire()))
+fn error_frame(e: &RelayError, request_id: u64) -> ServerFrame {
+    response_frame(response::Kind::Error(e.to_wire()), request_id)
 }
 
 /// Serves one incoming connection until it closes.
@@ -124,7 +130,10 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         Ok(device) => device,
         Err(e) => {
             tracing::debug!(error = %e, "authentication failed");
-            if write_frame(&mut ctl_send, &error_frame(&e)).await.is_ok() {
+            if write_frame(&mut ctl_send, &error_frame(&e, 0))
+                .await
+                .is_ok()
+            {
                 let _ = ctl_send.finish();
                 let _ = tokio::time::timeout(ERROR_FLUSH, ctl_send.stopped()).await;
             }
@@ -220,6 +229,7 @@ async fn handshake(
             protocol_version: PROTOCOL_VERSION,
             challenge: challenge.to_vec().into(),
             server_time_ms: now_ms(),
+            max_pipelined_requests: MAX_PIPELINED_REQUESTS,
         })),
     };
     write_frame(send, &hello)
@@ -242,11 +252,11 @@ async fn handshake(
         Some(client_frame::Body::Request(req)) => match req.kind {
             Some(request::Kind::RegisterAccount(r)) => {
                 let (device, kind) = relay.register_account(r, &binding).await?;
-                (device, response_frame(kind))
+                (device, response_frame(kind, 0))
             }
             Some(request::Kind::RegisterDevice(r)) => {
                 let (device, kind) = relay.register_device(r, &binding).await?;
-                (device, response_frame(kind))
+                (device, response_frame(kind, 0))
             }
             _ => return Err(RelayError::Unauthenticated("authenticate first")),
         },
@@ -308,45 +318,128 @@ async fn accept_requests(ctx: Arc<ConnCtx>) {
     }
 }
 
-/// One request, one response, then the stream is finished.
+/// Requests the relay works on at once on one request stream, announced in
+/// `ServerHello.max_pipelined_requests`. A client that sends more simply
+/// waits: the relay reads the next frame only when one of these is answered,
+/// and QUIC flow control holds the rest.
+pub const MAX_PIPELINED_REQUESTS: u32 = 32;
+
+/// A request stream: the first frame may start a blob transfer, which then
+/// owns the stream; otherwise every frame is a request, answered (in
+/// whatever order they complete, each with its `request_id`) while up to
+/// [`MAX_PIPELINED_REQUESTS`] are in progress. The relay finishes the stream
+/// once the client finished its side and every request is answered.
 async fn request_stream(
     ctx: &ConnCtx,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), FrameError> {
-    let result = match read_frame(&mut recv).await {
+    let first = match read_frame(&mut recv).await {
         Ok(None) => return Ok(()),
-        Ok(Some(body)) => match decode_client_frame(body) {
-            Ok(frame) => match blob_request(ctx, frame.body, &mut send, &mut recv).await {
-                Ok(None) => {
-                    let _ = send.finish();
-                    return Ok(());
-                }
-                Ok(Some(body)) => dispatch(ctx, body).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        },
+        Ok(Some(body)) => decode_client_frame(body).map_err(RelayError::from),
         Err(FrameError::Protocol(e)) => {
             let _ = recv.stop(VarInt::from_u32(0));
             Err(e.into())
         }
         Err(e) => return Err(e),
     };
-    let frame = match result {
-        Ok(kind) => response_frame(kind),
+    let (request_id, first) = match first {
+        Ok(frame) => (
+            request_id(&frame.body),
+            blob_request(ctx, frame.body, &mut send, &mut recv).await,
+        ),
+        Err(e) => (0, Err(e)),
+    };
+    let first = match first {
+        Ok(None) => {
+            let _ = send.finish();
+            return Ok(());
+        }
+        Ok(Some(body)) => Ok(body),
+        Err(e) => Err(e),
+    };
+    let mut frames = FrameReader::new(recv);
+    let mut pending = FuturesUnordered::new();
+    pending.push(answer(ctx, request_id, first));
+    let mut reading = true;
+    while reading || !pending.is_empty() {
+        tokio::select! {
+            Some(frame) = pending.next() => write_frame(&mut send, &frame).await?,
+            next = frames.next(), if reading && pending.len() < MAX_PIPELINED_REQUESTS as usize => {
+                let (request_id, body) = match next {
+                    Ok(Some(body)) => pipelined(decode_client_frame(body)),
+                    Ok(None) => {
+                        reading = false;
+                        continue;
+                    }
+                    Err(FrameError::Protocol(e)) => {
+                        frames.stop(VarInt::from_u32(0));
+                        reading = false;
+                        (0, Err(e.into()))
+                    }
+                    Err(e) => return Err(e),
+                };
+                pending.push(answer(ctx, request_id, body));
+            }
+        }
+    }
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The id a request frame carries, for answering it even when it fails.
+fn request_id(body: &Option<client_frame::Body>) -> u64 {
+    match body {
+        Some(client_frame::Body::Request(r)) => r.request_id,
+        _ => 0,
+    }
+}
+
+/// A frame after the first of its stream: blob transfers need a stream of
+/// their own, so they are refused here.
+fn pipelined(
+    frame: Result<ClientFrame, ProtocolError>,
+) -> (u64, Result<Option<client_frame::Body>, RelayError>) {
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(e) => return (0, Err(e.into())),
+    };
+    let id = request_id(&frame.body);
+    match &frame.body {
+        Some(client_frame::Body::Request(Request {
+            kind: Some(request::Kind::BlobUploadStart(_) | request::Kind::BlobDownload(_)),
+            ..
+        })) => (
+            id,
+            Err(RelayError::BadRequest(
+                "a blob transfer needs a stream of its own",
+            )),
+        ),
+        _ => (id, Ok(frame.body)),
+    }
+}
+
+/// Runs one request and renders its response frame.
+async fn answer(
+    ctx: &ConnCtx,
+    request_id: u64,
+    body: Result<Option<client_frame::Body>, RelayError>,
+) -> ServerFrame {
+    let result = match body {
+        Ok(body) => dispatch(ctx, body).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(kind) => response_frame(kind, request_id),
         Err(e) => {
             if matches!(e.code(), tern_protocol::wire::ErrorCode::Internal) {
                 tracing::warn!(error = %e, "request failed");
             } else {
                 tracing::debug!(error = %e, "request rejected");
             }
-            error_frame(&e)
+            error_frame(&e, request_id)
         }
-    };
-    write_frame(&mut send, &frame).await?;
-    let _ = send.finish();
-    Ok(())
+    }
 }
 
 /// Runs blob transfers, which use their stream beyond one request and one
@@ -357,7 +450,11 @@ async fn blob_request(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<Option<Option<client_frame::Body>>, RelayError> {
-    let Some(client_frame::Body::Request(Request { kind: Some(kind) })) = body else {
+    let Some(client_frame::Body::Request(Request {
+        kind: Some(kind),
+        request_id,
+    })) = body
+    else {
         return Ok(Some(body));
     };
     let blobs = &ctx.relay.blobs;
@@ -369,6 +466,7 @@ async fn blob_request(
         (Some(_), request::Kind::BlobDownload(d)) => blobs.download(d, send).await.map(|()| None),
         (_, kind) => Ok(Some(Some(client_frame::Body::Request(Request {
             kind: Some(kind),
+            request_id,
         })))),
     }
 }
@@ -386,7 +484,7 @@ async fn dispatch(
             ctx.relay.provisioning.send(&r.address, r.ciphertext)?;
             Ok(response::Kind::Ok(Empty {}))
         }
-        (kind, Some(session)) => ctx.relay.handle(session, Request { kind }).await,
+        (kind, Some(session)) => ctx.relay.handle(session, kind).await,
         (_, None) => Err(RelayError::Unauthenticated(
             "authenticate on the control stream first",
         )),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tern_protocol::wire::{Request, request, response};
+use tern_protocol::wire::{request, response};
 
 use crate::blobs::BlobStore;
 use crate::config::Config;
@@ -107,14 +107,14 @@ impl Relay {
     pub async fn handle(
         &self,
         session: &Session,
-        req: Request,
+        kind: Option<request::Kind>,
     ) -> Result<response::Kind, RelayError> {
         use request::Kind;
         let device = session.device;
         self.device_limits
             .check(device, std::time::Instant::now())
             .map_err(RelayError::RateLimited)?;
-        let kind = req.kind.ok_or(RelayError::BadRequest("empty request"))?;
+        let kind = kind.ok_or(RelayError::BadRequest("empty request"))?;
         self.metrics.count_request(&kind);
         match kind {
             Kind::RegisterAccount(_) | Kind::RegisterDevice(_) => Err(RelayError::BadRequest(

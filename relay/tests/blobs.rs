@@ -33,7 +33,10 @@ fn frame(body: client_frame::Body) -> Vec<u8> {
 async fn response(recv: &mut RecvStream, dec: &mut FrameDecoder) -> response::Kind {
     match guard(read(recv, dec)).await {
         Some(ServerFrame {
-            body: Some(server_frame::Body::Response(Response { kind: Some(kind) })),
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(kind), ..
+                })),
         }) => kind,
         other => panic!("expected a response, got {other:?}"),
     }
@@ -50,7 +53,10 @@ async fn start(
         sha256: id.to_vec().into(),
         size: size as u64,
     });
-    let req = client_frame::Body::Request(Request { kind: Some(start) });
+    let req = client_frame::Body::Request(Request {
+        kind: Some(start),
+        request_id: 0,
+    });
     send.write_all(&frame(req)).await.unwrap();
     let mut dec = FrameDecoder::new();
     let first = response(&mut recv, &mut dec).await;
@@ -77,6 +83,7 @@ async fn download(c: &Client, id: [u8; 32], offset: u64) -> Vec<u8> {
             blob_id: id.to_vec().into(),
             offset,
         })),
+        request_id: 0,
     });
     send.write_all(&frame(req)).await.unwrap();
     send.finish().unwrap();
@@ -175,6 +182,7 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
             blob_id: wrong.to_vec().into(),
             offset: 0,
         })),
+        request_id: 0,
     });
     send.write_all(&frame(req)).await.unwrap();
     send.finish().unwrap();
@@ -276,6 +284,7 @@ async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
             let frame = tern_protocol::decode_client_frame(body).unwrap();
             let Some(client_frame::Body::Request(Request {
                 kind: Some(request::Kind::BlobUploadStart(start)),
+                ..
             })) = frame.body
             else {
                 panic!("only uploads are served here")
@@ -284,6 +293,7 @@ async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
                 let error = ServerFrame {
                     body: Some(server_frame::Body::Response(Response {
                         kind: Some(response::Kind::Error(e.to_wire())),
+                        request_id: 0,
                     })),
                 };
                 let _ = tern_transport::write_frame(&mut send, &error).await;

@@ -18,12 +18,7 @@ async fn new_device_gets_the_link_message_then_registers_on_the_same_connection(
     // The new device: hello, no authentication, a provisioning mailbox.
     let (endpoint, conn, send, recv, message) = open(relay.addr, &relay.fingerprint).await;
     let open_req = request::Kind::ProvisioningOpen(ProvisioningOpen {});
-    let bytes = tern_protocol::encode_frame(&ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(open_req),
-        })),
-    })
-    .unwrap();
+    let bytes = tern_protocol::encode_frame(&request_frame(open_req)).unwrap();
     let response::Kind::ProvisioningAddress(addr) = raw_request(&conn, &bytes).await.unwrap()
     else {
         panic!("expected an address")

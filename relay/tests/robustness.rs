@@ -85,11 +85,7 @@ async fn requests_before_authentication_are_refused() {
     )
     .await
     .unwrap();
-    let req = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(list_chats()),
-        })),
-    };
+    let req = request_frame(list_chats());
     let err = raw_request(&conn, &tern_protocol::encode_frame(&req).unwrap())
         .await
         .unwrap_err();
@@ -124,6 +120,7 @@ async fn wrong_protocol_version_is_refused() {
         body:
             Some(server_frame::Body::Response(Response {
                 kind: Some(response::Kind::Error(e)),
+                ..
             })),
     }) = guard(read(&mut recv, &mut decoder)).await
     else {

@@ -7,9 +7,9 @@
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
-use tern_protocol::ProtocolError;
 use tern_protocol::frame::body_len;
 use tern_protocol::limits::FRAME_HEADER_LEN;
+use tern_protocol::{FrameDecoder, ProtocolError};
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,54 @@ async fn read_into(recv: &mut RecvStream, buf: &mut [u8]) -> Result<usize, ReadE
         }
     }
     Ok(filled)
+}
+
+/// Most bytes taken from the stream per read by a [`FrameReader`].
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads the frames of a stream that carries many of them (the delivery
+/// stream, a pipelined request stream).
+///
+/// Unlike [`read_frame`], [`next`](Self::next) is cancel-safe: bytes leave
+/// the QUIC stream only into the reader's own buffer, so dropping a pending
+/// `next()` (in a `select!`) loses nothing. The buffer holds at most one
+/// partial frame plus one read.
+pub struct FrameReader {
+    recv: RecvStream,
+    decoder: FrameDecoder,
+}
+
+impl FrameReader {
+    /// A reader over `recv`.
+    pub fn new(recv: RecvStream) -> Self {
+        Self {
+            recv,
+            decoder: FrameDecoder::new(),
+        }
+    }
+
+    /// The next frame body; `Ok(None)` when the peer finished the stream at
+    /// a frame boundary.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FrameIoError> {
+        loop {
+            if let Some(body) = self.decoder.next_frame()? {
+                return Ok(Some(body));
+            }
+            match self.recv.read_chunk(READ_CHUNK, true).await? {
+                Some(chunk) => self.decoder.push(&chunk.bytes),
+                None => {
+                    self.decoder.finish()?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Tells the peer to stop sending on this stream (after a framing error
+    /// nothing more on it can be understood).
+    pub fn stop(&mut self, code: quinn::VarInt) {
+        let _ = self.recv.stop(code);
+    }
 }
 
 /// Encodes `msg` as a frame and writes it to `send`.

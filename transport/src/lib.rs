@@ -5,6 +5,8 @@
 //!
 //! - [`frames`]: read and write length-prefixed frames on quinn streams, with
 //!   memory bounded by what the peer actually sent;
+//! - [`pipeline`]: many requests in flight on one request stream, matched
+//!   to their responses by id;
 //! - [`trust`]: how a client trusts a relay — a pinned SHA-256 certificate
 //!   fingerprint or ordinary certificate roots — and the matching quinn
 //!   client configuration;
@@ -18,11 +20,13 @@
 pub mod config;
 pub mod exporter;
 pub mod frames;
+pub mod pipeline;
 pub mod socket;
 pub mod trust;
 
 pub use config::{server_config, transport_config};
 pub use exporter::auth_exporter;
-pub use frames::{FrameIoError, read_frame, write_frame};
+pub use frames::{FrameIoError, FrameReader, read_frame, write_frame};
+pub use pipeline::{Pipeline, PipelineError};
 pub use socket::{client_endpoint, server_endpoint};
 pub use trust::{CertFingerprint, TrustPolicy};

@@ -1,6 +1,7 @@
 //! One QUIC connection to the relay, from hello to authenticated requests.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
@@ -11,7 +12,9 @@ use tern_protocol::wire::{
     event, request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, UserId, decode_datagram, decode_server_frame};
-use tern_transport::{TrustPolicy, auth_exporter, read_frame, write_frame};
+use tern_transport::{
+    Pipeline, PipelineError, TrustPolicy, auth_exporter, read_frame, write_frame,
+};
 
 use super::error::NetError;
 
@@ -44,6 +47,7 @@ pub struct Greeting {
     control: (SendStream, RecvStream),
     auth_payload: Vec<u8>,
     server_time_ms: u64,
+    max_pipelined: u32,
 }
 
 impl Greeting {
@@ -96,6 +100,7 @@ impl Greeting {
             control: (send, recv),
             auth_payload: tern_protocol::auth_payload(&challenge, &exporter),
             server_time_ms: server_hello.server_time_ms,
+            max_pipelined: server_hello.max_pipelined_requests,
         })
     }
 
@@ -139,7 +144,10 @@ impl Greeting {
         kind: request::Kind,
     ) -> Result<(response::Kind, RelayConnection), NetError> {
         let (send, recv) = &mut self.control;
-        let req = Request { kind: Some(kind) };
+        let req = Request {
+            kind: Some(kind),
+            request_id: 0,
+        };
         write_frame(send, &frame(client_frame::Body::Request(req))).await?;
         match read_server_frame(recv).await? {
             server_frame::Body::Response(r) => {
@@ -160,29 +168,64 @@ impl Greeting {
             _endpoint: self.endpoint,
             conn: self.conn,
             _control: self.control,
+            max_pipelined: self.max_pipelined,
+            pipeline: tokio::sync::Mutex::new(None),
         }
     }
 }
 
 /// A connection to the relay. Requests may be issued concurrently from
-/// several tasks; each uses its own QUIC stream.
+/// several tasks: they share one pipelined request stream when the relay
+/// supports it (docs/protocol.md §4), else each uses a stream of its own.
 pub struct RelayConnection {
     _endpoint: Endpoint,
     conn: Connection,
     // Held open for the connection's lifetime: closing it is a protocol error.
     _control: (SendStream, RecvStream),
+    /// The relay's `ServerHello.max_pipelined_requests` (0: no pipelining).
+    max_pipelined: u32,
+    /// The pipelined request stream, opened on first use and replaced if it
+    /// closes while the connection lives on.
+    pipeline: tokio::sync::Mutex<Option<Arc<Pipeline>>>,
 }
 
 impl RelayConnection {
-    /// Sends one request on a new stream and returns the relay's answer;
-    /// `Response{error}` becomes [`NetError::Relay`].
+    /// Sends one request and returns the relay's answer; `Response{error}`
+    /// becomes [`NetError::Relay`].
     pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, NetError> {
-        let (mut send, mut recv) = self.open_request(kind).await?;
-        send.finish().map_err(|_| NetError::NoResponse)?;
-        match read_server_frame(&mut recv).await? {
-            server_frame::Body::Response(r) => response_kind(r),
-            _ => Err(unexpected("Response")),
+        if self.max_pipelined == 0 {
+            let (mut send, mut recv) = self.open_request(kind).await?;
+            send.finish().map_err(|_| NetError::NoResponse)?;
+            return match read_server_frame(&mut recv).await? {
+                server_frame::Body::Response(r) => response_kind(r),
+                _ => Err(unexpected("Response")),
+            };
         }
+        let pipeline = self.pipeline().await?;
+        match pipeline.request(kind).await {
+            Ok(r) => response_kind(r),
+            Err(PipelineError::Protocol(e)) => Err(e.into()),
+            Err(PipelineError::Open(e)) => Err(e.into()),
+            Err(PipelineError::Closed) => Err(NetError::NoResponse),
+        }
+    }
+
+    /// The open request pipeline, opening a new one if there is none or
+    /// the last one closed.
+    async fn pipeline(&self) -> Result<Arc<Pipeline>, NetError> {
+        let mut slot = self.pipeline.lock().await;
+        if let Some(open) = slot.as_ref().filter(|p| p.is_open()) {
+            return Ok(open.clone());
+        }
+        let opened = Pipeline::open(&self.conn, self.max_pipelined)
+            .await
+            .map_err(|e| match e {
+                PipelineError::Open(e) => NetError::Connection(e),
+                _ => NetError::NoResponse,
+            })?;
+        let opened = Arc::new(opened);
+        *slot = Some(opened.clone());
+        Ok(opened)
     }
 
     /// Opens a stream and sends a request on it, leaving the stream to the
@@ -192,7 +235,10 @@ impl RelayConnection {
         kind: request::Kind,
     ) -> Result<(SendStream, RecvStream), NetError> {
         let (mut send, recv) = self.conn.open_bi().await?;
-        let req = Request { kind: Some(kind) };
+        let req = Request {
+            kind: Some(kind),
+            request_id: 0,
+        };
         write_frame(&mut send, &frame(client_frame::Body::Request(req))).await?;
         Ok((send, recv))
     }

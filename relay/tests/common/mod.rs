@@ -167,9 +167,12 @@ pub async fn read(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Option<S
     }
 }
 
-fn request_frame(kind: request::Kind) -> ClientFrame {
+pub fn request_frame(kind: request::Kind) -> ClientFrame {
     ClientFrame {
-        body: Some(client_frame::Body::Request(Request { kind: Some(kind) })),
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(kind),
+            request_id: 0,
+        })),
     }
 }
 
@@ -243,6 +246,7 @@ impl Client {
                 body:
                     Some(server_frame::Body::Response(Response {
                         kind: Some(response::Kind::Registered(_) | response::Kind::Ok(_)),
+                        ..
                     })),
             }) => Ok(Self {
                 conn,
@@ -256,6 +260,7 @@ impl Client {
                 body:
                     Some(server_frame::Body::Response(Response {
                         kind: Some(response::Kind::Error(e)),
+                        ..
                     })),
             }) => Err(e),
             other => panic!("unexpected auth answer {other:?}"),
@@ -436,10 +441,14 @@ pub async fn try_request(
             body:
                 Some(server_frame::Body::Response(Response {
                     kind: Some(response::Kind::Error(e)),
+                    ..
                 })),
         }) => Some(Err(e)),
         Some(ServerFrame {
-            body: Some(server_frame::Body::Response(Response { kind: Some(kind) })),
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(kind), ..
+                })),
         }) => Some(Ok(kind)),
         _ => None,
     }
@@ -456,10 +465,14 @@ pub async fn raw_request(conn: &Connection, bytes: &[u8]) -> Result<response::Ki
             body:
                 Some(server_frame::Body::Response(Response {
                     kind: Some(response::Kind::Error(e)),
+                    ..
                 })),
         }) => Err(e),
         Some(ServerFrame {
-            body: Some(server_frame::Body::Response(Response { kind: Some(kind) })),
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(kind), ..
+                })),
         }) => Ok(kind),
         other => panic!("unexpected response {other:?}"),
     }

@@ -12,8 +12,8 @@ use tern_protocol::wire::{
     ClientFrame, ClientHello, DeviceEntry, DeviceList, Event, RegisterAccount, Request, Response,
     ServerFrame, SignedDeviceList, client_frame, request, response, server_frame,
 };
-use tern_protocol::{FrameDecoder, decode_server_frame, encode_frame};
-use tern_transport::{read_frame, write_frame};
+use tern_protocol::{decode_server_frame, encode_frame};
+use tern_transport::{FrameReader, Pipeline, read_frame, write_frame};
 
 /// Random bytes.
 pub fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
@@ -28,6 +28,8 @@ pub struct Device {
     pub conn: Connection,
     /// Its account id.
     pub user_id: [u8; 16],
+    /// Requests the relay answers at once on one stream (0: one per stream).
+    pub max_pipelined: u32,
 }
 
 async fn read_server_frame(recv: &mut RecvStream) -> anyhow::Result<ServerFrame> {
@@ -93,48 +95,83 @@ pub async fn register(
     let frame = ClientFrame {
         body: Some(client_frame::Body::Request(Request {
             kind: Some(request::Kind::RegisterAccount(reg)),
+            request_id: 0,
         })),
     };
     write_frame(&mut send, &frame).await?;
     match read_server_frame(&mut recv).await?.body {
         Some(server_frame::Body::Response(Response {
             kind: Some(response::Kind::Registered(_)),
+            ..
         })) => {}
         other => bail!("registration failed: {other:?}"),
     }
-    Ok(Device { conn, user_id })
+    Ok(Device {
+        conn,
+        user_id,
+        max_pipelined: h.max_pipelined_requests,
+    })
 }
 
 /// One request on its own stream.
 pub async fn request(conn: &Connection, kind: request::Kind) -> anyhow::Result<response::Kind> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let frame = ClientFrame {
-        body: Some(client_frame::Body::Request(Request { kind: Some(kind) })),
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(kind),
+            request_id: 0,
+        })),
     };
     send.write_all(&encode_frame(&frame)?).await?;
     send.finish()?;
     match read_server_frame(&mut recv).await?.body {
-        Some(server_frame::Body::Response(Response {
-            kind: Some(response::Kind::Error(e)),
-        })) => bail!("relay error {:?}: {}", e.code(), e.message),
-        Some(server_frame::Body::Response(Response { kind: Some(kind) })) => Ok(kind),
+        Some(server_frame::Body::Response(r)) => answer(r),
         other => bail!("unexpected response {other:?}"),
+    }
+}
+
+fn answer(r: Response) -> anyhow::Result<response::Kind> {
+    match r.kind {
+        Some(response::Kind::Error(e)) => bail!("relay error {:?}: {}", e.code(), e.message),
+        Some(kind) => Ok(kind),
+        None => bail!("empty response"),
+    }
+}
+
+/// How a sender puts its requests on the wire.
+pub enum Requests {
+    /// A new stream per request.
+    PerStream(Connection),
+    /// All requests on one pipelined stream.
+    Pipelined(Pipeline),
+}
+
+impl Requests {
+    /// Pipelined if `pipelined` and the relay supports it.
+    pub async fn for_device(device: &Device, pipelined: bool) -> anyhow::Result<Self> {
+        Ok(if pipelined && device.max_pipelined > 0 {
+            Self::Pipelined(Pipeline::open(&device.conn, device.max_pipelined).await?)
+        } else {
+            Self::PerStream(device.conn.clone())
+        })
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn request(&self, kind: request::Kind) -> anyhow::Result<response::Kind> {
+        match self {
+            Self::PerStream(conn) => request(conn, kind).await,
+            Self::Pipelined(p) => answer(p.request(kind).await?),
+        }
     }
 }
 
 /// Reads events from the delivery stream, calling `on_event` for each.
 pub async fn read_events(conn: Connection, mut on_event: impl FnMut(Event)) -> anyhow::Result<()> {
-    let mut stream = conn.accept_uni().await?;
-    let mut decoder = FrameDecoder::new();
-    loop {
-        while let Some(body) = decoder.next_frame()? {
-            if let Some(server_frame::Body::Event(e)) = decode_server_frame(body)?.body {
-                on_event(e);
-            }
-        }
-        match stream.read_chunk(256 * 1024, true).await? {
-            Some(chunk) => decoder.push(&chunk.bytes),
-            None => return Ok(()),
+    let mut frames = FrameReader::new(conn.accept_uni().await?);
+    while let Some(body) = frames.next().await? {
+        if let Some(server_frame::Body::Event(e)) = decode_server_frame(body)?.body {
+            on_event(e);
         }
     }
+    Ok(())
 }

@@ -20,7 +20,7 @@ use tern_protocol::wire::{
 };
 use tokio::sync::Semaphore;
 
-use client::{Device, random, register, request};
+use client::{Device, Requests, random, register, request};
 
 /// Load generator for tern-relay.
 #[derive(Parser, Clone)]
@@ -63,6 +63,17 @@ struct Args {
     /// the relay, fewer threads leave it more CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// How senders put their requests on the wire.
+    #[arg(long, value_enum, default_value = "pipelined")]
+    streams: Streams,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Streams {
+    /// All of a sender's requests on one stream (if the relay supports it).
+    Pipelined,
+    /// A new stream per request.
+    PerRequest,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -214,9 +225,25 @@ fn spawn_receiver(
 }
 
 struct Sender {
-    conn: quinn::Connection,
+    requests: Requests,
     chat: [u8; 16],
     to: Option<[u8; 16]>,
+}
+
+impl Sender {
+    async fn new(
+        args: &Args,
+        device: &Device,
+        chat: [u8; 16],
+        to: Option<[u8; 16]>,
+    ) -> anyhow::Result<Self> {
+        let pipelined = args.streams == Streams::Pipelined;
+        Ok(Self {
+            requests: Requests::for_device(device, pipelined).await?,
+            chat,
+            to,
+        })
+    }
 }
 
 async fn run_senders(
@@ -276,7 +303,7 @@ async fn run_senders(
                         device_ciphertexts,
                         common_ciphertext: common,
                     });
-                    if request(&s.conn, req).await.is_ok() {
+                    if s.requests.request(req).await.is_ok() {
                         acked.fetch_add(1, Ordering::Relaxed);
                         lock(&ack_lat).push(
                             u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
@@ -348,16 +375,8 @@ async fn direct(args: &Args) -> anyhow::Result<()> {
     for pair in devices.chunks(2) {
         let (a, b) = (&pair[0], &pair[1]);
         let chat = create_chat(a, &[b.user_id], ChatKind::Direct).await?;
-        senders.push(Sender {
-            conn: a.conn.clone(),
-            chat,
-            to: Some(b.user_id),
-        });
-        senders.push(Sender {
-            conn: b.conn.clone(),
-            chat,
-            to: Some(a.user_id),
-        });
+        senders.push(Sender::new(args, a, chat, Some(b.user_id)).await?);
+        senders.push(Sender::new(args, b, chat, Some(a.user_id)).await?);
     }
     let run = measure(args, &devices, senders).await?;
     println!(
@@ -381,11 +400,7 @@ async fn group(args: &Args) -> anyhow::Result<()> {
     for members in devices.chunks(g) {
         let others: Vec<[u8; 16]> = members[1..].iter().map(|d| d.user_id).collect();
         let chat = create_chat(&members[0], &others, ChatKind::Group).await?;
-        senders.push(Sender {
-            conn: members[0].conn.clone(),
-            chat,
-            to: None,
-        });
+        senders.push(Sender::new(args, &members[0], chat, None).await?);
     }
     let run = measure(args, &devices, senders).await?;
     let d = run.delivered;

@@ -1,0 +1,143 @@
+//! Pipelined requests: many requests on one stream, each answered with its
+//! request id, in whatever order they complete.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use futures_util::future::join_all;
+use tern_protocol::FrameDecoder;
+use tern_protocol::limits::MAX_FRAME_LEN;
+use tern_protocol::wire::*;
+use tern_relay::connection::MAX_PIPELINED_REQUESTS;
+use tern_transport::Pipeline;
+
+fn list_chats(request_id: u64) -> Vec<u8> {
+    let frame = ClientFrame {
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(request::Kind::ListChats(ListChats {})),
+            request_id,
+        })),
+    };
+    tern_protocol::encode_frame(&frame).unwrap().to_vec()
+}
+
+/// Writes `bytes` on a new stream, finishes it and returns every response
+/// until the relay finishes its side.
+async fn responses(client: &Client, bytes: &[u8]) -> Vec<Response> {
+    let (mut send, mut recv) = guard(client.conn.open_bi()).await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    let mut decoder = FrameDecoder::new();
+    let mut out = Vec::new();
+    while let Some(frame) = guard(read(&mut recv, &mut decoder)).await {
+        match frame.body {
+            Some(server_frame::Body::Response(r)) => out.push(r),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+    out
+}
+
+fn by_id(responses: &[Response], id: u64) -> &response::Kind {
+    let found: Vec<_> = responses.iter().filter(|r| r.request_id == id).collect();
+    assert_eq!(found.len(), 1, "exactly one response for request {id}");
+    found[0].kind.as_ref().expect("a response kind")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pipelined_request_is_answered_once_with_its_id() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let bytes: Vec<u8> = (1..=5).flat_map(list_chats).collect();
+    let got = responses(&a, &bytes).await;
+    assert_eq!(got.len(), 5);
+    for id in 1..=5 {
+        assert!(matches!(by_id(&got, id), response::Kind::ChatList(_)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sends_in_flight_on_one_stream_are_all_stored_and_delivered() {
+    let relay = TestRelay::start().await;
+    let (_, a, bob, mut b) = pair(&relay).await;
+    let chat = direct_chat(&a, &bob).await;
+    let pipeline = Pipeline::open(&a.conn, MAX_PIPELINED_REQUESTS)
+        .await
+        .unwrap();
+    let count = 3 * MAX_PIPELINED_REQUESTS as usize;
+    let sends = (0..count).map(|i| {
+        let body = format!("message {i}");
+        pipeline.request(send_to(
+            chat,
+            random(),
+            &[(&bob.user_id, 1, body.as_bytes())],
+            b"",
+        ))
+    });
+    let acks = guard(join_all(sends)).await;
+    let seqs: BTreeSet<u64> = acks
+        .into_iter()
+        .map(|r| ack(r.unwrap().kind.unwrap()).seq)
+        .collect();
+    assert_eq!(seqs.len(), count, "each send got a seq of its own");
+    let mut delivered = BTreeSet::new();
+    while delivered.len() < count {
+        let d = b.next_delivery().await;
+        // (The chat's creation entry carries no ciphertext.)
+        if !d.ciphertext.is_empty() {
+            delivered.insert(d.seq);
+        }
+    }
+    assert_eq!(delivered, seqs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_transfer_inside_a_pipelined_stream_is_refused_and_the_rest_answered() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let download = ClientFrame {
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(request::Kind::BlobDownload(BlobDownload {
+                blob_id: random::<32>().to_vec().into(),
+                offset: 0,
+            })),
+            request_id: 2,
+        })),
+    };
+    let mut bytes = list_chats(1);
+    bytes.extend_from_slice(&tern_protocol::encode_frame(&download).unwrap());
+    bytes.extend_from_slice(&list_chats(3));
+    let got = responses(&a, &bytes).await;
+    assert_eq!(got.len(), 3);
+    assert!(matches!(by_id(&got, 1), response::Kind::ChatList(_)));
+    let response::Kind::Error(e) = by_id(&got, 2) else {
+        panic!("the blob request must be refused")
+    };
+    assert_eq!(code(e), ErrorCode::BadRequest);
+    assert!(matches!(by_id(&got, 3), response::Kind::ChatList(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_ends_a_pipelined_stream_after_the_earlier_answers() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let mut bytes = list_chats(1);
+    bytes.extend_from_slice(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0; 64]);
+    let got = responses(&a, &bytes).await;
+    assert_eq!(got.len(), 2);
+    assert!(matches!(by_id(&got, 1), response::Kind::ChatList(_)));
+    let response::Kind::Error(e) = by_id(&got, 0) else {
+        panic!("the oversized frame must get an error")
+    };
+    assert_eq!(code(e), ErrorCode::TooLarge);
+    // The connection carries on.
+    assert!(matches!(
+        a.ok(request::Kind::ListChats(ListChats {})).await,
+        response::Kind::ChatList(_)
+    ));
+}
