@@ -342,7 +342,11 @@ impl Client {
         attachment: Option<crate::store::NewAttachment>,
     ) -> Result<Message, ClientError> {
         let me = self.core.account.user_id;
-        let client_message_id: ClientMessageId = random_bytes();
+        let client_message_id: ClientMessageId = tern_protocol::ClientMessageId::time_ordered(
+            u64::try_from(crate::sync::now_ms()).unwrap_or(0),
+            random_bytes(),
+        )
+        .0;
         let stored = self.core.store.transaction(|tx| {
             if tx.chat(&chat_id)?.is_none() {
                 return Err(ClientError::UnknownChat);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use quinn::Endpoint;
+use tern_protocol::ClientMessageId;
 use tern_protocol::wire::{
     ChatKind, CreateChat, Cursor, DeviceCiphertext, Send, Sync, event, request, response,
 };
@@ -145,6 +146,17 @@ fn payload(clock: &Clock, len: usize) -> bytes::Bytes {
     let mut p = vec![0u8; len.max(8)];
     p[..8].copy_from_slice(&clock.micros().to_be_bytes());
     p.into()
+}
+
+/// A time-ordered client message id, as clients make them.
+fn message_id() -> anyhow::Result<ClientMessageId> {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    Ok(ClientMessageId::time_ordered(
+        u64::try_from(unix_ms)?,
+        random()?,
+    ))
 }
 
 fn stamp(ct: &[u8]) -> Option<u64> {
@@ -299,7 +311,7 @@ async fn run_senders(
                     };
                     let req = request::Kind::Send(Send {
                         chat_id: s.chat.to_vec().into(),
-                        client_message_id: random::<16>().unwrap_or_default().to_vec().into(),
+                        client_message_id: message_id().map(|id| id.to_wire()).unwrap_or_default(),
                         device_ciphertexts,
                         common_ciphertext: common,
                     });
@@ -429,7 +441,7 @@ async fn drain(args: &Args) -> anyhow::Result<()> {
         let conn = a.conn.clone();
         let req = request::Kind::Send(Send {
             chat_id: chat.to_vec().into(),
-            client_message_id: random::<16>()?.to_vec().into(),
+            client_message_id: message_id()?.to_wire(),
             device_ciphertexts: vec![DeviceCiphertext {
                 user_id: b.user_id.to_vec().into(),
                 device_id: 1,
