@@ -62,9 +62,14 @@ lg() { "$LOADGEN" --relay "127.0.0.1:$RELAY_PORT" --fingerprint "$FP" --payload 
 
 echo "== tern-relay (synchronous=FULL, group commit), payload ${PAYLOAD} B, ${DURATION}s runs"
 start_relay
-echo "-- 1:1, 1000 devices, as fast as acks allow"
+echo "-- 1:1, 1000 devices, as fast as acks allow (pipelined request streams)"
 lg --mode direct --devices 1000 --inflight 4 --duration "$DURATION"
 echo "relay RSS after 1:1 run: $(rss_mib "$RELAY_PID") MiB"
+stop_relay
+
+start_relay
+echo "-- 1:1, 1000 devices, as fast as acks allow, one stream per request (for the ratio)"
+lg --mode direct --devices 1000 --inflight 4 --duration "$DURATION" --streams per-request
 stop_relay
 
 start_relay

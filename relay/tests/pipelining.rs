@@ -141,3 +141,22 @@ async fn an_oversized_frame_ends_a_pipelined_stream_after_the_earlier_answers() 
         response::Kind::ChatList(_)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_its_caller_gave_up_on_leaves_the_pipeline_working() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let pipeline = Pipeline::open(&a.conn, MAX_PIPELINED_REQUESTS)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        // Dropped at its first await: before or after it reached the wire.
+        let abandoned = pipeline.request(request::Kind::ListChats(ListChats {}));
+        futures_util::FutureExt::now_or_never(abandoned);
+    }
+    let answer = guard(pipeline.request(request::Kind::ListChats(ListChats {})))
+        .await
+        .unwrap();
+    assert!(matches!(answer.kind, Some(response::Kind::ChatList(_))));
+    assert!(pipeline.is_open());
+}
