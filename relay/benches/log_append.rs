@@ -1,7 +1,11 @@
 //! The log writer's cost per append: group commits of 1:1 messages spread
 //! over many chats (the relay's `direct` load), against a real database
 //! file, with `synchronous = normal` (the SQL and WAL work alone) and
-//! `full` (plus the fsync every acknowledgement waits for).
+//! `full` (plus the fsync every acknowledgement waits for), with random
+//! client message ids and with time-ordered ones (docs/protocol.md).
+//!
+//! Before timing, it prints the load-independent cost: WAL frames (pages)
+//! written per append, in steady state, counted from the WAL file.
 //!
 //! `cargo bench -p tern-relay --bench log_append`
 
@@ -22,7 +26,11 @@ use tern_relay::store::{
 /// Accounts (one device each), paired into direct chats.
 const ACCOUNTS: u32 = 1_000;
 /// Appends per group commit (what the writer saw per commit under load).
-const BATCH: u32 = 100;
+const BATCH: u32 = 150;
+/// Appends before the page count starts (the log's B-trees fill up).
+const WARM_UP: u64 = 30_000;
+/// Appends whose WAL frames are counted.
+const COUNTED: u64 = 15_000;
 const PAYLOAD: usize = 100;
 
 fn user(i: u32) -> UserId {
@@ -76,25 +84,43 @@ fn setup(dir: &tempfile::TempDir, sync: Synchronous) -> SqliteStore {
     store
 }
 
-/// The `n`-th message: a pseudo-random pair, alternating direction, with a
-/// unique random-looking client message id (as real clients send).
-fn message(n: u64) -> LogAppend {
+/// How clients make their client message ids.
+#[derive(Clone, Copy)]
+enum Ids {
+    /// 16 random bytes.
+    Random,
+    /// 6 bytes of big-endian Unix milliseconds, then random bytes.
+    TimeOrdered,
+}
+
+/// The `n`-th client message id: unique, random-looking, optionally
+/// prefixed by a clock that advances by 1 ms every 50 messages.
+fn client_message_id(n: u64, ids: Ids) -> ClientMessageId {
+    let mut cmid = [0u8; 16];
+    cmid[..8].copy_from_slice(&n.wrapping_mul(0xD6E8_FEB8_6659_FD93).to_le_bytes());
+    cmid[8..].copy_from_slice(&n.to_le_bytes());
+    if let Ids::TimeOrdered = ids {
+        let ms = 1_790_000_000_000 + n / 50;
+        cmid[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    }
+    ClientMessageId(cmid)
+}
+
+/// The `n`-th message: a pseudo-random pair, alternating direction.
+fn message(n: u64, ids: Ids) -> LogAppend {
     let pair = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32 % (ACCOUNTS / 2);
     let (from, to) = if n % 2 == 0 {
         (2 * pair, 2 * pair + 1)
     } else {
         (2 * pair + 1, 2 * pair)
     };
-    let mut cmid = [0u8; 16];
-    cmid[..8].copy_from_slice(&n.wrapping_mul(0xD6E8_FEB8_6659_FD93).to_le_bytes());
-    cmid[8..].copy_from_slice(&n.to_le_bytes());
     LogAppend::Message(MessageAppend {
         chat_id: chat(pair),
         sender: DeviceAddr {
             user: user(from),
             device: 1,
         },
-        client_message_id: ClientMessageId(cmid),
+        client_message_id: client_message_id(n, ids),
         device_ciphertexts: vec![DeviceCiphertext {
             user_id: Bytes::copy_from_slice(&user(to).0),
             device_id: 1,
@@ -104,17 +130,73 @@ fn message(n: u64) -> LogAppend {
     })
 }
 
+/// Appends messages `from..to` in batches of `BATCH`, like the writer.
+fn append_range(store: &SqliteStore, from: u64, to: u64, ids: Ids) {
+    for start in (from..to).step_by(BATCH as usize) {
+        let items: Vec<LogAppend> = (start..to.min(start + u64::from(BATCH)))
+            .map(|n| message(n, ids))
+            .collect();
+        for r in store.append_batch(&items, 2).unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
+/// WAL frames written per append in steady state: after `WARM_UP` appends
+/// the WAL is checkpointed and truncated, then `COUNTED` appends run
+/// without a checkpoint, so the WAL holds exactly the frames they wrote.
+fn frames_per_append(ids: Ids) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let store = setup(&dir, Synchronous::Normal);
+    append_range(&store, 0, WARM_UP, ids);
+    let probe = rusqlite::Connection::open(&path).unwrap();
+    let page_size: u32 = probe
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    let page_size = u64::from(page_size);
+    probe
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    append_range(&store, WARM_UP, WARM_UP + COUNTED, ids);
+    let wal = std::fs::metadata(dir.path().join("relay.db-wal"))
+        .unwrap()
+        .len();
+    let frames = wal.saturating_sub(32) / (page_size + 24);
+    (frames as f64 / COUNTED as f64, page_size)
+}
+
+fn print_frames_per_append() {
+    for (name, ids) in [("random", Ids::Random), ("time_ordered", Ids::TimeOrdered)] {
+        let (frames, page_size) = frames_per_append(ids);
+        println!(
+            "log_append_direct/{name}_ids: {frames:.3} WAL frames per append \
+             ({:.0} bytes, page size {page_size}; {ACCOUNTS} devices, {} chats, \
+             {BATCH} appends per commit)",
+            frames * (page_size + 24) as f64,
+            ACCOUNTS / 2,
+        );
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    print_frames_per_append();
     let mut group = c.benchmark_group("log_append_direct");
     group.throughput(Throughput::Elements(u64::from(BATCH)));
     group.sample_size(30);
-    for (name, sync) in [("normal", Synchronous::Normal), ("full", Synchronous::Full)] {
+    let runs = [
+        ("normal_random", Synchronous::Normal, Ids::Random),
+        ("full_random", Synchronous::Full, Ids::Random),
+        ("full_time_ordered", Synchronous::Full, Ids::TimeOrdered),
+    ];
+    for (name, sync, ids) in runs {
         let dir = tempfile::tempdir().unwrap();
         let store = setup(&dir, sync);
         let mut n = 0u64;
         group.bench_function(format!("batch_{BATCH}_{name}"), |b| {
             b.iter(|| {
-                let items: Vec<LogAppend> = (0..u64::from(BATCH)).map(|i| message(n + i)).collect();
+                let items: Vec<LogAppend> =
+                    (0..u64::from(BATCH)).map(|i| message(n + i, ids)).collect();
                 n += u64::from(BATCH);
                 let results = store.append_batch(&items, 2).unwrap();
                 store.after_batch().unwrap();

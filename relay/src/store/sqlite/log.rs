@@ -1,19 +1,25 @@
 //! Chats, the append-only per-chat message log and delivery cursors.
 //!
-//! A message is one `log` row plus one `log_ciphertexts` row per addressed
-//! device: it is stored once whatever the member count, and fanned out
-//! logically. Every check of an append runs before its first write, so a
-//! rejected item leaves nothing behind and the rest of its batch commits.
+//! A message is one `log` row: it is stored once whatever the member count,
+//! and fanned out logically. Its per-device ciphertexts ride in the row
+//! (`log.ciphertexts`, see [`super::ciphertexts`]) unless there are too
+//! many, then they get one `log_ciphertexts` row each. So a 1:1 append
+//! writes one row in its chat's log tail plus one entry in the (with
+//! time-ordered client message ids, append-mostly) idempotency index; the
+//! chat's row is not rewritten (its last seq is the log's highest, see
+//! `last_seq_of_c!`). Every check of an append runs before its first write,
+//! so a rejected item leaves nothing behind and the rest of its batch
+//! commits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use tern_protocol::wire::{ChatKind, Delivery, EntryKind};
+use tern_protocol::wire::{ChatKind, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use super::quota::QueuedBytes;
-use super::{chat_id, user_id};
+use super::{chat_id, ciphertexts, user_id};
 use crate::error::{RelayError, StoreError};
 use crate::store::{
     Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, check_recipients,
@@ -22,7 +28,7 @@ use crate::store::{
 /// Most chats whose member devices the log writer keeps in memory.
 const MAX_CACHED_CHATS: usize = 100_000;
 /// Appends after which the writer copies the WAL back into the database.
-/// An append dirties one to two pages, so this keeps the WAL near SQLite's
+/// An append dirties about one page, so this keeps the WAL near SQLite's
 /// own default threshold (1,000 pages) while checkpointing between batches.
 const CHECKPOINT_EVERY_APPENDS: usize = 1_000;
 
@@ -66,8 +72,6 @@ impl LogWriterState {
 struct Batch<'a> {
     cache: &'a mut HashMap<ChatId, Arc<ChatDevices>>,
     seqs: &'a mut HashMap<ChatId, u64>,
-    /// Chats whose `last_seq` this transaction advanced (with repeats).
-    touched: Vec<ChatId>,
     quota: &'a Quota<'a>,
     now: u64,
 }
@@ -114,7 +118,6 @@ pub(super) fn append_batch(
     let mut batch = Batch {
         cache: &mut state.chats,
         seqs: &mut state.seqs,
-        touched: Vec::new(),
         quota,
         now,
     };
@@ -162,14 +165,6 @@ fn append_in_transaction(
             Ok(a) => out.push(Ok(a)),
         }
     }
-    batch.touched.sort_unstable();
-    batch.touched.dedup();
-    let mut update = tx.prepare_cached("UPDATE chats SET last_seq = ?2 WHERE chat_id = ?1")?;
-    for chat in &batch.touched {
-        let seq = batch.seqs.get(chat).copied().unwrap_or(0);
-        update.execute(params![&chat.0[..], seq as i64])?;
-    }
-    drop(update);
     tx.commit()?;
     Ok(out)
 }
@@ -192,17 +187,20 @@ fn last_seq(tx: &Connection, batch: &mut Batch<'_>, chat: &ChatId) -> Result<u64
         return Ok(*seq);
     }
     let seq: i64 = tx
-        .prepare_cached("SELECT last_seq FROM chats WHERE chat_id = ?1")?
+        .prepare_cached(concat!(
+            "SELECT ",
+            last_seq_of_c!(),
+            " FROM chats c WHERE c.chat_id = ?1"
+        ))?
         .query_row([&chat.0[..]], |r| r.get(0))?;
     let seq = seq as u64;
     batch.seqs.insert(*chat, seq);
     Ok(seq)
 }
 
-/// Records that `seq` was assigned in `chat` (written at commit).
+/// Records that `seq` was assigned in `chat` (its log row carries it).
 fn assign_seq(batch: &mut Batch<'_>, chat: &ChatId, seq: u64) {
     batch.seqs.insert(*chat, seq);
-    batch.touched.push(*chat);
 }
 
 fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> {
@@ -283,12 +281,13 @@ fn append_message(
     let seq = last_seq(tx, batch, &m.chat_id)? + 1;
     let chat_key = &m.chat_id.0[..];
     let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
+    let inline = inline_ciphertexts(m)?;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
-                              server_time_ms, common_ciphertext)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (sender_user, client_message_id) WHERE client_message_id IS NOT NULL
+                              server_time_ms, common_ciphertext, ciphertexts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (client_message_id, sender_user) WHERE client_message_id IS NOT NULL
              DO NOTHING",
         )?
         .execute(params![
@@ -299,7 +298,8 @@ fn append_message(
             m.sender.device,
             &m.client_message_id.0[..],
             batch.now as i64,
-            common
+            common,
+            inline
         ])?;
     if inserted == 0 {
         return find_sent(tx, &m.sender.user, &m.client_message_id)?.ok_or(StoreError::Corrupt(
@@ -307,18 +307,8 @@ fn append_message(
         ));
     }
     assign_seq(batch, &m.chat_id, seq);
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for dc in &m.device_ciphertexts {
-        insert.execute(params![
-            chat_key,
-            seq as i64,
-            &dc.user_id[..],
-            dc.device_id,
-            &dc.ciphertext[..]
-        ])?;
+    if inline.is_none() {
+        spill_ciphertexts(tx, m, seq)?;
     }
     for (device, size) in sizes {
         batch.quota.queued.add(device, size);
@@ -329,6 +319,44 @@ fn append_message(
         duplicate: false,
         members: chat.members.clone(),
     })
+}
+
+/// The message's device ciphertexts encoded for its log row, or `None`
+/// when they are too large to inline (then [`spill_ciphertexts`]).
+fn inline_ciphertexts(m: &MessageAppend) -> Result<Option<Vec<u8>>, StoreError> {
+    let entries = m
+        .device_ciphertexts
+        .iter()
+        .map(|dc| {
+            let user = UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?;
+            let device = DeviceAddr {
+                user,
+                device: dc.device_id,
+            };
+            Ok((device, &dc.ciphertext[..]))
+        })
+        .collect::<Result<Vec<_>, RelayError>>()?;
+    Ok(ciphertexts::encode(&entries))
+}
+
+/// Stores a large fan-out's ciphertexts one row per device, so a device
+/// reads only its own.
+fn spill_ciphertexts(tx: &Transaction<'_>, m: &MessageAppend, seq: u64) -> Result<(), StoreError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let chat_key = &m.chat_id.0[..];
+    for dc in &m.device_ciphertexts {
+        insert.execute(params![
+            chat_key,
+            seq as i64,
+            &dc.user_id[..],
+            dc.device_id,
+            &dc.ciphertext[..]
+        ])?;
+    }
+    Ok(())
 }
 
 fn append_membership(
@@ -422,7 +450,7 @@ fn join_ids(ids: &[UserId]) -> Vec<u8> {
     ids.iter().flat_map(|u| u.0).collect()
 }
 
-fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<bytes::Bytes>, StoreError> {
+pub(super) fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<bytes::Bytes>, StoreError> {
     let bytes = bytes.unwrap_or_default();
     if bytes.len() % UserId::LEN != 0 {
         return Err(StoreError::Corrupt("member id list"));
@@ -440,7 +468,7 @@ fn find_sent(
 ) -> Result<Option<Appended>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT seq, server_time_ms FROM log WHERE sender_user = ?1 AND client_message_id = ?2",
+            "SELECT seq, server_time_ms FROM log WHERE client_message_id = ?2 AND sender_user = ?1",
         )?
         .query_row(params![&sender.0[..], &id.0[..]], |r| {
             Ok(Appended {
@@ -455,7 +483,11 @@ fn find_sent(
 
 pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
     let head: Option<(i32, i64)> = conn
-        .prepare_cached("SELECT kind, last_seq FROM chats WHERE chat_id = ?1")?
+        .prepare_cached(concat!(
+            "SELECT c.kind, ",
+            last_seq_of_c!(),
+            " FROM chats c WHERE c.chat_id = ?1"
+        ))?
         .query_row([&chat.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((kind, last_seq)) = head else {
@@ -498,7 +530,10 @@ fn member_devices(conn: &Connection, chat: &ChatId) -> Result<Vec<DeviceAddr>, S
     .collect()
 }
 
-fn member_chats(conn: &Connection, user: &UserId) -> Result<Vec<(ChatId, u64)>, StoreError> {
+pub(super) fn member_chats(
+    conn: &Connection,
+    user: &UserId,
+) -> Result<Vec<(ChatId, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1 ORDER BY chat_id",
     )?;
@@ -532,100 +567,4 @@ pub(super) fn contacts_of(conn: &Connection, user: &UserId) -> Result<Vec<UserId
         out.push(*user);
     }
     Ok(out)
-}
-
-fn stored_cursor(conn: &Connection, d: DeviceAddr, chat: &ChatId) -> Result<u64, StoreError> {
-    let seq: Option<i64> = conn
-        .prepare_cached(
-            "SELECT seq FROM cursors WHERE user_id = ?1 AND device_id = ?2 AND chat_id = ?3",
-        )?
-        .query_row(params![&d.user.0[..], d.device, &chat.0[..]], |r| r.get(0))
-        .optional()?;
-    Ok(seq.unwrap_or(0) as u64)
-}
-
-/// Rough per-entry overhead counted against a sync page's byte budget.
-const ENTRY_OVERHEAD: usize = 128;
-
-pub(super) fn read_log(
-    conn: &Connection,
-    d: DeviceAddr,
-    after: &[(ChatId, u64)],
-    limit: usize,
-    max_bytes: usize,
-) -> Result<(Vec<Delivery>, bool), StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT l.seq, l.kind, l.sender_user, l.sender_device, l.server_time_ms,
-                l.client_message_id, l.common_ciphertext, l.added, l.removed,
-                (SELECT c.ciphertext FROM log_ciphertexts c
-                 WHERE c.chat_id = l.chat_id AND c.seq = l.seq
-                   AND c.user_id = ?3 AND c.device_id = ?4)
-         FROM log l WHERE l.chat_id = ?1 AND l.seq > ?2 ORDER BY l.seq LIMIT ?5",
-    )?;
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    for (chat, joined) in member_chats(conn, &d.user)? {
-        let from = match after.iter().find(|(c, _)| *c == chat) {
-            Some((_, seq)) => *seq,
-            None => stored_cursor(conn, d, &chat)?,
-        };
-        let from = from.max(joined.saturating_sub(1));
-        let room = limit - out.len();
-        let mut rows = stmt.query(params![
-            &chat.0[..],
-            from as i64,
-            &d.user.0[..],
-            d.device,
-            (room + 1) as i64
-        ])?;
-        let mut taken = 0;
-        while let Some(r) = rows.next()? {
-            if taken == room || (bytes > max_bytes && !out.is_empty()) {
-                return Ok((out, true));
-            }
-            let delivery = Delivery {
-                chat_id: chat.to_wire(),
-                seq: r.get::<_, i64>(0)? as u64,
-                kind: r.get(1)?,
-                sender_user_id: r.get::<_, Vec<u8>>(2)?.into(),
-                sender_device_id: r.get(3)?,
-                server_time_ms: r.get::<_, i64>(4)? as u64,
-                client_message_id: r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default().into(),
-                common_ciphertext: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default().into(),
-                added: split_ids(r.get(7)?)?,
-                removed: split_ids(r.get(8)?)?,
-                ciphertext: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default().into(),
-            };
-            bytes += delivery.ciphertext.len() + delivery.common_ciphertext.len() + ENTRY_OVERHEAD;
-            out.push(delivery);
-            taken += 1;
-        }
-        if out.len() == limit {
-            return Ok((out, true));
-        }
-    }
-    Ok((out, false))
-}
-
-pub(super) fn ack_cursors(
-    conn: &mut Connection,
-    d: DeviceAddr,
-    cursors: &[(ChatId, u64)],
-) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO cursors (user_id, device_id, chat_id, seq)
-             SELECT ?1, ?2, c.chat_id, min(?4, c.last_seq) FROM chats c
-             JOIN chat_members m ON m.chat_id = c.chat_id AND m.user_id = ?1
-             WHERE c.chat_id = ?3
-             ON CONFLICT (user_id, device_id, chat_id) DO UPDATE SET seq = max(seq, excluded.seq)",
-        )?;
-        for (chat, seq) in cursors {
-            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
-            stmt.execute(params![&d.user.0[..], d.device, &chat.0[..], seq])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
 }

@@ -6,7 +6,18 @@
 //! everything else. Write transactions start `IMMEDIATE`, so concurrent
 //! writers queue on SQLite's busy handler instead of failing to upgrade.
 
+/// SQL for the last seq of the chat row aliased `c`. Appends do not rewrite
+/// their chat's row: `chats.last_seq` is only raised by retention, before it
+/// deletes entries, and otherwise the log's own highest seq counts.
+macro_rules! last_seq_of_c {
+    () => {
+        "max(c.last_seq, coalesce((SELECT max(lx.seq) FROM log lx WHERE lx.chat_id = c.chat_id), 0))"
+    };
+}
+
 mod accounts;
+pub mod ciphertexts;
+mod cursors;
 mod log;
 mod prekeys;
 mod quota;
@@ -265,11 +276,11 @@ impl Store for SqliteStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Delivery>, bool), StoreError> {
-        self.with_conn(|c| log::read_log(c, device, after, limit, max_bytes))
+        self.with_conn(|c| cursors::read_log(c, device, after, limit, max_bytes))
     }
 
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
-        self.with_conn(|c| log::ack_cursors(c, device, cursors))?;
+        self.with_conn(|c| cursors::ack_cursors(c, device, cursors))?;
         self.queued.acknowledged(device);
         Ok(())
     }

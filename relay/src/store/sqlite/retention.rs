@@ -1,6 +1,8 @@
 //! Retention: log entries acknowledged by every member device, and entries
 //! older than the retention period, are deleted chat by chat (one short
 //! transaction per chat, so the log writer is never blocked for long).
+//! Before deleting, a chat's `last_seq` is raised to its highest stored
+//! seq, so seqs keep increasing once the log is empty.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -37,6 +39,14 @@ pub(super) fn collect_garbage(
     for (chat, floor) in floors(conn, expire_before_ms)? {
         chat_id(&chat)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            concat!(
+                "UPDATE chats AS c SET last_seq = ",
+                last_seq_of_c!(),
+                " WHERE c.chat_id = ?1"
+            ),
+            [&chat],
+        )?;
         tx.execute(
             "DELETE FROM log_ciphertexts WHERE chat_id = ?1 AND seq <= ?2",
             params![chat, floor],

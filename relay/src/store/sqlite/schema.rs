@@ -101,6 +101,44 @@ const MIGRATIONS: &[&str] = &[
     "
     DROP INDEX log_ciphertexts_by_device;
     ",
+    // Version 4: fewer pages per append (see docs/operations.md).
+    // - `log` becomes a rowid table: rows are appended at the end of the
+    //   table in commit order instead of into a random chat's leaf (as a
+    //   WITHOUT ROWID table, its ~200-byte rows also filled interior pages:
+    //   about two leaf and 0.4 interior pages were rewritten per append);
+    //   `(chat_id, seq)` is a small unique index.
+    // - A message's per-device ciphertexts go inline in its row
+    //   (`ciphertexts`, relay-internal encoding, see `ciphertexts.rs`); NULL
+    //   means they are in `log_ciphertexts`, as for every entry written
+    //   before this version and for large fan-outs.
+    // - The idempotency index leads with the client message id, so
+    //   time-ordered ids (docs/protocol.md) append at its end.
+    // Existing rows are copied as they are.
+    "
+    ALTER TABLE log RENAME TO log_v3;
+    CREATE TABLE log (
+        chat_id BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        sender_user BLOB NOT NULL,
+        sender_device INTEGER NOT NULL,
+        client_message_id BLOB,
+        server_time_ms INTEGER NOT NULL,
+        common_ciphertext BLOB,
+        added BLOB,
+        removed BLOB,
+        ciphertexts BLOB,
+        PRIMARY KEY (chat_id, seq)
+    );
+    INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                     server_time_ms, common_ciphertext, added, removed)
+        SELECT chat_id, seq, kind, sender_user, sender_device, client_message_id,
+               server_time_ms, common_ciphertext, added, removed
+        FROM log_v3 ORDER BY chat_id, seq;
+    DROP TABLE log_v3;
+    CREATE UNIQUE INDEX log_by_client_id ON log (client_message_id, sender_user)
+        WHERE client_message_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build creates.
@@ -108,6 +146,11 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (tests build older schemas with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -115,7 +158,11 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in (current..).zip(MIGRATIONS.iter().skip(current as usize)) {
+    let pending = MIGRATIONS
+        .iter()
+        .take(usize::try_from(target).unwrap_or(0))
+        .skip(usize::try_from(current).unwrap_or(0));
+    for (version, sql) in (current..).zip(pending) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version + 1)?;

@@ -1,12 +1,12 @@
 //! The log writer's bookkeeping against a real database file: seqs kept in
 //! memory, idempotency through the unique index, the queue quota's upper
-//! bound.
+//! bound, inline and per-device ciphertexts, the v3 → v4 migration.
 
 use bytes::Bytes;
 use tern_protocol::wire::{ChatKind, DeviceCiphertext, SignedDeviceList};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use super::SqliteStore;
+use super::{SqliteStore, schema};
 use crate::config::Synchronous;
 use crate::error::{RelayError, StoreError};
 use crate::store::{
@@ -16,8 +16,17 @@ use crate::store::{
 
 const CHAT: ChatId = ChatId([7; 16]);
 
+fn db_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("relay.db")
+}
+
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(&dir.path().join("relay.db"), Synchronous::Full).unwrap()
+    SqliteStore::open(&db_path(dir), Synchronous::Full).unwrap()
+}
+
+/// A second connection, to look at or damage what the store wrote.
+fn raw(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    rusqlite::Connection::open(db_path(dir)).unwrap()
 }
 
 /// A store with accounts 1, 2, 3 (one device each) in a group chat.
@@ -71,15 +80,55 @@ fn message(sender: DeviceAddr, id: u8, to: &[u8], len: usize) -> LogAppend {
             .map(|u| DeviceCiphertext {
                 user_id: Bytes::copy_from_slice(&[*u; 16]),
                 device_id: 1,
-                ciphertext: Bytes::from(vec![id; len]),
+                ciphertext: Bytes::from(ciphertext(id, *u, len)),
             })
             .collect(),
         common_ciphertext: Bytes::new(),
     })
 }
 
+/// Message `id`'s ciphertext for user `to`: distinct per recipient.
+fn ciphertext(id: u8, to: u8, len: usize) -> Vec<u8> {
+    let mut c = vec![to; len];
+    if let Some(first) = c.first_mut() {
+        *first = id;
+    }
+    c
+}
+
+/// What device 1 of user `u` reads from the start: (seq, own ciphertext).
+fn read_all(store: &SqliteStore, u: u8) -> Vec<(u64, Vec<u8>)> {
+    let (entries, more) = store
+        .read_log(DeviceAddr::test(u, 1), &[(CHAT, 0)], 100, 1 << 20)
+        .unwrap();
+    assert!(!more);
+    entries
+        .into_iter()
+        .map(|e| (e.seq, e.ciphertext.to_vec()))
+        .collect()
+}
+
 fn append(store: &SqliteStore, items: Vec<LogAppend>) -> Vec<Result<Appended, StoreError>> {
     store.append_batch(&items, 1_000).unwrap()
+}
+
+/// Appends one message from device 1 of user `from`.
+fn send(
+    store: &SqliteStore,
+    from: u8,
+    id: u8,
+    to: &[u8],
+    len: usize,
+) -> Result<Appended, StoreError> {
+    append(store, vec![message(DeviceAddr::test(from, 1), id, to, len)]).remove(0)
+}
+
+/// The domain rule that refused an append, if one did.
+fn refusal(result: &Result<Appended, StoreError>) -> Option<&RelayError> {
+    match result {
+        Err(StoreError::Rejected(e)) => Some(e),
+        _ => None,
+    }
 }
 
 fn seq(result: &Result<Appended, StoreError>) -> (u64, bool) {
@@ -109,18 +158,12 @@ fn seqs_continue_after_reopening_the_database() {
     let dir = tempfile::tempdir().unwrap();
     drop({
         let store = group(&dir);
-        append(
-            &store,
-            vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
-        );
+        send(&store, 1, 1, &[2, 3], 10).unwrap();
         store
     });
     let store = open(&dir);
-    let got = append(
-        &store,
-        vec![message(DeviceAddr::test(2, 1), 9, &[1, 3], 10)],
-    );
-    assert_eq!(seq(&got[0]), (3, false));
+    let got = send(&store, 2, 9, &[1, 3], 10);
+    assert_eq!(seq(&got), (3, false));
     assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 3);
 }
 
@@ -128,29 +171,17 @@ fn seqs_continue_after_reopening_the_database() {
 fn a_resend_after_the_sender_left_still_gets_its_original() {
     let dir = tempfile::tempdir().unwrap();
     let store = group(&dir);
-    let first = append(
-        &store,
-        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
-    );
+    let first = send(&store, 1, 1, &[2, 3], 10);
     append(
         &store,
         vec![membership(DeviceAddr::test(2, 1), None, &[], &[1])],
     )
     .remove(0)
     .unwrap();
-    let again = append(
-        &store,
-        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 10)],
-    );
-    assert_eq!(seq(&again[0]), (seq(&first[0]).0, true));
-    let fresh = append(
-        &store,
-        vec![message(DeviceAddr::test(1, 1), 2, &[2, 3], 10)],
-    );
-    assert!(matches!(
-        &fresh[0],
-        Err(StoreError::Rejected(e)) if matches!(**e, RelayError::Forbidden(_))
-    ));
+    let again = send(&store, 1, 1, &[2, 3], 10);
+    assert_eq!(seq(&again), (seq(&first).0, true));
+    let fresh = send(&store, 1, 2, &[2, 3], 10);
+    assert!(matches!(refusal(&fresh), Some(RelayError::Forbidden(_))));
 }
 
 #[test]
@@ -158,18 +189,12 @@ fn the_queue_quota_is_recomputed_after_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = group(&dir);
     store.set_device_queue_quota(100);
-    let full = append(
-        &store,
-        vec![message(DeviceAddr::test(1, 1), 1, &[2, 3], 60)],
-    );
-    assert_eq!(seq(&full[0]), (2, false));
-    let refused = append(
-        &store,
-        vec![message(DeviceAddr::test(1, 1), 2, &[2, 3], 60)],
-    );
+    let full = send(&store, 1, 1, &[2, 3], 60);
+    assert_eq!(seq(&full), (2, false));
+    let refused = send(&store, 1, 2, &[2, 3], 60);
     assert!(matches!(
-        &refused[0],
-        Err(StoreError::Rejected(e)) if matches!(**e, RelayError::QuotaExceeded(_))
+        refusal(&refused),
+        Some(RelayError::QuotaExceeded(_))
     ));
     store
         .ack_cursors(DeviceAddr::test(2, 1), &[(CHAT, 2)])
@@ -177,9 +202,172 @@ fn the_queue_quota_is_recomputed_after_acknowledgements() {
     store
         .ack_cursors(DeviceAddr::test(3, 1), &[(CHAT, 2)])
         .unwrap();
-    let fits = append(
+    let fits = send(&store, 1, 3, &[2, 3], 60);
+    assert_eq!(seq(&fits), (3, false));
+}
+
+#[test]
+fn few_ciphertexts_ride_in_the_log_row_and_many_get_rows_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = group(&dir);
+    let got = append(
         &store,
-        vec![message(DeviceAddr::test(1, 1), 3, &[2, 3], 60)],
+        vec![
+            message(DeviceAddr::test(1, 1), 1, &[2, 3], 100),
+            message(DeviceAddr::test(1, 1), 2, &[2, 3], 3_000),
+        ],
     );
-    assert_eq!(seq(&fits[0]), (3, false));
+    assert_eq!((seq(&got[0]), seq(&got[1])), ((2, false), (3, false)));
+    let spilled: i64 = raw(&dir)
+        .query_row("SELECT count(*) FROM log_ciphertexts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(spilled, 2);
+    for u in [2, 3] {
+        let own = read_all(&store, u);
+        let expected = vec![
+            (1, Vec::new()),
+            (2, ciphertext(1, u, 100)),
+            (3, ciphertext(2, u, 3_000)),
+        ];
+        assert_eq!(own, expected);
+    }
+    assert_eq!(read_all(&store, 1)[1], (2, Vec::new()));
+    drop(store);
+    // Reopened, the store computes each queue from the log: 100 bytes
+    // inline plus 3,000 in their own row.
+    let mut store = open(&dir);
+    store.set_device_queue_quota(3_100);
+    let over = send(&store, 1, 3, &[2, 3], 1);
+    assert!(matches!(refusal(&over), Some(RelayError::QuotaExceeded(_))));
+    store.set_device_queue_quota(3_101);
+    assert_eq!(seq(&send(&store, 1, 3, &[2, 3], 1)), (4, false));
+}
+
+#[test]
+fn a_damaged_inline_encoding_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = group(&dir);
+    send(&store, 1, 1, &[2, 3], 100).unwrap();
+    raw(&dir)
+        .execute("UPDATE log SET ciphertexts = x'01ff' WHERE seq = 2", [])
+        .unwrap();
+    let read = store.read_log(DeviceAddr::test(2, 1), &[], 100, 1 << 20);
+    assert!(matches!(read, Err(StoreError::Corrupt(_))));
+}
+
+#[test]
+fn seqs_keep_increasing_after_retention_emptied_a_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let store = group(&dir);
+        send(&store, 1, 1, &[2, 3], 10).unwrap();
+        for u in 1..=3 {
+            store
+                .ack_cursors(DeviceAddr::test(u, 1), &[(CHAT, 2)])
+                .unwrap();
+        }
+        assert_eq!(store.collect_garbage(0).unwrap(), 2);
+        store
+    });
+    let store = open(&dir);
+    assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 2);
+    let got = send(&store, 2, 2, &[1, 3], 10);
+    assert_eq!(seq(&got), (3, false));
+}
+
+/// Writes the schema v3 layout of the group chat, as a v3 relay stored it:
+/// the creation (seq 1), a message from user 1 with one `log_ciphertexts`
+/// row per recipient (seq 2), a common-ciphertext message from user 2
+/// (seq 3), and user 2's cursor at seq 2.
+fn v3_database(dir: &tempfile::TempDir) {
+    let mut conn = raw(dir);
+    schema::migrate_to(&mut conn, 3).unwrap();
+    let tx = conn.transaction().unwrap();
+    for u in 1u8..=3 {
+        tx.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, x'', x'', 1)",
+            rusqlite::params![[u; 16], format!("user{u}"), [u; 32]],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO devices VALUES (?1, 1, ?2, 1, NULL)",
+            rusqlite::params![[u; 16], [u; 32]],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO chat_members VALUES (?1, ?2, 1)",
+            rusqlite::params![CHAT.0, [u; 16]],
+        )
+        .unwrap();
+    }
+    let members: Vec<u8> = (1u8..=3).flat_map(|u| [u; 16]).collect();
+    let sql = [
+        "INSERT INTO chats VALUES (?1, 2, 3)",
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, server_time_ms, added)
+         VALUES (?1, 1, 2, x'01010101010101010101010101010101', 1, 5, ?2)",
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                          server_time_ms)
+         VALUES (?1, 2, 1, x'01010101010101010101010101010101', 1,
+                 x'11111111111111111111111111111111', 6)",
+        "INSERT INTO log_ciphertexts VALUES
+             (?1, 2, x'02020202020202020202020202020202', 1, x'2222'),
+             (?1, 2, x'03030303030303030303030303030303', 1, x'3333')",
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                          server_time_ms, common_ciphertext)
+         VALUES (?1, 3, 1, x'02020202020202020202020202020202', 1,
+                 x'12121212121212121212121212121212', 7, x'c0c0')",
+        "INSERT INTO cursors VALUES (x'02020202020202020202020202020202', 1, ?1, 2)",
+    ];
+    for stmt in sql {
+        let mut stmt = tx.prepare(stmt).unwrap();
+        let params: Vec<&dyn rusqlite::ToSql> = match stmt.parameter_count() {
+            1 => vec![&CHAT.0],
+            _ => vec![&CHAT.0, &members],
+        };
+        stmt.execute(&params[..]).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_v3_database_opens_as_v4_with_its_entries_ciphertexts_and_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    v3_database(&dir);
+    let store = open(&dir);
+    let version: i64 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 3);
+    let (entries, _) = store
+        .read_log(DeviceAddr::test(3, 1), &[], 100, 1 << 20)
+        .unwrap();
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| (e.seq, &e.ciphertext[..], &e.common_ciphertext[..]))
+        .collect();
+    let none: &[u8] = &[];
+    let expected = vec![
+        (1, none, none),
+        (2, &[0x33, 0x33][..], none),
+        (3, none, &[0xc0, 0xc0][..]),
+    ];
+    assert_eq!(seen, expected);
+    assert_eq!(entries[0].added.len(), 3);
+    let (from_cursor, _) = store
+        .read_log(DeviceAddr::test(2, 1), &[], 100, 1 << 20)
+        .unwrap();
+    assert_eq!(from_cursor.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    let resend = send(&store, 1, 0x11, &[2, 3], 10);
+    assert_eq!(seq(&resend), (2, true));
+    let fresh = send(&store, 1, 0x13, &[2, 3], 10);
+    assert_eq!(seq(&fresh), (4, false));
+    assert_eq!(
+        read_all(&store, 2)[1..],
+        [
+            (2, vec![0x22, 0x22]),
+            (3, Vec::new()),
+            (4, ciphertext(0x13, 2, 10))
+        ]
+    );
 }
