@@ -1,15 +1,17 @@
-//! Chats, the append-only per-chat message log and delivery cursors.
+//! Chats and the append-only per-chat message log (the write side; reading
+//! and cursors are in `cursors.rs`).
 //!
 //! A message is one `log` row: it is stored once whatever the member count,
 //! and fanned out logically. Its per-device ciphertexts ride in the row
-//! (`log.ciphertexts`, see [`super::ciphertexts`]) unless there are too
-//! many, then they get one `log_ciphertexts` row each. So a 1:1 append
-//! writes one row in its chat's log tail plus one entry in the (with
-//! time-ordered client message ids, append-mostly) idempotency index; the
-//! chat's row is not rewritten (its last seq is the log's highest, see
-//! `last_seq_of_c!`). Every check of an append runs before its first write,
-//! so a rejected item leaves nothing behind and the rest of its batch
-//! commits.
+//! (`log.ciphertexts`, see [`super::ciphertexts`]) unless they are too
+//! large, then they get one `log_ciphertexts` row each. So a 1:1 append
+//! writes its row at the end of `log` (a rowid table: rows land in commit
+//! order), one entry in the `(chat_id, seq)` index (one leaf per chat a
+//! commit touches) and one in the idempotency index (at its end, with
+//! time-ordered client message ids); the chat's row is not rewritten (its
+//! last seq is the log's highest, see `last_seq_of_c!`). Every check of an
+//! append runs before its first write, so a rejected item leaves nothing
+//! behind and the rest of its batch commits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
