@@ -4,8 +4,9 @@
 //! `full` (plus the fsync every acknowledgement waits for), with random
 //! client message ids and with time-ordered ones (docs/protocol.md).
 //!
-//! Before timing, it prints the load-independent cost: WAL frames (pages)
-//! written per append, in steady state, counted from the WAL file.
+//! Before timing, it prints the load-independent cost in steady state,
+//! read from the WAL file: frames (pages) written per append, and distinct
+//! pages a checkpoint copies back per 1,000 appends.
 //!
 //! `cargo bench -p tern-relay --bench log_append`
 
@@ -142,45 +143,79 @@ fn append_range(store: &SqliteStore, from: u64, to: u64, ids: Ids) {
     }
 }
 
-/// WAL frames written per append in steady state: after `WARM_UP` appends
-/// the WAL is checkpointed and truncated, then `COUNTED` appends run
-/// without a checkpoint, so the WAL holds exactly the frames they wrote.
-fn frames_per_append(ids: Ids) -> (f64, u64) {
+/// The log's page cost in steady state, from the WAL the counted appends
+/// wrote (after `WARM_UP` appends the WAL is checkpointed and truncated,
+/// then `COUNTED` appends run without a checkpoint).
+struct PageCost {
+    page_size: u64,
+    /// Frames (pages) written per append: what commits write and fsync.
+    frames_per_append: f64,
+    /// Distinct pages per checkpoint interval (the writer's 1,000 appends,
+    /// rounded up to whole commits): what a checkpoint copies back.
+    checkpointed: f64,
+    /// Appends per checkpoint interval.
+    interval: u64,
+}
+
+fn page_cost(ids: Ids) -> PageCost {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.db");
     let store = setup(&dir, Synchronous::Normal);
     append_range(&store, 0, WARM_UP, ids);
     let probe = rusqlite::Connection::open(&path).unwrap();
-    let page_size: u32 = probe
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .unwrap();
-    let page_size = u64::from(page_size);
     probe
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     append_range(&store, WARM_UP, WARM_UP + COUNTED, ids);
-    let wal = std::fs::metadata(dir.path().join("relay.db-wal"))
-        .unwrap()
-        .len();
-    let frames = wal.saturating_sub(32) / (page_size + 24);
-    (frames as f64 / COUNTED as f64, page_size)
+    let wal = std::fs::read(dir.path().join("relay.db-wal")).unwrap();
+    let word = |at: usize| u32::from_be_bytes(wal[at..at + 4].try_into().unwrap());
+    // WAL format: 32-byte header (page size at 8), then frames of a 24-byte
+    // header (page number, then the database size on a commit's last frame)
+    // and the page.
+    let page_size = word(8) as usize;
+    let commits_per_interval = 1_000_u64.div_ceil(u64::from(BATCH)) as usize;
+    let mut frames = 0u64;
+    let mut intervals = Vec::new();
+    let mut pages = std::collections::HashSet::new();
+    let mut commits = 0;
+    for at in (32..wal.len()).step_by(24 + page_size) {
+        frames += 1;
+        pages.insert(word(at));
+        if word(at + 4) != 0 {
+            commits += 1;
+            if commits % commits_per_interval == 0 {
+                intervals.push(pages.len());
+                pages.clear();
+            }
+        }
+    }
+    PageCost {
+        page_size: page_size as u64,
+        frames_per_append: frames as f64 / COUNTED as f64,
+        checkpointed: intervals.iter().sum::<usize>() as f64 / intervals.len() as f64,
+        interval: commits_per_interval as u64 * u64::from(BATCH),
+    }
 }
 
-fn print_frames_per_append() {
+fn print_page_costs() {
     for (name, ids) in [("random", Ids::Random), ("time_ordered", Ids::TimeOrdered)] {
-        let (frames, page_size) = frames_per_append(ids);
+        let cost = page_cost(ids);
         println!(
-            "log_append_direct/{name}_ids: {frames:.3} WAL frames per append \
-             ({:.0} bytes, page size {page_size}; {ACCOUNTS} devices, {} chats, \
-             {BATCH} appends per commit)",
-            frames * (page_size + 24) as f64,
+            "log_append_direct/{name}_ids: {:.3} WAL frames per append ({:.0} bytes), \
+             {:.0} pages per checkpoint of {} appends (page size {}; {ACCOUNTS} devices, \
+             {} chats, {BATCH} appends per commit)",
+            cost.frames_per_append,
+            cost.frames_per_append * (cost.page_size + 24) as f64,
+            cost.checkpointed,
+            cost.interval,
+            cost.page_size,
             ACCOUNTS / 2,
         );
     }
 }
 
 fn bench(c: &mut Criterion) {
-    print_frames_per_append();
+    print_page_costs();
     let mut group = c.benchmark_group("log_append_direct");
     group.throughput(Throughput::Elements(u64::from(BATCH)));
     group.sample_size(30);
