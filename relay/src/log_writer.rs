@@ -127,9 +127,13 @@ impl Writer {
                     }
                 }
             }
+            let started = Instant::now();
             if let Err(e) = store.after_batch() {
                 tracing::warn!(error = %e, "log housekeeping failed");
             }
+            self.metrics
+                .housekeeping_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         tracing::debug!("log writer stopped");
     }

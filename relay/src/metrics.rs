@@ -135,6 +135,9 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     /// Duration of a commit transaction, fsync included.
     pub commit_seconds: Histogram,
+    /// Housekeeping between commits (WAL checkpoint), during which
+    /// appends wait.
+    pub housekeeping_seconds: Histogram,
     /// From commit to the entry's frame being written to a delivery stream.
     pub delivery_seconds: Histogram,
 }
@@ -152,6 +155,7 @@ impl Default for Metrics {
             commit_queue_depth: AtomicI64::new(0),
             commit_batch_size: Histogram::new(BATCH),
             commit_seconds: Histogram::new(SECONDS),
+            housekeeping_seconds: Histogram::new(SECONDS),
             delivery_seconds: Histogram::new(SECONDS),
         }
     }
@@ -248,6 +252,11 @@ impl Metrics {
             &mut out,
             "tern_commit_seconds",
             "Commit transaction duration including fsync.",
+        );
+        self.housekeeping_seconds.render(
+            &mut out,
+            "tern_housekeeping_seconds",
+            "Log writer housekeeping between commits (WAL checkpoint); appends wait meanwhile.",
         );
         self.delivery_seconds.render(
             &mut out,

@@ -100,6 +100,7 @@ async fn metrics_expose_traffic_commits_queues_and_latency() {
         "tern_commit_batch_size_count",
         "tern_commit_seconds_count",
         "tern_commit_seconds_bucket{le=\"+Inf\"}",
+        "tern_housekeeping_seconds_count",
         "tern_delivery_seconds_count",
         "tern_delivery_seconds_bucket{le=\"+Inf\"}",
     ];

@@ -67,6 +67,11 @@ struct Args {
     /// How senders put their requests on the wire.
     #[arg(long, value_enum, default_value = "pipelined")]
     streams: Streams,
+    /// Seconds at the start whose latencies are left out of the
+    /// percentiles (streams opening, caches and congestion windows warming
+    /// up); throughput counts the whole run.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -202,14 +207,33 @@ impl Samples {
     }
 }
 
-/// Spawns a reader for a device's delivery stream that records latency of
-/// entries stamped after `measure_from`.
+/// What a run counts: entries stamped from `start` (µs on the run's clock);
+/// latencies only of those stamped from `sampled_from`, after the warm-up.
+#[derive(Clone, Copy)]
+struct Window {
+    start: u64,
+    sampled_from: u64,
+}
+
+impl Window {
+    /// Records the latency of an entry stamped `sent` if it is past the
+    /// warm-up.
+    fn sample(&self, shard: &Shard, clock: &Clock, sent: u64) {
+        if sent >= self.sampled_from {
+            let latency = clock.micros().saturating_sub(sent);
+            lock(shard).push(u32::try_from(latency).unwrap_or(u32::MAX));
+        }
+    }
+}
+
+/// Spawns a reader for a device's delivery stream that counts the entries
+/// of the run's `window` and samples their latency.
 fn spawn_receiver(
     dev: &Device,
     clock: Arc<Clock>,
     samples: Arc<Samples>,
     delivered: Arc<AtomicU64>,
-    measure_from: u64,
+    window: Window,
 ) {
     let conn = dev.conn.clone();
     let shard = samples.shard();
@@ -221,10 +245,8 @@ fn spawn_receiver(
                 } else {
                     &d.ciphertext
                 };
-                if let Some(sent) = stamp(ct).filter(|s| *s >= measure_from) {
-                    lock(&shard).push(
-                        u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
-                    );
+                if let Some(sent) = stamp(ct).filter(|s| *s >= window.start) {
+                    window.sample(&shard, &clock, sent);
                     delivered.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -262,6 +284,7 @@ async fn run_senders(
     args: &Args,
     senders: Vec<Sender>,
     clock: Arc<Clock>,
+    window: Window,
 ) -> anyhow::Result<(u64, Arc<Samples>)> {
     let acked = Arc::new(AtomicU64::new(0));
     let ack_lat = Arc::new(Samples::default());
@@ -317,9 +340,7 @@ async fn run_senders(
                     });
                     if s.requests.request(req).await.is_ok() {
                         acked.fetch_add(1, Ordering::Relaxed);
-                        lock(&ack_lat).push(
-                            u32::try_from(clock.micros().saturating_sub(sent)).unwrap_or(u32::MAX),
-                        );
+                        window.sample(&ack_lat, &clock, sent);
                     }
                     drop(permit);
                 });
@@ -346,7 +367,11 @@ struct Run {
 }
 
 impl Run {
-    fn report_latencies(&self) {
+    fn report_latencies(&self, args: &Args) {
+        println!(
+            "latencies of messages sent after a {:.1}s warm-up:",
+            args.warmup
+        );
         self.ack_latency.report("send->ack");
         self.deliver_latency.report("send->deliver");
     }
@@ -358,17 +383,22 @@ async fn measure(args: &Args, devices: &[Device], senders: Vec<Sender>) -> anyho
     let clock = Arc::new(Clock(Instant::now()));
     let deliver_latency = Arc::new(Samples::default());
     let delivered = Arc::new(AtomicU64::new(0));
+    let start = clock.micros();
+    let window = Window {
+        start,
+        sampled_from: start + (args.warmup.max(0.0) * 1e6) as u64,
+    };
     for d in devices {
         spawn_receiver(
             d,
             clock.clone(),
             deliver_latency.clone(),
             delivered.clone(),
-            clock.micros(),
+            window,
         );
     }
     let t0 = Instant::now();
-    let (acked, ack_latency) = run_senders(args, senders, clock).await?;
+    let (acked, ack_latency) = run_senders(args, senders, clock, window).await?;
     let secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(Run {
@@ -400,7 +430,7 @@ async fn direct(args: &Args) -> anyhow::Result<()> {
         run.acked as f64 / run.secs,
         run.delivered
     );
-    run.report_latencies();
+    run.report_latencies(args);
     Ok(())
 }
 
@@ -425,7 +455,7 @@ async fn group(args: &Args) -> anyhow::Result<()> {
         d,
         d as f64 / run.secs
     );
-    run.report_latencies();
+    run.report_latencies(args);
     Ok(())
 }
 

@@ -29,10 +29,6 @@ use crate::store::{
 
 /// Most chats whose member devices the log writer keeps in memory.
 const MAX_CACHED_CHATS: usize = 100_000;
-/// Appends after which the writer copies the WAL back into the database.
-/// An append dirties about one page, so this keeps the WAL near SQLite's
-/// own default threshold (1,000 pages) while checkpointing between batches.
-const CHECKPOINT_EVERY_APPENDS: usize = 1_000;
 
 /// A chat's members and all their devices, as sends are checked against.
 struct ChatDevices {
@@ -50,7 +46,6 @@ pub(super) struct LogWriterState {
     chats: HashMap<ChatId, Arc<ChatDevices>>,
     seqs: HashMap<ChatId, u64>,
     epoch: u64,
-    since_checkpoint: usize,
 }
 
 impl LogWriterState {
@@ -60,7 +55,6 @@ impl LogWriterState {
             chats: HashMap::new(),
             seqs: HashMap::new(),
             epoch: 0,
-            since_checkpoint: 0,
         }
     }
 
@@ -124,26 +118,10 @@ pub(super) fn append_batch(
         now,
     };
     let result = append_in_transaction(&mut state.conn, &mut batch, items);
-    match &result {
-        Ok(_) => state.since_checkpoint += items.len(),
-        Err(_) => state.forget(),
+    if result.is_err() {
+        state.forget();
     }
     result
-}
-
-/// Copies the WAL back into the database once enough was appended. PASSIVE
-/// never waits for readers; with the writer itself idle meanwhile, it
-/// usually completes, so the next commit restarts the WAL from its start
-/// instead of growing the file.
-pub(super) fn checkpoint_if_due(state: &mut LogWriterState) -> Result<(), StoreError> {
-    if state.since_checkpoint < CHECKPOINT_EVERY_APPENDS {
-        return Ok(());
-    }
-    state.since_checkpoint = 0;
-    state
-        .conn
-        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    Ok(())
 }
 
 fn append_in_transaction(

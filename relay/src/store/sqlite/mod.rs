@@ -16,6 +16,7 @@ macro_rules! last_seq_of_c {
 }
 
 mod accounts;
+mod checkpoint;
 pub mod ciphertexts;
 mod cursors;
 mod log;
@@ -60,6 +61,7 @@ pub struct SqliteStore {
     pool: Mutex<Pool>,
     available: Condvar,
     log: Mutex<log::LogWriterState>,
+    checkpoints: Mutex<checkpoint::Checkpointer>,
     /// Bumped whenever a device list changes (invalidates the log writer's
     /// member-device cache).
     device_epoch: AtomicU64,
@@ -83,9 +85,11 @@ impl SqliteStore {
         schema::migrate(&mut first)?;
         let log = open_connection(path, synchronous)?;
         log.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
-        // The writer checkpoints between batches (`after_batch`), never
-        // inside a commit that acknowledgements wait for.
+        // Checkpoints run beside the writer and between its batches
+        // (`after_batch`, checkpoint.rs), never inside a commit that
+        // acknowledgements wait for.
         log.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = checkpoint::Checkpointer::spawn(open_connection(path, synchronous)?)?;
         Ok(Self {
             path: path.to_owned(),
             synchronous,
@@ -95,6 +99,7 @@ impl SqliteStore {
             }),
             available: Condvar::new(),
             log: Mutex::new(log::LogWriterState::new(log)),
+            checkpoints: Mutex::new(checkpoints),
             device_epoch: AtomicU64::new(0),
             queued: quota::QueuedBytes::default(),
             queue_quota: u64::MAX,
@@ -247,14 +252,15 @@ impl Store for SqliteStore {
             limit: self.queue_quota,
         };
         let result = log::append_batch(&mut lock(&self.log), epoch, &quota, items, now_ms);
-        if result.is_err() {
-            self.queued.clear();
+        match &result {
+            Ok(_) => lock(&self.checkpoints).appended(items.len()),
+            Err(_) => self.queued.clear(),
         }
         result
     }
 
     fn after_batch(&self) -> Result<(), StoreError> {
-        log::checkpoint_if_due(&mut lock(&self.log))
+        lock(&self.checkpoints).after_batch(&lock(&self.log).conn)
     }
 
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
