@@ -78,8 +78,8 @@ lg --mode direct --devices 1000 --rate 10000 --duration "$DURATION"
 stop_relay
 
 start_relay
-echo "-- groups of 100, 1000 devices (10 senders, sender-key messages)"
-lg --mode group --devices 1000 --group-size 100 --inflight 16 --duration "$DURATION"
+echo "-- groups of 100, 1000 devices (10 senders, sender-key messages, 32 in flight each: the relay's max_pipelined_requests)"
+lg --mode group --devices 1000 --group-size 100 --inflight 32 --duration "$DURATION"
 stop_relay
 
 start_relay

@@ -112,7 +112,9 @@ pub struct LimitsConfig {
     /// Events queued per connection before the relay stops pushing and
     /// tells the device to sync (SyncNeeded).
     pub delivery_queue_len: usize,
-    /// Concurrent request streams per connection.
+    /// Concurrent request streams per connection, and requests of one
+    /// connection in progress at once over all its streams (pipelining
+    /// lets one stream carry several).
     pub max_streams_per_connection: u32,
     /// Seconds without any packet from a client before its connection is
     /// closed. With `keep_alive_interval_ms` it makes the presence TTL: a

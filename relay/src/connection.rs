@@ -20,6 +20,7 @@ use tern_protocol::wire::{
 };
 use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
 use tern_transport::{FrameIoError as FrameError, FrameReader, read_frame, write_frame};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::AuthBinding;
 use crate::delivery::{Outlet, deliver};
@@ -46,6 +47,10 @@ struct ConnCtx {
     outlet: Arc<Outlet>,
     session: OnceLock<Session>,
     provisioning: Mutex<Option<provisioning::Mailbox>>,
+    /// Requests of this connection being worked on, over all its streams
+    /// (`limits.max_streams_per_connection`): pipelining multiplies what
+    /// one stream may have in flight, not what a connection may.
+    budget: Arc<Semaphore>,
 }
 
 impl ConnCtx {
@@ -123,6 +128,9 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         outlet: Arc::new(Outlet::new(conn.clone())),
         session: OnceLock::new(),
         provisioning: Mutex::new(None),
+        budget: Arc::new(Semaphore::new(
+            relay.config.limits.max_streams_per_connection as usize,
+        )),
     });
     let requests = tokio::spawn(accept_requests(ctx.clone()));
     let (mut ctl_send, mut ctl_recv) = control;
@@ -334,6 +342,7 @@ async fn request_stream(
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), FrameError> {
+    let slot = ctx.budget.clone().acquire_owned().await.ok();
     let first = match read_frame(&mut recv).await {
         Ok(None) => return Ok(()),
         Ok(Some(body)) => decode_client_frame(body).map_err(RelayError::from),
@@ -360,12 +369,14 @@ async fn request_stream(
     };
     let mut frames = FrameReader::new(recv);
     let mut pending = FuturesUnordered::new();
-    pending.push(answer(ctx, request_id, first));
+    pending.push(answer(ctx, request_id, first, slot));
     let mut reading = true;
     while reading || !pending.is_empty() {
         tokio::select! {
             Some(frame) = pending.next() => write_frame(&mut send, &frame).await?,
-            next = frames.next(), if reading && pending.len() < MAX_PIPELINED_REQUESTS as usize => {
+            (slot, next) = next_request(&ctx.budget, &mut frames),
+                if reading && pending.len() < MAX_PIPELINED_REQUESTS as usize =>
+            {
                 let (request_id, body) = match next {
                     Ok(Some(body)) => pipelined(decode_client_frame(body)),
                     Ok(None) => {
@@ -379,12 +390,26 @@ async fn request_stream(
                     }
                     Err(e) => return Err(e),
                 };
-                pending.push(answer(ctx, request_id, body));
+                pending.push(answer(ctx, request_id, body, slot));
             }
         }
     }
     let _ = send.finish();
     Ok(())
+}
+
+/// Waits for a free slot in the connection's request budget, then for the
+/// stream's next frame. Cancel-safe: a dropped wait returns its slot and
+/// leaves the frame in the reader.
+async fn next_request(
+    budget: &Arc<Semaphore>,
+    frames: &mut FrameReader,
+) -> (
+    Option<OwnedSemaphorePermit>,
+    Result<Option<bytes::Bytes>, FrameError>,
+) {
+    let slot = budget.clone().acquire_owned().await.ok();
+    (slot, frames.next().await)
 }
 
 /// The id a request frame carries, for answering it even when it fails.
@@ -419,11 +444,13 @@ fn pipelined(
     }
 }
 
-/// Runs one request and renders its response frame.
+/// Runs one request and renders its response frame; its `slot` of the
+/// connection's request budget is returned when the answer is ready.
 async fn answer(
     ctx: &ConnCtx,
     request_id: u64,
     body: Result<Option<client_frame::Body>, RelayError>,
+    _slot: Option<OwnedSemaphorePermit>,
 ) -> ServerFrame {
     let result = match body {
         Ok(body) => dispatch(ctx, body).await,

@@ -160,3 +160,17 @@ async fn a_request_its_caller_gave_up_on_leaves_the_pipeline_working() {
     assert!(matches!(answer.kind, Some(response::Kind::ChatList(_))));
     assert!(pipeline.is_open());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_share_the_connections_request_budget_without_stalling() {
+    let relay = TestRelay::start_with(|c| c.limits.max_streams_per_connection = 2).await;
+    let (_, a, _, _) = pair(&relay).await;
+    let bytes: Vec<u8> = (1..=6).flat_map(list_chats).collect();
+    let streams = (0..2).map(|_| responses(&a, &bytes));
+    for got in guard(join_all(streams)).await {
+        assert_eq!(got.len(), 6);
+        for id in 1..=6 {
+            assert!(matches!(by_id(&got, id), response::Kind::ChatList(_)));
+        }
+    }
+}
