@@ -359,18 +359,19 @@ async fn request_stream(
         ),
         Err(e) => (0, Err(e)),
     };
-    let first = match first {
+    // A first frame that could not be read, or a blob transfer that
+    // failed, leaves nothing on the stream worth reading: answer and finish.
+    let (first, mut reading) = match first {
         Ok(None) => {
             let _ = send.finish();
             return Ok(());
         }
-        Ok(Some(body)) => Ok(body),
-        Err(e) => Err(e),
+        Ok(Some(body)) => (Ok(body), true),
+        Err(e) => (Err(e), false),
     };
     let mut frames = FrameReader::new(recv);
     let mut pending = FuturesUnordered::new();
     pending.push(answer(ctx, request_id, first, slot));
-    let mut reading = true;
     while reading || !pending.is_empty() {
         tokio::select! {
             Some(frame) = pending.next() => write_frame(&mut send, &frame).await?,

@@ -174,3 +174,26 @@ async fn streams_share_the_connections_request_budget_without_stalling() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_blob_transfer_ends_its_stream_with_one_answer() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let download = ClientFrame {
+        body: Some(client_frame::Body::Request(Request {
+            kind: Some(request::Kind::BlobDownload(BlobDownload {
+                blob_id: random::<32>().to_vec().into(),
+                offset: 0,
+            })),
+            request_id: 1,
+        })),
+    };
+    let mut bytes = tern_protocol::encode_frame(&download).unwrap().to_vec();
+    bytes.extend_from_slice(&list_chats(2));
+    let got = responses(&a, &bytes).await;
+    assert_eq!(got.len(), 1, "only the blob request is answered: {got:?}");
+    let response::Kind::Error(e) = by_id(&got, 1) else {
+        panic!("an unknown blob must be an error")
+    };
+    assert_eq!(code(e), ErrorCode::NotFound);
+}
