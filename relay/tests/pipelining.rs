@@ -15,14 +15,28 @@ use tern_protocol::wire::*;
 use tern_relay::connection::MAX_PIPELINED_REQUESTS;
 use tern_transport::Pipeline;
 
-fn list_chats(request_id: u64) -> Vec<u8> {
+/// One encoded request frame.
+fn request_bytes(kind: request::Kind, request_id: u64) -> Vec<u8> {
     let frame = ClientFrame {
         body: Some(client_frame::Body::Request(Request {
-            kind: Some(request::Kind::ListChats(ListChats {})),
+            kind: Some(kind),
             request_id,
         })),
     };
     tern_protocol::encode_frame(&frame).unwrap().to_vec()
+}
+
+fn list_chats(request_id: u64) -> Vec<u8> {
+    request_bytes(request::Kind::ListChats(ListChats {}), request_id)
+}
+
+/// A download of a blob that does not exist.
+fn unknown_blob_download(request_id: u64) -> Vec<u8> {
+    let download = BlobDownload {
+        blob_id: random::<32>().to_vec().into(),
+        offset: 0,
+    };
+    request_bytes(request::Kind::BlobDownload(download), request_id)
 }
 
 /// Writes `bytes` on a new stream, finishes it and returns every response
@@ -99,17 +113,8 @@ async fn many_sends_in_flight_on_one_stream_are_all_stored_and_delivered() {
 async fn a_blob_transfer_inside_a_pipelined_stream_is_refused_and_the_rest_answered() {
     let relay = TestRelay::start().await;
     let (_, a, _, _) = pair(&relay).await;
-    let download = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(request::Kind::BlobDownload(BlobDownload {
-                blob_id: random::<32>().to_vec().into(),
-                offset: 0,
-            })),
-            request_id: 2,
-        })),
-    };
     let mut bytes = list_chats(1);
-    bytes.extend_from_slice(&tern_protocol::encode_frame(&download).unwrap());
+    bytes.extend_from_slice(&unknown_blob_download(2));
     bytes.extend_from_slice(&list_chats(3));
     let got = responses(&a, &bytes).await;
     assert_eq!(got.len(), 3);
@@ -179,16 +184,7 @@ async fn streams_share_the_connections_request_budget_without_stalling() {
 async fn a_failed_blob_transfer_ends_its_stream_with_one_answer() {
     let relay = TestRelay::start().await;
     let (_, a, _, _) = pair(&relay).await;
-    let download = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(request::Kind::BlobDownload(BlobDownload {
-                blob_id: random::<32>().to_vec().into(),
-                offset: 0,
-            })),
-            request_id: 1,
-        })),
-    };
-    let mut bytes = tern_protocol::encode_frame(&download).unwrap().to_vec();
+    let mut bytes = unknown_blob_download(1);
     bytes.extend_from_slice(&list_chats(2));
     let got = responses(&a, &bytes).await;
     assert_eq!(got.len(), 1, "only the blob request is answered: {got:?}");
