@@ -14,6 +14,7 @@
 //! specifies the same format in prose for other implementations.
 
 pub mod decode;
+mod envelope;
 pub mod error;
 pub mod frame;
 pub mod ids;

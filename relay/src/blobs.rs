@@ -59,17 +59,6 @@ fn io(_: std::io::Error) -> RelayError {
     RelayError::Unavailable("blob storage failed")
 }
 
-fn response_frame(kind: response::Kind) -> ServerFrame {
-    ServerFrame {
-        body: Some(server_frame::Body::Response(
-            tern_protocol::wire::Response {
-                kind: Some(kind),
-                request_id: 0,
-            },
-        )),
-    }
-}
-
 async fn send(stream: &mut SendStream, frame: &ServerFrame) -> Result<(), RelayError> {
     write_frame(stream, frame)
         .await
@@ -115,11 +104,12 @@ impl BlobStore {
     }
 
     fn status(id: &BlobId, received: u64, complete: bool) -> ServerFrame {
-        response_frame(response::Kind::BlobUploadStatus(BlobUploadStatus {
+        let status = BlobUploadStatus {
             blob_id: id.to_wire(),
             received,
             complete,
-        }))
+        };
+        ServerFrame::response(response::Kind::BlobUploadStatus(status), 0)
     }
 
     /// Runs an upload by `owner` on its request stream, charging the blob's
@@ -206,7 +196,7 @@ impl BlobStore {
             blob_id: id.to_wire(),
             size,
         });
-        send(tx, &response_frame(info)).await?;
+        send(tx, &ServerFrame::response(info, 0)).await?;
         file.seek(std::io::SeekFrom::Start(req.offset))
             .await
             .map_err(io)?;

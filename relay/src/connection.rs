@@ -79,19 +79,8 @@ impl ConnCtx {
 /// How long an error response may take to reach the peer before closing.
 const ERROR_FLUSH: Duration = Duration::from_secs(2);
 
-fn response_frame(kind: response::Kind, request_id: u64) -> ServerFrame {
-    ServerFrame {
-        body: Some(server_frame::Body::Response(
-            tern_protocol::wire::Response {
-                kind: Some(kind),
-                request_id,
-            },
-        )),
-    }
-}
-
 fn error_frame(e: &RelayError, request_id: u64) -> ServerFrame {
-    response_frame(response::Kind::Error(e.to_wire()), request_id)
+    ServerFrame::response(response::Kind::Error(e.to_wire()), request_id)
 }
 
 /// Serves one incoming connection until it closes.
@@ -260,11 +249,11 @@ async fn handshake(
         Some(client_frame::Body::Request(req)) => match req.kind {
             Some(request::Kind::RegisterAccount(r)) => {
                 let (device, kind) = relay.register_account(r, &binding).await?;
-                (device, response_frame(kind, 0))
+                (device, ServerFrame::response(kind, 0))
             }
             Some(request::Kind::RegisterDevice(r)) => {
                 let (device, kind) = relay.register_device(r, &binding).await?;
-                (device, response_frame(kind, 0))
+                (device, ServerFrame::response(kind, 0))
             }
             _ => return Err(RelayError::Unauthenticated("authenticate first")),
         },
@@ -458,7 +447,7 @@ async fn answer(
         Err(e) => Err(e),
     };
     match result {
-        Ok(kind) => response_frame(kind, request_id),
+        Ok(kind) => ServerFrame::response(kind, request_id),
         Err(e) => {
             if matches!(e.code(), tern_protocol::wire::ErrorCode::Internal) {
                 tracing::warn!(error = %e, "request failed");

@@ -17,13 +17,9 @@ use tern_transport::Pipeline;
 
 /// One encoded request frame.
 fn request_bytes(kind: request::Kind, request_id: u64) -> Vec<u8> {
-    let frame = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(kind),
-            request_id,
-        })),
-    };
-    tern_protocol::encode_frame(&frame).unwrap().to_vec()
+    tern_protocol::encode_frame(&ClientFrame::request(kind, request_id))
+        .unwrap()
+        .to_vec()
 }
 
 fn list_chats(request_id: u64) -> Vec<u8> {

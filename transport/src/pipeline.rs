@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, SendStream};
-use tern_protocol::wire::{ClientFrame, Request, Response, client_frame, request, server_frame};
+use tern_protocol::wire::{ClientFrame, Response, request, server_frame};
 use tern_protocol::{ProtocolError, decode_server_frame, encode_frame};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -91,12 +91,7 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::Closed)?;
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&ClientFrame {
-            body: Some(client_frame::Body::Request(Request {
-                kind: Some(kind),
-                request_id,
-            })),
-        })?;
+        let frame = encode_frame(&ClientFrame::request(kind, request_id))?;
         let (tx, rx) = oneshot::channel();
         {
             let mut waiting = lock(&self.waiting);

@@ -8,13 +8,11 @@ use prost::Message;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tern_protocol::limits::{CHALLENGE_LEN, PROTOCOL_VERSION};
 use tern_protocol::wire::{
-    Authenticate, ClientFrame, ClientHello, EphemeralEvent, Request, ServerFrame, client_frame,
-    event, request, response, server_frame,
+    Authenticate, ClientFrame, ClientHello, EphemeralEvent, ServerFrame, client_frame, event,
+    request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, UserId, decode_datagram, decode_server_frame};
-use tern_transport::{
-    Pipeline, PipelineError, TrustPolicy, auth_exporter, read_frame, write_frame,
-};
+use tern_transport::{Pipeline, TrustPolicy, auth_exporter, read_frame, write_frame};
 
 use super::error::NetError;
 
@@ -144,11 +142,7 @@ impl Greeting {
         kind: request::Kind,
     ) -> Result<(response::Kind, RelayConnection), NetError> {
         let (send, recv) = &mut self.control;
-        let req = Request {
-            kind: Some(kind),
-            request_id: 0,
-        };
-        write_frame(send, &frame(client_frame::Body::Request(req))).await?;
+        write_frame(send, &ClientFrame::request(kind, 0)).await?;
         match read_server_frame(recv).await? {
             server_frame::Body::Response(r) => {
                 let answer = response_kind(r)?;
@@ -202,12 +196,7 @@ impl RelayConnection {
             };
         }
         let pipeline = self.pipeline().await?;
-        match pipeline.request(kind).await {
-            Ok(r) => response_kind(r),
-            Err(PipelineError::Protocol(e)) => Err(e.into()),
-            Err(PipelineError::Open(e)) => Err(e.into()),
-            Err(PipelineError::Closed) => Err(NetError::NoResponse),
-        }
+        response_kind(pipeline.request(kind).await?)
     }
 
     /// The open request pipeline, opening a new one if there is none or
@@ -217,13 +206,7 @@ impl RelayConnection {
         if let Some(open) = slot.as_ref().filter(|p| p.is_open()) {
             return Ok(open.clone());
         }
-        let opened = Pipeline::open(&self.conn, self.max_pipelined)
-            .await
-            .map_err(|e| match e {
-                PipelineError::Open(e) => NetError::Connection(e),
-                _ => NetError::NoResponse,
-            })?;
-        let opened = Arc::new(opened);
+        let opened = Arc::new(Pipeline::open(&self.conn, self.max_pipelined).await?);
         *slot = Some(opened.clone());
         Ok(opened)
     }
@@ -235,11 +218,7 @@ impl RelayConnection {
         kind: request::Kind,
     ) -> Result<(SendStream, RecvStream), NetError> {
         let (mut send, recv) = self.conn.open_bi().await?;
-        let req = Request {
-            kind: Some(kind),
-            request_id: 0,
-        };
-        write_frame(&mut send, &frame(client_frame::Body::Request(req))).await?;
+        write_frame(&mut send, &ClientFrame::request(kind, 0)).await?;
         Ok((send, recv))
     }
 

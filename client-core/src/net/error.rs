@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tern_protocol::ProtocolError;
 use tern_protocol::wire::{ErrorCode, MismatchedDevices};
-use tern_transport::FrameIoError;
+use tern_transport::{FrameIoError, PipelineError};
 
 /// Why talking to the relay failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,16 @@ impl NetError {
                 code,
                 ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
             ),
+        }
+    }
+}
+
+impl From<PipelineError> for NetError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Protocol(e) => Self::Protocol(e),
+            PipelineError::Open(e) => Self::Connection(e),
+            PipelineError::Closed => Self::NoResponse,
         }
     }
 }

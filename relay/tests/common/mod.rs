@@ -168,12 +168,7 @@ pub async fn read(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Option<S
 }
 
 pub fn request_frame(kind: request::Kind) -> ClientFrame {
-    ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(kind),
-            request_id: 0,
-        })),
-    }
+    ClientFrame::request(kind, 0)
 }
 
 /// A connected device.

@@ -9,7 +9,7 @@ use prost::Message;
 use quinn::{Connection, Endpoint, RecvStream};
 use tern_protocol::limits::PROTOCOL_VERSION;
 use tern_protocol::wire::{
-    ClientFrame, ClientHello, DeviceEntry, DeviceList, Event, RegisterAccount, Request, Response,
+    ClientFrame, ClientHello, DeviceEntry, DeviceList, Event, RegisterAccount, Response,
     ServerFrame, SignedDeviceList, client_frame, request, response, server_frame,
 };
 use tern_protocol::{decode_server_frame, encode_frame};
@@ -92,12 +92,7 @@ pub async fn register(
             .to_vec()
             .into(),
     };
-    let frame = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(request::Kind::RegisterAccount(reg)),
-            request_id: 0,
-        })),
-    };
+    let frame = ClientFrame::request(request::Kind::RegisterAccount(reg), 0);
     write_frame(&mut send, &frame).await?;
     match read_server_frame(&mut recv).await?.body {
         Some(server_frame::Body::Response(Response {
@@ -116,13 +111,8 @@ pub async fn register(
 /// One request on its own stream.
 pub async fn request(conn: &Connection, kind: request::Kind) -> anyhow::Result<response::Kind> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    let frame = ClientFrame {
-        body: Some(client_frame::Body::Request(Request {
-            kind: Some(kind),
-            request_id: 0,
-        })),
-    };
-    send.write_all(&encode_frame(&frame)?).await?;
+    send.write_all(&encode_frame(&ClientFrame::request(kind, 0))?)
+        .await?;
     send.finish()?;
     match read_server_frame(&mut recv).await?.body {
         Some(server_frame::Body::Response(r)) => answer(r),
