@@ -58,7 +58,9 @@ commit_stats() {
 
 stop_relay() { commit_stats; kill -INT "$RELAY_PID"; wait "$RELAY_PID" || true; unset RELAY_PID; }
 
-lg() { "$LOADGEN" --relay "127.0.0.1:$RELAY_PORT" --fingerprint "$FP" --payload "$PAYLOAD" "$@"; }
+# --relay-pid: runs also report the CPU time per message of relay and load
+# generator, which share this machine's cores.
+lg() { "$LOADGEN" --relay "127.0.0.1:$RELAY_PORT" --fingerprint "$FP" --relay-pid "$RELAY_PID" --payload "$PAYLOAD" "$@"; }
 
 echo "== tern-relay (synchronous=FULL, group commit), payload ${PAYLOAD} B, ${DURATION}s runs"
 start_relay

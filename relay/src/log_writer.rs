@@ -25,6 +25,7 @@ use crate::store::{Appended, LogAppend, Store};
 type Reply = oneshot::Sender<Result<Appended, RelayError>>;
 
 struct Job {
+    queued_at: Instant,
     item: LogAppend,
     reply: Reply,
 }
@@ -68,7 +69,11 @@ impl LogWriter {
             .commit_queue_depth
             .fetch_add(1, Ordering::Relaxed);
         self.tx
-            .send(Job { item, reply })
+            .send(Job {
+                queued_at: Instant::now(),
+                item,
+                reply,
+            })
             .await
             .map_err(|_| RelayError::Unavailable("relay is shutting down"))?;
         answer
@@ -92,7 +97,11 @@ impl Writer {
         let mut entries = Vec::with_capacity(max_batch);
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
+            let taken = Instant::now();
             while let Some(job) = next.take() {
+                self.metrics
+                    .commit_wait_seconds
+                    .observe(taken.duration_since(job.queued_at).as_secs_f64());
                 items.push(job.item);
                 replies.push(job.reply);
                 if items.len() < max_batch {

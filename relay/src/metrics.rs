@@ -140,6 +140,9 @@ pub struct Metrics {
     pub housekeeping_seconds: Histogram,
     /// From commit to the entry's frame being written to a delivery stream.
     pub delivery_seconds: Histogram,
+    /// From an append being queued to the log writer taking it into a
+    /// commit: how long sends wait for the single writer.
+    pub commit_wait_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -157,6 +160,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(SECONDS),
             housekeeping_seconds: Histogram::new(SECONDS),
             delivery_seconds: Histogram::new(SECONDS),
+            commit_wait_seconds: Histogram::new(SECONDS),
         }
     }
 }
@@ -262,6 +266,11 @@ impl Metrics {
             &mut out,
             "tern_delivery_seconds",
             "Commit to delivery-stream write.",
+        );
+        self.commit_wait_seconds.render(
+            &mut out,
+            "tern_commit_wait_seconds",
+            "Append queued to the log writer taking it into a commit.",
         );
         out
     }

@@ -98,6 +98,7 @@ async fn metrics_expose_traffic_commits_queues_and_latency() {
         "tern_requests_total{kind=\"send\"}",
         "tern_requests_total{kind=\"create_chat\"}",
         "tern_commit_batch_size_count",
+        "tern_commit_wait_seconds_count",
         "tern_commit_seconds_count",
         "tern_commit_seconds_bucket{le=\"+Inf\"}",
         "tern_housekeeping_seconds_count",

@@ -6,6 +6,7 @@
 //! messages) and `idle` (hold many connections, for RSS measurements).
 
 mod client;
+mod cpu;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,11 @@ struct Args {
     /// up); throughput counts the whole run.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Process id of the relay when it runs on this machine: runs then
+    /// report the CPU time per accepted message of each relay thread and
+    /// of the load generator (from Linux's /proc).
+    #[arg(long)]
+    relay_pid: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -364,10 +370,15 @@ struct Run {
     delivered: u64,
     ack_latency: Arc<Samples>,
     deliver_latency: Arc<Samples>,
+    cpu: Option<cpu::RunCpu>,
 }
 
 impl Run {
-    fn report_latencies(&self, args: &Args) {
+    /// Prints what the run cost in CPU (if measured) and its latencies.
+    fn report_details(&self, args: &Args) {
+        if let Some(cpu) = &self.cpu {
+            cpu.report(self.acked);
+        }
         println!(
             "latencies of messages sent after a {:.1}s warm-up:",
             args.warmup
@@ -397,9 +408,19 @@ async fn measure(args: &Args, devices: &[Device], senders: Vec<Sender>) -> anyho
             window,
         );
     }
+    let relay = args.relay_pid.map(|pid| pid.to_string());
+    let cpu_before = relay
+        .as_ref()
+        .map(|pid| (cpu::Usage::of(pid), cpu::Usage::of("self")));
     let t0 = Instant::now();
     let (acked, ack_latency) = run_senders(args, senders, clock, window).await?;
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = relay
+        .zip(cpu_before)
+        .map(|(pid, (relay, loadgen))| cpu::RunCpu {
+            relay: cpu::Usage::of(&pid).since(&relay),
+            loadgen: cpu::Usage::of("self").since(&loadgen),
+        });
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(Run {
         acked,
@@ -407,6 +428,7 @@ async fn measure(args: &Args, devices: &[Device], senders: Vec<Sender>) -> anyho
         delivered: delivered.load(Ordering::Relaxed),
         ack_latency,
         deliver_latency,
+        cpu,
     })
 }
 
@@ -430,7 +452,7 @@ async fn direct(args: &Args) -> anyhow::Result<()> {
         run.acked as f64 / run.secs,
         run.delivered
     );
-    run.report_latencies(args);
+    run.report_details(args);
     Ok(())
 }
 
@@ -455,7 +477,7 @@ async fn group(args: &Args) -> anyhow::Result<()> {
         d,
         d as f64 / run.secs
     );
-    run.report_latencies(args);
+    run.report_details(args);
     Ok(())
 }
 
