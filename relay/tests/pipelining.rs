@@ -58,16 +58,20 @@ fn by_id(responses: &[Response], id: u64) -> &response::Kind {
     found[0].kind.as_ref().expect("a response kind")
 }
 
+/// Asserts that requests 1..=n, all ListChats, got one chat list each.
+fn assert_chat_lists(got: &[Response], n: u64) {
+    assert_eq!(got.len() as u64, n);
+    for id in 1..=n {
+        assert!(matches!(by_id(got, id), response::Kind::ChatList(_)));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pipelined_request_is_answered_once_with_its_id() {
     let relay = TestRelay::start().await;
     let (_, a, _, _) = pair(&relay).await;
     let bytes: Vec<u8> = (1..=5).flat_map(list_chats).collect();
-    let got = responses(&a, &bytes).await;
-    assert_eq!(got.len(), 5);
-    for id in 1..=5 {
-        assert!(matches!(by_id(&got, id), response::Kind::ChatList(_)));
-    }
+    assert_chat_lists(&responses(&a, &bytes).await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +173,7 @@ async fn streams_share_the_connections_request_budget_without_stalling() {
     let bytes: Vec<u8> = (1..=6).flat_map(list_chats).collect();
     let streams = (0..2).map(|_| responses(&a, &bytes));
     for got in guard(join_all(streams)).await {
-        assert_eq!(got.len(), 6);
-        for id in 1..=6 {
-            assert!(matches!(by_id(&got, id), response::Kind::ChatList(_)));
-        }
+        assert_chat_lists(&got, 6);
     }
 }
 

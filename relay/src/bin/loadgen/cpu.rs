@@ -57,6 +57,34 @@ impl Usage {
     }
 }
 
+/// CPU time of the relay and of this process when a run started.
+pub struct Meter {
+    relay_pid: String,
+    relay: Usage,
+    loadgen: Usage,
+}
+
+impl Meter {
+    /// Takes the starting readings of relay process `relay_pid` and of
+    /// this process.
+    pub fn start(relay_pid: u32) -> Self {
+        let relay_pid = relay_pid.to_string();
+        Self {
+            relay: Usage::of(&relay_pid),
+            loadgen: Usage::of("self"),
+            relay_pid,
+        }
+    }
+
+    /// What the run cost both sides since [`Meter::start`].
+    pub fn finish(&self) -> RunCpu {
+        RunCpu {
+            relay: Usage::of(&self.relay_pid).since(&self.relay),
+            loadgen: Usage::of("self").since(&self.loadgen),
+        }
+    }
+}
+
 /// The CPU time a run cost the relay and the load generator.
 pub struct RunCpu {
     /// Relay threads.

@@ -408,19 +408,11 @@ async fn measure(args: &Args, devices: &[Device], senders: Vec<Sender>) -> anyho
             window,
         );
     }
-    let relay = args.relay_pid.map(|pid| pid.to_string());
-    let cpu_before = relay
-        .as_ref()
-        .map(|pid| (cpu::Usage::of(pid), cpu::Usage::of("self")));
+    let meter = args.relay_pid.map(cpu::Meter::start);
     let t0 = Instant::now();
     let (acked, ack_latency) = run_senders(args, senders, clock, window).await?;
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = relay
-        .zip(cpu_before)
-        .map(|(pid, (relay, loadgen))| cpu::RunCpu {
-            relay: cpu::Usage::of(&pid).since(&relay),
-            loadgen: cpu::Usage::of("self").since(&loadgen),
-        });
+    let cpu = meter.map(|m| m.finish());
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(Run {
         acked,
