@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build --release -p tern-relay --bins >/dev/null)
+(cd "$ROOT" && cargo build --release -p tern-relay -p tern-loadgen --bins >/dev/null)
 RELAY="$TARGET/release/tern-relay"
 LOADGEN="$TARGET/release/tern-loadgen"
 

@@ -4,28 +4,30 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Help text appended to `tern --help`: environment and exit codes.
-const AFTER_HELP: &str = "\
+use crate::failure::exit_codes_help;
+
+/// Help text appended to `tern --help`: the environment, then the exit
+/// codes (generated from [`Exit`](crate::failure::Exit), so the list cannot drift).
+fn after_help() -> String {
+    format!(
+        "\
 Environment:
   TERN_PASSPHRASE   passphrase of the local store (otherwise asked for on the terminal)
   TERN_HOME         state directory (same as --home)
   TERN_LOG          log filter for diagnostics on stderr, e.g. TERN_LOG=debug
 
-Exit codes:
-  0  success
-  1  any other failure
-  2  usage error (bad arguments)
-  3  relay unreachable (queued messages are sent on the next run)
-  4  wrong passphrase
-  5  unknown contact, group or message
-  6  a verified contact's identity changed (see `tern contact verify`)";
+{}",
+        exit_codes_help()
+    )
+}
 
 /// tern: an end-to-end encrypted terminal chat client, scriptable and interactive.
 ///
 /// Every subcommand prints human-readable text, or one JSON object per line
-/// with --json. `tern chat` opens the interactive client.
+/// with --json (every record and field: docs/cli.md). `tern chat` opens the
+/// interactive client.
 #[derive(Debug, Parser)]
-#[command(name = "tern", version, after_help = AFTER_HELP)]
+#[command(name = "tern", version, after_help = after_help())]
 pub struct Cli {
     /// State directory: the encrypted store and config.toml
     /// [default: $XDG_DATA_HOME/tern or ~/.local/share/tern].
@@ -283,19 +285,21 @@ pub struct SearchArgs {
 /// `tern group …`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
-    /// Create a group with contacts as members.
+    /// Create a group (members who are not contacts yet are looked up on
+    /// the relay and added as contacts).
     Create {
         /// The group's name (sent to every member).
         name: String,
-        /// A member (a contact); repeat for more.
+        /// A member (a contact or any registered user); repeat for more.
         #[arg(long = "member", value_name = "NAME", required = true)]
         members: Vec<String>,
     },
-    /// Add a contact to a group.
+    /// Add a member to a group (a user who is not a contact yet is looked up
+    /// on the relay and added as a contact).
     Add {
         /// The group.
         group: String,
-        /// The contact to add.
+        /// The contact or registered user to add.
         name: String,
     },
     /// Remove a member from a group (your own name leaves it).

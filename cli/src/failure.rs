@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use tern_core::ClientError;
 
-/// Exit codes a script can rely on (listed in `tern --help` and the README).
+/// Exit codes a script can rely on: the only definition. `docs/cli.md`
+/// documents them (a test checks it against [`Exit::ALL`]) and `tern --help`
+/// lists them from [`exit_codes_help`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// Success.
@@ -17,10 +19,51 @@ pub enum Exit {
     RelayUnreachable = 3,
     /// The passphrase does not open the store.
     WrongPassphrase = 4,
-    /// No such contact, group or message.
+    /// No such contact, user, group or message.
     Unknown = 5,
     /// A verified contact's identity changed and was not accepted yet.
     UntrustedIdentity = 6,
+}
+
+impl Exit {
+    /// Every exit code, in numeric order.
+    pub const ALL: [Exit; 7] = [
+        Exit::Ok,
+        Exit::Generic,
+        Exit::Usage,
+        Exit::RelayUnreachable,
+        Exit::WrongPassphrase,
+        Exit::Unknown,
+        Exit::UntrustedIdentity,
+    ];
+
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// What the code means, in a few words (`docs/cli.md` starts each
+    /// meaning with these words and may add detail).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "success",
+            Exit::Generic => "any other failure",
+            Exit::Usage => "usage error",
+            Exit::RelayUnreachable => "relay unreachable",
+            Exit::WrongPassphrase => "wrong passphrase",
+            Exit::Unknown => "unknown contact, user, group or message",
+            Exit::UntrustedIdentity => "a verified contact's identity changed",
+        }
+    }
+}
+
+/// The exit code list at the end of `tern --help`, generated from [`Exit`].
+pub fn exit_codes_help() -> String {
+    let mut help = String::from("Exit codes (details and JSON output: docs/cli.md):");
+    for exit in Exit::ALL {
+        help.push_str(&format!("\n  {}  {}", exit.code(), exit.meaning()));
+    }
+    help
 }
 
 /// Failures detected by the CLI before or around a client call.
@@ -101,16 +144,36 @@ pub fn explain(error: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli_doc::CliDoc;
 
     #[test]
     fn client_errors_map_to_documented_codes() {
-        let code = |e: ClientError| exit_code(&anyhow::Error::new(e)) as i32;
+        let code = |e: ClientError| exit_code(&anyhow::Error::new(e)).code();
         assert_eq!(code(ClientError::WrongKey), 4);
         assert_eq!(code(ClientError::Offline("x".into())), 3);
         assert_eq!(code(ClientError::UnknownUser("x".into())), 5);
         assert_eq!(code(ClientError::UntrustedIdentity), 6);
         assert_eq!(code(ClientError::InvalidArgument("x")), 2);
         assert_eq!(code(ClientError::Refused("x".into())), 1);
+    }
+
+    #[test]
+    fn docs_cli_md_lists_exactly_these_exit_codes() {
+        let doc = CliDoc::load().unwrap_or_else(|e| panic!("{e}"));
+        let documented: Vec<u8> = doc.exit_codes().iter().map(|(code, _)| *code).collect();
+        let defined: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(documented, defined, "docs/cli.md lists other exit codes");
+        for (exit, (_, meaning)) in Exit::ALL.iter().zip(doc.exit_codes()) {
+            assert!(
+                meaning.starts_with(exit.meaning()),
+                "docs/cli.md: exit code {} means {meaning:?}, the code says {:?}",
+                exit.code(),
+                exit.meaning()
+            );
+        }
+        let help = exit_codes_help();
+        assert!(help.contains("docs/cli.md"));
+        assert!(help.contains("\n  6  a verified contact's identity changed"));
     }
 
     #[test]

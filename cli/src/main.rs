@@ -4,6 +4,7 @@
 //! - `commands`: one module per group of subcommands, on top of
 //!   [`tern_core::Client`].
 //! - `output`: human-readable or `--json` lines.
+//! - `record`: the `--json` records, one enum (documented in `docs/cli.md`).
 //! - `tui`: the interactive client (`tern chat`, ratatui).
 //! - `home`, `session`: the state directory, config and the open client.
 //! - `failure`: errors a person understands and the documented exit codes.
@@ -14,18 +15,29 @@ mod failure;
 mod home;
 mod output;
 mod qr;
+mod record;
 mod session;
 mod tui;
 
+/// `docs/cli.md` read as a schema, shared with the end-to-end tests.
+#[cfg(test)]
+#[path = "../tests/cli_doc/mod.rs"]
+mod cli_doc;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use args::{Cli, Command};
 use failure::{Exit, exit_code, explain};
+use output::Printer;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(&e),
+    };
     let json = cli.json;
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,24 +48,36 @@ fn main() -> ExitCode {
         Err(e) => return report(&anyhow::Error::new(e), json),
     };
     match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::from(Exit::Ok as u8),
+        Ok(()) => ExitCode::from(Exit::Ok.code()),
         Err(e) => report(&e, json),
     }
 }
 
+/// Prints what clap has to say: the help or version asked for (success), or
+/// why the command line is wrong (a usage error, as a JSON `error` record
+/// when `--json` is among the arguments).
+fn command_line_error(error: &clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        // A closed stdout is not worth reporting.
+        let _ = error.print();
+        return ExitCode::from(Exit::Ok.code());
+    }
+    if std::env::args_os().any(|arg| arg == "--json") {
+        let text = error.render().to_string();
+        let text = text.trim();
+        let text = text.strip_prefix("error: ").unwrap_or(text);
+        Printer::new(true).error(Exit::Usage, text.to_owned());
+    } else {
+        let _ = error.print();
+    }
+    ExitCode::from(Exit::Usage.code())
+}
+
 /// Prints the error on stderr (as JSON with `--json`) and picks the exit code.
 fn report(error: &anyhow::Error, json: bool) -> ExitCode {
-    let code = exit_code(error) as u8;
-    let text = explain(error);
-    if json {
-        eprintln!(
-            "{}",
-            serde_json::json!({"type": "error", "code": code, "error": text})
-        );
-    } else {
-        eprintln!("tern: {text}");
-    }
-    ExitCode::from(code)
+    let exit = exit_code(error);
+    Printer::new(json).error(exit, explain(error));
+    ExitCode::from(exit.code())
 }
 
 /// Diagnostics go to stderr when `TERN_LOG` is set; `tern chat` writes them
@@ -78,6 +102,9 @@ fn init_logging(cli: &Cli) {
                 .init();
         }
     } else {
-        builder.with_writer(std::io::stderr).init();
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init();
     }
 }

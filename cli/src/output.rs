@@ -1,11 +1,11 @@
-//! Output: human-readable lines, or one JSON object per line (`--json`).
+//! Output: human-readable lines, or one JSON [`Record`] per line (`--json`).
 
 use std::io::Write;
 
-use serde_json::{Value, json};
-use tern_core::client::{AttachmentInfo, DeliveryStatus, Message, SearchHit, Verification};
-use tern_core::store::TransferState;
+use tern_core::{AttachmentInfo, DeliveryStatus, Message, SearchHit};
 
+use crate::failure::Exit;
+use crate::record::{ErrorRecord, HitRecord, MessageRecord, Record, WarningRecord};
 use crate::session::Names;
 
 /// Writes results to standard output in the chosen format.
@@ -20,10 +20,10 @@ impl Printer {
         Self { json }
     }
 
-    /// Prints `object` as one JSON line, or `text` as a line.
-    pub fn emit(&self, object: Value, text: impl FnOnce() -> String) {
+    /// Prints `record` as one JSON line, or `text` as a line, on stdout.
+    pub fn emit(&self, record: &Record, text: impl FnOnce() -> String) -> anyhow::Result<()> {
         let line = if self.json {
-            object.to_string()
+            serde_json::to_string(record)?
         } else {
             text()
         };
@@ -31,6 +31,26 @@ impl Printer {
         // A closed pipe (`tern recv | head`) is not an error worth reporting.
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+        Ok(())
+    }
+
+    /// Prints a warning on stderr: a `warning` record, or `tern: warning: …`.
+    pub fn warn(&self, warning: String) {
+        let text = format!("tern: warning: {warning}");
+        self.stderr_line(&Record::Warning(WarningRecord { warning }), text);
+    }
+
+    /// Prints why the command failed on stderr: an `error` record, or
+    /// `tern: …`.
+    pub fn error(&self, exit: Exit, error: String) {
+        let text = format!("tern: {error}");
+        self.stderr_line(&Record::Error(ErrorRecord::new(exit, error)), text);
+    }
+
+    /// Prints `record` (with `--json`) or `text` as a line on stderr.
+    fn stderr_line(&self, record: &Record, text: String) {
+        let json = self.json.then(|| serde_json::to_string(record).ok());
+        eprintln!("{}", json.flatten().unwrap_or(text));
     }
 
     /// Prints a message with its attachments.
@@ -40,8 +60,9 @@ impl Printer {
         message: &Message,
         status: Option<DeliveryStatus>,
         attachments: &[AttachmentInfo],
-    ) {
-        self.emit(message_json(names, message, status, attachments), || {
+    ) -> anyhow::Result<()> {
+        let record = MessageRecord::new(names, message, status, attachments);
+        self.emit(&Record::Message(record), || {
             let mark = status.map_or("", status_mark);
             let text = match attachments.first() {
                 Some(file) => format!(
@@ -66,65 +87,21 @@ impl Printer {
                 format_time(message.sent_at_ms),
                 if mark.is_empty() { "" } else { " " },
             )
-        });
+        })
     }
 
     /// Prints a search hit.
-    pub fn hit(&self, names: &Names, hit: &SearchHit) {
-        let object = json!({
-            "type": "hit",
-            "message_id": hit.message_id.0,
-            "chat": names.chat(&hit.chat_id),
-            "chat_id": hex::encode(hit.chat_id),
-            "from": names.user(&hit.sender.user_id),
-            "sent_at_ms": hit.sent_at_ms,
-            "snippet": hit.snippet,
-        });
-        self.emit(object, || {
-            format!(
-                "[{}] {} {}: {}",
-                format_time(hit.sent_at_ms),
-                names.chat(&hit.chat_id),
-                names.user(&hit.sender.user_id),
-                hit.snippet
-            )
-        });
+    pub fn hit(&self, names: &Names, hit: &SearchHit) -> anyhow::Result<()> {
+        let record = HitRecord::new(names, hit);
+        let text = format!(
+            "[{}] {} {}: {}",
+            format_time(record.sent_at_ms),
+            record.chat,
+            record.from,
+            record.snippet
+        );
+        self.emit(&Record::Hit(record), || text)
     }
-}
-
-/// The JSON object of a message.
-pub fn message_json(
-    names: &Names,
-    message: &Message,
-    status: Option<DeliveryStatus>,
-    attachments: &[AttachmentInfo],
-) -> Value {
-    let files: Vec<Value> = attachments
-        .iter()
-        .map(|a| {
-            json!({
-                "file_name": a.file_name,
-                "content_type": a.content_type,
-                "size": a.size,
-                "downloaded": a.state == TransferState::Downloaded,
-            })
-        })
-        .collect();
-    json!({
-        "type": "message",
-        "id": message.id.0,
-        "chat": names.chat(&message.chat_id),
-        "chat_id": hex::encode(message.chat_id),
-        "seq": message.seq,
-        "from": names.sender(message),
-        "from_id": hex::encode(message.sender),
-        "device": message.sender_device,
-        "outgoing": message.outgoing,
-        "sent_at_ms": message.sent_at_ms,
-        "text": message.text,
-        "status": status.map(status_name),
-        "attachments": files,
-    })
 }
 
 /// ✓ sent, ✓✓ delivered, read.
@@ -134,25 +111,6 @@ pub fn status_mark(status: DeliveryStatus) -> &'static str {
         DeliveryStatus::Sent => "✓",
         DeliveryStatus::Delivered => "✓✓",
         DeliveryStatus::Read => "✓✓ read",
-    }
-}
-
-/// The JSON name of a status.
-pub fn status_name(status: DeliveryStatus) -> &'static str {
-    match status {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Read => "read",
-    }
-}
-
-/// The JSON name of a verification state.
-pub fn verification_name(state: Verification) -> &'static str {
-    match state {
-        Verification::Default => "unverified",
-        Verification::Verified => "verified",
-        Verification::Unverified => "identity-changed",
     }
 }
 

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustls::RootCertStore;
-use tern_core::client::{
-    ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, SyncSummary, UserId,
-};
-use tern_core::net::RelayAddress;
+use tern_core::RelayAddress;
+use tern_core::{ChatId, ChatInfo, ChatKind, ContactInfo, KeySource, Message, SyncSummary, UserId};
 use tern_core::{Client, ClientConfig, ClientError};
 use tern_transport::{CertFingerprint, TrustPolicy};
 
@@ -132,11 +130,28 @@ impl Session {
 
     /// The contact called `name`.
     pub fn contact(&self, name: &str) -> anyhow::Result<ContactInfo> {
-        self.client
-            .contacts()?
-            .into_iter()
-            .find(|c| c.user_name == name)
+        self.find_contact(name)?
             .ok_or_else(|| Failure::UnknownContact(name.into()).into())
+    }
+
+    /// The contact called `name`; a registered user who is not a contact
+    /// yet is looked up on the relay (waiting for it at most `timeout`) and
+    /// added as one.
+    pub async fn contact_or_add(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ContactInfo> {
+        if let Some(contact) = self.find_contact(name)? {
+            return Ok(contact);
+        }
+        self.online(timeout).await?;
+        Ok(self.client.add_contact(name.to_owned()).await?)
+    }
+
+    fn find_contact(&self, name: &str) -> anyhow::Result<Option<ContactInfo>> {
+        let contacts = self.client.contacts()?;
+        Ok(contacts.into_iter().find(|c| c.user_name == name))
     }
 
     /// The group called `name`, or whose hex chat id starts with `name`

@@ -1,12 +1,96 @@
 //! End-to-end: a real relay (in-process, real QUIC on 127.0.0.1) and several
 //! `tern` processes with separate homes.
+//!
+//! Every `--json` record these tests read goes through [`Records`], which
+//! checks it against the record tables of `docs/cli.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli_doc;
 mod common;
 
-use common::{Relay, texts};
+use std::sync::OnceLock;
+
+use cli_doc::CliDoc;
+use common::{Relay, User, texts};
 use serde_json::Value;
+
+/// `docs/cli.md`, parsed once.
+fn doc() -> &'static CliDoc {
+    static DOC: OnceLock<CliDoc> = OnceLock::new();
+    DOC.get_or_init(|| CliDoc::load().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Fails the test unless every record has exactly the fields `docs/cli.md`
+/// documents for its `type`, each of the documented JSON type.
+fn documented(records: &[Value]) {
+    for record in records {
+        if let Err(e) = doc().check(record) {
+            panic!("docs/cli.md disagrees with `tern`: {e}\nrecord: {record}");
+        }
+    }
+}
+
+/// Parses one line of `--json` output and checks it against `docs/cli.md`.
+fn record(line: &str) -> Value {
+    let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    documented(std::slice::from_ref(&value));
+    value
+}
+
+/// The last record on a `--json` command's stderr (lines before it may be
+/// other records, or diagnostics when `TERN_LOG` is set).
+fn stderr_record(output: &std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().rev().find(|l| l.starts_with('{'));
+    record(line.unwrap_or_else(|| panic!("no record on stderr: {stderr}")))
+}
+
+/// `--json` commands whose records are checked against `docs/cli.md`.
+trait Records {
+    /// Runs `tern --json ARGS`, which must succeed; its records.
+    fn records(&self, args: &[&str]) -> Vec<Value>;
+    /// Runs `tern --json recv` until `count` messages arrived in total.
+    fn recv_records(&self, count: usize) -> Vec<Value>;
+    /// The texts of what one `tern --json recv` prints now.
+    fn received_texts(&self) -> Vec<String>;
+    /// Runs `tern --json ARGS`, which must fail; the exit code and the
+    /// `error` record, the last line on stderr.
+    fn json_error(&self, args: &[&str]) -> (i32, Value);
+}
+
+impl Records for User {
+    fn records(&self, args: &[&str]) -> Vec<Value> {
+        let records = self.json(args);
+        documented(&records);
+        records
+    }
+
+    fn recv_records(&self, count: usize) -> Vec<Value> {
+        let records = self.recv_until(count);
+        documented(&records);
+        records
+    }
+
+    fn received_texts(&self) -> Vec<String> {
+        texts(&self.records(&["recv"]))
+    }
+
+    fn json_error(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let output = self.tern(&all);
+        assert!(
+            !output.status.success(),
+            "tern {all:?} unexpectedly succeeded"
+        );
+        let code = output.status.code().unwrap();
+        let error = stderr_record(&output);
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["code"], code, "{error}");
+        (code, error)
+    }
+}
 
 #[test]
 fn two_users_chat_and_read_history_and_search() {
@@ -14,47 +98,51 @@ fn two_users_chat_and_read_history_and_search() {
     let alice = relay.user("alice");
     let bob = relay.user("bob");
 
-    let me = alice.json(&["whoami"]);
+    let me = alice.records(&["whoami"]);
     assert_eq!(me[0]["user_name"], "alice");
     assert_eq!(me[0]["device_id"], 1);
 
-    let added = alice.json(&["contact", "add", "bob"]);
+    let added = alice.records(&["contact", "add", "bob"]);
     assert_eq!(added[0]["name"], "bob");
     assert_eq!(added[0]["verification"], "unverified");
 
-    let sent = alice.json(&["send", "bob", "hello bob, this is alice"]);
+    let sent = alice.records(&["send", "bob", "hello bob, this is alice"]);
     assert_eq!(sent[0]["status"], "sent");
     assert_eq!(sent[0]["outgoing"], true);
+    assert!(sent[0]["seq"].is_u64(), "the relay stored it: {sent:?}");
 
     // Bob never added alice: the first message makes her a contact.
-    let got = bob.recv_until(1);
+    let got = bob.recv_records(1);
     assert_eq!(texts(&got), ["hello bob, this is alice"]);
     assert_eq!(got[0]["from"], "alice");
     assert_eq!(got[0]["chat"], "alice");
-    assert!(bob.recv_texts().is_empty(), "recv prints a message once");
+    assert!(
+        bob.received_texts().is_empty(),
+        "recv prints a message once"
+    );
 
     bob.ok(&["send", "alice", "hi alice"]);
     // `history` fetches what is new first.
-    let history = alice.json(&["history", "bob"]);
+    let history = alice.records(&["history", "bob"]);
     assert_eq!(texts(&history), ["hello bob, this is alice", "hi alice"]);
     assert_eq!(history[0]["from"], "alice");
     assert_eq!(history[1]["from"], "bob");
     // `recv` still prints it once.
-    let replies = alice.recv_until(1);
+    let replies = alice.recv_records(1);
     assert_eq!(texts(&replies), ["hi alice"]);
 
     let human = alice.ok(&["history", "bob", "--limit", "1"]);
     assert!(human.contains("bob: hi alice"), "{human}");
 
-    let hits = bob.json(&["search", "hello"]);
+    let hits = bob.records(&["search", "hello"]);
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0]["type"], "hit");
     assert!(hits[0]["snippet"].as_str().unwrap().contains("[hello]"));
-    assert!(bob.json(&["search", "nothing-like-this"]).is_empty());
-    let scoped = bob.json(&["search", "hi", "--chat", "alice"]);
+    assert!(bob.records(&["search", "nothing-like-this"]).is_empty());
+    let scoped = bob.records(&["search", "hi", "--chat", "alice"]);
     assert_eq!(scoped.len(), 1, "{scoped:?}");
 
-    let contacts = bob.json(&["contact", "list"]);
+    let contacts = bob.records(&["contact", "list"]);
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0]["name"], "alice");
 }
@@ -71,7 +159,7 @@ fn an_offline_user_catches_up_in_order() {
     alice.tern_with_stdin(&["send", "bob", "-"], Some("from stdin\n"));
     let mut expected = sent.clone();
     expected.push("from stdin".into());
-    let got = bob.recv_until(expected.len());
+    let got = bob.recv_records(expected.len());
     assert_eq!(texts(&got), expected);
     let seqs: Vec<u64> = got.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
@@ -85,28 +173,28 @@ fn a_group_of_three() {
     let carol = relay.user("carol");
     alice.ok(&["contact", "add", "bob"]);
     alice.ok(&["contact", "add", "carol"]);
-    let group = alice.json(&[
+    let group = alice.records(&[
         "group", "create", "trip", "--member", "bob", "--member", "carol",
     ]);
     let chat_id = group[0]["chat_id"].as_str().unwrap().to_owned();
-    let listed = alice.json(&["group", "list"]);
+    let listed = alice.records(&["group", "list"]);
     assert_eq!(listed[0]["name"], "trip");
     assert_eq!(listed[0]["members"].as_array().unwrap().len(), 3);
 
     alice.ok(&["send", "--group", "trip", "who brings the tent?"]);
     for member in [&bob, &carol] {
-        let got = member.recv_until(1);
+        let got = member.recv_records(1);
         assert_eq!(texts(&got), ["who brings the tent?"]);
         assert_eq!(got[0]["from"], "alice");
     }
     // Members address the group by its id until it has a name on their device.
     bob.ok(&["send", "--group", &chat_id[..8], "I do"]);
     for member in [&alice, &carol] {
-        let got = member.recv_until(1);
+        let got = member.recv_records(1);
         assert_eq!(texts(&got), ["I do"]);
         assert_eq!(got[0]["from"], "bob");
     }
-    let history = carol.json(&["history", "--group", &chat_id]);
+    let history = carol.records(&["history", "--group", &chat_id]);
     assert_eq!(texts(&history), ["who brings the tent?", "I do"]);
 
     // Membership changes: Dave joins, Bob leaves.
@@ -114,7 +202,7 @@ fn a_group_of_three() {
     alice.ok(&["contact", "add", "dave"]);
     alice.ok(&["group", "add", "trip", "dave"]);
     alice.ok(&["group", "remove", "trip", "bob"]);
-    let listed = alice.json(&["group", "list"]);
+    let listed = alice.records(&["group", "list"]);
     let members: Vec<&str> = listed[0]["members"]
         .as_array()
         .unwrap()
@@ -126,20 +214,21 @@ fn a_group_of_three() {
         "{members:?}"
     );
     alice.ok(&["send", "--group", "trip", "bob is not coming"]);
-    assert_eq!(texts(&dave.recv_until(1)), ["bob is not coming"]);
-    assert_eq!(texts(&carol.recv_until(1)), ["bob is not coming"]);
+    assert_eq!(texts(&dave.recv_records(1)), ["bob is not coming"]);
+    assert_eq!(texts(&carol.recv_records(1)), ["bob is not coming"]);
     assert!(
-        bob.recv_texts().is_empty(),
+        bob.received_texts().is_empty(),
         "a removed member gets nothing new"
     );
-    let (code, _) = alice.fails(&["group", "add", "nowhere", "dave"]);
+    let (code, error) = alice.json_error(&["group", "add", "nowhere", "dave"]);
     assert_eq!(code, 5);
+    assert!(error["error"].as_str().unwrap().contains("unknown group"));
 
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("map.png");
     std::fs::write(&map, [0x89, b'P', b'N', b'G']).unwrap();
     alice.ok(&["send-file", "--group", "trip", map.to_str().unwrap()]);
-    let got = dave.recv_until(1);
+    let got = dave.recv_records(1);
     assert_eq!(got[0]["attachments"][0]["file_name"], "map.png");
     assert_eq!(got[0]["attachments"][0]["content_type"], "image/png");
 }
@@ -148,28 +237,28 @@ fn a_group_of_three() {
 fn a_renamed_group_shows_its_new_title_to_the_other_member() {
     let relay = Relay::start();
     let (alice, bob) = relay.pair();
-    let group = alice.json(&["group", "create", "trip", "--member", "bob"]);
+    let group = alice.records(&["group", "create", "trip", "--member", "bob"]);
     let chat_id = group[0]["chat_id"].as_str().unwrap().to_owned();
     alice.ok(&["send", "--group", "trip", "hello"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["hello"]);
-    let listed = bob.json(&["group", "list"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["hello"]);
+    let listed = bob.records(&["group", "list"]);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "trip");
 
-    let renamed = alice.json(&["group", "rename", "trip", "camping"]);
+    let renamed = alice.records(&["group", "rename", "trip", "camping"]);
     assert_eq!(renamed[0]["name"], "camping");
     assert_eq!(renamed[0]["chat_id"], chat_id.as_str());
     // `group rename` returns once the relay has the new title, so Bob's
     // next fetch applies it without Alice sending anything else.
     bob.ok(&["recv"]);
-    let listed = bob.json(&["group", "list"]);
+    let listed = bob.records(&["group", "list"]);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "camping");
     assert_eq!(listed[0]["chat_id"], chat_id.as_str());
     alice.ok(&["send", "--group", "camping", "new name, same trip"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["new name, same trip"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["new name, same trip"]);
     bob.ok(&["send", "--group", "camping", "seen it"]);
-    assert_eq!(texts(&alice.recv_until(1)), ["seen it"]);
+    assert_eq!(texts(&alice.recv_records(1)), ["seen it"]);
 }
 
 #[test]
@@ -182,10 +271,19 @@ fn exit_codes_tell_what_went_wrong() {
     let (code, stderr) = alice.fails(&["send", "nobody", "hi"]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("unknown contact"), "{stderr}");
-    let (code, _) = alice.fails(&["contact", "add", "nobody"]);
+    let (code, _) = alice.json_error(&["contact", "add", "nobody"]);
     assert_eq!(code, 5);
     let (code, _) = alice.fails(&["send"]);
     assert_eq!(code, 2);
+    // Bad arguments are an `error` record too with --json.
+    let (code, error) = alice.json_error(&["send", "--no-such-option"]);
+    assert_eq!(code, 2);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-option")
+    );
 
     let wrong = std::process::Command::new(common::tern_bin())
         .arg("--home")
@@ -205,17 +303,29 @@ fn exit_codes_tell_what_went_wrong() {
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(1));
-    let error: Value = serde_json::from_slice(&none.stderr).unwrap();
+    let error = stderr_record(&none);
+    assert_eq!(error["type"], "error");
     assert_eq!(error["code"], 1);
     assert!(error["error"].as_str().unwrap().contains("tern init"));
 
     relay.stop();
-    let (code, stderr) = alice.fails(&["send", "bob", "anyone there?", "--timeout", "1"]);
-    assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("queued"), "{stderr}");
-    // The queued message is still in the history.
-    let history = alice.json(&["history", "bob", "--offline"]);
-    assert_eq!(texts(&history), ["anyone there?"]);
+    let (code, error) = alice.json_error(&["send", "bob", "anyone there?", "--timeout", "1"]);
+    assert_eq!(code, 3);
+    assert!(
+        error["error"].as_str().unwrap().contains("queued"),
+        "{error}"
+    );
+    // `history` falls back to the local history, with a warning.
+    let output = alice.tern(&["--json", "history", "bob", "--timeout", "1"]);
+    assert!(output.status.success());
+    assert_eq!(stderr_record(&output)["type"], "warning");
+    // `--no-wait` does not need the relay.
+    let queued = alice.records(&["send", "bob", "--no-wait", "later"]);
+    assert_eq!(queued[0]["status"], "pending");
+    assert_eq!(queued[0]["seq"], Value::Null);
+    // The queued messages are still in the history.
+    let history = alice.records(&["history", "bob", "--offline"]);
+    assert_eq!(texts(&history), ["anyone there?", "later"]);
     assert_eq!(history[0]["status"], "pending");
 }
 
@@ -224,8 +334,8 @@ fn safety_numbers_match_and_verification_is_recorded() {
     let relay = Relay::start();
     let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
-    let theirs = bob.json(&["contact", "verify", "alice"]);
-    let ours = alice.json(&["contact", "verify", "bob", "--mark-verified"]);
+    let theirs = bob.records(&["contact", "verify", "alice"]);
+    let ours = alice.records(&["contact", "verify", "bob", "--mark-verified"]);
     assert_eq!(ours[0]["safety_number"].as_str().unwrap().len(), 60);
     assert_eq!(ours[0]["safety_number"], theirs[0]["safety_number"]);
     assert_eq!(ours[0]["verification"], "verified");
@@ -239,19 +349,28 @@ fn safety_numbers_match_and_verification_is_recorded() {
 }
 
 #[test]
-fn help_documents_exit_codes() {
+fn help_lists_the_documented_exit_codes() {
     let output = std::process::Command::new(common::tern_bin())
         .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
-    assert!(help.contains("Exit codes"));
-    for line in [
-        "3  relay unreachable",
-        "4  wrong passphrase",
-        "6  a verified contact",
-    ] {
-        assert!(help.contains(line), "missing {line:?}");
+    let mut lines = help.lines().skip_while(|l| !l.starts_with("Exit codes"));
+    assert!(lines.next().unwrap().contains("docs/cli.md"), "{help}");
+    let listed: Vec<(u8, &str)> = lines
+        .map_while(|l| {
+            let (code, meaning) = l.trim().split_once("  ")?;
+            Some((code.parse().ok()?, meaning))
+        })
+        .collect();
+    let documented = doc().exit_codes();
+    assert_eq!(listed.len(), documented.len(), "{help}");
+    for ((code, meaning), (doc_code, doc_meaning)) in listed.iter().zip(documented) {
+        assert_eq!(code, doc_code);
+        assert!(
+            doc_meaning.starts_with(meaning),
+            "--help says {code} is {meaning:?}, docs/cli.md {doc_meaning:?}"
+        );
     }
 }
 
@@ -264,7 +383,14 @@ fn a_changed_verified_identity_blocks_sending_until_accepted() {
     alice.forge_contact_key("bob");
     let output = alice.tern(&["contact", "add", "bob"]);
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("CHANGED"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("warning: bob's identity CHANGED"));
+    // With --json, the warning is a record on stderr.
+    let output = alice.tern(&["--json", "contact", "add", "bob"]);
+    assert!(output.status.success());
+    let warning = stderr_record(&output);
+    assert!(warning["warning"].as_str().unwrap().contains("CHANGED"));
+    let contact = record(String::from_utf8_lossy(&output.stdout).trim());
+    assert_eq!(contact["verification"], "identity-changed");
 
     let (code, stderr) = alice.fails(&["send", "bob", "are you still you?"]);
     assert_eq!(code, 6, "{stderr}");
@@ -273,7 +399,7 @@ fn a_changed_verified_identity_blocks_sending_until_accepted() {
 
     alice.ok(&["contact", "verify", "bob", "--accept-change", "--no-qr"]);
     alice.ok(&["send", "bob", "accepted"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["accepted"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["accepted"]);
 }
 
 #[test]
@@ -293,20 +419,22 @@ fn recv_follow_streams_json_lines() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<Value>();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stdout = follow.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if lines_tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+            if lines_tx.send(line).is_err() {
                 return;
             }
         }
     });
     let next = || {
-        lines
-            .recv_timeout(common::DEADLINE)
-            .expect("a line from recv --follow")
+        record(
+            &lines
+                .recv_timeout(common::DEADLINE)
+                .expect("a line from recv --follow"),
+        )
     };
     assert_eq!(next()["text"], "first");
     alice.ok(&["send", "bob", "second"]);
@@ -318,7 +446,7 @@ fn recv_follow_streams_json_lines() {
     follow.kill().unwrap();
     follow.wait().unwrap();
     // What --follow printed is not printed again.
-    assert!(bob.recv_texts().is_empty());
+    assert!(bob.received_texts().is_empty());
 }
 
 #[test]
@@ -327,9 +455,9 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     let (alice, bob) = relay.pair();
     bob.ok(&["contact", "add", "alice"]);
     alice.ok(&["send", "bob", "before the laptop"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["before the laptop"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["before the laptop"]);
     bob.ok(&["send", "alice", "reply before the laptop"]);
-    assert_eq!(texts(&alice.recv_until(1)), ["reply before the laptop"]);
+    assert_eq!(texts(&alice.recv_records(1)), ["reply before the laptop"]);
 
     // `link new` runs on the existing device and prints the code first.
     let (mut link, mut lines, code) = link_new(&alice, &[]);
@@ -339,16 +467,16 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
         home: tempfile::tempdir().unwrap(),
         name: "alice's laptop".into(),
     };
-    let created = laptop.json(&link_accept(&relay, &code));
+    let created = laptop.records(&link_accept(&relay, &code));
     assert_eq!(created[0]["user_name"], "alice");
     assert_eq!(created[0]["device_id"], 2);
-    let linked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let linked = record(&lines.next().unwrap().unwrap());
     assert_eq!(linked["type"], "linked");
     assert_eq!(linked["device_id"], 2);
     assert!(link.wait().unwrap().success());
 
     // The history came with the link.
-    let history = laptop.json(&["history", "bob", "--offline"]);
+    let history = laptop.records(&["history", "bob", "--offline"]);
     assert_eq!(
         texts(&history),
         ["before the laptop", "reply before the laptop"]
@@ -365,7 +493,7 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     let (_, error) = tablet.fails(&again);
     assert!(error.contains("expired"), "{error}");
 
-    let devices = alice.json(&["device", "list"]);
+    let devices = alice.records(&["device", "list"]);
     assert_eq!(devices.len(), 2);
     assert_eq!(
         devices.iter().filter(|d| d["this_device"] == true).count(),
@@ -374,10 +502,10 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
 
     // Bob's message reaches both of Alice's devices.
     bob.ok(&["send", "alice", "to both of you"]);
-    assert_eq!(texts(&alice.recv_until(1)), ["to both of you"]);
+    assert_eq!(texts(&alice.recv_records(1)), ["to both of you"]);
     // The laptop's first `recv` also shows the history it was linked with.
     assert_eq!(
-        texts(&laptop.recv_until(3)),
+        texts(&laptop.recv_records(3)),
         [
             "before the laptop",
             "reply before the laptop",
@@ -386,12 +514,12 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     );
     // What the laptop sends shows up on Bob's side and on Alice's phone.
     laptop.ok(&["send", "bob", "sent from the laptop"]);
-    assert_eq!(texts(&bob.recv_until(1)), ["sent from the laptop"]);
-    let mirrored = alice.recv_until(1);
+    assert_eq!(texts(&bob.recv_records(1)), ["sent from the laptop"]);
+    let mirrored = alice.recv_records(1);
     assert_eq!(texts(&mirrored), ["sent from the laptop"]);
     assert_eq!(mirrored[0]["outgoing"], true);
     assert_eq!(mirrored[0]["device"], 2);
-    let history = laptop.json(&["history", "bob"]);
+    let history = laptop.records(&["history", "bob"]);
     assert_eq!(
         texts(&history),
         [
@@ -403,7 +531,7 @@ fn a_linked_second_device_sees_history_and_new_messages_and_can_be_removed() {
     );
 
     alice.ok(&["device", "remove", "2"]);
-    assert_eq!(alice.json(&["device", "list"]).len(), 1);
+    assert_eq!(alice.records(&["device", "list"]).len(), 1);
 }
 
 /// Starts `tern --json link new ARGS` on `user`'s device; returns the
@@ -428,7 +556,7 @@ fn link_new(
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(link.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let first = record(&lines.next().unwrap().unwrap());
     assert_eq!(first["type"], "link_code");
     let code = first["code"].as_str().unwrap().to_owned();
     (link, lines, code)
@@ -470,14 +598,14 @@ fn a_refused_expired_or_mistyped_link_code_fails_with_a_clear_error() {
 
     // `link new` gives up at once: its code expires unused.
     let offer = alice.tern(&["--json", "link", "new", "--timeout", "0"]);
-    assert!(!offer.status.success());
-    let first: Value = serde_json::from_str(
+    assert_eq!(offer.status.code(), Some(1));
+    let first = record(
         String::from_utf8_lossy(&offer.stdout)
             .lines()
             .next()
             .unwrap(),
-    )
-    .unwrap();
+    );
+    assert_eq!(stderr_record(&offer)["code"], 1);
     let (code, error) = accept(first["code"].as_str().unwrap());
     assert_eq!(code, 1, "{error}");
     assert!(error.contains("expired"), "{error}");
@@ -491,7 +619,7 @@ fn a_refused_expired_or_mistyped_link_code_fails_with_a_clear_error() {
     assert!(error.contains("refused the link request"), "{error}");
     assert_eq!(link.wait().unwrap().code(), Some(2));
     assert!(laptop.fails(&["whoami"]).1.contains("no account"));
-    assert_eq!(alice.json(&["device", "list"]).len(), 1);
+    assert_eq!(alice.records(&["device", "list"]).len(), 1);
 }
 
 #[test]
@@ -505,11 +633,11 @@ fn a_file_round_trip_keeps_every_byte() {
         .collect();
     let path = dir.path().join("notes.bin");
     std::fs::write(&path, &original).unwrap();
-    let sent = alice.json(&["send-file", "bob", path.to_str().unwrap()]);
+    let sent = alice.records(&["send-file", "bob", path.to_str().unwrap()]);
     assert_eq!(sent[0]["status"], "sent");
     assert_eq!(sent[0]["attachments"][0]["file_name"], "notes.bin");
 
-    let got = bob.recv_until(1);
+    let got = bob.recv_records(1);
     let file = &got[0]["attachments"][0];
     assert_eq!(file["file_name"], "notes.bin");
     assert_eq!(file["size"], 300_000);
@@ -517,7 +645,7 @@ fn a_file_round_trip_keeps_every_byte() {
     let id = got[0]["id"].as_i64().unwrap().to_string();
 
     let out = dir.path().join("received.bin");
-    let saved = bob.json(&["download", &id, "--out", out.to_str().unwrap()]);
+    let saved = bob.records(&["download", &id, "--out", out.to_str().unwrap()]);
     assert_eq!(saved[0]["size"], 300_000);
     assert!(
         std::fs::read(&out).unwrap() == original,
@@ -527,6 +655,58 @@ fn a_file_round_trip_keeps_every_byte() {
     assert_eq!(code, 2, "an existing file is not overwritten");
     let (code, _) = bob.fails(&["download", "999999"]);
     assert_eq!(code, 5);
-    let history = bob.json(&["history", "alice"]);
+    let history = bob.records(&["history", "alice"]);
     assert_eq!(history[0]["attachments"][0]["downloaded"], true);
+}
+
+#[test]
+fn groups_take_registered_users_who_are_not_contacts_yet() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    let carol = relay.user("carol");
+    let contact_names = |user: &User| -> Vec<String> {
+        let contacts = user.records(&["contact", "list"]);
+        contacts
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(contact_names(&alice).is_empty());
+
+    // `group create` looks Bob up on the relay and adds him as a contact.
+    let group = alice.records(&["group", "create", "hike", "--member", "bob"]);
+    assert_eq!(group.len(), 1, "{group:?}");
+    assert_eq!(group[0]["type"], "group");
+    assert_eq!(group[0]["name"], "hike");
+    let mut members: Vec<&str> = group[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, ["alice", "bob"]);
+    assert_eq!(contact_names(&alice), ["bob"]);
+
+    // So does `group add` for Carol.
+    let added = alice.records(&["group", "add", "hike", "carol"]);
+    assert_eq!(added[0]["type"], "membership");
+    assert_eq!(added[0]["user"], "carol");
+    assert_eq!(added[0]["change"], "added");
+    let mut contacts = contact_names(&alice);
+    contacts.sort_unstable();
+    assert_eq!(contacts, ["bob", "carol"]);
+
+    alice.ok(&["send", "--group", "hike", "boots on at eight"]);
+    for member in [&bob, &carol] {
+        assert_eq!(texts(&member.recv_records(1)), ["boots on at eight"]);
+    }
+
+    // A name nobody registered is still unknown, and nothing is created.
+    let (code, error) = alice.json_error(&["group", "add", "hike", "nobody"]);
+    assert_eq!(code, 5, "{error}");
+    let (code, _) = alice.json_error(&["group", "create", "ghosts", "--member", "nobody"]);
+    assert_eq!(code, 5);
+    assert_eq!(alice.records(&["group", "list"]).len(), 1);
 }

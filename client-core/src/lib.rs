@@ -1,24 +1,40 @@
-//! Tern client core.
+//! Tern client core: one [`Client`] per device, the API that the `tern` CLI
+//! and the FFI bindings use.
 //!
-//! [`crypto`] holds the sans-IO end-to-end cryptography: identities, prekeys,
-//! the PQXDH handshake, the Double Ratchet, per-device sessions, group sender
-//! keys and safety numbers. It never performs I/O and never persists anything
-//! itself: state leaves it only as versioned byte strings for the encrypted store.
+//! The public surface is what this page lists: the [`Client`] and its
+//! [`ClientConfig`], owned value types (ids, [`Message`], [`ChatInfo`], …),
+//! one error enum ([`ClientError`]) with stable variants, and the
+//! [`ClientEvent`]s a host receives through [`Client::subscribe`]. Two
+//! injection points serve hosts and tests: the [`Clock`] and a [`RelayLayer`]
+//! that wraps every relay connection the client opens.
 //!
-//! [`client`] is the public API for hosts (the CLI, the FFI): one [`Client`]
-//! per device, owned types, one error enum and an event subscription. The
-//! [`sync`] engine behind it runs the outbox, receipts, resync and reconnects.
-//!
-//! [`net`] is the relay connection: QUIC with a pinned certificate, device
-//! authentication, requests, the delivery stream and ephemeral datagrams.
-//!
-//! [`store`] is the encrypted local store (SQLCipher): keys, sessions,
-//! contacts, chats, message history with full-text search, cursors and outbox.
+//! Inside, the layers run one way (`docs/architecture.md`; a test checks it):
+//! `client` (the API) → `sync` (the engine: outbox, send, receive, resync,
+//! receipts, group sender keys, prekey rotation) → `model` (shared values,
+//! events, errors) → [`net`] (the QUIC relay connection, public for low-level
+//! tools) and `tern-store` (the encrypted local store). Every cryptographic
+//! construction is in `tern-crypto`. [`content`] is the end-to-end plaintext
+//! format (`docs/client.md` §3), public so other implementations can test
+//! against it.
 
-pub mod client;
-pub mod crypto;
+#![deny(unreachable_pub)]
+
+mod client;
+mod model;
 pub mod net;
-pub mod store;
-pub mod sync;
+mod random;
+/// The encrypted local store is its own crate; `crate::store` names it here.
+use tern_store as store;
+mod sync;
 
-pub use client::{Client, ClientConfig, ClientError, ClientEvent};
+pub use client::{
+    AccountInfo, AttachmentInfo, BlobSink, BlobSource, ChatId, ChatInfo, ChatKind, Client,
+    ClientConfig, ClientError, ClientEvent, ClientMessageId, Clock, ConnectionState, ContactInfo,
+    DeliveryStatus, DeviceInfo, EventSubscription, KdfParams, KeySource, LinkApproval, LinkFuture,
+    LinkOffer, Message, MessageId, PrekeyRotation, PrekeyRotations, Relay, RelayEvents, RelayLayer,
+    RelayLink, SearchHit, SearchQuery, SyncSummary, SystemClock, TransferState, UserId,
+    Verification, direct_chat_id,
+};
+pub use net::{NetError, RelayAddress};
+pub use sync::content;
+pub use tern_transport::{CertFingerprint, TrustPolicy};

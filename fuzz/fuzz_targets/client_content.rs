@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::sync::content::Payload;
+use tern_core::content::Payload;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Payload::decode(data);

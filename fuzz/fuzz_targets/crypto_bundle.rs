@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::crypto::prekeys::PreKeyBundle;
+use tern_crypto::prekeys::PreKeyBundle;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = PreKeyBundle::decode(data) {

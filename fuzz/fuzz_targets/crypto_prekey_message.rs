@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::crypto::pqxdh::PreKeyMessage;
+use tern_crypto::pqxdh::PreKeyMessage;
 
 fuzz_target!(|data: &[u8]| {
     let _ = PreKeyMessage::decode(data);

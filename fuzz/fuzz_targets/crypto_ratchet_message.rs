@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::crypto::ratchet::RatchetMessage;
+use tern_crypto::ratchet::RatchetMessage;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = RatchetMessage::decode(data) {

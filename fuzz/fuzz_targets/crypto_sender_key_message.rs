@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::crypto::sender_key::{SenderKeyMessage, SenderKeyRecord};
+use tern_crypto::sender_key::{SenderKeyMessage, SenderKeyRecord};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = SenderKeyMessage::decode(data) {

@@ -7,11 +7,11 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
-use tern_core::crypto::identity::DeviceIdentity;
-use tern_core::crypto::pqxdh::PreKeyMessage;
-use tern_core::crypto::prekeys::{KemPreKey, KemPreKeyKind, PreKeyBundle, SignedPreKey};
-use tern_core::crypto::ratchet::RatchetMessage;
-use tern_core::crypto::session::Session;
+use tern_crypto::identity::DeviceIdentity;
+use tern_crypto::pqxdh::PreKeyMessage;
+use tern_crypto::prekeys::{KemPreKey, KemPreKeyKind, PreKeyBundle, SignedPreKey};
+use tern_crypto::ratchet::RatchetMessage;
+use tern_crypto::session::Session;
 
 /// Bob's session after Alice's first message, and Alice's genuine second message.
 fn fixture() -> &'static (Session, RatchetMessage) {

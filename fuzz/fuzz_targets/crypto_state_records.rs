@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_core::crypto::prekeys::{KemPreKey, OneTimePreKey, SignedPreKey};
-use tern_core::crypto::rotation::RotationSchedule;
+use tern_crypto::prekeys::{KemPreKey, OneTimePreKey, SignedPreKey};
+use tern_crypto::rotation::RotationSchedule;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = SignedPreKey::from_bytes(data) {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use tern_protocol::wire::{ChatKind, DeviceCiphertext, SignedDeviceList};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
-use tern_relay::config::Synchronous;
+use tern_relay::Synchronous;
 use tern_relay::store::sqlite::SqliteStore;
 use tern_relay::store::{
     DeviceAddr, DeviceListUpdate, LogAppend, MembershipAppend, MessageAppend, NewAccount, Store,

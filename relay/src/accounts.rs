@@ -26,7 +26,7 @@ fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], RelayError> {
 impl Relay {
     /// Creates an account; on success the connection is authenticated as
     /// the registering device.
-    pub async fn register_account(
+    pub(crate) async fn register_account(
         &self,
         r: RegisterAccount,
         binding: &AuthBinding,
@@ -76,7 +76,7 @@ impl Relay {
     }
 
     /// Registers a device named in the account's current list.
-    pub async fn register_device(
+    pub(crate) async fn register_device(
         &self,
         r: RegisterDevice,
         binding: &AuthBinding,
@@ -99,7 +99,7 @@ impl Relay {
     }
 
     /// Checks a connection's proof of possession of a registered device key.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         a: Authenticate,
         binding: &AuthBinding,

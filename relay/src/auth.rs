@@ -12,7 +12,7 @@ use crate::store::DeviceListUpdate;
 
 /// What a device signature on this connection must cover.
 #[derive(Clone)]
-pub struct AuthBinding {
+pub(crate) struct AuthBinding {
     /// The relay's fresh challenge.
     pub challenge: [u8; CHALLENGE_LEN],
     /// The TLS exporter value of this connection.
@@ -21,12 +21,16 @@ pub struct AuthBinding {
 
 impl AuthBinding {
     /// `AUTH_SIGNATURE_CONTEXT || challenge || exporter`.
-    pub fn message(&self) -> Vec<u8> {
+    pub(crate) fn message(&self) -> Vec<u8> {
         tern_protocol::auth_message(&self.challenge, &self.exporter)
     }
 
     /// Checks a device's signature over [`Self::message`].
-    pub fn verify(&self, identity_key: &[u8; 32], signature: &[u8]) -> Result<(), RelayError> {
+    pub(crate) fn verify(
+        &self,
+        identity_key: &[u8; 32],
+        signature: &[u8],
+    ) -> Result<(), RelayError> {
         verify(identity_key, &self.message(), signature)
             .map_err(|_| RelayError::Unauthenticated("invalid device signature"))
     }
@@ -41,7 +45,7 @@ fn verify(key: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), ()> {
 
 /// Decodes a signed device list and checks the account key's signature
 /// over `DEVICE_LIST_SIGNATURE_CONTEXT || device_list`.
-pub fn verify_device_list(
+pub(crate) fn verify_device_list(
     account_key: &[u8; 32],
     signed: &SignedDeviceList,
 ) -> Result<DeviceListUpdate, RelayError> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Default UDP listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 /// Default data directory.
-pub const DEFAULT_DATA_DIR: &str = "tern-data";
+pub(crate) const DEFAULT_DATA_DIR: &str = "tern-data";
 
 /// The whole relay configuration.
 #[derive(Debug, Clone, Deserialize)]

@@ -30,11 +30,11 @@ use crate::service::{Relay, Session, now_ms};
 use crate::store::DeviceAddr;
 
 /// Application close code: authentication failed or timed out.
-pub const CLOSE_UNAUTHENTICATED: u32 = 1;
+pub(crate) const CLOSE_UNAUTHENTICATED: u32 = 1;
 /// Application close code: the relay is shutting down.
-pub const CLOSE_SHUTDOWN: u32 = 3;
+pub(crate) const CLOSE_SHUTDOWN: u32 = 3;
 /// Application close code: the device was removed from its account.
-pub const CLOSE_REVOKED: u32 = 4;
+pub(crate) const CLOSE_REVOKED: u32 = 4;
 
 /// How long a connection with an open provisioning mailbox may wait,
 /// unauthenticated, for the message that lets it register.
@@ -84,7 +84,7 @@ fn error_frame(e: &RelayError, request_id: u64) -> ServerFrame {
 }
 
 /// Serves one incoming connection until it closes.
-pub async fn serve(relay: Arc<Relay>, incoming: quinn::Incoming) {
+pub(crate) async fn serve(relay: Arc<Relay>, incoming: quinn::Incoming) {
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {

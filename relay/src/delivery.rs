@@ -23,14 +23,14 @@ const DELIVERY_WRITE_BATCH: usize = 64 * 1024;
 /// The connection's delivery stream, opened on first use (authentication
 /// or an open provisioning mailbox, whichever comes first) and shared by
 /// every writer so that the connection has exactly one.
-pub struct Outlet {
+pub(crate) struct Outlet {
     conn: Connection,
     stream: tokio::sync::Mutex<Option<SendStream>>,
 }
 
 impl Outlet {
     /// An outlet for `conn`; nothing is opened yet.
-    pub fn new(conn: Connection) -> Self {
+    pub(crate) fn new(conn: Connection) -> Self {
         Self {
             conn,
             stream: tokio::sync::Mutex::new(None),
@@ -38,7 +38,7 @@ impl Outlet {
     }
 
     /// Writes encoded frames, opening the stream if needed.
-    pub async fn write(&self, bytes: &[u8]) -> Result<(), FrameError> {
+    pub(crate) async fn write(&self, bytes: &[u8]) -> Result<(), FrameError> {
         let mut stream = self.stream.lock().await;
         if stream.is_none() {
             let opened = self

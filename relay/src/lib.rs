@@ -1,37 +1,48 @@
 //! Tern relay: stores and forwards end-to-end encrypted messages over QUIC.
 //!
 //! Layers, from the wire inwards:
-//! - [`server`] and [`connection`]: the thin quinn/tokio shell (TLS in
-//!   [`tls`], frame I/O from `tern-transport`);
-//! - [`service::Relay`] and the domain modules it dispatches to
-//!   ([`accounts`], [`prekeys`], [`chats`], [`messages`]), with
-//!   proofs of key possession in [`auth`];
-//! - [`router`]: online devices and bounded per-connection mailboxes;
-//! - [`log_writer`]: the group-commit writer of the chat logs;
+//! - `server` and `connection`: the thin quinn/tokio shell (TLS in
+//!   `tls`, frame I/O from `tern-transport`);
+//! - `service::Relay` and the domain modules it dispatches to
+//!   (`accounts`, `prekeys`, `chats`, `messages`), with
+//!   proofs of key possession in `auth`;
+//! - `router`: online devices and bounded per-connection mailboxes;
+//! - `log_writer`: the group-commit writer of the chat logs;
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite).
+//!
+//! The public surface is what this page lists: the [`Server`] and its
+//! [`Config`], the storage trait and its SQLite backend ([`store`], which
+//! other backends implement), the TLS helpers ([`tls`]) and a few items the
+//! tests and tools need. Every other module is private.
 
-pub mod accounts;
-pub mod auth;
-pub mod blobs;
-pub mod chats;
-pub mod config;
-pub mod connection;
-pub mod delivery;
-pub mod error;
-pub mod log_writer;
-pub mod messages;
-pub mod metrics;
-pub mod prekeys;
-pub mod presence;
-pub mod provisioning;
-pub mod push;
-pub mod ratelimit;
-pub mod router;
-pub mod server;
-pub mod service;
+#![deny(unreachable_pub)]
+
+mod accounts;
+mod auth;
+mod blobs;
+mod chats;
+mod config;
+mod connection;
+mod delivery;
+mod error;
+mod log_writer;
+mod messages;
+mod metrics;
+mod prekeys;
+mod presence;
+mod provisioning;
+mod push;
+mod ratelimit;
+mod router;
+mod server;
+mod service;
 pub mod store;
 pub mod tls;
 
-pub use config::Config;
+pub use accounts::{invite_hash, new_invite_token};
+pub use blobs::BlobStore;
+pub use config::{Config, LimitsConfig, Registration, Synchronous};
+pub use connection::MAX_PIPELINED_REQUESTS;
 pub use error::{RelayError, StoreError};
 pub use server::Server;
+pub use service::now_ms;

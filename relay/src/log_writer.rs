@@ -32,7 +32,7 @@ struct Job {
 
 /// Handle to the writer thread; cloning shares the queue.
 #[derive(Clone)]
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     tx: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
 }
@@ -40,7 +40,7 @@ pub struct LogWriter {
 impl LogWriter {
     /// Starts the writer thread. It stops once every handle is dropped and
     /// the queue is drained, so in-flight commits always finish.
-    pub fn spawn(
+    pub(crate) fn spawn(
         store: Arc<dyn Store>,
         router: Arc<Router>,
         metrics: Arc<Metrics>,
@@ -63,7 +63,7 @@ impl LogWriter {
 
     /// Appends one item and waits until it is durable. The backend checks
     /// the item against the chat's state inside the commit transaction.
-    pub async fn append(&self, item: LogAppend) -> Result<Appended, RelayError> {
+    pub(crate) async fn append(&self, item: LogAppend) -> Result<Appended, RelayError> {
         let (reply, answer) = oneshot::channel();
         self.metrics
             .commit_queue_depth

@@ -1,5 +1,6 @@
 //! `tern-relay`: run the relay, issue invites, back up the database.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -107,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -118,9 +120,9 @@ fn main() -> anyhow::Result<()> {
             action: InviteAction::Create { common },
         } => {
             let store = open_store(&load(&common)?)?;
-            let token = tern_relay::accounts::new_invite_token()?;
-            let now = tern_relay::service::now_ms();
-            store.create_invite(&tern_relay::accounts::invite_hash(&token), now)?;
+            let token = tern_relay::new_invite_token()?;
+            let now = tern_relay::now_ms();
+            store.create_invite(&tern_relay::invite_hash(&token), now)?;
             println!("{token}");
             Ok(())
         }

@@ -15,7 +15,7 @@ use crate::router::Router;
 
 /// A fixed-bucket histogram.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     buckets: Vec<AtomicU64>,
     sum_micro: AtomicU64,
@@ -33,7 +33,7 @@ impl Histogram {
     }
 
     /// Records one observation.
-    pub fn observe(&self, value: f64) {
+    pub(crate) fn observe(&self, value: f64) {
         if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -114,7 +114,7 @@ fn request_index(kind: &request::Kind) -> usize {
 
 /// Every metric the relay exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Authenticated connections open now.
     pub connections: AtomicI64,
     /// Sends accepted (acknowledged to the sender, resends included).
@@ -167,7 +167,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a request of an authenticated device.
-    pub fn count_request(&self, kind: &request::Kind) {
+    pub(crate) fn count_request(&self, kind: &request::Kind) {
         self.requests[request_index(kind)].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -185,7 +185,7 @@ impl Metrics {
 
     /// The metrics in Prometheus text format; `router` supplies the live
     /// delivery queue depth.
-    pub fn render(&self, router: &Router) -> String {
+    pub(crate) fn render(&self, router: &Router) -> String {
         let mut out = String::new();
         let gauges = [
             (
@@ -282,14 +282,14 @@ const MAX_REQUEST_HEAD: usize = 4096;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds the metrics endpoint (before the runtime serves it).
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     metrics: Arc<Metrics>,
     router: Arc<Router>,

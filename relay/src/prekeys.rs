@@ -12,7 +12,7 @@ use crate::service::Relay;
 use crate::store::{DeviceAddr, PrekeyCounts, PrekeyUpload};
 
 /// Most one-time prekeys of each kind stored per device.
-pub const MAX_PREKEY_STOCK: u32 = 1000;
+pub(crate) const MAX_PREKEY_STOCK: u32 = 1000;
 
 fn stock(c: PrekeyCounts) -> PrekeyStock {
     PrekeyStock {

@@ -26,7 +26,7 @@ struct Book {
 /// Who watches whose presence. In memory only: subscriptions belong to
 /// connections and are renewed when a device reconnects.
 #[derive(Default)]
-pub struct PresenceBook(Mutex<Book>);
+pub(crate) struct PresenceBook(Mutex<Book>);
 
 fn presence_event(user: UserId, online: bool, last_seen_ms: u64) -> Outbound {
     Outbound::Ephemeral(EphemeralEvent {
@@ -46,7 +46,7 @@ impl PresenceBook {
     }
 
     /// Drops a connection's subscription.
-    pub fn forget(&self, mailbox: &Mailbox) {
+    pub(crate) fn forget(&self, mailbox: &Mailbox) {
         let mut book = self.lock();
         for user in book.watching.remove(&mailbox.id()).unwrap_or_default() {
             if let Some(w) = book.watchers.get_mut(&user) {
@@ -59,7 +59,7 @@ impl PresenceBook {
     }
 
     /// Replaces a connection's subscription.
-    pub fn subscribe(&self, mailbox: &Arc<Mailbox>, users: Vec<UserId>) {
+    pub(crate) fn subscribe(&self, mailbox: &Arc<Mailbox>, users: Vec<UserId>) {
         self.forget(mailbox);
         let mut book = self.lock();
         for user in &users {
@@ -72,12 +72,12 @@ impl PresenceBook {
     }
 
     /// When `user` was last seen online (0 if never since start).
-    pub fn last_seen(&self, user: &UserId) -> u64 {
+    pub(crate) fn last_seen(&self, user: &UserId) -> u64 {
         self.lock().last_seen.get(user).copied().unwrap_or(0)
     }
 
     /// Tells every watcher of `user` that it came online or went offline.
-    pub fn publish(&self, user: UserId, online: bool) {
+    pub(crate) fn publish(&self, user: UserId, online: bool) {
         let now = now_ms();
         let watchers: Vec<Arc<Mailbox>> = {
             let mut book = self.lock();

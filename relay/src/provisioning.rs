@@ -23,10 +23,10 @@ type Address = [u8; PROVISIONING_ADDRESS_LEN];
 
 /// Open provisioning mailboxes by address.
 #[derive(Default)]
-pub struct ProvisioningBoard(Mutex<HashMap<Address, mpsc::Sender<ProvisioningMessage>>>);
+pub(crate) struct ProvisioningBoard(Mutex<HashMap<Address, mpsc::Sender<ProvisioningMessage>>>);
 
 /// An open mailbox; closing it (drop) frees the address.
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     /// Its address.
     pub address: Address,
     board: Arc<ProvisioningBoard>,
@@ -48,7 +48,7 @@ impl ProvisioningBoard {
     }
 
     /// Opens a mailbox whose messages are written to `outlet`.
-    pub fn open(self: &Arc<Self>, outlet: Arc<Outlet>) -> Result<Mailbox, RelayError> {
+    pub(crate) fn open(self: &Arc<Self>, outlet: Arc<Outlet>) -> Result<Mailbox, RelayError> {
         let mut address = [0u8; PROVISIONING_ADDRESS_LEN];
         getrandom::fill(&mut address).map_err(|_| RelayError::Unavailable("no randomness"))?;
         let (tx, rx) = mpsc::channel(MAILBOX_LEN);
@@ -67,7 +67,7 @@ impl ProvisioningBoard {
     }
 
     /// Delivers a message to an open mailbox.
-    pub fn send(&self, address: &[u8], ciphertext: Bytes) -> Result<(), RelayError> {
+    pub(crate) fn send(&self, address: &[u8], ciphertext: Bytes) -> Result<(), RelayError> {
         let address = Address::try_from(address)
             .map_err(|_| RelayError::BadRequest("provisioning address length"))?;
         let tx = self

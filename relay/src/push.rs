@@ -34,7 +34,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// How wakeups are sent: which schemes are allowed and whom TLS trusts.
 #[derive(Clone)]
-pub struct PushClient {
+pub(crate) struct PushClient {
     allow_http: bool,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -60,7 +60,7 @@ impl PushClient {
     /// Trusts the system CA bundle plus `config.extra_ca_file`, read now:
     /// an unreadable extra file is a start-up error; a missing system
     /// bundle only leaves the extra roots.
-    pub fn new(config: &PushConfig) -> Result<Self, TlsError> {
+    pub(crate) fn new(config: &PushConfig) -> Result<Self, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         if let Err(e) = add_pem_roots(&mut roots, Path::new(SYSTEM_CA_BUNDLE)) {
             tracing::warn!(error = %e, "no system CA bundle for https push endpoints");
@@ -89,13 +89,13 @@ impl PushClient {
 
 /// Hands wakeups to the push worker.
 #[derive(Clone)]
-pub struct Pusher {
+pub(crate) struct Pusher {
     tx: mpsc::Sender<UserId>,
 }
 
 impl Pusher {
     /// Starts the worker on the current tokio runtime.
-    pub fn spawn(store: Arc<dyn Store>, config: &PushConfig) -> Result<Self, TlsError> {
+    pub(crate) fn spawn(store: Arc<dyn Store>, config: &PushConfig) -> Result<Self, TlsError> {
         let client = PushClient::new(config)?;
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         tokio::spawn(run(store, rx, client));
@@ -103,7 +103,7 @@ impl Pusher {
     }
 
     /// Wakes the devices of an account that has no connection (never blocks).
-    pub fn wake(&self, user: UserId) {
+    pub(crate) fn wake(&self, user: UserId) {
         let _ = self.tx.try_send(user);
     }
 }
@@ -143,7 +143,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<UserId>, client: Push
 
 /// Why a wakeup could not be delivered.
 #[derive(Debug, thiserror::Error)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The URL is not usable.
     #[error("push endpoint refused: {0}")]
     BadUrl(&'static str),
@@ -195,7 +195,7 @@ fn parse(url: &str, allow_http: bool) -> Result<Target<'_>, PushError> {
 
 impl PushClient {
     /// Sends one content-free POST and checks for a 2xx answer.
-    pub fn post(&self, url: &str) -> Result<(), PushError> {
+    pub(crate) fn post(&self, url: &str) -> Result<(), PushError> {
         let t = parse(url, self.allow_http)?;
         let addr = (t.host, t.port)
             .to_socket_addrs()?

@@ -17,7 +17,7 @@ struct Bucket {
 
 /// A per-key token bucket: `rate` tokens per second, at most `burst`.
 #[derive(Debug)]
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     rate: f64,
     burst: f64,
     buckets: Mutex<HashMap<K, Bucket>>,
@@ -25,7 +25,7 @@ pub struct RateLimiter<K> {
 
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// A limiter; a `rate` of 0 disables it.
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
@@ -34,7 +34,7 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
     }
 
     /// Takes one token for `key`, or says how long to wait for one.
-    pub fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
         if self.rate <= 0.0 {
             return Ok(());
         }

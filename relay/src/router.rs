@@ -26,7 +26,7 @@ use crate::store::DeviceAddr;
 
 /// A log entry that is durably committed, as the router fans it out.
 #[derive(Debug)]
-pub struct CommittedEntry {
+pub(crate) struct CommittedEntry {
     /// Chat.
     pub chat_id: ChatId,
     /// Offset in the chat log.
@@ -60,7 +60,7 @@ pub struct CommittedEntry {
 
 impl CommittedEntry {
     /// The ciphertext addressed to `device`, if the sender wrote one.
-    pub fn ciphertext_for(&self, device: DeviceAddr) -> Option<&Bytes> {
+    pub(crate) fn ciphertext_for(&self, device: DeviceAddr) -> Option<&Bytes> {
         self.device_ciphertexts
             .iter()
             .find(|dc| dc.device_id == device.device && dc.user_id[..] == device.user.0[..])
@@ -68,7 +68,7 @@ impl CommittedEntry {
     }
 
     /// The entry as one device sees it: its own ciphertext, never another's.
-    pub fn delivery_for(&self, device: DeviceAddr) -> Delivery {
+    pub(crate) fn delivery_for(&self, device: DeviceAddr) -> Delivery {
         let ciphertext = self.ciphertext_for(device).cloned().unwrap_or_default();
         Delivery {
             chat_id: self.chat_id.to_wire(),
@@ -91,7 +91,7 @@ impl CommittedEntry {
 
 /// What the router hands to a connection.
 #[derive(Debug, Clone)]
-pub enum Outbound {
+pub(crate) enum Outbound {
     /// Committed log entries of one commit, in seq order per chat; the
     /// connection renders the device's view of each.
     Entries(Vec<Arc<CommittedEntry>>),
@@ -103,7 +103,7 @@ pub enum Outbound {
 
 /// The bounded queue between the router and one connection.
 #[derive(Debug)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     /// The device this connection authenticated as.
     pub device: DeviceAddr,
     id: u64,
@@ -118,7 +118,7 @@ pub struct Mailbox {
 
 impl Outbound {
     /// How much of a mailbox's capacity this takes: one per entry.
-    pub fn weight(&self) -> usize {
+    pub(crate) fn weight(&self) -> usize {
         match self {
             Self::Entries(entries) => entries.len(),
             Self::Event(_) | Self::Ephemeral(_) => 1,
@@ -130,7 +130,7 @@ impl Mailbox {
     /// Queues an event. When the queue is full the mailbox switches to
     /// lagging: this and later events are dropped (they are in the log)
     /// until the connection has told the device to sync.
-    pub fn push(&self, out: Outbound) -> bool {
+    pub(crate) fn push(&self, out: Outbound) -> bool {
         if self.lagging.load(Ordering::Acquire) || self.is_revoked() {
             return false;
         }
@@ -158,47 +158,47 @@ impl Mailbox {
     }
 
     /// Releases the capacity of an item the connection took off the queue.
-    pub fn taken(&self, out: &Outbound) {
+    pub(crate) fn taken(&self, out: &Outbound) {
         self.queued.fetch_sub(out.weight(), Ordering::AcqRel);
     }
 
     /// Unique id of this mailbox.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// Whether events were dropped since the last [`Self::clear_lagging`].
-    pub fn is_lagging(&self) -> bool {
+    pub(crate) fn is_lagging(&self) -> bool {
         self.lagging.load(Ordering::Acquire)
     }
 
     /// Resumes pushing; call after SyncNeeded was written.
-    pub fn clear_lagging(&self) {
+    pub(crate) fn clear_lagging(&self) {
         self.lagging.store(false, Ordering::Release);
     }
 
     /// Resolves when the mailbox switched to lagging or was revoked.
-    pub async fn lagged(&self) {
+    pub(crate) async fn lagged(&self) {
         self.wake.notified().await;
     }
 
     /// Whether the device was removed from its account: its connection
     /// must end.
-    pub fn is_revoked(&self) -> bool {
+    pub(crate) fn is_revoked(&self) -> bool {
         self.revoked.load(Ordering::Acquire)
     }
 }
 
 /// Online devices by account.
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     online: RwLock<HashMap<UserId, Vec<Arc<Mailbox>>>>,
     next_id: AtomicU64,
 }
 
 impl Router {
     /// An empty router.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -216,7 +216,7 @@ impl Router {
 
     /// Registers an authenticated connection with a queue of `capacity`;
     /// the flag tells whether the account just came online.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         device: DeviceAddr,
         capacity: usize,
@@ -240,7 +240,7 @@ impl Router {
     }
 
     /// Removes a connection's mailbox; true when the account went offline.
-    pub fn unregister(&self, mailbox: &Mailbox) -> bool {
+    pub(crate) fn unregister(&self, mailbox: &Mailbox) -> bool {
         let mut online = self.write();
         let Some(list) = online.get_mut(&mailbox.device.user) else {
             return false;
@@ -255,7 +255,7 @@ impl Router {
 
     /// Ends the connections of devices removed from (or re-keyed in) an
     /// account's device list.
-    pub fn revoke(&self, user: &UserId, devices: &[u32]) {
+    pub(crate) fn revoke(&self, user: &UserId, devices: &[u32]) {
         for mailbox in self.read().get(user).into_iter().flatten() {
             if devices.contains(&mailbox.device.device) {
                 mailbox.revoked.store(true, Ordering::Release);
@@ -265,7 +265,7 @@ impl Router {
     }
 
     /// Pushes to every online device of `user` except `skip`.
-    pub fn push_to_user(&self, user: &UserId, skip: Option<DeviceAddr>, out: &Outbound) {
+    pub(crate) fn push_to_user(&self, user: &UserId, skip: Option<DeviceAddr>, out: &Outbound) {
         for mailbox in self.read().get(user).into_iter().flatten() {
             if Some(mailbox.device) != skip {
                 mailbox.push(out.clone());
@@ -274,17 +274,18 @@ impl Router {
     }
 
     /// Whether any device of `user` is connected.
-    pub fn is_online(&self, user: &UserId) -> bool {
+    pub(crate) fn is_online(&self, user: &UserId) -> bool {
         self.read().contains_key(user)
     }
 
     /// Number of connected devices.
-    pub fn connection_count(&self) -> usize {
+    #[cfg(test)]
+    fn connection_count(&self) -> usize {
         self.read().values().map(Vec::len).sum()
     }
 
     /// Entries and events queued in every mailbox and not yet written.
-    pub fn queued_total(&self) -> usize {
+    pub(crate) fn queued_total(&self) -> usize {
         self.read()
             .values()
             .flatten()
@@ -296,7 +297,7 @@ impl Router {
     /// each entry's sending device (which learns its seq from the SendAck),
     /// one batch per mailbox. Returns the number of entries the mailboxes
     /// accepted.
-    pub fn fan_out(&self, entries: &[Arc<CommittedEntry>]) -> usize {
+    pub(crate) fn fan_out(&self, entries: &[Arc<CommittedEntry>]) -> usize {
         let online = self.read();
         let mut batches: HashMap<u64, (&Arc<Mailbox>, Vec<Arc<CommittedEntry>>)> = HashMap::new();
         for entry in entries {
@@ -326,14 +327,14 @@ impl Router {
     }
 
     /// Sends an event to every online device of `user`.
-    pub fn notify_user(&self, user: &UserId, event: &Event) {
+    pub(crate) fn notify_user(&self, user: &UserId, event: &Event) {
         for mailbox in self.read().get(user).into_iter().flatten() {
             mailbox.push(Outbound::Event(Box::new(event.clone())));
         }
     }
 
     /// Sends an event to one device, if online.
-    pub fn notify_device(&self, device: DeviceAddr, event: &Event) {
+    pub(crate) fn notify_device(&self, device: DeviceAddr, event: &Event) {
         for mailbox in self.read().get(&device.user).into_iter().flatten() {
             if mailbox.device == device {
                 mailbox.push(Outbound::Event(Box::new(event.clone())));

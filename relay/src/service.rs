@@ -21,7 +21,7 @@ use crate::router::Router;
 use crate::store::{DeviceAddr, Store};
 
 /// Shared state of a running relay.
-pub struct Relay {
+pub(crate) struct Relay {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) router: Arc<Router>,
     pub(crate) log: LogWriter,
@@ -38,7 +38,7 @@ pub struct Relay {
 }
 
 /// An authenticated connection as request handlers see it.
-pub struct Session {
+pub(crate) struct Session {
     /// The device it authenticated as.
     pub device: DeviceAddr,
     /// Its delivery queue.
@@ -57,7 +57,7 @@ pub fn now_ms() -> u64 {
 
 impl Relay {
     /// Assembles a relay from its parts.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         router: Arc<Router>,
         log: LogWriter,
@@ -104,7 +104,7 @@ impl Relay {
     }
 
     /// Handles a request of an authenticated device.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         session: &Session,
         kind: Option<request::Kind>,

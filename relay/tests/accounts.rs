@@ -2,17 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestRelay, guard, random};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_lookup_and_login() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    let client = Client::register(at, &alice).await.unwrap();
+    let client = RawClient::register(at, &alice).await.unwrap();
     let info = client
         .ok(request::Kind::LookupUser(LookupUser {
             user_name: "alice".into(),
@@ -24,9 +23,9 @@ async fn register_lookup_and_login() {
     };
     assert_eq!(&info.user_id[..], &alice.user_id);
     assert_eq!(info.device_list.unwrap(), alice.signed_list());
-    Client::login(at, &alice, 1).await.unwrap();
+    RawClient::login(at, &alice, 1).await.unwrap();
 
-    let taken = Client::register(at, &Account::new("alice", 1))
+    let taken = RawClient::register(at, &Account::new("alice", 1))
         .await
         .unwrap_err();
     assert_eq!(code(&taken), ErrorCode::Conflict);
@@ -36,17 +35,17 @@ async fn register_lookup_and_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_or_unknown_device_is_refused_and_closed() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    Client::register(at, &alice).await.unwrap();
+    RawClient::register(at, &alice).await.unwrap();
     let stranger = ed25519_dalek::SigningKey::from_bytes(&random());
-    let err = Client::login_with_key(at, alice.user_id, 1, &stranger)
+    let err = RawClient::login_with_key(at, alice.user_id, 1, &stranger)
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::Unauthenticated);
-    let err = Client::login(at, &alice, 1).await;
+    let err = RawClient::login(at, &alice, 1).await;
     assert!(err.is_ok(), "the right key still works");
-    let err = Client::login_with_key(at, alice.user_id, 7, alice.device_key(1))
+    let err = RawClient::login_with_key(at, alice.user_id, 7, alice.device_key(1))
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::Unauthenticated);
@@ -56,10 +55,10 @@ async fn wrong_key_or_unknown_device_is_refused_and_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_list_signed_by_another_key_is_refused() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let mallory = Account::new("mallory", 1);
     let announced = ed25519_dalek::SigningKey::from_bytes(&random()).verifying_key();
-    let err = Client::register_announcing(at, &mallory, announced.to_bytes(), "")
+    let err = RawClient::register_announcing(at, &mallory, announced.to_bytes(), "")
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::Unauthenticated);
@@ -68,30 +67,28 @@ async fn device_list_signed_by_another_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_only_registration() {
-    let relay =
-        TestRelay::start_with(|c| c.registration = tern_relay::config::Registration::Invite).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let err = Client::register(at, &Account::new("bob", 1))
+    let relay = TestRelay::start_with(|c| c.registration = tern_relay::Registration::Invite).await;
+    let at = &relay.address();
+    let err = RawClient::register(at, &Account::new("bob", 1))
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::InviteRequired);
-    let err = Client::register_with_invite(at, &Account::new("bob", 1), "nope")
+    let err = RawClient::register_with_invite(at, &Account::new("bob", 1), "nope")
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::InviteRequired);
 
     let store = tern_relay::store::sqlite::SqliteStore::open(
         &relay.dir.path().join("relay.db"),
-        tern_relay::config::Synchronous::Full,
+        tern_relay::Synchronous::Full,
     )
     .unwrap();
-    let token = tern_relay::accounts::new_invite_token().unwrap();
-    tern_relay::store::Store::create_invite(&store, &tern_relay::accounts::invite_hash(&token), 0)
-        .unwrap();
-    Client::register_with_invite(at, &Account::new("bob", 1), &token)
+    let token = tern_relay::new_invite_token().unwrap();
+    tern_relay::store::Store::create_invite(&store, &tern_relay::invite_hash(&token), 0).unwrap();
+    RawClient::register_with_invite(at, &Account::new("bob", 1), &token)
         .await
         .unwrap();
-    let reused = Client::register_with_invite(at, &Account::new("carol", 1), &token)
+    let reused = RawClient::register_with_invite(at, &Account::new("carol", 1), &token)
         .await
         .unwrap_err();
     assert_eq!(
@@ -105,14 +102,14 @@ async fn invite_only_registration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_device_registers_after_list_publish() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let mut alice = Account::new("alice", 2);
     // The initial list names device 1 only.
     let second = alice.devices.pop().unwrap();
-    let first = Client::register(at, &alice).await.unwrap();
+    let first = RawClient::register(at, &alice).await.unwrap();
     alice.devices.push(second);
     alice.version = 2;
-    let err = Client::register_device(at, &alice, 2).await.unwrap_err();
+    let err = RawClient::register_device(at, &alice, 2).await.unwrap_err();
     assert_eq!(
         code(&err),
         ErrorCode::NotFound,
@@ -130,18 +127,18 @@ async fn second_device_registers_after_list_publish() {
         .await
         .unwrap_err();
     assert_eq!(code(&stale), ErrorCode::Conflict, "versions must increase");
-    Client::register_device(at, &alice, 2).await.unwrap();
-    Client::login(at, &alice, 2).await.unwrap();
+    RawClient::register_device(at, &alice, 2).await.unwrap();
+    RawClient::login(at, &alice, 2).await.unwrap();
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_device_is_disconnected_and_locked_out() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let mut alice = Account::new("alice", 2);
-    let a1 = Client::register(at, &alice).await.unwrap();
-    let a2 = Client::register_device(at, &alice, 2).await.unwrap();
+    let a1 = RawClient::register(at, &alice).await.unwrap();
+    let a2 = RawClient::register_device(at, &alice, 2).await.unwrap();
     let removed = alice.devices.pop().unwrap();
     alice.version = 2;
     a1.ok(request::Kind::RemoveDevice(RemoveDevice {
@@ -155,7 +152,7 @@ async fn a_removed_device_is_disconnected_and_locked_out() {
         }
         other => panic!("expected an application close, got {other:?}"),
     }
-    let err = Client::login_with_key(at, alice.user_id, 2, &removed.1)
+    let err = RawClient::login_with_key(at, alice.user_id, 2, &removed.1)
         .await
         .unwrap_err();
     assert_eq!(code(&err), ErrorCode::Unauthenticated);

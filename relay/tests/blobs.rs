@@ -2,19 +2,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::*;
 use quinn::{Connection, RecvStream, SendStream};
 use sha2::{Digest, Sha256};
 use tern_protocol::wire::*;
 use tern_protocol::{FrameDecoder, UserId};
-use tern_relay::blobs::BlobStore;
-use tern_relay::config::LimitsConfig;
+use tern_relay::BlobStore;
+use tern_relay::LimitsConfig;
+use tern_testkit::raw::*;
+use tern_testkit::relay::pinned;
+use tern_testkit::{Account, TestRelay, guard, random};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -76,7 +76,7 @@ async fn chunks(send: &mut SendStream, data: &[u8], from: usize, to: usize) {
     }
 }
 
-async fn download(c: &Client, id: [u8; 32], offset: u64) -> Vec<u8> {
+async fn download(c: &RawClient, id: [u8; 32], offset: u64) -> Vec<u8> {
     let (mut send, mut recv) = c.conn.open_bi().await.unwrap();
     let req = client_frame::Body::Request(Request {
         kind: Some(request::Kind::BlobDownload(BlobDownload {
@@ -106,9 +106,9 @@ async fn download(c: &Client, id: [u8; 32], offset: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_resumes_after_a_dropped_connection() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    let a = Client::register(at, &alice).await.unwrap();
+    let a = RawClient::register(at, &alice).await.unwrap();
     let (data, id) = blob(CHUNK * 4 + 1000);
 
     let (mut send, mut recv, mut dec, first) = start(&a.conn, id, data.len()).await;
@@ -124,7 +124,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     assert_eq!(code(&e), ErrorCode::BadRequest);
     a.conn.close(0u32.into(), b"dropped");
 
-    let a = Client::login(at, &alice, 1).await.unwrap();
+    let a = RawClient::login(at, &alice, 1).await.unwrap();
     let (mut send, mut recv, mut dec, first) = start(&a.conn, id, data.len()).await;
     let response::Kind::BlobUploadStatus(s) = first else {
         panic!("expected status")
@@ -141,7 +141,9 @@ async fn upload_resumes_after_a_dropped_connection() {
     };
     assert!(s.complete);
 
-    let bob = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+    let bob = RawClient::register(at, &Account::new("bob", 1))
+        .await
+        .unwrap();
     assert_eq!(download(&bob, id, 0).await, data);
     assert_eq!(download(&bob, id, 1000).await, data[1000..]);
     // Uploading it again completes at once.
@@ -156,8 +158,8 @@ async fn upload_resumes_after_a_dropped_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
     let relay = TestRelay::start_with(|c| c.limits.max_blob_bytes = 1024 * 1024).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let a = Client::register(at, &Account::new("alice", 1))
+    let at = &relay.address();
+    let a = RawClient::register(at, &Account::new("alice", 1))
         .await
         .unwrap();
     let (data, _) = blob(1000);
@@ -251,10 +253,9 @@ impl BlobServer {
 
     /// A connection of the next account.
     async fn connect(&self) -> Connection {
-        let endpoint = client_endpoint(&self.fingerprint);
-        let connecting = endpoint
-            .connect(self.addr, tern_relay::tls::SELF_SIGNED_NAME)
-            .unwrap();
+        let relay = pinned(self.addr, &self.fingerprint).unwrap();
+        let endpoint = client_endpoint(&relay.trust);
+        let connecting = endpoint.connect(relay.addr, &relay.server_name).unwrap();
         guard(connecting).await.unwrap()
     }
 
@@ -346,8 +347,8 @@ async fn each_account_is_held_to_its_blob_quota_until_blobs_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_charges_uploads_to_the_uploading_account() {
     let relay = TestRelay::start_with(|c| c.limits.blob_quota_bytes = 1000).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let a = Client::register(at, &Account::new("alice", 1))
+    let at = &relay.address();
+    let a = RawClient::register(at, &Account::new("alice", 1))
         .await
         .unwrap();
     let (first, first_id) = blob(600);

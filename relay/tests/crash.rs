@@ -3,73 +3,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashMap;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use tern_protocol::wire::*;
-
-struct RelayProcess {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: String,
-}
-
-fn spawn_relay(data_dir: &Path) -> RelayProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = None;
-    let mut fingerprint = None;
-    while addr.is_none() || fingerprint.is_none() {
-        let line = lines
-            .next()
-            .expect("relay exited before printing its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("tern-relay listening on ") {
-            addr = Some(a.parse().unwrap());
-        }
-        if let Some(f) = line.strip_prefix("certificate sha256 fingerprint: ") {
-            fingerprint = Some(f.to_owned());
-        }
-    }
-    RelayProcess {
-        child,
-        addr: addr.unwrap(),
-        fingerprint: fingerprint.unwrap(),
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tern_testkit::raw::*;
+use tern_testkit::{Account, RelayProcess, guard, random};
 
 const SENDERS: usize = 8;
 const ACKED_BEFORE_KILL: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut relay = spawn_relay(dir.path());
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let mut relay = RelayProcess::start(env!("CARGO_BIN_EXE_tern-relay"));
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
     let bob = Account::new("bob", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    drop(Client::register(at, &bob).await.unwrap());
+    let a = RawClient::register(at, &alice).await.unwrap();
+    drop(RawClient::register(at, &bob).await.unwrap());
     let chat = direct_chat(&a, &bob).await;
 
     let acked: Arc<Mutex<HashMap<[u8; 16], u64>>> = Arc::default();
@@ -95,8 +46,7 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     while acked.lock().unwrap().len() < ACKED_BEFORE_KILL {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    relay.child.kill().unwrap();
-    relay.child.wait().unwrap();
+    relay.kill();
     // Sends in flight at the kill are unacknowledged; the client gives up on
     // this connection instead of waiting for its idle timeout.
     a.conn.close(0u32.into(), b"relay died");
@@ -106,9 +56,9 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= ACKED_BEFORE_KILL);
 
-    let relay = spawn_relay(dir.path());
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let b = Client::login(at, &bob, 1).await.unwrap();
+    relay.restart();
+    let at = &relay.address();
+    let b = RawClient::login(at, &bob, 1).await.unwrap();
     let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
     let mut after = 0;
     loop {
@@ -135,7 +85,7 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     }
 
     // The sender's outbox retries after the crash: acked ids are not stored again.
-    let a = Client::login(at, &alice, 1).await.unwrap();
+    let a = RawClient::login(at, &alice, 1).await.unwrap();
     for (cmid, seq) in acked.iter().take(20) {
         let again = ack(a
             .ok(send_to(chat, *cmid, &[(&bob.user_id, 1, cmid)], b""))

@@ -2,16 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
-use prost::Message;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, RelayAddress, TestRelay, random};
 use tokio::net::UdpSocket;
 
 /// The presence target of the relay issue: offline within 5 s.
@@ -67,8 +65,8 @@ impl Drop for UdpProxy {
     }
 }
 
-async fn next_presence(c: &Client) -> Presence {
-    match next_ephemeral(c).await {
+async fn next_presence(c: &RawClient) -> Presence {
+    match c.next_ephemeral().await {
         ephemeral_event::Kind::Presence(p) => p,
         other => panic!("expected presence, got {other:?}"),
     }
@@ -79,29 +77,21 @@ async fn next_presence(c: &Client) -> Presence {
 async fn alice_watches_bob(
     relay: &TestRelay,
     bob_via: SocketAddr,
-) -> (Client, Client, Account, Account) {
+) -> (RawClient, RawClient, Account, Account) {
     let alice = Account::new("alice", 1);
     let bob = Account::new("bob", 1);
-    let a = Client::register((relay.addr, &relay.fingerprint), &alice)
-        .await
-        .unwrap();
-    let b = Client::register((bob_via, &relay.fingerprint), &bob)
-        .await
-        .unwrap();
+    let a = RawClient::register(&relay.address(), &alice).await.unwrap();
+    let bob_at = RelayAddress {
+        addr: bob_via,
+        ..relay.address()
+    };
+    let b = RawClient::register(&bob_at, &bob).await.unwrap();
     a.ok(create_chat(random(), ChatKind::Direct, &[bob.user_id]))
         .await;
     a.ok(subscribe(&[bob.user_id])).await;
     let p = next_presence(&a).await;
     assert_eq!((&p.user_id[..], p.online), (&bob.user_id[..], true));
     (a, b, alice, bob)
-}
-
-async fn next_ephemeral(c: &Client) -> ephemeral_event::Kind {
-    let datagram = guard(c.conn.read_datagram()).await.unwrap();
-    tern_protocol::decode_datagram(datagram)
-        .unwrap()
-        .kind
-        .unwrap()
 }
 
 fn subscribe(users: &[[u8; 16]]) -> request::Kind {
@@ -113,16 +103,16 @@ fn subscribe(users: &[[u8; 16]]) -> request::Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_see_presence_changes() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let (a, b, _, bob) = alice_watches_bob(&relay, relay.addr).await;
     b.conn.close(0u32.into(), b"bye");
-    let ephemeral_event::Kind::Presence(p) = next_ephemeral(&a).await else {
+    let ephemeral_event::Kind::Presence(p) = a.next_ephemeral().await else {
         panic!("expected presence")
     };
     assert_eq!((&p.user_id[..], p.online), (&bob.user_id[..], false));
     assert!(p.last_seen_ms > 0);
-    let _b = Client::login(at, &bob, 1).await.unwrap();
-    let ephemeral_event::Kind::Presence(p) = next_ephemeral(&a).await else {
+    let _b = RawClient::login(at, &bob, 1).await.unwrap();
+    let ephemeral_event::Kind::Presence(p) = a.next_ephemeral().await else {
         panic!("expected presence")
     };
     assert!(p.online);
@@ -142,8 +132,8 @@ async fn typing_reaches_the_other_members() {
             device_id: 0,
         })),
     };
-    a.conn.send_datagram(typing.encode_to_vec().into()).unwrap();
-    let ephemeral_event::Kind::Typing(t) = next_ephemeral(&b).await else {
+    a.send_ephemeral(&typing);
+    let ephemeral_event::Kind::Typing(t) = b.next_ephemeral().await else {
         panic!("expected typing")
     };
     assert!(t.active);

@@ -2,10 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestRelay, random};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_is_delivered_to_the_online_recipient() {
@@ -37,12 +36,12 @@ async fn send_is_delivered_to_the_online_recipient() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_device_gets_its_own_ciphertext_and_the_sender_others_too() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 2);
     let bob = Account::new("bob", 1);
-    let a1 = Client::register(at, &alice).await.unwrap();
-    let mut a2 = Client::register_device(at, &alice, 2).await.unwrap();
-    let mut b = Client::register(at, &bob).await.unwrap();
+    let a1 = RawClient::register(at, &alice).await.unwrap();
+    let mut a2 = RawClient::register_device(at, &alice, 2).await.unwrap();
+    let mut b = RawClient::register(at, &bob).await.unwrap();
     let chat = direct_chat(&a1, &bob).await;
 
     let missing = a1
@@ -75,7 +74,7 @@ async fn each_device_gets_its_own_ciphertext_and_the_sender_others_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_device_syncs_then_acks() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let (_alice, a, bob, b) = pair(&relay).await;
     b.conn.close(0u32.into(), b"bye");
     let chat = direct_chat(&a, &bob).await;
@@ -84,7 +83,7 @@ async fn offline_device_syncs_then_acks() {
             .ok(send_to(chat, random(), &[(&bob.user_id, 1, &[i])], b""))
             .await);
     }
-    let b = Client::login(at, &bob, 1).await.unwrap();
+    let b = RawClient::login(at, &bob, 1).await.unwrap();
     let page = batch(b.ok(sync_req(&[])).await);
     assert!(!page.more);
     let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
@@ -133,10 +132,10 @@ async fn resend_with_same_client_id_is_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_changes_are_log_entries() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let (alice, a, bob, b) = pair(&relay).await;
     let carol = Account::new("carol", 1);
-    let c = Client::register(at, &carol).await.unwrap();
+    let c = RawClient::register(at, &carol).await.unwrap();
     let chat = random();
     a.ok(create_chat(chat, ChatKind::Group, &[bob.user_id]))
         .await;
@@ -227,12 +226,12 @@ async fn slow_consumer_is_told_to_sync_instead_of_buffered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_of_a_member_must_be_addressed_from_then_on() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
     let mut bob = Account::new("bob", 2);
     let bob2 = bob.devices.pop().unwrap();
-    let a = Client::register(at, &alice).await.unwrap();
-    let b = Client::register(at, &bob).await.unwrap();
+    let a = RawClient::register(at, &alice).await.unwrap();
+    let b = RawClient::register(at, &bob).await.unwrap();
     let chat = direct_chat(&a, &bob).await;
     ack(a
         .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"1")], b""))

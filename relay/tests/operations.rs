@@ -2,14 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use rustls::pki_types::pem::PemObject;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestCa, TestRelay, guard, random};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
@@ -23,15 +22,15 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 /// Alice (connected) in a direct chat with Bob (registered, offline).
-async fn alice_chats_with_offline_bob(relay: &TestRelay) -> (Client, Account, [u8; 16]) {
+async fn alice_chats_with_offline_bob(relay: &TestRelay) -> (RawClient, Account, [u8; 16]) {
     let (_alice, a, bob, b) = pair(relay).await;
     drop(b);
     let chat = direct_chat(&a, &bob).await;
     (a, bob, chat)
 }
 
-/// Client message ids of every message in the chat's log, synced by `c`.
-async fn stored_messages(c: &Client, chat: [u8; 16]) -> HashSet<[u8; 16]> {
+/// RawClient message ids of every message in the chat's log, synced by `c`.
+async fn stored_messages(c: &RawClient, chat: [u8; 16]) -> HashSet<[u8; 16]> {
     let mut stored = HashSet::new();
     let mut after = 0;
     loop {
@@ -127,7 +126,7 @@ async fn online_backup_holds_the_acknowledged_log() {
     }
     let store = tern_relay::store::sqlite::SqliteStore::open(
         &relay.dir.path().join("relay.db"),
-        tern_relay::config::Synchronous::Full,
+        tern_relay::Synchronous::Full,
     )
     .unwrap();
     let backup_dir = tempfile::tempdir().unwrap();
@@ -139,7 +138,7 @@ async fn online_backup_holds_the_acknowledged_log() {
     std::fs::copy(&backup, backup_dir.path().join("relay.db")).unwrap();
     std::fs::remove_file(&backup).unwrap();
     let restored = TestRelay::start_with(|c| c.data_dir = backup_dir.path().to_owned()).await;
-    let b = Client::login((restored.addr, restored.fingerprint.as_str()), &bob, 1)
+    let b = RawClient::login(&restored.address(), &bob, 1)
         .await
         .unwrap();
     let page = batch(b.ok(sync_req(&[])).await);
@@ -179,7 +178,7 @@ async fn graceful_shutdown_keeps_every_acknowledged_send() {
         guard(s).await.unwrap();
     }
     let restarted = TestRelay::start_with(|c| c.data_dir = dir.path().to_owned()).await;
-    let b = Client::login((restarted.addr, restarted.fingerprint.as_str()), &bob, 1)
+    let b = RawClient::login(&restarted.address(), &bob, 1)
         .await
         .unwrap();
     let stored = stored_messages(&b, chat).await;
@@ -195,13 +194,10 @@ async fn graceful_shutdown_keeps_every_acknowledged_send() {
 /// own hello (TLS, ALPN and framing all worked).
 async fn says_hello(conn: &quinn::Connection) -> bool {
     let (mut send, mut recv) = guard(conn.open_bi()).await.unwrap();
-    let hello = ClientFrame {
-        body: Some(client_frame::Body::Hello(ClientHello {
-            protocol_version: tern_protocol::limits::PROTOCOL_VERSION,
-            client_agent: "relay-tests".into(),
-        })),
-    };
-    write(&mut send, &hello).await;
+    let hello = hello_frame(tern_protocol::limits::PROTOCOL_VERSION);
+    tern_transport::write_frame(&mut send, &hello)
+        .await
+        .unwrap();
     let answer = guard(read(&mut recv, &mut tern_protocol::FrameDecoder::new())).await;
     matches!(
         answer,
@@ -216,8 +212,7 @@ async fn connect_with(
     trust: tern_transport::TrustPolicy,
     name: &str,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(trust.client_config().unwrap());
+    let endpoint = client_endpoint(&trust);
     guard(endpoint.connect(relay, name).unwrap()).await
 }
 
@@ -308,7 +303,7 @@ async fn the_backup_command_copies_the_acknowledged_log_while_serving() {
 
     // A relay started on the backup alone serves every acknowledged send.
     let restored = TestRelay::start_with(|c| c.data_dir = backup_dir.path().to_owned()).await;
-    let b = Client::login((restored.addr, restored.fingerprint.as_str()), &bob, 1)
+    let b = RawClient::login(&restored.address(), &bob, 1)
         .await
         .unwrap();
     let stored = stored_messages(&b, chat).await;

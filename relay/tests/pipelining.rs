@@ -3,16 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use futures_util::future::join_all;
 use tern_protocol::FrameDecoder;
 use tern_protocol::limits::MAX_FRAME_LEN;
 use tern_protocol::wire::*;
-use tern_relay::connection::MAX_PIPELINED_REQUESTS;
+use tern_relay::MAX_PIPELINED_REQUESTS;
+use tern_testkit::raw::*;
+use tern_testkit::{TestRelay, guard, random};
 use tern_transport::Pipeline;
 
 /// One encoded request frame.
@@ -37,7 +36,7 @@ fn unknown_blob_download(request_id: u64) -> Vec<u8> {
 
 /// Writes `bytes` on a new stream, finishes it and returns every response
 /// until the relay finishes its side.
-async fn responses(client: &Client, bytes: &[u8]) -> Vec<Response> {
+async fn responses(client: &RawClient, bytes: &[u8]) -> Vec<Response> {
     let (mut send, mut recv) = guard(client.conn.open_bi()).await.unwrap();
     send.write_all(bytes).await.unwrap();
     send.finish().unwrap();

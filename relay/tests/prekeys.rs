@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestRelay, guard, random};
 
 fn kem(id: u32) -> KemPrekey {
     KemPrekey {
@@ -45,9 +44,9 @@ fn fetch(user: [u8; 16]) -> request::Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    let mut a = Client::register(at, &alice).await.unwrap();
+    let mut a = RawClient::register(at, &alice).await.unwrap();
     let stock = a.ok(upload(0..40, 0..10)).await;
     let response::Kind::PrekeyStock(stock) = stock else {
         panic!("expected stock")
@@ -59,7 +58,7 @@ async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
 
     let mut fetchers = Vec::new();
     for i in 0..6 {
-        let c = Client::register(at, &Account::new(&format!("f{i}"), 1))
+        let c = RawClient::register(at, &Account::new(&format!("f{i}"), 1))
             .await
             .unwrap();
         fetchers.push(c);
@@ -118,9 +117,9 @@ async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_without_prekeys_have_no_bundle_and_unknown_users_are_not_found() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    let a = Client::register(at, &alice).await.unwrap();
+    let a = RawClient::register(at, &alice).await.unwrap();
     let response::Kind::Bundles(b) = a.ok(fetch(alice.user_id)).await else {
         panic!("expected bundles")
     };

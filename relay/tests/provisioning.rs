@@ -2,23 +2,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestRelay, guard, random};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_device_gets_the_link_message_then_registers_on_the_same_connection() {
     let relay = TestRelay::start_with(|c| c.limits.auth_timeout_secs = 1).await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let mut alice = Account::new("alice", 2);
     let new_device = alice.devices.pop().unwrap();
-    let a1 = Client::register(at, &alice).await.unwrap();
+    let a1 = RawClient::register(at, &alice).await.unwrap();
 
     // The new device: hello, no authentication, a provisioning mailbox.
-    let (endpoint, conn, send, recv, message) = open(relay.addr, &relay.fingerprint).await;
+    let hello = guard(Hello::connect(&client_endpoint(&at.trust), at))
+        .await
+        .unwrap();
+    let conn = hello.conn().clone();
     let open_req = request::Kind::ProvisioningOpen(ProvisioningOpen {});
-    let bytes = tern_protocol::encode_frame(&request_frame(open_req)).unwrap();
+    let bytes = tern_protocol::encode_frame(&ClientFrame::request(open_req, 0)).unwrap();
     let response::Kind::ProvisioningAddress(addr) = raw_request(&conn, &bytes).await.unwrap()
     else {
         panic!("expected an address")
@@ -51,13 +53,11 @@ async fn new_device_gets_the_link_message_then_registers_on_the_same_connection(
         device_list: Some(alice.signed_list()),
     }))
     .await;
-    let a2 = Client::register_device_on(endpoint, conn, send, recv, message, &alice, 2)
-        .await
-        .unwrap();
+    let a2 = guard(hello.register_device(&alice, 2)).await.unwrap();
 
     // Deliveries continue on the same (single) delivery stream.
     let bob = Account::new("bob", 1);
-    let b = Client::register(at, &bob).await.unwrap();
+    let b = RawClient::register(at, &bob).await.unwrap();
     let chat: [u8; 16] = random();
     b.ok(create_chat(chat, ChatKind::Direct, &[alice.user_id]))
         .await;

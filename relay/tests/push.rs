@@ -3,15 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{TestCa, TestRelay, guard, random};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CREATED: &[u8] = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";

@@ -3,17 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use tern_protocol::wire::*;
 use tern_relay::store::Store;
 use tern_relay::store::sqlite::SqliteStore;
+use tern_testkit::raw::*;
+use tern_testkit::{TestRelay, random};
 
 fn open_store(relay: &TestRelay) -> SqliteStore {
     SqliteStore::open(
         &relay.dir.path().join("relay.db"),
-        tern_relay::config::Synchronous::Full,
+        tern_relay::Synchronous::Full,
     )
     .unwrap()
 }
@@ -61,7 +60,7 @@ async fn undelivered_entries_expire_after_retention() {
         .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"old")], b""))
         .await);
     let store = open_store(&relay);
-    let now = tern_relay::service::now_ms();
+    let now = tern_relay::now_ms();
     assert_eq!(
         store.collect_garbage(now - 60_000).unwrap(),
         0,

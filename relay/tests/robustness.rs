@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use tern_protocol::limits::MAX_FRAME_LEN;
 use tern_protocol::wire::*;
+use tern_testkit::raw::*;
+use tern_testkit::{Account, TestRelay, guard};
 
 fn list_chats() -> request::Kind {
     request::Kind::ListChats(ListChats {})
@@ -16,10 +15,12 @@ fn list_chats() -> request::Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_errors_and_the_connection_carries_on() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
+    let at = &relay.address();
     let alice = Account::new("alice", 1);
-    let a = Client::register(at, &alice).await.unwrap();
-    let other = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+    let a = RawClient::register(at, &alice).await.unwrap();
+    let other = RawClient::register(at, &Account::new("bob", 1))
+        .await
+        .unwrap();
 
     let garbage = raw_request(&a.conn, &frame_bytes(&[0xff, 0xff, 0xff, 0x0f]))
         .await
@@ -38,13 +39,7 @@ async fn bad_frames_get_errors_and_the_connection_carries_on() {
     let err = a.request(long_name).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::TooLarge);
 
-    let not_a_request = ClientFrame {
-        body: Some(client_frame::Body::Hello(ClientHello {
-            protocol_version: 1,
-            client_agent: String::new(),
-        })),
-    };
-    let bytes = tern_protocol::encode_frame(&not_a_request).unwrap();
+    let bytes = tern_protocol::encode_frame(&hello_frame(1)).unwrap();
     let err = raw_request(&a.conn, &bytes).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::BadRequest);
 
@@ -61,10 +56,12 @@ async fn bad_frames_get_errors_and_the_connection_carries_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_before_authentication_are_refused() {
     let relay = TestRelay::start().await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let bob = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+    let at = &relay.address();
+    let bob = RawClient::register(at, &Account::new("bob", 1))
+        .await
+        .unwrap();
 
-    let endpoint = client_endpoint(&relay.fingerprint);
+    let endpoint = client_endpoint(&relay.address().trust);
     let conn = guard(
         endpoint
             .connect(relay.addr, tern_relay::tls::SELF_SIGNED_NAME)
@@ -74,18 +71,10 @@ async fn requests_before_authentication_are_refused() {
     .unwrap();
     // Open (and hold) the control stream without authenticating.
     let (mut ctl, _ctl_recv) = conn.open_bi().await.unwrap();
-    ctl.write_all(
-        &tern_protocol::encode_frame(&ClientFrame {
-            body: Some(client_frame::Body::Hello(ClientHello {
-                protocol_version: 1,
-                client_agent: String::new(),
-            })),
-        })
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    let req = request_frame(list_chats());
+    ctl.write_all(&tern_protocol::encode_frame(&hello_frame(1)).unwrap())
+        .await
+        .unwrap();
+    let req = ClientFrame::request(list_chats(), 0);
     let err = raw_request(&conn, &tern_protocol::encode_frame(&req).unwrap())
         .await
         .unwrap_err();
@@ -97,7 +86,7 @@ async fn requests_before_authentication_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_protocol_version_is_refused() {
     let relay = TestRelay::start().await;
-    let endpoint = client_endpoint(&relay.fingerprint);
+    let endpoint = client_endpoint(&relay.address().trust);
     let conn = guard(
         endpoint
             .connect(relay.addr, tern_relay::tls::SELF_SIGNED_NAME)
@@ -106,13 +95,7 @@ async fn wrong_protocol_version_is_refused() {
     .await
     .unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let hello = ClientFrame {
-        body: Some(client_frame::Body::Hello(ClientHello {
-            protocol_version: 99,
-            client_agent: String::new(),
-        })),
-    };
-    send.write_all(&tern_protocol::encode_frame(&hello).unwrap())
+    send.write_all(&tern_protocol::encode_frame(&hello_frame(99)).unwrap())
         .await
         .unwrap();
     let mut decoder = tern_protocol::FrameDecoder::new();
@@ -137,11 +120,13 @@ async fn a_device_over_its_request_rate_is_told_to_wait() {
         c.limits.request_burst = 2;
     })
     .await;
-    let at = (relay.addr, relay.fingerprint.as_str());
-    let a = Client::register(at, &Account::new("alice", 1))
+    let at = &relay.address();
+    let a = RawClient::register(at, &Account::new("alice", 1))
         .await
         .unwrap();
-    let b = Client::register(at, &Account::new("bob", 1)).await.unwrap();
+    let b = RawClient::register(at, &Account::new("bob", 1))
+        .await
+        .unwrap();
     a.ok(list_chats()).await;
     a.ok(list_chats()).await;
     let err = a.request(list_chats()).await.unwrap_err();
@@ -158,7 +143,7 @@ async fn a_source_address_over_its_connection_rate_is_refused() {
         c.limits.connection_burst = 2;
     })
     .await;
-    let endpoint = client_endpoint(&relay.fingerprint);
+    let endpoint = client_endpoint(&relay.address().trust);
     let mut refused = 0;
     for _ in 0..10 {
         let connecting = endpoint

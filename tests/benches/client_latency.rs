@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tern_core::ClientEvent;
-use tern_tests::{TestClient, TestRelay};
+use tern_testkit::{TestClient, TestRelay};
 
 fn latency(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use tern_core::ClientEvent;
-use tern_core::client::{ClientError, TransferState};
-use tern_core::sync::attachment::{SEALED_CHUNK_LEN, sealed_len};
-use tern_tests::{TestClient, TestRelay, guard};
+use tern_core::{ClientError, TransferState};
+use tern_crypto::attachment::{SEALED_CHUNK_LEN, sealed_len};
+use tern_testkit::{Faults, TestClient, TestRelay, guard};
 
 /// Deterministic test data of `len` bytes.
 fn sample(len: u32) -> Vec<u8> {
@@ -69,7 +71,10 @@ async fn an_interrupted_upload_resumes_after_a_restart_and_sends_only_the_rest()
 
     // The upload breaks off after three chunks ...
     let mut interrupted = alice.config.clone();
-    interrupted.testing_interrupt_upload_after = Some(SENT_BEFORE);
+    interrupted.relay_layer = Some(Arc::new(Faults {
+        cut_uploads_after: Some(SENT_BEFORE),
+        ..Faults::default()
+    }));
     let alice = alice.reopen_online(interrupted).await;
     let err = guard(
         alice
@@ -82,7 +87,7 @@ async fn an_interrupted_upload_resumes_after_a_restart_and_sends_only_the_rest()
 
     // ... and after a restart the same call resumes where the relay stands.
     let mut healthy = alice.config.clone();
-    healthy.testing_interrupt_upload_after = None;
+    healthy.relay_layer = None;
     let mut alice = alice.reopen_online(healthy).await;
     let sent = guard(
         alice

@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tern_core::client::{ClientError, DeliveryStatus};
 use tern_core::{Client, ClientEvent};
-use tern_tests::{TestClient, TestRelay, guard, test_key};
+use tern_core::{ClientError, DeliveryStatus};
+use tern_testkit::{TestClient, TestRelay, guard, test_key};
 
 #[tokio::test]
 async fn two_users_chat_one_to_one() {
@@ -46,7 +46,7 @@ async fn two_users_chat_one_to_one() {
     assert_eq!(reply.text, "hi alice");
     let hits = alice
         .client
-        .search(tern_core::client::SearchQuery::new("alice"))
+        .search(tern_core::SearchQuery::new("alice"))
         .unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].chat_id, chat);

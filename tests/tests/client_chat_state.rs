@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::client::{ChatId, ChatInfo, UserId, Verification};
-use tern_tests::{TestClient, TestRelay, guard};
+use tern_core::{ChatId, ChatInfo, UserId, Verification};
+use tern_testkit::{TestClient, TestRelay, guard};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use tern_core::client::{Client, ClientError, LinkCode, LinkInvitation};
+use tern_core::{Client, ClientError};
 use tern_core::{ClientConfig, ClientEvent};
-use tern_tests::{TestClient, TestRelay, guard, test_key};
+use tern_crypto::link::{LinkCode, LinkInvitation};
+use tern_testkit::{TestClient, TestRelay, guard, test_key};
 
 /// How long each side of a link waits for the other.
 const LINK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -20,7 +21,7 @@ fn accept(
     code: String,
     timeout: Duration,
 ) -> impl Future<Output = Result<Client, ClientError>> + Send + 'static {
-    let config = ClientConfig::new(dir.path().join("store.db"), relay.address.clone());
+    let config = ClientConfig::new(dir.path().join("store.db"), relay.address());
     Client::accept_link(config, test_key("laptop"), code, timeout)
 }
 
@@ -144,5 +145,7 @@ async fn wrong_tampered_and_used_link_codes_fail_cleanly() {
 /// A well-formed code for the same mailbox with another key and secret.
 fn forge_secret(code: &str) -> String {
     let address = LinkCode::parse(code).unwrap().address;
-    LinkInvitation::new(address).code().to_text()
+    LinkInvitation::new(address, &mut rand_core::UnwrapErr(getrandom::SysRng))
+        .code()
+        .to_text()
 }

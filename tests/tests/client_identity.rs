@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tern_core::ClientEvent;
-use tern_core::client::{ClientError, Verification};
-use tern_core::store::Store;
-use tern_tests::{TestClient, TestRelay, guard, random, test_key};
+use tern_core::{ClientError, Verification};
+use tern_store::Store;
+use tern_testkit::{TestClient, TestRelay, guard, random, test_key};
 
 #[tokio::test]
 async fn safety_numbers_match_and_a_changed_verified_identity_blocks_sending() {

@@ -4,15 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tern_core::client::DeliveryStatus;
+use tern_core::DeliveryStatus;
 use tern_core::net::RelayConnection;
-use tern_core::store::{PrekeyKind, Store};
 use tern_protocol::wire::{FetchBundles, PrekeyBundle, request, response};
-use tern_tests::{TestClient, TestRelay, TestUser, guard, test_key};
+use tern_store::{PrekeyKind, Store};
+use tern_testkit::{Account, ShiftedClock, TestClient, TestRelay, guard, test_key};
 
 const DAY: u64 = 24 * 60 * 60;
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,8 +31,8 @@ async fn claim(conn: &RelayConnection, user_id: [u8; 16]) -> PrekeyBundle {
 }
 
 /// The bundle the relay hands out for device 1 of `user_id`, fetched by `asker`.
-async fn bundle(relay: &TestRelay, asker: &TestUser, user_id: [u8; 16]) -> PrekeyBundle {
-    let conn = asker.login(&relay.address).await;
+async fn bundle(relay: &TestRelay, asker: &Account, user_id: [u8; 16]) -> PrekeyBundle {
+    let conn = asker.login(&relay.address(), 1).await;
     let bundle = claim(&conn, user_id).await;
     conn.close();
     bundle
@@ -56,20 +55,16 @@ fn signed_id(bundle: &PrekeyBundle) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_prekeys_rotate_keep_a_grace_period_and_expire() {
     let relay = TestRelay::start().await;
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let clock = Arc::new(AtomicU64::new(start));
+    let clock = Arc::new(ShiftedClock::default());
     let hook = clock.clone();
     let alice = TestClient::create_configured(&relay, "alice", |config| {
-        config.testing_clock = Some(hook);
+        config.clock = hook;
     })
     .await;
     let alice_id = alice.client.account().user_id;
     let mut bob = TestClient::create(&relay, "bob").await;
-    let observer = TestUser::new("observer");
-    observer.register(&relay.address).await.close();
+    let observer = Account::new("observer", 1);
+    observer.register(&relay.address()).await.close();
     let first = signed_id(&bundle(&relay, &observer, alice_id).await);
 
     // Not due yet: nothing changes.
@@ -91,7 +86,7 @@ async fn signed_prekeys_rotate_keep_a_grace_period_and_expire() {
 
     // Two days later Alice comes back: she rotates on connecting, before she
     // processes the backlog, and Bob's message still decrypts (grace period).
-    clock.store(start + 2 * DAY, Ordering::Relaxed);
+    clock.shift_to(2 * DAY);
     let mut alice = alice.reopen_online(alice_config).await;
     let received = alice.next_message().await;
     assert_eq!(received.text, "sent to the old bundle");
@@ -118,7 +113,7 @@ async fn signed_prekeys_rotate_keep_a_grace_period_and_expire() {
     alice.send_to(&mut carol, carol_chat, "reply").await;
 
     // Thirty days after the first rotation the first signed prekey is deleted.
-    clock.store(start + 32 * DAY, Ordering::Relaxed);
+    clock.shift_to(32 * DAY);
     let expired = guard(alice.client.maintain_prekeys(WAIT)).await.unwrap();
     assert!(expired.signed.rotated);
     assert_eq!(expired.signed.deleted, [first]);
@@ -147,8 +142,8 @@ async fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
     let mut alice = TestClient::create(&relay, "alice").await;
     let alice_id = alice.client.account().user_id;
     let bob = TestClient::create(&relay, "bob").await;
-    let observer = TestUser::new("observer");
-    let conn = observer.register(&relay.address).await;
+    let observer = Account::new("observer", 1);
+    let conn = observer.register(&relay.address()).await;
 
     // Initiators claim 96 of the 100 one-time prekeys uploaded at creation;
     // every claim below the relay's low-water mark (10) sends a PrekeysLow notice.

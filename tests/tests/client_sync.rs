@@ -3,12 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::client::DeliveryStatus;
-use tern_core::store::{DeviceAddress, Store};
-use tern_tests::{TestClient, TestRelay, guard, test_key};
+use tern_core::DeliveryStatus;
+use tern_store::{DeviceAddress, Store};
+use tern_testkit::{Faults, TestClient, TestRelay, guard, test_key};
 
 /// Alice and Bob with a direct chat in which each has received a message
 /// from the other (so both sides have an established session).
@@ -124,7 +125,10 @@ async fn a_crash_between_send_and_ack_sends_exactly_once() {
     // Alice restarts with a fault: she transmits but never records the ack,
     // as if she crashed right after the relay stored the message.
     let mut crashing = alice.config.clone();
-    crashing.testing_drop_acks = true;
+    crashing.relay_layer = Some(Arc::new(Faults {
+        lose_send_acks: true,
+        ..Faults::default()
+    }));
     let alice = alice.reopen(crashing).await;
     let lost_ack = alice.client.send_text(chat, "exactly once".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "exactly once");
@@ -135,7 +139,7 @@ async fn a_crash_between_send_and_ack_sends_exactly_once() {
     // A normal restart resends from the outbox and finally records the ack.
     let healthy = {
         let mut c = alice.config.clone();
-        c.testing_drop_acks = false;
+        c.relay_layer = None;
         c
     };
     let mut alice = alice.reopen(healthy).await;

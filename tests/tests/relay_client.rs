@@ -10,16 +10,16 @@ use tern_protocol::wire::{
     AckDelivered, ChatKind, CreateChat, Cursor, DeviceCiphertext, ErrorCode, LookupUser, Send,
     event, request, response,
 };
-use tern_tests::{TestKey, TestRelay, TestUser, guard, random};
+use tern_testkit::{Account, TestKey, TestRelay, guard, random};
 use tern_transport::TrustPolicy;
 
 #[tokio::test]
 async fn register_send_deliver_and_ack() {
     let relay = TestRelay::start().await;
-    let alice = TestUser::new("alice");
-    let bob = TestUser::new("bob");
-    let alice_conn = alice.register(&relay.address).await;
-    let bob_conn = bob.register(&relay.address).await;
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let alice_conn = alice.register(&relay.address()).await;
+    let bob_conn = bob.register(&relay.address()).await;
     let mut bob_events = bob_conn.events();
 
     let found = alice_conn
@@ -32,14 +32,14 @@ async fn register_send_deliver_and_ack() {
     let response::Kind::UserInfo(info) = found else {
         panic!("expected UserInfo, got {found:?}");
     };
-    assert_eq!(info.user_id, bob.user_id.to_wire());
+    assert_eq!(info.user_id, bob.id().to_wire());
 
     let chat = ChatId(random());
     alice_conn
         .request(request::Kind::CreateChat(CreateChat {
             chat_id: chat.to_wire(),
             kind: ChatKind::Direct as i32,
-            members: vec![bob.user_id.to_wire()],
+            members: vec![bob.id().to_wire()],
         }))
         .await
         .unwrap();
@@ -48,7 +48,7 @@ async fn register_send_deliver_and_ack() {
             chat_id: chat.to_wire(),
             client_message_id: Bytes::copy_from_slice(&random::<16>()),
             device_ciphertexts: vec![DeviceCiphertext {
-                user_id: bob.user_id.to_wire(),
+                user_id: bob.id().to_wire(),
                 device_id: 1,
                 ciphertext: Bytes::from_static(b"opaque ciphertext for bob"),
             }],
@@ -72,7 +72,7 @@ async fn register_send_deliver_and_ack() {
         delivery.ciphertext,
         Bytes::from_static(b"opaque ciphertext for bob")
     );
-    assert_eq!(delivery.sender_user_id, alice.user_id.to_wire());
+    assert_eq!(delivery.sender_user_id, alice.id().to_wire());
 
     let acked = bob_conn
         .request(request::Kind::AckDelivered(AckDelivered {
@@ -90,14 +90,14 @@ async fn register_send_deliver_and_ack() {
 #[tokio::test]
 async fn login_with_the_wrong_device_key_is_refused() {
     let relay = TestRelay::start().await;
-    let carol = TestUser::new("carol");
-    drop(carol.register(&relay.address).await);
+    let carol = Account::new("carol", 1);
+    drop(carol.register(&relay.address()).await);
     // The right key logs in on a fresh connection.
-    drop(carol.login(&relay.address).await);
+    drop(carol.login(&relay.address(), 1).await);
 
     let impostor = TestKey(SigningKey::from_bytes(&random()));
-    let greeting = guard(Greeting::connect(&relay.address)).await.unwrap();
-    let err = guard(greeting.authenticate(carol.user_id, 1, &impostor))
+    let greeting = guard(Greeting::connect(&relay.address())).await.unwrap();
+    let err = guard(greeting.authenticate(carol.id(), 1, &impostor))
         .await
         .err()
         .expect("an impostor must not authenticate");
@@ -117,7 +117,7 @@ async fn login_with_the_wrong_device_key_is_refused() {
 #[tokio::test]
 async fn a_relay_with_another_certificate_is_refused() {
     let relay = TestRelay::start().await;
-    let mut address = relay.address.clone();
+    let mut address = relay.address();
     let TrustPolicy::Pinned(mut pin) = address.trust else {
         unreachable!()
     };

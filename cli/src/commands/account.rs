@@ -1,14 +1,14 @@
 //! `tern init` and `tern whoami`.
 
 use anyhow::Context;
-use serde_json::json;
-use tern_core::client::{AccountInfo, KdfParams, KeySource};
+use tern_core::{AccountInfo, KdfParams, KeySource};
 use tern_core::{Client, ClientConfig};
 
 use crate::args::{InitArgs, RelayArgs};
 use crate::failure::Failure;
 use crate::home::{self, Config, Home};
 use crate::output::Printer;
+use crate::record::{AccountRecord, Record};
 use crate::session::{Session, host_of, relay_address};
 
 /// Argon2id lanes of the store key.
@@ -21,9 +21,9 @@ pub async fn init(home: Home, args: &InitArgs, out: Printer) -> anyhow::Result<(
         .await
         .with_context(|| format!("cannot register {:?} with {}", args.name, config.relay))?;
     home.save_config(&config)?;
-    print_created(&home, &config, &client.account(), out);
+    let printed = print_created(&home, &config, &client.account(), out);
     client.shutdown().await;
-    Ok(())
+    printed
 }
 
 /// Checks that `home` is free, and builds its config and the new store's key.
@@ -58,20 +58,18 @@ pub fn prepare(home: &Home, args: &RelayArgs) -> anyhow::Result<(Config, ClientC
 }
 
 /// The `--json` record of an account on this device.
-fn account_json(home: &Home, config: &Config, account: &AccountInfo) -> serde_json::Value {
-    json!({
-        "type": "account",
-        "user_name": account.user_name,
-        "user_id": hex::encode(account.user_id),
-        "device_id": account.device_id,
-        "relay": config.relay,
-        "home": home.dir(),
-    })
+fn account_record(home: &Home, config: &Config, account: &AccountInfo) -> Record {
+    Record::Account(AccountRecord::new(home.dir(), &config.relay, account))
 }
 
 /// Prints the account a new device belongs to.
-pub fn print_created(home: &Home, config: &Config, account: &AccountInfo, out: Printer) {
-    out.emit(account_json(home, config, account), || {
+pub fn print_created(
+    home: &Home,
+    config: &Config,
+    account: &AccountInfo,
+    out: Printer,
+) -> anyhow::Result<()> {
+    out.emit(&account_record(home, config, account), || {
         format!(
             "{} (device {}) is ready on {}; state in {}",
             account.user_name,
@@ -79,14 +77,14 @@ pub fn print_created(home: &Home, config: &Config, account: &AccountInfo, out: P
             config.relay,
             home.dir().display()
         )
-    });
+    })
 }
 
 /// Prints this device's account.
 pub fn whoami(session: &Session, out: Printer) -> anyhow::Result<()> {
     let account = session.client.account();
     out.emit(
-        account_json(&session.home, &session.config, &account),
+        &account_record(&session.home, &session.config, &account),
         || {
             format!(
                 "{} (user id {}, device {}) on relay {}",
@@ -96,6 +94,5 @@ pub fn whoami(session: &Session, out: Printer) -> anyhow::Result<()> {
                 session.config.relay
             )
         },
-    );
-    Ok(())
+    )
 }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-use tern_core::client::{ContactInfo, Verification};
+use tern_core::{ContactInfo, Verification};
 
 use crate::args::{ContactCommand, VerifyArgs};
-use crate::output::{Printer, verification_name};
+use crate::output::Printer;
 use crate::qr;
+use crate::record::{ContactRecord, Record, SafetyNumberRecord, verification_name};
 use crate::session::Session;
 
 /// How long contact look-ups wait for the relay.
@@ -20,18 +20,17 @@ pub async fn run(session: &Session, command: ContactCommand, out: Printer) -> an
             session.online(RELAY_TIMEOUT).await?;
             let contact = session.client.add_contact(name).await?;
             if contact.verification == Verification::Unverified {
-                eprintln!(
-                    "tern: warning: {}'s identity CHANGED since you verified it; compare safety \
-                     numbers with `tern contact verify {}`",
+                out.warn(format!(
+                    "{}'s identity CHANGED since you verified it; compare safety numbers with \
+                     `tern contact verify {}`",
                     contact.user_name, contact.user_name
-                );
+                ));
             }
-            print_contact(&contact, out);
-            Ok(())
+            print_contact(&contact, out)
         }
         ContactCommand::List => {
             for contact in session.client.contacts()? {
-                print_contact(&contact, out);
+                print_contact(&contact, out)?;
             }
             Ok(())
         }
@@ -39,23 +38,13 @@ pub async fn run(session: &Session, command: ContactCommand, out: Printer) -> an
     }
 }
 
-fn print_contact(contact: &ContactInfo, out: Printer) {
-    out.emit(
-        json!({
-            "type": "contact",
-            "name": contact.user_name,
-            "user_id": hex::encode(contact.user_id),
-            "verification": verification_name(contact.verification),
-        }),
-        || {
-            format!(
-                "{}  {}  {}",
-                contact.user_name,
-                hex::encode(contact.user_id),
-                verification_name(contact.verification)
-            )
-        },
+fn print_contact(contact: &ContactInfo, out: Printer) -> anyhow::Result<()> {
+    let record = ContactRecord::new(contact);
+    let text = format!(
+        "{}  {}  {}",
+        record.name, record.user_id, record.verification
     );
+    out.emit(&Record::Contact(record), || text)
 }
 
 fn verify(session: &Session, args: &VerifyArgs, out: Printer) -> anyhow::Result<()> {
@@ -71,36 +60,32 @@ fn verify(session: &Session, args: &VerifyArgs, out: Printer) -> anyhow::Result<
     }
     let state = session.contact(&args.name)?.verification;
     let grouped = group_digits(&number);
-    out.emit(
-        json!({
-            "type": "safety_number",
-            "name": contact.user_name,
-            "safety_number": number,
-            "verification": verification_name(state),
-        }),
-        || {
-            let mut text = format!("Safety number with {}:\n\n{grouped}\n", contact.user_name);
-            if !args.no_qr {
-                text.push('\n');
-                text.push_str(&qr::render(number.as_bytes()));
-            }
-            text.push_str(&match state {
-                Verification::Verified => format!("\n{} is verified.", contact.user_name),
-                Verification::Unverified => format!(
-                    "\n{}'s identity CHANGED since you verified it: compare again, then run \
+    let record = SafetyNumberRecord {
+        name: contact.user_name.clone(),
+        safety_number: number.clone(),
+        verification: verification_name(state),
+    };
+    out.emit(&Record::SafetyNumber(record), || {
+        let mut text = format!("Safety number with {}:\n\n{grouped}\n", contact.user_name);
+        if !args.no_qr {
+            text.push('\n');
+            text.push_str(&qr::render(number.as_bytes()));
+        }
+        text.push_str(&match state {
+            Verification::Verified => format!("\n{} is verified.", contact.user_name),
+            Verification::Unverified => format!(
+                "\n{}'s identity CHANGED since you verified it: compare again, then run \
                      `tern contact verify {} --accept-change`.",
-                    contact.user_name, contact.user_name
-                ),
-                Verification::Default => format!(
-                    "\nCompare it with {} in person or over a trusted channel, then run \
+                contact.user_name, contact.user_name
+            ),
+            Verification::Default => format!(
+                "\nCompare it with {} in person or over a trusted channel, then run \
                      `tern contact verify {} --mark-verified`.",
-                    contact.user_name, contact.user_name
-                ),
-            });
-            text
-        },
-    );
-    Ok(())
+                contact.user_name, contact.user_name
+            ),
+        });
+        text
+    })
 }
 
 /// Digits in groups of five, six groups a line.

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 use tern_core::Client;
 
 use crate::args::{DeviceCommand, RelayArgs};
@@ -18,6 +17,7 @@ use crate::failure::Failure;
 use crate::home::Home;
 use crate::output::Printer;
 use crate::qr;
+use crate::record::{DeviceRecord, DeviceRemovedRecord, LinkCodeRecord, Record};
 use crate::session::Session;
 
 use super::account::{prepare, print_created};
@@ -40,13 +40,14 @@ pub async fn link_new(
         Some(fingerprint) => format!(" --fingerprint {fingerprint}"),
         None => String::new(),
     };
-    out.emit(json!({"type": "link_code", "code": code}), || {
+    let record = Record::LinkCode(LinkCodeRecord { code: code.clone() });
+    out.emit(&record, || {
         format!(
             "On the new device, run:\n\n    tern --home NEW_HOME link accept {code} --relay {}{trust}\n\nor scan:\n\n{}\nThe code works once, for {timeout} s. Waiting…",
             config.relay,
             qr::render(&offer.qr_payload())
         )
-    });
+    })?;
     let _ = std::io::stdout().flush();
     let approval = offer
         .wait_request(Duration::from_secs(timeout))
@@ -58,11 +59,14 @@ pub async fn link_new(
         return Err(Failure::Usage("linking refused".into()).into());
     }
     let device_id = session.client.approve_link(approval).await?;
-    out.emit(
-        json!({"type": "linked", "device_id": device_id, "identity_key": key}),
-        || format!("linked device {device_id} (key {key})"),
-    );
-    Ok(())
+    let linked = DeviceRecord {
+        device_id,
+        identity_key: key.clone(),
+        this_device: false,
+    };
+    out.emit(&Record::Linked(linked), || {
+        format!("linked device {device_id} (key {key})")
+    })
 }
 
 /// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
@@ -90,9 +94,9 @@ pub async fn link_accept(
         .await
         .with_context(|| format!("linking through {} did not complete", config.relay))?;
     home.save_config(&config)?;
-    print_created(&home, &config, &client.account(), out);
+    let printed = print_created(&home, &config, &client.account(), out);
     client.shutdown().await;
-    Ok(())
+    printed
 }
 
 /// `tern device list|remove`.
@@ -101,33 +105,26 @@ pub async fn run(session: &Session, command: DeviceCommand, out: Printer) -> any
     match command {
         DeviceCommand::List => {
             for device in session.client.devices().await? {
-                out.emit(
-                    json!({
-                        "type": "device",
-                        "device_id": device.device_id,
-                        "identity_key": hex::encode(device.identity_key),
-                        "this_device": device.this_device,
-                    }),
-                    || {
-                        format!(
-                            "{}  {}{}",
-                            device.device_id,
-                            hex::encode(device.identity_key),
-                            if device.this_device {
-                                "  (this device)"
-                            } else {
-                                ""
-                            }
-                        )
-                    },
-                );
+                out.emit(&Record::Device(DeviceRecord::new(&device)), || {
+                    format!(
+                        "{}  {}{}",
+                        device.device_id,
+                        hex::encode(device.identity_key),
+                        if device.this_device {
+                            "  (this device)"
+                        } else {
+                            ""
+                        }
+                    )
+                })?;
             }
         }
         DeviceCommand::Remove { id } => {
             session.client.remove_device(id).await?;
-            out.emit(json!({"type": "device_removed", "device_id": id}), || {
+            let removed = DeviceRemovedRecord { device_id: id };
+            out.emit(&Record::DeviceRemoved(removed), || {
                 format!("removed device {id}")
-            });
+            })?;
         }
     }
     Ok(())

@@ -5,17 +5,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 use tern_core::ClientEvent;
-use tern_core::client::{DeliveryStatus, EventSubscription, Message, MessageId, SearchQuery};
+use tern_core::{DeliveryStatus, EventSubscription, Message, MessageId, SearchQuery};
 
 use crate::args::{DownloadArgs, HistoryArgs, SearchArgs, SendArgs, SendFileArgs};
 use crate::failure::Failure;
 use crate::output::Printer;
+use crate::record::{DownloadRecord, Record};
 use crate::session::Session;
 
 /// Largest text read from standard input for `tern send NAME -`.
 const MAX_STDIN_TEXT: u64 = 64 * 1024;
+/// Newest messages of a chat searched for one just acknowledged (others
+/// may have arrived meanwhile).
+const ACKED_LOOKBACK: u32 = 200;
 /// How long a download waits for the relay connection.
 const DOWNLOAD_RELAY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,13 +50,11 @@ pub async fn send(session: &Session, args: SendArgs, out: Printer) -> anyhow::Re
     let message = session.client.send_text(chat, text)?;
     let names = session.names()?;
     if args.no_wait {
-        out.message(&names, &message, Some(DeliveryStatus::Pending), &[]);
-        return Ok(());
+        return out.message(&names, &message, Some(DeliveryStatus::Pending), &[]);
     }
-    wait_for_ack(session, &mut events, &message, args.timeout).await?;
+    let message = acknowledged(session, &mut events, message, args.timeout).await?;
     let status = status_of(session, &message)?.unwrap_or(DeliveryStatus::Sent);
-    out.message(&names, &message, Some(status), &[]);
-    Ok(())
+    out.message(&names, &message, Some(status), &[])
 }
 
 /// Encrypts and uploads a file, sends it and waits for the relay's ✓.
@@ -74,7 +75,7 @@ pub async fn send_file(session: &Session, args: SendFileArgs, out: Printer) -> a
         .send_attachment(chat, path.clone(), content_type)
         .await
         .with_context(|| format!("cannot send {}", path.display()))?;
-    wait_for_ack(session, &mut events, &message, args.timeout).await?;
+    let message = acknowledged(session, &mut events, message, args.timeout).await?;
     let names = session.names()?;
     let status = status_of(session, &message)?.unwrap_or(DeliveryStatus::Sent);
     out.message(
@@ -82,8 +83,7 @@ pub async fn send_file(session: &Session, args: SendFileArgs, out: Printer) -> a
         &message,
         Some(status),
         &session.client.attachments(message.id)?,
-    );
-    Ok(())
+    )
 }
 
 /// Downloads a message's attachment to a file.
@@ -110,25 +110,20 @@ pub async fn download(session: &Session, args: &DownloadArgs, out: Printer) -> a
         .download_attachment(id, dest.clone())
         .await
         .with_context(|| format!("cannot download {}", attachment.file_name))?;
-    out.emit(
-        json!({
-            "type": "download",
-            "message_id": args.message_id,
-            "file_name": attachment.file_name,
-            "content_type": attachment.content_type,
-            "size": attachment.size,
-            "path": dest,
-        }),
-        || {
-            format!(
-                "saved {} ({} bytes) to {}",
-                attachment.file_name,
-                attachment.size,
-                dest.display()
-            )
-        },
+    let record = DownloadRecord {
+        message_id: args.message_id,
+        file_name: attachment.file_name,
+        content_type: attachment.content_type,
+        size: attachment.size,
+        path: dest.to_string_lossy().into_owned(),
+    };
+    let text = format!(
+        "saved {} ({} bytes) to {}",
+        record.file_name,
+        record.size,
+        dest.display()
     );
-    Ok(())
+    out.emit(&Record::Download(record), || text)
 }
 
 /// A sender-chosen file name reduced to one harmless path component.
@@ -165,6 +160,24 @@ pub fn guess_type(path: &Path) -> &'static str {
         "mp4" => "video/mp4",
         _ => "application/octet-stream",
     }
+}
+
+/// Waits for the relay's ✓ of `message` (a timeout means it stays queued)
+/// and returns it as stored then, with the seq the relay gave it.
+async fn acknowledged(
+    session: &Session,
+    events: &mut EventSubscription,
+    message: Message,
+    timeout: u64,
+) -> anyhow::Result<Message> {
+    wait_for_ack(session, events, &message, timeout).await?;
+    let newest = session
+        .client
+        .messages(message.chat_id, None, ACKED_LOOKBACK)?;
+    Ok(newest
+        .into_iter()
+        .find(|m| m.id == message.id)
+        .unwrap_or(message))
 }
 
 /// Waits for the relay's ✓ of `message`; a timeout means it stays queued.
@@ -234,14 +247,14 @@ pub async fn history(session: &Session, args: &HistoryArgs, out: Printer) -> any
     if !args.offline {
         let timeout = Duration::from_secs(args.timeout);
         if let Err(e) = session.synced(timeout).await {
-            eprintln!("tern: warning: showing the local history only: {e}");
+            out.warn(format!("showing the local history only: {e:#}"));
         }
     }
     let names = session.names()?;
     for message in session.client.messages(chat, None, args.limit)? {
         let status = status_of(session, &message)?;
         let attachments = session.client.attachments(message.id)?;
-        out.message(&names, &message, status, &attachments);
+        out.message(&names, &message, status, &attachments)?;
     }
     Ok(())
 }
@@ -258,7 +271,7 @@ pub fn search(session: &Session, args: &SearchArgs, out: Printer) -> anyhow::Res
         .transpose()?;
     let names = session.names()?;
     for hit in session.client.search(query)? {
-        out.hit(&names, &hit);
+        out.hit(&names, &hit)?;
     }
     Ok(())
 }

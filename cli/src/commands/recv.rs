@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::client::{ChatId, Message};
+use tern_core::{ChatId, Message};
 
 use crate::args::RecvArgs;
 use crate::output::Printer;
@@ -98,7 +98,7 @@ fn print_new(
     for (chat, messages) in chats {
         for message in &messages {
             let attachments = session.client.attachments(message.id)?;
-            out.message(&names, message, None, &attachments);
+            out.message(&names, message, None, &attachments)?;
         }
         if mark_read {
             if let Some(seq) = messages.iter().filter_map(|m| m.seq).max() {

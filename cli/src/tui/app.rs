@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use tern_core::client::{
+use tern_core::{
     AttachmentInfo, ChatId, ChatInfo, ChatKind, DeliveryStatus, Message, MessageId, SearchHit,
-    SearchQuery, UserId,
+    SearchQuery, TransferState, UserId,
 };
-use tern_core::store::TransferState;
 use tern_core::{Client, ClientError, ClientEvent};
 
 use super::keys::{Action, Keymap};

@@ -35,7 +35,7 @@ pub async fn run(session: &Session) -> anyhow::Result<()> {
         .map_err(|e| Failure::Usage(format!("keybindings in config.toml: {e}")))?;
     let mut events = session.client.subscribe();
     let mut app = App::new(&session.client, session.names()?, keymap)?;
-    app.online = session.client.connection_state() == tern_core::client::ConnectionState::Online;
+    app.online = session.client.connection_state() == tern_core::ConnectionState::Online;
     if app.online {
         subscribe_presence(session, &app).await;
     }
@@ -104,7 +104,7 @@ async fn apply(
 /// Downloads an attachment into `dir` under its (sanitised) name.
 async fn download(
     client: &tern_core::Client,
-    message: tern_core::client::MessageId,
+    message: tern_core::MessageId,
     dir: &std::path::Path,
 ) -> Result<String, tern_core::ClientError> {
     let file = client.attachments(message)?.into_iter().next().ok_or(

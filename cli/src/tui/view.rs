@@ -5,8 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
-use tern_core::client::ChatKind;
-use tern_core::store::TransferState;
+use tern_core::{ChatKind, TransferState};
 
 use super::app::{App, Mode};
 use super::keys::Action;

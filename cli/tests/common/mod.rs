@@ -5,12 +5,12 @@
 
 pub mod tmux;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tern_testkit::{RelayProcess, relay_binary};
 
 /// The passphrase every test user uses.
 pub const PASSPHRASE: &str = "correct horse battery staple";
@@ -20,68 +20,26 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// The real `tern-relay` binary, serving on an ephemeral port with its own
 /// data directory; killed when dropped.
 pub struct Relay {
-    process: Option<Child>,
-    _data: tempfile::TempDir,
+    process: RelayProcess,
     /// `HOST:PORT`.
     pub address: String,
     /// Certificate fingerprint.
     pub fingerprint: String,
 }
 
-/// The `tern-relay` binary: built by the workspace next to `tern`; built on
-/// demand when only this crate's tests run.
-fn relay_bin() -> PathBuf {
-    let bin = tern_bin().with_file_name(format!("tern-relay{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "tern-relay", "--bin", "tern-relay"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building tern-relay failed");
-    }
-    bin
-}
-
 impl Relay {
     pub fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut process = Command::new(relay_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(process.stdout.take().unwrap());
-        let (mut address, mut fingerprint) = (None, None);
-        for line in stdout.lines() {
-            let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("tern-relay listening on ") {
-                address = Some(addr.trim().to_owned());
-            } else if let Some(fp) = line.strip_prefix("certificate sha256 fingerprint: ") {
-                fingerprint = Some(fp.trim().to_owned());
-            }
-            if address.is_some() && fingerprint.is_some() {
-                break;
-            }
-        }
+        let process = RelayProcess::start(relay_binary());
         Self {
-            process: Some(process),
-            _data: data,
-            address: address.expect("the relay printed its address"),
-            fingerprint: fingerprint.expect("the relay printed its fingerprint"),
+            address: process.addr.to_string(),
+            fingerprint: process.fingerprint.clone(),
+            process,
         }
     }
 
     /// Stops the relay (the port then answers nothing).
     pub fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
+        self.process.kill();
     }
 
     /// Alice and Bob, each `tern init`ed; Alice has Bob as a contact.
@@ -111,12 +69,6 @@ impl Relay {
             "1",
         ]);
         user
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -209,8 +161,8 @@ impl User {
     /// Replaces the account key pinned for `contact` in this user's store,
     /// as if the contact had re-created their account keys.
     pub fn forge_contact_key(&self, contact: &str) {
-        use tern_core::client::KeySource;
-        use tern_core::store::Store;
+        use tern_core::KeySource;
+        use tern_store::Store;
         let store = Store::open(
             self.home().join("tern.db"),
             KeySource::passphrase(PASSPHRASE),

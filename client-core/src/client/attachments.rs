@@ -12,18 +12,19 @@ use zeroize::Zeroizing;
 
 use tern_protocol::wire::ErrorCode;
 
-use super::account::random_bytes;
-use super::error::ClientError;
-use super::event::ClientEvent;
-use super::types::{Message, MessageId};
 use super::{ChatId, Client};
-use crate::net::{NetError, RelayConnection};
+use crate::model::ClientError;
+use crate::model::ClientEvent;
+use crate::model::{Message, MessageId};
+use crate::net::NetError;
+use crate::random::random_bytes;
 use crate::store::{NewAttachment, PendingUpload, TransferState};
-use crate::sync::attachment::{
-    CHUNK_LEN, ChunkCipher, SEALED_CHUNK_LEN, chunk_count, plain_len, sealed_len,
-};
+use crate::sync::RelayLink;
 use crate::sync::content::{
     Attachment, MAX_ATTACHMENT_LEN, MAX_ATTACHMENT_NAME_LEN, Payload, SecretBytes,
+};
+use tern_crypto::attachment::{
+    CHUNK_LEN, ChunkCipher, SEALED_CHUNK_LEN, chunk_count, plain_len, sealed_len,
 };
 
 /// Attempts of an upload the relay answers with CONFLICT (its previous
@@ -125,6 +126,61 @@ fn decrypt_file(sealed: &Path, dest: &Path, cipher: &ChunkCipher) -> Result<u64,
     Ok(size)
 }
 
+/// Uploads the ciphertext, resuming where the relay stands; returns the
+/// offset it resumed from. A relay still closing an interrupted stream of
+/// the same blob answers CONFLICT: retried a few times.
+async fn upload_file(
+    conn: &dyn RelayLink,
+    upload: &PendingUpload,
+    path: &Path,
+) -> Result<u64, ClientError> {
+    let mut attempt = 0;
+    loop {
+        match upload_once(conn, upload, path).await {
+            Err(NetError::Relay {
+                code: ErrorCode::Conflict,
+                ..
+            }) if attempt < UPLOAD_CONFLICT_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(UPLOAD_CONFLICT_DELAY * attempt).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// One upload attempt of the file's ciphertext (sealed chunk by chunk as the
+/// relay asks for it); returns the offset it started from.
+async fn upload_once(
+    conn: &dyn RelayLink,
+    upload: &PendingUpload,
+    path: &Path,
+) -> Result<u64, NetError> {
+    let size = upload.size;
+    let cipher =
+        ChunkCipher::new(
+            upload.key.as_slice().try_into().map_err(|_| {
+                NetError::Connect("stored attachment key has the wrong length".into())
+            })?,
+        );
+    let count = chunk_count(size);
+    let mut file =
+        File::open(path).map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
+    let sealed_size = sealed_len(size);
+    let mut resumed_from = None;
+    conn.upload_blob(upload.digest, sealed_size, &mut |offset, _max| {
+        resumed_from.get_or_insert(offset);
+        let index = offset / SEALED_CHUNK_LEN as u64;
+        let within = usize::try_from(offset % SEALED_CHUNK_LEN as u64).unwrap_or(0);
+        let chunk = read_chunk(&mut file, index, size)
+            .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
+        let sealed = cipher.seal(index, index + 1 == count, &chunk);
+        Ok(sealed.get(within..).unwrap_or_default().to_vec())
+    })
+    .await?;
+    Ok(resumed_from.unwrap_or(sealed_size))
+}
+
 impl Client {
     /// Encrypts the file at `path`, uploads it to the relay's blob store and
     /// sends it to the chat as an attachment message (shown under its file
@@ -161,7 +217,7 @@ impl Client {
         }
         let conn = self.core.connection()?;
         let upload = self.prepare_upload(chat_id, &path_text, size).await?;
-        let resumed_from = self.upload(&conn, &upload, &path).await?;
+        let resumed_from = upload_file(conn.as_ref(), &upload, &path).await?;
         self.core.emit(ClientEvent::AttachmentUploaded {
             chat_id,
             blob_id: upload.digest,
@@ -230,65 +286,6 @@ impl Client {
         Ok(upload)
     }
 
-    /// Uploads the ciphertext, resuming where the relay stands; returns the
-    /// offset it resumed from. A relay still closing an interrupted stream of
-    /// the same blob answers CONFLICT: retried a few times.
-    async fn upload(
-        &self,
-        conn: &RelayConnection,
-        upload: &PendingUpload,
-        path: &Path,
-    ) -> Result<u64, ClientError> {
-        let mut attempt = 0;
-        loop {
-            match self.upload_once(conn, upload, path).await {
-                Err(NetError::Relay {
-                    code: ErrorCode::Conflict,
-                    ..
-                }) if attempt < UPLOAD_CONFLICT_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(UPLOAD_CONFLICT_DELAY * attempt).await;
-                }
-                other => return Ok(other?),
-            }
-        }
-    }
-
-    async fn upload_once(
-        &self,
-        conn: &RelayConnection,
-        upload: &PendingUpload,
-        path: &Path,
-    ) -> Result<u64, NetError> {
-        let size = upload.size;
-        let cipher =
-            ChunkCipher::new(upload.key.as_slice().try_into().map_err(|_| {
-                NetError::Connect("stored attachment key has the wrong length".into())
-            })?);
-        let count = chunk_count(size);
-        let mut file = File::open(path)
-            .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
-        let sealed_size = sealed_len(size);
-        let mut resumed_from = None;
-        let mut chunks_sent = 0u32;
-        let interrupt_after = self.core.interrupt_upload_after;
-        conn.upload_blob(upload.digest, sealed_size, |offset, _max| {
-            resumed_from.get_or_insert(offset);
-            if interrupt_after.is_some_and(|n| chunks_sent >= n) {
-                return Err(NetError::Connect("test hook: upload interrupted".into()));
-            }
-            chunks_sent += 1;
-            let index = offset / SEALED_CHUNK_LEN as u64;
-            let within = usize::try_from(offset % SEALED_CHUNK_LEN as u64).unwrap_or(0);
-            let chunk = read_chunk(&mut file, index, size)
-                .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
-            let sealed = cipher.seal(index, index + 1 == count, &chunk);
-            Ok(sealed.get(within..).unwrap_or_default().to_vec())
-        })
-        .await?;
-        Ok(resumed_from.unwrap_or(sealed_size))
-    }
-
     /// The attachments of a message.
     pub fn attachments(&self, message_id: MessageId) -> Result<Vec<AttachmentInfo>, ClientError> {
         let rows = self
@@ -350,7 +347,7 @@ impl Client {
         let have = file.metadata().map_err(io)?.len();
         let expected = sealed_len(row.attachment.size);
         if have < expected {
-            conn.download_blob(blob_id, have, |_, data| {
+            conn.download_blob(blob_id, have, &mut |_, data| {
                 file.write_all(data)
                     .map_err(|e| NetError::Connect(format!("writing the attachment: {e}")))
             })

@@ -1,20 +1,16 @@
 //! Chats: direct chats with derived ids, groups and their membership.
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tern_protocol::wire::{ChangeMembers, ChatKind as WireChatKind, CreateChat, request};
 
 use super::Client;
-use super::account::random_bytes;
-use super::error::ClientError;
-use super::event::ClientEvent;
-use super::types::{ChatId, ChatInfo, ChatKind, UserId};
+use crate::model::ClientError;
+use crate::model::ClientEvent;
+use crate::model::{ChatId, ChatInfo, ChatKind, UserId};
+use crate::random::random_bytes;
 use crate::store::{Chat, StoreError};
 use crate::sync::content::{MAX_TITLE_LEN, Payload};
-use crate::sync::{now_ms, queue_payload};
-
-/// Label of the direct-chat id derivation.
-const DIRECT_CHAT_LABEL: &[u8] = b"tern/v1/direct-chat\0";
+use crate::sync::queue_payload;
 
 impl Client {
     /// The direct chat with a contact (its id is derived from both user ids,
@@ -29,13 +25,14 @@ impl Client {
         }
         let contact = self.contact(user_id)?;
         let chat_id = direct_chat_id(&me, &user_id);
+        let now = self.core.clock.now_ms();
         self.core.store.transaction(|tx| {
             if tx.chat(&chat_id)?.is_none() {
                 tx.upsert_chat(&Chat {
                     chat_id,
                     kind: ChatKind::Direct,
                     title: contact.user_name.clone(),
-                    created_at_ms: now_ms(),
+                    created_at_ms: now,
                 })?;
                 tx.set_chat_members(&chat_id, &[me, user_id])?;
             }
@@ -67,12 +64,13 @@ impl Client {
         .await?;
         let mut all = vec![me];
         all.extend(members.into_iter().filter(|m| *m != me));
+        let now = self.core.clock.now_ms();
         self.core.store.transaction(|tx| {
             tx.upsert_chat(&Chat {
                 chat_id,
                 kind: ChatKind::Group,
                 title: title.clone(),
-                created_at_ms: now_ms(),
+                created_at_ms: now,
             })?;
             tx.set_chat_members(&chat_id, &all)?;
             queue_payload(
@@ -81,6 +79,7 @@ impl Client {
                 &random_bytes(),
                 &Payload::GroupTitle(title),
                 None,
+                now,
             )
         })?;
         self.core.outbox_wake.notify_one();
@@ -92,6 +91,7 @@ impl Client {
     /// Works offline.
     pub fn rename_group(&self, chat_id: ChatId, title: String) -> Result<(), ClientError> {
         check_title(&title)?;
+        let now = self.core.clock.now_ms();
         self.core.store.transaction(|tx| {
             let mut chat = tx.chat(&chat_id)?.ok_or(ClientError::UnknownChat)?;
             if chat.kind != ChatKind::Group {
@@ -106,6 +106,7 @@ impl Client {
                 &random_bytes(),
                 &payload,
                 None,
+                now,
             )?)
         })?;
         self.core.outbox_wake.notify_one();
@@ -178,16 +179,8 @@ fn check_title(title: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// The id of the direct chat between two users:
-/// `SHA-256("tern/v1/direct-chat\0" ‖ lower id ‖ higher id)[..16]`.
+/// The id of the direct chat between two users (derived as
+/// [`tern_crypto::chat_id::direct_chat_id`] describes).
 pub fn direct_chat_id(a: &UserId, b: &UserId) -> ChatId {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
-    let digest = Sha256::new()
-        .chain_update(DIRECT_CHAT_LABEL)
-        .chain_update(low)
-        .chain_update(high)
-        .finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id
+    tern_crypto::chat_id::direct_chat_id(a, b)
 }

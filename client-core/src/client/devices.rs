@@ -8,9 +8,9 @@ use tern_protocol::wire::{
 };
 
 use super::Client;
-use super::directory::DeviceSet;
-use super::error::ClientError;
-use crate::net::RelayConnection;
+use crate::model::ClientError;
+use crate::sync::RelayLink;
+use crate::sync::directory::DeviceSet;
 
 /// Most devices per account (the protocol's limit).
 const MAX_DEVICES: usize = tern_protocol::limits::MAX_DEVICES_PER_USER;
@@ -31,7 +31,7 @@ impl Client {
     /// (next free device id) and publishes the list. Returns the device id.
     pub(super) async fn add_own_device(&self, identity: [u8; 32]) -> Result<u32, ClientError> {
         let conn = self.core.connection()?;
-        let set = self.own_devices(&conn).await?;
+        let set = self.own_devices(conn.as_ref()).await?;
         if set.devices.iter().any(|(_, key)| *key == identity) {
             return Err(ClientError::InvalidArgument("device already linked"));
         }
@@ -55,7 +55,7 @@ impl Client {
     /// The account's devices, from the relay's current signed list.
     pub async fn devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
         let conn = self.core.connection()?;
-        let set = self.own_devices(&conn).await?;
+        let set = self.own_devices(conn.as_ref()).await?;
         Ok(set
             .devices
             .iter()
@@ -74,7 +74,7 @@ impl Client {
             return Err(ClientError::InvalidArgument("cannot remove this device"));
         }
         let conn = self.core.connection()?;
-        let set = self.own_devices(&conn).await?;
+        let set = self.own_devices(conn.as_ref()).await?;
         if set.identity(device_id).is_none() {
             return Err(ClientError::InvalidArgument("no such device"));
         }
@@ -93,7 +93,7 @@ impl Client {
         self.remember_own_list(&set, &signed)
     }
 
-    async fn own_devices(&self, conn: &RelayConnection) -> Result<DeviceSet, ClientError> {
+    async fn own_devices(&self, conn: &dyn RelayLink) -> Result<DeviceSet, ClientError> {
         let me = self.core.account.user_id;
         self.core.directory.invalidate(&me);
         self.core.device_set(conn, &me).await

@@ -6,10 +6,11 @@ use prost::Message;
 use tern_protocol::wire::{DeviceEntry, DeviceList, SignedDeviceList, UserInfo};
 use tern_transport::{CertFingerprint, TrustPolicy};
 
-use super::account::{LocalAccount, rng};
 use super::*;
-use crate::crypto::identity::AccountIdentity;
+use crate::random::rng;
 use crate::store::DeviceAddress;
+use crate::sync::account::LocalAccount;
+use tern_crypto::identity::AccountIdentity;
 
 const KEY: [u8; 32] = [9; 32];
 const BOB: UserId = [0xb0; 16];

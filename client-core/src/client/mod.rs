@@ -8,8 +8,8 @@
 //! [`Client::subscribe`].
 //!
 //! ```no_run
-//! # use tern_core::client::*;
-//! # async fn demo(relay: tern_core::net::RelayAddress) -> Result<(), ClientError> {
+//! # use tern_core::*;
+//! # async fn demo(relay: tern_core::RelayAddress) -> Result<(), ClientError> {
 //! let config = ClientConfig::new("/tmp/alice.db", relay);
 //! let alice = Client::create(config, KeySource::passphrase("pw"), "alice".into(), None).await?;
 //! let mut events = alice.subscribe();
@@ -24,23 +24,18 @@
 //! # Ok(()) }
 //! ```
 
-mod account;
 mod attachments;
 mod chats;
 mod devices;
-mod directory;
 #[cfg(test)]
 mod directory_tests;
-mod error;
-mod event;
 mod linking;
 mod read_state;
 mod syncing;
-mod types;
 mod verification;
 
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,58 +44,48 @@ use tern_protocol::wire::{
     EphemeralEvent, LookupUser, RegisterAccount, SetPushEndpoint, SubscribePresence, Typing,
     ephemeral_event, request,
 };
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::watch;
 
-pub use attachments::AttachmentInfo;
-pub use chats::direct_chat_id;
-pub use devices::DeviceInfo;
-pub use error::ClientError;
-pub use event::{ClientEvent, EventSubscription};
-pub use linking::{
-    LinkApplication, LinkApproval, LinkCode, LinkInvitation, LinkOffer, LinkRequest,
-    ProvisionPayload,
-};
-pub use types::{
+pub use crate::model::{
     AccountInfo, ChatId, ChatInfo, ChatKind, ClientMessageId, ConnectionState, ContactInfo,
     DeliveryStatus, KdfParams, KeySource, Message, MessageId, PrekeyRotation, PrekeyRotations,
     SearchHit, SearchQuery, SyncSummary, TransferState, UserId, Verification,
 };
-
-pub(crate) use account::{
-    DeviceAuth, generate_prekeys, generate_rotating_prekey, random_bytes, rng,
+pub use crate::model::{ClientError, ClientEvent, EventSubscription};
+pub use crate::sync::{
+    BlobSink, BlobSource, Clock, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink, SystemClock,
 };
-pub(crate) use directory::{DeviceSet, Directory};
+pub use attachments::AttachmentInfo;
+pub use chats::direct_chat_id;
+pub use devices::DeviceInfo;
+pub use linking::{LinkApproval, LinkOffer};
 
-use crate::crypto::identity::AccountIdentity;
-use crate::crypto::session::SessionManager;
 use crate::net::{Greeting, RelayAddress};
+use crate::random::random_bytes;
 use crate::store::{Contact, Store};
+use crate::sync::account::{DeviceAuth, LocalAccount, generate_prekeys};
 use crate::sync::content::{MAX_TEXT_LEN, Payload};
-use crate::sync::crypto_store::CryptoStore;
-use crate::sync::{Clock, Core, now_ms, queue_payload};
-use account::LocalAccount;
+use crate::sync::{Core, layered, queue_payload};
+use tern_crypto::identity::AccountIdentity;
 
-/// Events buffered per subscription before the slowest one lags.
-const EVENT_BUFFER: usize = 1024;
-
-/// Where the client keeps its data and which relay it talks to.
-#[derive(Clone, Debug)]
+/// Where the client keeps its data, which relay it talks to, and how.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Path of the encrypted database (its key header sits beside it).
     pub store_path: PathBuf,
     /// The relay.
     pub relay: RelayAddress,
-    /// Test hook: transmit outbox entries but ignore the relay's acks, which
-    /// simulates a crash between send and ack. Never set in production.
-    pub testing_drop_acks: bool,
-    /// Test hook: attachment uploads stop after this many chunks (the
-    /// relay keeps what it received), as if the connection dropped
-    /// mid-upload. Never set in production.
-    pub testing_interrupt_upload_after: Option<u32>,
-    /// Test hook: seconds since the Unix epoch that prekey rotation uses
-    /// instead of the system clock, so that tests can move time forward.
-    /// Never set in production.
-    pub testing_clock: Option<Arc<AtomicU64>>,
+    /// Where every "now" of the client comes from: message timestamps,
+    /// outbox retry schedules, chat creation times and prekey rotation
+    /// ([`SystemClock`] by default). A host or a test may shift or control it.
+    pub clock: Arc<dyn Clock>,
+    /// Receives every relay connection the client opens (once it is ready
+    /// for requests) and returns the [`RelayLink`] the client uses in its
+    /// place; `None` (the default) uses the connection as it is. A layer can
+    /// observe, delay, alter or fail any request, delivery event, datagram or
+    /// blob transfer — for tracing, metrics or fault injection (an ack lost
+    /// after the relay stored a message, an upload cut off midway).
+    pub relay_layer: Option<Arc<dyn RelayLayer>>,
 }
 
 impl ClientConfig {
@@ -109,10 +94,19 @@ impl ClientConfig {
         Self {
             store_path: store_path.into(),
             relay,
-            testing_drop_acks: false,
-            testing_interrupt_upload_after: None,
-            testing_clock: None,
+            clock: Arc::new(SystemClock),
+            relay_layer: None,
         }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("store_path", &self.store_path)
+            .field("relay", &self.relay)
+            .field("relay_layer", &self.relay_layer.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,8 +156,7 @@ impl Client {
         let mut account = LocalAccount::generate(user_name);
         let upload = store.transaction(|tx| {
             account.save(tx)?;
-            let now = Clock::new(config.testing_clock.clone()).now_secs();
-            generate_prekeys(tx, &account.device, Some(now))
+            generate_prekeys(tx, &account.device, Some(config.clock.now_secs()))
         })?;
         let greeting = Greeting::connect(&config.relay).await?;
         let register = RegisterAccount {
@@ -177,6 +170,7 @@ impl Client {
         let (_, conn) = greeting
             .register(request::Kind::RegisterAccount(register))
             .await?;
+        let conn = layered(config.relay_layer.as_ref(), conn);
         conn.request(request::Kind::UploadPrekeys(upload)).await?;
         conn.close();
         account.registered = true;
@@ -203,28 +197,13 @@ impl Client {
     }
 
     fn start(config: ClientConfig, store: Arc<Store>, account: LocalAccount) -> Self {
-        let crypto = Arc::new(CryptoStore::new(store.clone()));
-        let events = broadcast::channel(EVENT_BUFFER).0;
-        let directory = Directory::new(store.clone(), events.clone());
-        let core = Arc::new(Core {
+        let core = Arc::new(Core::new(
             store,
-            sessions: SessionManager::new(account.device.clone(), crypto.clone()),
-            crypto,
-            account: account.info.clone(),
-            relay: config.relay,
-            directory,
-            events,
-            conn: watch::channel(None).0,
-            outbox_wake: Notify::new(),
-            outbox_settled: Notify::new(),
-            presence: Mutex::new(Vec::new()),
-            receiving: tokio::sync::Mutex::new(()),
-            drop_acks: config.testing_drop_acks,
-            interrupt_upload_after: config.testing_interrupt_upload_after,
-            clock: Clock::new(config.testing_clock),
-            maintenance: Notify::new(),
-            replay_cache_full: AtomicBool::new(false),
-        });
+            &account,
+            config.relay,
+            config.relay_layer,
+            config.clock,
+        ));
         let (shutdown, stop) = watch::channel(false);
         let task = tokio::spawn(crate::sync::run(core.clone(), stop));
         Self {
@@ -284,7 +263,7 @@ impl Client {
         let set = self
             .core
             .lookup(
-                &conn,
+                conn.as_ref(),
                 LookupUser {
                     user_name: user_name.clone(),
                     user_id: Bytes::new(),
@@ -342,8 +321,9 @@ impl Client {
         attachment: Option<crate::store::NewAttachment>,
     ) -> Result<Message, ClientError> {
         let me = self.core.account.user_id;
+        let now = self.core.clock.now_ms();
         let client_message_id: ClientMessageId = tern_protocol::ClientMessageId::time_ordered(
-            u64::try_from(crate::sync::now_ms()).unwrap_or(0),
+            u64::try_from(now).unwrap_or(0),
             random_bytes(),
         )
         .0;
@@ -366,8 +346,8 @@ impl Client {
                     user_id: me,
                     device_id: self.core.account.device_id,
                 },
-                sent_at_ms: now_ms(),
-                received_at_ms: now_ms(),
+                sent_at_ms: now,
+                received_at_ms: now,
                 body,
             };
             let id = tx.insert_message(&message)?.id();
@@ -378,7 +358,7 @@ impl Client {
                 attachment.message_id = id;
                 tx.insert_attachment(&attachment)?;
             }
-            queue_payload(tx, &chat_id, &client_message_id, &payload, Some(id))?;
+            queue_payload(tx, &chat_id, &client_message_id, &payload, Some(id), now)?;
             Ok(crate::store::StoredMessage { id, message })
         })?;
         self.core.outbox_wake.notify_one();

@@ -2,14 +2,14 @@
 //! cursor shared with the account's other devices.
 
 use super::Client;
-use super::account::random_bytes;
-use super::error::ClientError;
-use super::event::ClientEvent;
-use super::types::{ChatId, ClientMessageId, UserId};
+use crate::model::ClientError;
+use crate::model::ClientEvent;
+use crate::model::{ChatId, ClientMessageId, UserId};
+use crate::random::random_bytes;
 use crate::store::{Chat, ChatKind, StoreError, Tx};
 use crate::sync::content::{Payload, ReceiptKind};
 use crate::sync::device_sync::self_chat_id;
-use crate::sync::{now_ms, queue_payload};
+use crate::sync::queue_payload;
 
 /// Title of the note-to-self chat.
 const SELF_CHAT_TITLE: &str = "Note to self";
@@ -22,6 +22,7 @@ impl Client {
     /// drop too. Emits [`ClientEvent::ChatRead`]. A cursor never moves back.
     pub fn mark_read(&self, chat_id: ChatId, up_to: u64) -> Result<(), ClientError> {
         let me = self.core.account.user_id;
+        let now = self.core.clock.now_ms();
         let moved = self.core.store.transaction(|tx| {
             let read = tx.cursor(&chat_id)?.map_or(0, |c| c.read_seq);
             let up_to = up_to.min(tx.newest_seq(&chat_id)?);
@@ -31,14 +32,14 @@ impl Client {
             let ids = unread_ids(tx, &chat_id, &me, read, up_to)?;
             if !ids.is_empty() {
                 let receipt = Payload::Receipt(ReceiptKind::Read, ids);
-                queue_payload(tx, &chat_id, &random_bytes(), &receipt, None)?;
+                queue_payload(tx, &chat_id, &random_bytes(), &receipt, None, now)?;
             }
             tx.advance_read(&chat_id, up_to)?;
             let self_chat = self_chat_id(&me);
             if chat_id != self_chat {
-                ensure_self_chat(tx, &me)?;
+                ensure_self_chat(tx, &me, now)?;
                 let state = Payload::ReadState(chat_id, up_to);
-                queue_payload(tx, &self_chat, &random_bytes(), &state, None)?;
+                queue_payload(tx, &self_chat, &random_bytes(), &state, None, now)?;
             }
             Ok(Some(up_to))
         })?;
@@ -68,16 +69,16 @@ fn unread_ids(
         .collect())
 }
 
-/// Creates the note-to-self chat locally if needed (the relay learns of it
-/// with its first message).
-pub(super) fn ensure_self_chat(tx: &Tx<'_>, me: &UserId) -> Result<(), StoreError> {
+/// Creates the note-to-self chat locally if needed, at `now_ms` (the relay
+/// learns of it with its first message).
+pub(super) fn ensure_self_chat(tx: &Tx<'_>, me: &UserId, now_ms: i64) -> Result<(), StoreError> {
     let chat_id = self_chat_id(me);
     if tx.chat(&chat_id)?.is_none() {
         tx.upsert_chat(&Chat {
             chat_id,
             kind: ChatKind::Group,
             title: SELF_CHAT_TITLE.into(),
-            created_at_ms: now_ms(),
+            created_at_ms: now_ms,
         })?;
         tx.set_chat_members(&chat_id, &[*me])?;
     }

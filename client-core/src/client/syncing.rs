@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Client;
-use super::error::ClientError;
-use super::types::{PrekeyRotations, SyncSummary};
-use crate::net::RelayConnection;
-use crate::sync::{resync, run_maintenance};
+use crate::model::ClientError;
+use crate::model::{PrekeyRotations, SyncSummary};
+use crate::sync::{RelayLink, resync, run_maintenance};
 
 impl Client {
     /// Drains the relay backlog: waits (within `timeout`) for the relay
@@ -23,7 +22,7 @@ impl Client {
     /// the sync does not finish within `timeout`.
     pub async fn sync_now(&self, timeout: Duration) -> Result<SyncSummary, ClientError> {
         self.with_relay(timeout, "syncing with the relay", |conn| async move {
-            resync(&self.core, &conn).await
+            resync(&self.core, conn.as_ref()).await
         })
         .await
     }
@@ -38,7 +37,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<PrekeyRotations, ClientError> {
         self.with_relay(timeout, "maintaining prekeys", |conn| async move {
-            run_maintenance(&self.core, &conn).await
+            run_maintenance(&self.core, conn.as_ref()).await
         })
         .await
     }
@@ -71,7 +70,7 @@ impl Client {
         &self,
         timeout: Duration,
         what: &str,
-        task: impl FnOnce(Arc<RelayConnection>) -> F,
+        task: impl FnOnce(Arc<dyn RelayLink>) -> F,
     ) -> Result<T, ClientError>
     where
         F: Future<Output = Result<T, ClientError>>,

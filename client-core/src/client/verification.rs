@@ -2,16 +2,16 @@
 //! acknowledging identity changes.
 
 use super::Client;
-use super::account::random_bytes;
-use super::error::ClientError;
-use super::event::ClientEvent;
 use super::read_state::ensure_self_chat;
-use super::types::UserId;
-use crate::crypto::fingerprint::SafetyNumber;
-use crate::crypto::identity::IdentityKey;
+use crate::model::ClientError;
+use crate::model::ClientEvent;
+use crate::model::UserId;
+use crate::random::random_bytes;
 use crate::sync::content::Payload;
 use crate::sync::device_sync::self_chat_id;
 use crate::sync::queue_payload;
+use tern_crypto::fingerprint::SafetyNumber;
+use tern_crypto::identity::IdentityKey;
 
 impl Client {
     /// The safety number shared with a contact (60 digits, same on both
@@ -44,17 +44,18 @@ impl Client {
     pub fn set_verified(&self, user_id: UserId, verified: bool) -> Result<(), ClientError> {
         let state = crate::sync::verification::mark(verified);
         let me = self.core.account.user_id;
+        let now = self.core.clock.now_ms();
         self.core.store.transaction(|tx| {
             tx.set_verification(&user_id, state)?;
             let key = tx.contact(&user_id)?.and_then(|c| c.identity_key);
             if let Some(identity_key) = key.and_then(|k| <[u8; 32]>::try_from(k).ok()) {
-                ensure_self_chat(tx, &me)?;
+                ensure_self_chat(tx, &me, now)?;
                 let sync = Payload::VerificationState {
                     user_id,
                     identity_key,
                     verified,
                 };
-                queue_payload(tx, &self_chat_id(&me), &random_bytes(), &sync, None)?;
+                queue_payload(tx, &self_chat_id(&me), &random_bytes(), &sync, None, now)?;
             }
             Ok::<_, ClientError>(())
         })?;

@@ -2,7 +2,7 @@
 //! changes held back until the caller commits them together with the message
 //! they belong to.
 //!
-//! [`SessionManager`](crate::crypto::session::SessionManager) commits each
+//! [`SessionManager`](tern_crypto::session::SessionManager) commits each
 //! operation through [`SessionStore::apply`]. Here `apply` only records the
 //! change in memory (later loads see it); [`CryptoStore::commit`] writes every
 //! recorded change plus the caller's own writes (the decrypted message, the
@@ -14,11 +14,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::crypto::prekeys::{KemPreKey, OneTimePreKey, SignedPreKey};
-use crate::crypto::session::{
+use crate::store::{self, PrekeyKind, Store, StoreError, Tx};
+use tern_crypto::prekeys::{KemPreKey, OneTimePreKey, SignedPreKey};
+use tern_crypto::session::{
     DeviceAddress, SessionRecord, SessionStore, StoreError as CryptoStoreError, StoreTransaction,
 };
-use crate::store::{self, PrekeyKind, Store, StoreError, Tx};
 
 /// Session id under which the crypto layer's whole record (active session and
 /// archive) is stored for one remote device.
@@ -33,21 +33,21 @@ struct Pending {
 }
 
 /// Session and prekey storage over the encrypted store; see the module docs.
-pub struct CryptoStore {
+pub(crate) struct CryptoStore {
     store: Arc<Store>,
     pending: Mutex<Pending>,
     batch: Mutex<()>,
 }
 
 /// Exclusive access for one batch of crypto operations and their commit.
-pub struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     owner: &'a CryptoStore,
     _guard: MutexGuard<'a, ()>,
 }
 
 impl CryptoStore {
     /// Wraps the store.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
         Self {
             store,
             pending: Mutex::new(Pending::default()),
@@ -56,7 +56,7 @@ impl CryptoStore {
     }
 
     /// Starts a batch. Anything left over from an abandoned batch is dropped.
-    pub fn begin(&self) -> Batch<'_> {
+    pub(crate) fn begin(&self) -> Batch<'_> {
         let guard = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
         *self.pending() = Pending::default();
         Batch {
@@ -82,7 +82,7 @@ impl CryptoStore {
 impl Batch<'_> {
     /// Writes the batch's crypto changes and whatever `f` writes in one
     /// transaction. On error nothing is written and the changes are dropped.
-    pub fn commit<T, E>(self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn commit<T, E>(self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -117,7 +117,7 @@ fn write_pending(tx: &Tx<'_>, pending: &Pending) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn decode_err(e: crate::crypto::CryptoError) -> CryptoStoreError {
+fn decode_err(e: tern_crypto::CryptoError) -> CryptoStoreError {
     CryptoStoreError(format!("stored crypto state: {e}"))
 }
 
@@ -272,7 +272,7 @@ mod tests {
     fn a_signed_prekey_with_a_new_replay_entry_is_stored_with_the_commit() {
         let (_dir, store) = store();
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let identity = crate::crypto::identity::DeviceIdentity::generate(&mut rng);
+        let identity = tern_crypto::identity::DeviceIdentity::generate(&mut rng);
         let mut prekey = SignedPreKey::generate(3, &identity, &mut rng);
         store
             .transaction(|tx| tx.put_prekey(PrekeyKind::Signed, 3, &prekey.to_bytes()))

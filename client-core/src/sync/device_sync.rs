@@ -4,27 +4,18 @@
 //! note-to-self chat, whose only member is the account itself.
 
 use prost::Message;
-use sha2::{Digest, Sha256};
 
-use crate::client::{ChatId, ClientError, UserId};
+use crate::model::{ChatId, ClientError, UserId};
 use crate::store::{self, Chat, ChatKind, Contact, NewMessage, StoreError, Tx, Verification};
 
 /// Budget for one sync payload (the ciphertext limit is 64 KiB).
-pub const MAX_SYNC_LEN: usize = 40 * 1024;
+pub(crate) const MAX_SYNC_LEN: usize = 40 * 1024;
 /// Most recent messages offered per chat.
 const RECENT_PER_CHAT: u32 = 50;
-/// Label of the note-to-self chat id derivation.
-const SELF_CHAT_LABEL: &[u8] = b"tern/v1/self-chat\0";
-
-/// The note-to-self chat of `user`: `SHA-256("tern/v1/self-chat\0" ‖ user)[..16]`.
-pub fn self_chat_id(user: &UserId) -> ChatId {
-    let digest = Sha256::new()
-        .chain_update(SELF_CHAT_LABEL)
-        .chain_update(user)
-        .finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id
+/// The note-to-self chat of `user` (derived as
+/// [`tern_crypto::chat_id::self_chat_id`] describes).
+pub(crate) fn self_chat_id(user: &UserId) -> ChatId {
+    tern_crypto::chat_id::self_chat_id(user)
 }
 
 /// The sync payload (content kind 9).
@@ -107,7 +98,7 @@ fn id16(bytes: &[u8]) -> Option<[u8; 16]> {
 
 /// Collects what this device knows, within [`MAX_SYNC_LEN`]: contacts and
 /// chats first, then the most recent messages of each chat while they fit.
-pub fn collect(tx: &Tx<'_>, self_chat: &ChatId) -> Result<DeviceSync, StoreError> {
+pub(crate) fn collect(tx: &Tx<'_>, self_chat: &ChatId) -> Result<DeviceSync, StoreError> {
     let mut sync = DeviceSync::default();
     for contact in tx.contacts()? {
         sync.contacts.push(SyncContact {
@@ -165,7 +156,7 @@ pub fn collect(tx: &Tx<'_>, self_chat: &ChatId) -> Result<DeviceSync, StoreError
 
 /// Applies a sync from an own device: adds what is missing, never
 /// overwrites what this device already has. Malformed items are skipped.
-pub fn apply(tx: &Tx<'_>, sync: &DeviceSync, now_ms: i64) -> Result<usize, ClientError> {
+pub(crate) fn apply(tx: &Tx<'_>, sync: &DeviceSync, now_ms: i64) -> Result<usize, ClientError> {
     for c in &sync.contacts {
         let Some(user_id) = id16(&c.user_id) else {
             continue;

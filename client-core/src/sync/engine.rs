@@ -9,23 +9,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand_core::Rng;
 use tern_protocol::wire::{
-    AckDelivered, Cursor, Delivery, SubscribePresence, Sync, UploadPrekeys, ephemeral_event, event,
-    request, response,
+    SubscribePresence, UploadPrekeys, ephemeral_event, event, request, response,
 };
 use tokio::sync::watch;
 
-use super::receive::process;
+use super::account::{DeviceAuth, generate_prekeys};
+use super::receive::{receive_batch, resync};
 use super::rotation::{ROTATION_CHECK, maintain};
 use super::send::pump;
-use super::{Core, now_ms};
-use crate::client::{
-    ChatId, ClientError, ClientEvent, DeviceAuth, PrekeyRotations, SyncSummary, UserId,
-    generate_prekeys, rng,
-};
-use crate::net::{Backoff, Greeting, RelayConnection};
-
-/// Entries asked for per sync page (the relay caps it at 500).
-const SYNC_PAGE: u32 = 500;
+use super::{Core, Relay, RelayLink, layered};
+use crate::model::{ChatId, ClientError, ClientEvent, PrekeyRotations, UserId};
+use crate::net::{Backoff, Greeting};
+use crate::random::rng;
 /// Stock of one-time prekeys under which a new batch is uploaded on connect.
 const LOW_PREKEYS: u32 = 20;
 /// How often the outbox is checked for due retries without a wake-up.
@@ -42,10 +37,9 @@ pub(crate) async fn run(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         match attempt {
             Ok(conn) => {
                 backoff.reset();
-                let conn = Arc::new(conn);
                 core.conn.send_replace(Some(conn.clone()));
                 let reason = tokio::select! {
-                    reason = serve(&core, &conn) => reason,
+                    reason = serve(&core, conn.as_ref()) => reason,
                     _ = shutdown.changed() => "shut down".to_owned(),
                 };
                 core.conn.send_replace(None);
@@ -62,20 +56,23 @@ pub(crate) async fn run(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn connect(core: &Core) -> Result<RelayConnection, ClientError> {
+/// Connects and authenticates; the connection passes through the host's
+/// [`RelayLayer`](super::RelayLayer), if any.
+async fn connect(core: &Core) -> Result<Arc<dyn RelayLink>, ClientError> {
     let greeting = Greeting::connect(&core.relay).await?;
     let signer = DeviceAuth(core.sessions.identity());
-    Ok(greeting
+    let conn = greeting
         .authenticate(
             tern_protocol::UserId(core.account.user_id),
             core.account.device_id,
             &signer,
         )
-        .await?)
+        .await?;
+    Ok(layered(core.layer.as_ref(), conn))
 }
 
 /// Serves one connection; returns why it ended.
-async fn serve(core: &Core, conn: &RelayConnection) -> String {
+async fn serve(core: &Core, conn: &dyn RelayLink) -> String {
     let receiving = async {
         let mut events = conn.events();
         // Before the backlog: messages to a replaced prekey decrypt in its grace period.
@@ -124,7 +121,7 @@ async fn serve(core: &Core, conn: &RelayConnection) -> String {
 
 async fn handle_event(
     core: &Core,
-    conn: &RelayConnection,
+    conn: &dyn RelayLink,
     kind: event::Kind,
 ) -> Result<(), ClientError> {
     match kind {
@@ -174,109 +171,7 @@ fn handle_ephemeral(core: &Core, kind: Option<ephemeral_event::Kind>) {
     }
 }
 
-/// Processes entries in order, then acknowledges the highest seq per chat.
-/// Batches never overlap (an entry must not be decrypted twice): the engine's
-/// deliveries and [`resync`] pages from [`crate::client::Client::sync_now`]
-/// take turns.
-async fn receive_batch(
-    core: &Core,
-    conn: &RelayConnection,
-    entries: &[Delivery],
-) -> Result<(), ClientError> {
-    let _turn = core.receiving.lock().await;
-    let mut acks: Vec<(ChatId, u64)> = Vec::new();
-    for entry in entries {
-        let processed = match process(core, conn, entry).await {
-            Ok(processed) => processed,
-            Err(e @ (ClientError::Offline(_) | ClientError::Store(_) | ClientError::Closed)) => {
-                return Err(e);
-            }
-            Err(e) => skip_entry(core, entry, e.to_string())?,
-        };
-        if let Some((chat, seq)) = processed {
-            match acks.iter_mut().find(|(c, _)| *c == chat) {
-                Some(ack) => ack.1 = ack.1.max(seq),
-                None => acks.push((chat, seq)),
-            }
-        }
-    }
-    if acks.is_empty() {
-        return Ok(());
-    }
-    let cursors = acks
-        .into_iter()
-        .map(|(chat, seq)| Cursor {
-            chat_id: Bytes::copy_from_slice(&chat),
-            seq,
-        })
-        .collect();
-    conn.request(request::Kind::AckDelivered(AckDelivered { cursors }))
-        .await?;
-    Ok(())
-}
-
-/// An entry that cannot be processed for a reason retrying cannot fix (its
-/// sender's device list does not verify, the sender is unknown): report it
-/// and move on, so that one bad entry does not block the chat.
-fn skip_entry(
-    core: &Core,
-    entry: &Delivery,
-    reason: String,
-) -> Result<Option<(ChatId, u64)>, ClientError> {
-    let (Ok(chat_id), Ok(sender)) = (
-        ChatId::try_from(entry.chat_id.as_ref()),
-        UserId::try_from(entry.sender_user_id.as_ref()),
-    ) else {
-        return Ok(None);
-    };
-    tracing::warn!(%reason, seq = entry.seq, "skipping an entry");
-    core.store
-        .transaction(|tx| tx.advance_delivered(&chat_id, entry.seq))?;
-    core.emit(ClientEvent::DecryptionFailed {
-        chat_id,
-        sender,
-        sender_device: entry.sender_device_id,
-        seq: entry.seq,
-        reason,
-    });
-    Ok(Some((chat_id, entry.seq)))
-}
-
-/// Pulls and processes every entry after the stored cursors, page by page,
-/// until the relay has nothing more; returns what it did.
-pub(crate) async fn resync(
-    core: &Core,
-    conn: &RelayConnection,
-) -> Result<SyncSummary, ClientError> {
-    let mut summary = SyncSummary::default();
-    loop {
-        let cursors = core.store.transaction(|tx| tx.cursors())?;
-        let after = cursors
-            .iter()
-            .map(|c| Cursor {
-                chat_id: Bytes::copy_from_slice(&c.chat_id),
-                seq: c.delivered_seq,
-            })
-            .collect();
-        let answer = conn
-            .request(request::Kind::Sync(Sync {
-                after,
-                limit: SYNC_PAGE,
-            }))
-            .await?;
-        let response::Kind::SyncBatch(batch) = answer else {
-            return Err(ClientError::Refused("unexpected answer to Sync".into()));
-        };
-        receive_batch(core, conn, &batch.entries).await?;
-        summary.pages += 1;
-        summary.entries += batch.entries.len() as u64;
-        if !batch.more || batch.entries.is_empty() {
-            return Ok(summary);
-        }
-    }
-}
-
-async fn resubscribe_presence(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
+async fn resubscribe_presence<R: Relay + ?Sized>(core: &Core, conn: &R) -> Result<(), ClientError> {
     let users = core.presence_subscriptions();
     if users.is_empty() {
         return Ok(());
@@ -291,7 +186,7 @@ async fn resubscribe_presence(core: &Core, conn: &RelayConnection) -> Result<(),
 
 /// Asks for the prekey stock (an upload with nothing in it) and refills it
 /// when it runs low: a `PrekeysLow` notice may have been missed while offline.
-async fn check_prekey_stock(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
+async fn check_prekey_stock<R: Relay + ?Sized>(core: &Core, conn: &R) -> Result<(), ClientError> {
     let answer = conn
         .request(request::Kind::UploadPrekeys(UploadPrekeys::default()))
         .await?;
@@ -304,20 +199,20 @@ async fn check_prekey_stock(core: &Core, conn: &RelayConnection) -> Result<(), C
 }
 
 /// Uploads a new batch of one-time prekeys (their secrets stored first).
-async fn replenish_prekeys(core: &Core, conn: &RelayConnection) -> Result<(), ClientError> {
+async fn replenish_prekeys<R: Relay + ?Sized>(core: &Core, conn: &R) -> Result<(), ClientError> {
     let upload: UploadPrekeys = core
         .store
         .transaction(|tx| generate_prekeys(tx, core.sessions.identity(), None))?;
     conn.request(request::Kind::UploadPrekeys(upload)).await?;
-    tracing::debug!(at = now_ms(), "uploaded one-time prekeys");
+    tracing::debug!(at = core.clock.now_ms(), "uploaded one-time prekeys");
     Ok(())
 }
 
 /// One prekey maintenance pass (see [`maintain`]), forcing the signed
 /// prekey's rotation if a decrypt reported its replay cache full.
-pub(crate) async fn run_maintenance(
+pub(crate) async fn run_maintenance<R: Relay + ?Sized>(
     core: &Core,
-    conn: &RelayConnection,
+    conn: &R,
 ) -> Result<PrekeyRotations, ClientError> {
     let full = core.replay_cache_full.swap(false, Ordering::Relaxed);
     let result = maintain(core, conn, full).await;

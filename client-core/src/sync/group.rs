@@ -14,12 +14,13 @@
 use prost::Message;
 use zeroize::Zeroize;
 
-use crate::client::{ChatId, ClientError, rng};
-use crate::crypto::sender_key::{
+use crate::model::{ChatId, ClientError};
+use crate::random::rng;
+use crate::store::{self, StoreError, Tx};
+use tern_crypto::sender_key::{
     DistributionMessage, GroupSender, SenderKeyMessage, SenderKeyRecord,
 };
-use crate::crypto::session::DeviceAddress;
-use crate::store::{self, StoreError, Tx};
+use tern_crypto::session::DeviceAddress;
 
 /// The own sending state of one group, stored in `sender_keys` under the own
 /// device address (protobuf).
@@ -66,7 +67,7 @@ fn corrupt(what: &str) -> ClientError {
 
 impl SenderState {
     /// A new chain nobody has yet.
-    pub fn fresh(chat: &ChatId) -> Self {
+    pub(super) fn fresh(chat: &ChatId) -> Self {
         Self {
             sender: GroupSender::new(*chat, &mut rng()),
             distributed: Vec::new(),
@@ -74,7 +75,11 @@ impl SenderState {
     }
 
     /// The stored state of the own device in `chat`, or a fresh one.
-    pub fn load(tx: &Tx<'_>, chat: &ChatId, own: &DeviceAddress) -> Result<Self, ClientError> {
+    pub(super) fn load(
+        tx: &Tx<'_>,
+        chat: &ChatId,
+        own: &DeviceAddress,
+    ) -> Result<Self, ClientError> {
         let Some(bytes) = tx.sender_key(chat, &store_address(own))? else {
             return Ok(Self::fresh(chat));
         };
@@ -98,7 +103,12 @@ impl SenderState {
     }
 
     /// Stores the state (after encrypting with it, in the same transaction).
-    pub fn save(&self, tx: &Tx<'_>, chat: &ChatId, own: &DeviceAddress) -> Result<(), StoreError> {
+    pub(super) fn save(
+        &self,
+        tx: &Tx<'_>,
+        chat: &ChatId,
+        own: &DeviceAddress,
+    ) -> Result<(), StoreError> {
         let record = SenderStateRecord {
             sender: self.sender.to_bytes().to_vec(),
             distributed: self

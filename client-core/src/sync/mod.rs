@@ -4,21 +4,33 @@
 //! - [`crypto_store`]: the crypto layer's session store on the encrypted
 //!   store, committing ratchet changes together with their messages.
 //! - [`outbox`]: the outbox entry format and its retry schedule (sans-IO).
+//! - [`link`]: what the engine needs from the relay ([`Relay`],
+//!   [`RelayLink`]) and how a host wraps the connection ([`RelayLayer`]).
+//! - [`clock`]: the injected wall clock ([`Clock`]).
 //! - `engine`: the connection loop (connect, authenticate, resync, reconnect
 //!   with backoff) and the tasks that run on a connection.
 //! - `send` / `receive`: encrypting outbox entries for every recipient
-//!   device, and decrypting, storing and acknowledging deliveries.
+//!   device, and decrypting, storing and acknowledging deliveries. Each is
+//!   a thin async driver over pure decisions (what an entry is, what to
+//!   acknowledge, which devices need bundles, when to retry) and store
+//!   functions that apply a result in one transaction and return the events
+//!   to emit; both take any [`Relay`], so tests run them without a relay.
 
-pub mod attachment;
+pub(crate) mod account;
+pub(crate) mod clock;
 pub mod content;
-pub mod crypto_store;
-pub mod device_sync;
+pub(crate) mod crypto_store;
+pub(crate) mod device_sync;
+pub(crate) mod directory;
 mod engine;
 mod group;
-pub mod outbox;
+pub(crate) mod link;
+pub(crate) mod outbox;
 mod receive;
 mod rotation;
 mod send;
+#[cfg(test)]
+mod tests;
 pub(crate) mod verification;
 
 use std::sync::atomic::AtomicBool;
@@ -28,18 +40,23 @@ use bytes::Bytes;
 use tern_protocol::wire::{LookupUser, UserInfo, request, response};
 use tokio::sync::{Notify, broadcast, watch};
 
-use crate::client::{
-    AccountInfo, ClientError, ClientEvent, ConnectionState, DeviceSet, Directory, UserId,
-};
-use crate::crypto::session::SessionManager;
-use crate::net::{RelayAddress, RelayConnection};
+use crate::model::{AccountInfo, ClientError, ClientEvent, ConnectionState, UserId};
+use crate::net::RelayAddress;
 use crate::store::Store;
+use account::LocalAccount;
 use crypto_store::CryptoStore;
+use directory::{DeviceSet, Directory};
+use tern_crypto::session::{DeviceAddress, SessionManager};
 
-pub(crate) use engine::{resync, run, run_maintenance};
-pub(crate) use receive::{apply_membership, check_account_key};
-pub(crate) use rotation::Clock;
+pub use clock::{Clock, SystemClock};
+pub(crate) use engine::{run, run_maintenance};
+pub(crate) use link::layered;
+pub use link::{BlobSink, BlobSource, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink};
+pub(crate) use receive::{apply_membership, check_account_key, resync};
 pub(crate) use send::queue_payload;
+
+/// Events buffered per subscription before the slowest one lags.
+const EVENT_BUFFER: usize = 1024;
 
 /// State shared by the public client and the engine's tasks.
 pub(crate) struct Core {
@@ -50,7 +67,10 @@ pub(crate) struct Core {
     pub relay: RelayAddress,
     pub directory: Directory,
     pub events: broadcast::Sender<ClientEvent>,
-    pub conn: watch::Sender<Option<Arc<RelayConnection>>>,
+    /// Wraps every connection the engine opens (see [`RelayLayer`]).
+    pub layer: Option<Arc<dyn RelayLayer>>,
+    /// The engine's current connection (as layered), `None` while offline.
+    pub conn: watch::Sender<Option<Arc<dyn RelayLink>>>,
     pub outbox_wake: Notify,
     /// Notified (every waiter) whenever a send pass finds nothing due.
     pub outbox_settled: Notify,
@@ -58,12 +78,8 @@ pub(crate) struct Core {
     /// Held while a batch of log entries is processed, so that deliveries
     /// and host-requested syncs never process an entry twice.
     pub receiving: tokio::sync::Mutex<()>,
-    /// Test hook: send outbox entries but ignore the relay's acks.
-    pub drop_acks: bool,
-    /// Test hook: attachment uploads fail after this many chunks.
-    pub interrupt_upload_after: Option<u32>,
-    /// Time for prekey rotation decisions.
-    pub clock: Clock,
+    /// Every "now" of the engine: timestamps, retry schedules, rotation.
+    pub clock: Arc<dyn Clock>,
     /// Wakes the prekey maintenance task before its next periodic check.
     pub maintenance: Notify,
     /// Set when a decrypt failed because the signed prekey's replay cache is
@@ -72,13 +88,52 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The shared state of `account`'s device over `store`, offline, talking
+    /// to `relay` (through `layer`) and reading the time from `clock`.
+    pub(crate) fn new(
+        store: Arc<Store>,
+        account: &LocalAccount,
+        relay: RelayAddress,
+        layer: Option<Arc<dyn RelayLayer>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let crypto = Arc::new(CryptoStore::new(store.clone()));
+        let events = broadcast::channel(EVENT_BUFFER).0;
+        Self {
+            directory: Directory::new(store.clone(), events.clone()),
+            store,
+            sessions: SessionManager::new(account.device.clone(), crypto.clone()),
+            crypto,
+            account: account.info.clone(),
+            relay,
+            layer,
+            events,
+            conn: watch::channel(None).0,
+            outbox_wake: Notify::new(),
+            outbox_settled: Notify::new(),
+            presence: Mutex::new(Vec::new()),
+            receiving: tokio::sync::Mutex::new(()),
+            clock,
+            maintenance: Notify::new(),
+            replay_cache_full: AtomicBool::new(false),
+        }
+    }
+
+    /// This device's address.
+    pub(crate) fn own_address(&self) -> DeviceAddress {
+        DeviceAddress {
+            user: self.account.user_id,
+            device: self.account.device_id,
+        }
+    }
+
     /// Emits an event to every subscriber (none is fine).
-    pub fn emit(&self, event: ClientEvent) {
+    pub(crate) fn emit(&self, event: ClientEvent) {
         let _ = self.events.send(event);
     }
 
     /// The current connection, or [`ClientError::Offline`].
-    pub fn connection(&self) -> Result<Arc<RelayConnection>, ClientError> {
+    pub(crate) fn connection(&self) -> Result<Arc<dyn RelayLink>, ClientError> {
         self.conn
             .borrow()
             .clone()
@@ -86,7 +141,7 @@ impl Core {
     }
 
     /// Whether a connection is up.
-    pub fn state(&self) -> ConnectionState {
+    pub(crate) fn state(&self) -> ConnectionState {
         if self.conn.borrow().is_some() {
             ConnectionState::Online
         } else {
@@ -95,7 +150,7 @@ impl Core {
     }
 
     /// The users whose presence the host subscribed to.
-    pub fn presence_subscriptions(&self) -> Vec<UserId> {
+    pub(crate) fn presence_subscriptions(&self) -> Vec<UserId> {
         self.presence
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -104,9 +159,9 @@ impl Core {
 
     /// Looks a user up by name or id and accepts the answer (see
     /// [`Self::accept_user_info`]).
-    pub async fn lookup(
+    pub(crate) async fn lookup<R: Relay + ?Sized>(
         &self,
-        conn: &RelayConnection,
+        conn: &R,
         lookup: LookupUser,
     ) -> Result<DeviceSet, ClientError> {
         let wanted = if lookup.user_name.is_empty() {
@@ -134,7 +189,7 @@ impl Core {
     /// Accepts a directory entry: verifies its signed device list, checks it
     /// against the accepted one (refusing rollbacks, see [`Directory`]) and
     /// the account key against the pinned one (see [`check_account_key`]).
-    pub fn accept_user_info(&self, info: &UserInfo) -> Result<DeviceSet, ClientError> {
+    pub(crate) fn accept_user_info(&self, info: &UserInfo) -> Result<DeviceSet, ClientError> {
         let set = DeviceSet::verify(info)?;
         self.directory.insert(set.clone())?;
         if set.user_id != self.account.user_id {
@@ -144,9 +199,9 @@ impl Core {
     }
 
     /// The verified device list of `user`: cached, or fetched from the relay.
-    pub async fn device_set(
+    pub(crate) async fn device_set<R: Relay + ?Sized>(
         &self,
-        conn: &RelayConnection,
+        conn: &R,
         user: &UserId,
     ) -> Result<DeviceSet, ClientError> {
         if let Some(set) = self.directory.get(user) {
@@ -173,11 +228,4 @@ impl Core {
 /// Lower-case hex of bytes, for messages and logs.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -16,13 +16,13 @@ use crate::net::NetError;
 use crate::store::{ID_LEN, UserId};
 
 /// Smallest retry delay ceiling.
-pub const RETRY_BASE: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(500);
 /// Largest retry delay ceiling.
-pub const RETRY_MAX: Duration = Duration::from_secs(60);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// One outbox entry's payload (protobuf; stored inside the encrypted store).
 #[derive(Clone, PartialEq, Message)]
-pub struct OutboxItem {
+pub(crate) struct OutboxItem {
     /// The encoded plaintext [`Content`](super::content::Content).
     #[prost(bytes = "vec", tag = "1")]
     pub content: Vec<u8>,
@@ -36,7 +36,7 @@ pub struct OutboxItem {
 
 impl OutboxItem {
     /// Decodes a stored payload.
-    pub fn decode_stored(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode_stored(bytes: &[u8]) -> Option<Self> {
         Self::decode(bytes).ok()
     }
 }
@@ -44,7 +44,7 @@ impl OutboxItem {
 /// Delay before retry number `attempts + 1`: full jitter under an exponential
 /// ceiling (`RETRY_BASE · 2^attempts`, at most `RETRY_MAX`), never below
 /// 100 ms. `random` is any `u64`.
-pub fn retry_delay(attempts: u32, random: u64) -> Duration {
+pub(crate) fn retry_delay(attempts: u32, random: u64) -> Duration {
     let factor = 1u32.checked_shl(attempts.min(31)).unwrap_or(u32::MAX);
     let ceiling = RETRY_BASE.saturating_mul(factor).min(RETRY_MAX);
     let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
@@ -53,7 +53,7 @@ pub fn retry_delay(attempts: u32, random: u64) -> Duration {
 
 /// What the engine does after a send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
+pub(crate) enum SendOutcome {
     /// Durably stored by the relay at `seq` (also for a deduplicated resend).
     Acked {
         /// The entry's offset in the chat log.
@@ -79,7 +79,7 @@ pub enum SendOutcome {
 }
 
 /// Classifies the relay's answer to a `Send`.
-pub fn classify(result: Result<response::Kind, NetError>) -> SendOutcome {
+pub(crate) fn classify(result: Result<response::Kind, NetError>) -> SendOutcome {
     match result {
         Ok(response::Kind::SendAck(ack)) => SendOutcome::Acked { seq: ack.seq },
         Ok(other) => SendOutcome::Fail(format!("unexpected answer to Send: {other:?}")),

@@ -5,53 +5,30 @@
 //! a full replay cache, the engine runs [`maintain`]: a due prekey is replaced
 //! (the new one stored, then uploaded, then made current), and replaced prekeys
 //! whose grace period is over are deleted. Until then a replaced prekey still
-//! answers initial messages from initiators that fetched the old bundle.
+//! answers initial messages from initiators that fetched the old bundle. Ages
+//! are measured on the client's [`Clock`](super::Clock).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tern_protocol::wire::{UploadPrekeys, request};
 
-use super::Core;
-use crate::client::{ClientError, PrekeyRotation, PrekeyRotations, generate_rotating_prekey};
-use crate::crypto::prekeys::SignedPreKey;
-use crate::crypto::rotation::{RotationPolicy, RotationSchedule};
-use crate::net::RelayConnection;
+use super::account::generate_rotating_prekey;
+use super::{Core, Relay};
+use crate::model::{ClientError, PrekeyRotation, PrekeyRotations};
 use crate::store::{PrekeyKind, Tx};
+use tern_crypto::prekeys::SignedPreKey;
+use tern_crypto::rotation::{RotationPolicy, RotationSchedule};
 
 /// How often a connected client checks whether a prekey is due.
 pub(crate) const ROTATION_CHECK: Duration = Duration::from_secs(60 * 60);
-
-/// Seconds since the Unix epoch for rotation decisions: the system clock, or
-/// a value the host controls (a test hook).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Clock(Option<Arc<AtomicU64>>);
-
-impl Clock {
-    /// The system clock, or `fixed` when given.
-    pub fn new(fixed: Option<Arc<AtomicU64>>) -> Self {
-        Self(fixed)
-    }
-
-    /// Now, in seconds since the Unix epoch.
-    pub fn now_secs(&self) -> u64 {
-        match &self.0 {
-            Some(fixed) => fixed.load(Ordering::Relaxed),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        }
-    }
-}
 
 /// Rotates what is due and deletes what expired, for both rotating kinds.
 /// `replay_cache_full` forces the signed prekey's rotation (a decrypt failed
 /// with `ReplayCacheFull`). Runs in the receiving turn, so that no batch of
 /// deliveries writes a signed prekey back while it is deleted.
-pub(crate) async fn maintain(
+pub(crate) async fn maintain<R: Relay + ?Sized>(
     core: &Core,
-    conn: &RelayConnection,
+    conn: &R,
     replay_cache_full: bool,
 ) -> Result<PrekeyRotations, ClientError> {
     let _turn = core.receiving.lock().await;
@@ -68,9 +45,9 @@ fn policy(kind: PrekeyKind) -> RotationPolicy {
     }
 }
 
-async fn maintain_kind(
+async fn maintain_kind<R: Relay + ?Sized>(
     core: &Core,
-    conn: &RelayConnection,
+    conn: &R,
     kind: PrekeyKind,
     force: bool,
 ) -> Result<PrekeyRotation, ClientError> {
@@ -148,9 +125,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::crypto::consts::REPLAY_CACHE_ROTATION_MARK;
-    use crate::crypto::identity::DeviceIdentity;
     use crate::store::{KeySource, Store};
+    use tern_crypto::consts::REPLAY_CACHE_ROTATION_MARK;
+    use tern_crypto::identity::DeviceIdentity;
 
     const NOW: u64 = 1_000_000;
 
@@ -158,7 +135,7 @@ mod tests {
     fn store_with_signed_prekey(handshakes: usize) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db"), KeySource::raw([3; 32])).unwrap();
-        let mut rng = crate::client::rng();
+        let mut rng = crate::random::rng();
         let identity = DeviceIdentity::generate(&mut rng);
         let mut prekey = SignedPreKey::generate(5, &identity, &mut rng);
         for i in 0..handshakes {

@@ -1,7 +1,7 @@
 //! Verification marks shared between the account's own devices (the
 //! `VerificationState` content, client.md §3).
 
-use crate::client::{ClientError, ClientEvent, UserId};
+use crate::model::{ClientError, ClientEvent, UserId};
 use crate::store::{Tx, Verification};
 
 /// The stored state for a verification mark: verified, or the default

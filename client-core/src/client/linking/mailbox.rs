@@ -6,6 +6,7 @@
 //! [`LinkApproval::reject`]). New device: [`Client::accept_link`].
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,23 +15,26 @@ use tern_protocol::wire::{
     response,
 };
 
-use super::{
-    ADDRESS_LEN, LinkApplication, LinkCode, LinkInvitation, LinkRequest, ProvisionPayload,
-    rejection,
+use tern_crypto::link::{
+    ADDRESS_LEN, LinkApplication, LinkCode, LinkInvitation, LinkRequest, rejection,
 };
-use crate::client::account::{DeviceAuth, LocalAccount, generate_prekeys, rng};
-use crate::client::types::{AccountInfo, KeySource};
+
+use super::{ProvisionPayload, open_payload, seal_payload};
 use crate::client::{Client, ClientConfig, ClientError, open_store};
-use crate::crypto::identity::{AccountIdentity, DeviceIdentity};
-use crate::net::{EventStream, Greeting, NetError, RelayAddress, RelayConnection};
+use crate::model::AccountInfo;
+use crate::net::{Greeting, NetError, RelayAddress};
+use crate::random::rng;
+use crate::store::KeySource;
+use crate::sync::account::{DeviceAuth, LocalAccount, generate_prekeys};
 use crate::sync::device_sync::{self, self_chat_id};
-use crate::sync::{Clock, now_ms};
+use crate::sync::{RelayEvents, RelayLayer, RelayLink, layered};
+use tern_crypto::identity::{AccountIdentity, DeviceIdentity};
 
 /// An unauthenticated relay connection holding an open provisioning mailbox;
 /// dropping it closes the connection, which closes the mailbox.
 struct Mailbox {
-    conn: RelayConnection,
-    events: EventStream,
+    conn: Arc<dyn RelayLink>,
+    events: Box<dyn RelayEvents>,
     address: [u8; ADDRESS_LEN],
 }
 
@@ -41,10 +45,14 @@ impl Drop for Mailbox {
 }
 
 impl Mailbox {
-    /// Connects without authenticating and opens a mailbox. The relay keeps it
-    /// while the connection lives, at most 10 minutes.
-    async fn open(relay: &RelayAddress) -> Result<Self, ClientError> {
-        let conn = Greeting::connect(relay).await?.unauthenticated();
+    /// Connects without authenticating (through `layer`, if any) and opens a
+    /// mailbox. The relay keeps it while the connection lives, at most 10
+    /// minutes.
+    async fn open(
+        relay: &RelayAddress,
+        layer: Option<&Arc<dyn RelayLayer>>,
+    ) -> Result<Self, ClientError> {
+        let conn = layered(layer, Greeting::connect(relay).await?.unauthenticated());
         let answer = conn
             .request(request::Kind::ProvisioningOpen(ProvisioningOpen {}))
             .await?;
@@ -145,6 +153,7 @@ impl LinkOffer {
                 request,
             }),
             Err(error) => {
+                let error = ClientError::from(error);
                 if let Some(reply_address) = LinkInvitation::reply_address(&sealed) {
                     let refused = self.mailbox.send(reply_address, rejection()).await;
                     if let Err(e) = refused {
@@ -182,8 +191,8 @@ impl Client {
     /// Opens a provisioning mailbox and a one-time link code for a new
     /// device of this account. Needs the relay.
     pub async fn offer_link(&self) -> Result<LinkOffer, ClientError> {
-        let mailbox = Mailbox::open(&self.core.relay).await?;
-        let invitation = LinkInvitation::new(mailbox.address);
+        let mailbox = Mailbox::open(&self.core.relay, self.core.layer.as_ref()).await?;
+        let invitation = LinkInvitation::new(mailbox.address, &mut rng());
         Ok(LinkOffer {
             mailbox,
             invitation,
@@ -210,7 +219,7 @@ impl Client {
             account_identity: self.account.to_bytes().to_vec(),
             device_sync: Some(sync),
         };
-        let parts = request.seal_reply(&payload)?;
+        let parts = seal_payload(request, &payload)?;
         drop(payload);
         for part in parts {
             approval.mailbox.send(request.reply_address, part).await?;
@@ -241,7 +250,7 @@ impl Client {
             ));
         }
         let device = DeviceIdentity::generate(&mut rng());
-        let payload = request_account(&config.relay, &code, &device, timeout).await?;
+        let payload = request_account(&config, &code, &device, timeout).await?;
         let mut account = LocalAccount {
             info: AccountInfo {
                 user_id: payload.user()?,
@@ -255,13 +264,13 @@ impl Client {
         let upload = store.transaction(|tx| {
             account.save(tx)?;
             if let Some(sync) = &payload.device_sync {
-                device_sync::apply(tx, sync, now_ms())?;
+                device_sync::apply(tx, sync, config.clock.now_ms())?;
             }
-            let now = Clock::new(config.testing_clock.clone()).now_secs();
+            let now = config.clock.now_secs();
             Ok::<_, ClientError>(generate_prekeys(tx, &account.device, Some(now))?)
         })?;
         drop(payload);
-        register(&config.relay, &account, upload).await?;
+        register(&config, &account, upload).await?;
         account.registered = true;
         store.transaction(|tx| account.save(tx))?;
         Ok(Self::start(config, store, account))
@@ -271,17 +280,18 @@ impl Client {
 /// Sends the link request for `code` on behalf of `device` and waits at most
 /// `timeout` for the whole answer.
 async fn request_account(
-    relay: &RelayAddress,
+    config: &ClientConfig,
     code: &LinkCode,
     device: &DeviceIdentity,
     timeout: Duration,
 ) -> Result<ProvisionPayload, ClientError> {
-    let mut mailbox = Mailbox::open(relay).await?;
-    let (mut application, request) = LinkApplication::new(code, mailbox.address, device)?;
+    let mut mailbox = Mailbox::open(&config.relay, config.relay_layer.as_ref()).await?;
+    let (mut application, request) =
+        LinkApplication::new(code, mailbox.address, device, &mut rng())?;
     mailbox.send(code.address, request).await?;
     within(timeout, async {
         loop {
-            if let Some(payload) = application.open_reply(&mailbox.next().await?)? {
+            if let Some(payload) = open_payload(&mut application, &mailbox.next().await?)? {
                 return Ok(payload);
             }
         }
@@ -291,11 +301,11 @@ async fn request_account(
 
 /// Registers the linked device (`RegisterDevice`) and uploads its prekeys.
 async fn register(
-    relay: &RelayAddress,
+    config: &ClientConfig,
     account: &LocalAccount,
     upload: UploadPrekeys,
 ) -> Result<(), ClientError> {
-    let greeting = Greeting::connect(relay).await?;
+    let greeting = Greeting::connect(&config.relay).await?;
     let register = RegisterDevice {
         user_id: Bytes::copy_from_slice(&account.info.user_id),
         device_id: account.info.device_id,
@@ -304,6 +314,7 @@ async fn register(
     let (_, conn) = greeting
         .register(request::Kind::RegisterDevice(register))
         .await?;
+    let conn = layered(config.relay_layer.as_ref(), conn);
     conn.request(request::Kind::UploadPrekeys(upload)).await?;
     conn.close();
     Ok(())
