@@ -1,15 +1,12 @@
 //! The account's devices: adding a linked device to the signed device list,
 //! listing and removing devices.
 
-use bytes::Bytes;
-use prost::Message;
-use tern_protocol::wire::{
-    DeviceEntry, DeviceList, PublishDeviceList, RemoveDevice, SignedDeviceList, request,
-};
+use tern_protocol::wire::{PublishDeviceList, RemoveDevice, SignedDeviceList, request};
 
 use super::Client;
 use crate::model::ClientError;
 use crate::sync::RelayLink;
+use crate::sync::account::sign_device_list;
 use crate::sync::directory::DeviceSet;
 
 /// Most devices per account (the protocol's limit).
@@ -100,23 +97,7 @@ impl Client {
     }
 
     fn sign_device_list(&self, version: u64, devices: &[(u32, [u8; 32])]) -> SignedDeviceList {
-        let list = DeviceList {
-            user_id: Bytes::copy_from_slice(&self.core.account.user_id),
-            version,
-            devices: devices
-                .iter()
-                .map(|(device_id, key)| DeviceEntry {
-                    device_id: *device_id,
-                    identity_key: Bytes::copy_from_slice(key),
-                })
-                .collect(),
-        }
-        .encode_to_vec();
-        let signature = self.account.sign(&list);
-        SignedDeviceList {
-            device_list: list.into(),
-            signature: Bytes::copy_from_slice(&signature),
-        }
+        sign_device_list(&self.account, &self.core.account.user_id, version, devices)
     }
 
     fn remember_own_list(

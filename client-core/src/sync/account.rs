@@ -113,20 +113,8 @@ impl LocalAccount {
 
     /// The account-signed device list naming this device only (version 1).
     pub(crate) fn initial_device_list(&self) -> SignedDeviceList {
-        let list = DeviceList {
-            user_id: Bytes::copy_from_slice(&self.info.user_id),
-            version: 1,
-            devices: vec![DeviceEntry {
-                device_id: self.info.device_id,
-                identity_key: Bytes::copy_from_slice(&self.device.public_key().to_bytes()),
-            }],
-        }
-        .encode_to_vec();
-        let signature = self.account.sign(&list);
-        SignedDeviceList {
-            device_list: list.into(),
-            signature: Bytes::copy_from_slice(&signature),
-        }
+        let own = (self.info.device_id, self.device.public_key().to_bytes());
+        sign_device_list(&self.account, &self.info.user_id, 1, &[own])
     }
 }
 
@@ -218,4 +206,32 @@ pub(crate) fn generate_rotating_prekey(
         PrekeyKind::OneTime | PrekeyKind::KemOneTime => {}
     }
     Ok(())
+}
+
+/// The account-signed device list of `user`: `devices` are (device id,
+/// identity key) pairs, encoded as the wire `DeviceList` and signed with the
+/// account identity (`docs/protocol.md`, device lists).
+pub(crate) fn sign_device_list(
+    account: &AccountIdentity,
+    user: &UserId,
+    version: u64,
+    devices: &[(u32, [u8; 32])],
+) -> SignedDeviceList {
+    let list = DeviceList {
+        user_id: Bytes::copy_from_slice(user),
+        version,
+        devices: devices
+            .iter()
+            .map(|(device_id, key)| DeviceEntry {
+                device_id: *device_id,
+                identity_key: Bytes::copy_from_slice(key),
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    let signature = account.sign(&list);
+    SignedDeviceList {
+        device_list: list.into(),
+        signature: Bytes::copy_from_slice(&signature),
+    }
 }

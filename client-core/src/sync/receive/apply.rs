@@ -76,15 +76,7 @@ pub(crate) fn apply_opened(
         events.extend(apply_payload(tx, arrival, payload, sent_at)?);
     }
     if ask_reset {
-        let reset = Payload::SessionReset;
-        queue_payload(
-            tx,
-            &arrival.chat_id,
-            &random_bytes(),
-            &reset,
-            None,
-            arrival.now_ms,
-        )?;
+        queue_reset(tx, arrival)?;
     }
     tx.advance_delivered(&arrival.chat_id, arrival.delivery.seq)?;
     Ok(events)
@@ -256,17 +248,21 @@ pub(crate) fn repair_session(
         device_id: address.device,
     })?;
     group::forget_device(tx, &arrival.chat_id, &arrival.own, &address)?;
-    let reset = Payload::SessionReset;
+    queue_reset(tx, arrival)?;
+    tx.advance_delivered(&arrival.chat_id, arrival.delivery.seq)?;
+    Ok(arrival.failed(reason))
+}
+
+/// Queues a session reset to the arrival's chat in the same transaction.
+fn queue_reset(tx: &Tx<'_>, arrival: &Arrival<'_>) -> Result<(), StoreError> {
     queue_payload(
         tx,
         &arrival.chat_id,
         &random_bytes(),
-        &reset,
+        &Payload::SessionReset,
         None,
         arrival.now_ms,
-    )?;
-    tx.advance_delivered(&arrival.chat_id, arrival.delivery.seq)?;
-    Ok(arrival.failed(reason))
+    )
 }
 
 /// An entry that cannot be processed for a reason retrying cannot fix (its

@@ -16,12 +16,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message as _;
-use tern_protocol::wire::{Delivery, DeviceEntry, DeviceList, SignedDeviceList, UserInfo, request};
+use tern_protocol::wire::{Delivery, SignedDeviceList, UserInfo, request};
 use tern_transport::{CertFingerprint, TrustPolicy};
 use tokio::sync::broadcast;
 
-use super::account::{LocalAccount, generate_prekeys};
+use super::account::{LocalAccount, generate_prekeys, sign_device_list};
 use super::content::Payload;
 use super::outbox::OutboxItem;
 use super::receive::receive_batch;
@@ -69,32 +68,6 @@ struct TestDevice {
     _dir: tempfile::TempDir,
 }
 
-/// The account-signed list of `user`'s `devices` (id, identity key).
-fn signed_list(
-    account: &AccountIdentity,
-    user: UserId,
-    version: u64,
-    devices: &[(u32, [u8; 32])],
-) -> SignedDeviceList {
-    let list = DeviceList {
-        user_id: Bytes::copy_from_slice(&user),
-        version,
-        devices: devices
-            .iter()
-            .map(|(device_id, key)| DeviceEntry {
-                device_id: *device_id,
-                identity_key: Bytes::copy_from_slice(key),
-            })
-            .collect(),
-    }
-    .encode_to_vec();
-    let signature = account.sign(&list);
-    SignedDeviceList {
-        device_list: list.into(),
-        signature: Bytes::copy_from_slice(&signature),
-    }
-}
-
 impl TestDevice {
     /// A new account `name` with its first device, registered with `relay`.
     fn register(relay: &Arc<FakeRelay>, name: &str, clock: &Arc<ManualClock>) -> Self {
@@ -113,7 +86,7 @@ impl TestDevice {
         let device = DeviceIdentity::generate(&mut crate::random::rng());
         let mut devices = relay.devices(&info.user_id);
         devices.push((device_id, device.public_key().to_bytes()));
-        let list = signed_list(&self.account, info.user_id, version, &devices);
+        let list = sign_device_list(&self.account, &info.user_id, version, &devices);
         let account = LocalAccount {
             info,
             account: self.account.clone(),
