@@ -81,6 +81,16 @@ pub enum Failure {
     /// No group with this name on this device.
     #[error("unknown group {0:?}: see `tern group list`")]
     UnknownGroup(String),
+    /// Several groups answer to this name (any member may rename a group, so
+    /// names are not unique): the message would go to a group the user did
+    /// not mean. Lists each candidate's id prefix and members.
+    #[error("{name:?} names {} groups, address one by its id prefix: {}", candidates.len(), candidates.join("; "))]
+    AmbiguousGroup {
+        /// The name given.
+        name: String,
+        /// `#<id prefix> (member, member, …)` for each group of that name.
+        candidates: Vec<String>,
+    },
     /// No message with this id carries an attachment.
     #[error("message {0} has no attachment on this device")]
     UnknownMessage(i64),
@@ -94,7 +104,7 @@ pub fn exit_code(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return match failure {
-                Failure::Usage(_) => Exit::Usage,
+                Failure::Usage(_) | Failure::AmbiguousGroup { .. } => Exit::Usage,
                 Failure::NotInitialized(_) => Exit::Generic,
                 Failure::UnknownContact(_)
                 | Failure::UnknownGroup(_)

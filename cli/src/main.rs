@@ -14,6 +14,7 @@ mod commands;
 mod failure;
 mod home;
 mod output;
+mod peer_text;
 mod qr;
 mod record;
 mod session;

@@ -5,6 +5,7 @@ use std::io::Write;
 use tern_core::{AttachmentInfo, DeliveryStatus, Message, SearchHit};
 
 use crate::failure::Exit;
+use crate::peer_text;
 use crate::record::{ErrorRecord, HitRecord, MessageRecord, Record, WarningRecord};
 use crate::session::Names;
 
@@ -20,12 +21,14 @@ impl Printer {
         Self { json }
     }
 
-    /// Prints `record` as one JSON line, or `text` as a line, on stdout.
+    /// Prints `record` as one JSON line (exact), or `text` as a line on
+    /// stdout with every control character but its line breaks made visible
+    /// (see [`peer_text`]).
     pub fn emit(&self, record: &Record, text: impl FnOnce() -> String) -> anyhow::Result<()> {
         let line = if self.json {
             serde_json::to_string(record)?
         } else {
-            text()
+            peer_text::keep_newlines(&text())
         };
         let mut out = std::io::stdout().lock();
         // A closed pipe (`tern recv | head`) is not an error worth reporting.
@@ -50,7 +53,10 @@ impl Printer {
     /// Prints `record` (with `--json`) or `text` as a line on stderr.
     fn stderr_line(&self, record: &Record, text: String) {
         let json = self.json.then(|| serde_json::to_string(record).ok());
-        eprintln!("{}", json.flatten().unwrap_or(text));
+        let line = json
+            .flatten()
+            .unwrap_or_else(|| peer_text::keep_newlines(&text));
+        eprintln!("{line}");
     }
 
     /// Prints a message with its attachments.
@@ -67,9 +73,12 @@ impl Printer {
             let text = match attachments.first() {
                 Some(file) => format!(
                     "📎 {} ({}, {} bytes; `tern download {}`)",
-                    file.file_name, file.content_type, file.size, message.id.0
+                    peer_text::visible(&file.file_name),
+                    peer_text::visible(&file.content_type),
+                    file.size,
+                    message.id.0
                 ),
-                None => message.text.clone(),
+                None => peer_text::visible_lines(&message.text),
             };
             let who = if names.is_group(&message.chat_id) {
                 format!("{} {}", names.chat(&message.chat_id), names.sender(message))
@@ -82,6 +91,7 @@ impl Printer {
             } else {
                 names.sender(message)
             };
+            let who = peer_text::visible(&who);
             format!(
                 "[{}] {who}: {text}{}{mark}",
                 format_time(message.sent_at_ms),
@@ -96,9 +106,9 @@ impl Printer {
         let text = format!(
             "[{}] {} {}: {}",
             format_time(record.sent_at_ms),
-            record.chat,
-            record.from,
-            record.snippet
+            peer_text::visible(&record.chat),
+            peer_text::visible(&record.from),
+            peer_text::visible(&record.snippet)
         );
         self.emit(&Record::Hit(record), || text)
     }

@@ -159,10 +159,29 @@ impl Session {
     pub fn group(&self, name: &str) -> anyhow::Result<ChatInfo> {
         let name = name.strip_prefix('#').unwrap_or(name);
         let by_id = |id: &ChatId| name.len() >= 8 && hex::encode(id).starts_with(name);
-        self.client
+        let mut matches: Vec<ChatInfo> = self
+            .client
             .chats()?
             .into_iter()
-            .find(|c| c.kind == ChatKind::Group && (c.title == name || by_id(&c.chat_id)))
+            .filter(|c| c.kind == ChatKind::Group && (c.title == name || by_id(&c.chat_id)))
+            .collect();
+        if matches.len() > 1 {
+            let names = self.names()?;
+            let candidates = matches
+                .iter()
+                .map(|c| {
+                    let members: Vec<String> = c.members.iter().map(|m| names.user(m)).collect();
+                    format!("#{} ({})", short_hex(&c.chat_id), members.join(", "))
+                })
+                .collect();
+            return Err(Failure::AmbiguousGroup {
+                name: name.into(),
+                candidates,
+            }
+            .into());
+        }
+        matches
+            .pop()
             .ok_or_else(|| Failure::UnknownGroup(name.into()).into())
     }
 

@@ -710,3 +710,72 @@ fn groups_take_registered_users_who_are_not_contacts_yet() {
     assert_eq!(code, 5);
     assert_eq!(alice.records(&["group", "list"]).len(), 1);
 }
+
+#[test]
+fn a_peer_cannot_write_control_sequences_to_the_terminal() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    alice.ok(&["contact", "add", "bob"]);
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{1b}[0m\n[2026-12-03 10:00] carol: fake";
+    alice.ok(&["send", "bob", hostile]);
+
+    // JSON carries the exact text.
+    let got = bob.recv_records(1);
+    assert_eq!(texts(&got), [hostile]);
+
+    // Text output shows the escapes, and the second line cannot pass for a
+    // message of its own.
+    for human in [
+        bob.ok(&["history", "alice", "--offline"]),
+        bob.ok(&["search", "fake"]),
+    ] {
+        assert!(
+            !human.contains('\u{1b}') && !human.contains('\u{7}'),
+            "{human:?}"
+        );
+        assert!(
+            human.contains("\\x1b]0;pwned\\x07\\x1b[31mred"),
+            "{human:?}"
+        );
+        assert!(
+            human
+                .lines()
+                .all(|line| !line.starts_with("[2026-12-03 10:00] carol")),
+            "{human:?}"
+        );
+    }
+    let history = bob.ok(&["history", "alice", "--offline"]);
+    assert!(
+        history.contains("\n    [2026-12-03 10:00] carol: fake"),
+        "continuation lines are indented: {history:?}"
+    );
+}
+
+#[test]
+fn a_group_name_that_matches_two_groups_addresses_neither() {
+    let relay = Relay::start();
+    let (alice, bob) = relay.pair();
+    let carol = relay.user("carol");
+    let family = alice.records(&["group", "create", "family", "--member", "bob"]);
+    let family_id = family[0]["chat_id"].as_str().unwrap().to_owned();
+    let team = carol.records(&["group", "create", "team", "--member", "alice"]);
+    let team_id = team[0]["chat_id"].as_str().unwrap().to_owned();
+    // Carol, a member of the other group, renames it to "family".
+    carol.ok(&["group", "rename", "team", "family"]);
+    alice.ok(&["recv"]);
+
+    let (code, error) = alice.json_error(&["send", "--group", "family", "private"]);
+    assert_eq!(code, 2, "{error}");
+    let text = error["error"].as_str().unwrap();
+    for id in [&family_id, &team_id] {
+        assert!(text.contains(&format!("#{}", &id[..8])), "{text}");
+    }
+    assert!(text.contains("carol"), "members are listed: {text}");
+    assert!(bob.received_texts().is_empty(), "nothing was sent");
+
+    // The id prefix still addresses exactly one of them.
+    let prefix = format!("#{}", &family_id[..8]);
+    alice.ok(&["send", "--group", &prefix, "to the family"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["to the family"]);
+}

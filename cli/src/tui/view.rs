@@ -10,6 +10,7 @@ use tern_core::{ChatKind, TransferState};
 use super::app::{App, Mode};
 use super::keys::Action;
 use crate::output::{format_clock, status_mark};
+use crate::peer_text;
 
 /// Width of the chat list.
 const LIST_WIDTH: u16 = 26;
@@ -31,7 +32,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .fg(Color::White)
             .bg(Color::Red)
             .add_modifier(Modifier::BOLD);
-        let widget = Paragraph::new(text.as_str())
+        let widget = Paragraph::new(peer_text::keep_newlines(text))
             .style(style)
             .wrap(ratatui::widgets::Wrap { trim: true })
             .block(Block::new().borders(Borders::ALL).border_style(style));
@@ -43,7 +44,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     draw_conversation(frame, app, conversation);
     let typers = app.typing_here();
     if !typers.is_empty() {
-        let text = format!("{} typing…", typers.join(", "));
+        let text = peer_text::visible(&format!("{} typing…", typers.join(", ")));
         frame.render_widget(
             Paragraph::new(text).style(Style::new().add_modifier(Modifier::ITALIC)),
             typing,
@@ -68,7 +69,7 @@ fn draw_chats(frame: &mut Frame, app: &App, area: Rect) {
                 (_, Some(true)) => "●",
                 _ => "○",
             };
-            let name = app.names.chat(&chat.info.chat_id);
+            let name = peer_text::visible(&app.names.chat(&chat.info.chat_id));
             let mut spans = vec![Span::raw(format!(
                 "{presence} {}",
                 name.trim_start_matches('#')
@@ -97,7 +98,10 @@ fn draw_chats(frame: &mut Frame, app: &App, area: Rect) {
 fn draw_conversation(frame: &mut Frame, app: &App, area: Rect) {
     let title = match (&app.results, app.current()) {
         (Some(hits), _) => format!(" search: {} hits (Esc closes) ", hits.len()),
-        (None, Some(chat)) => format!(" {} ", app.names.chat(&chat.info.chat_id)),
+        (None, Some(chat)) => format!(
+            " {} ",
+            peer_text::visible(&app.names.chat(&chat.info.chat_id))
+        ),
         (None, None) => " no chats yet: `tern contact add NAME` ".into(),
     };
     let block = Block::new().borders(Borders::ALL).title(title);
@@ -127,7 +131,7 @@ fn draw_conversation(frame: &mut Frame, app: &App, area: Rect) {
                 let body = match attachment {
                     Some(file) => format!(
                         "📎 {} ({} bytes){}",
-                        file.file_name,
+                        peer_text::visible(&file.file_name),
                         file.size,
                         if file.state == TransferState::Downloaded {
                             ", saved"
@@ -135,12 +139,12 @@ fn draw_conversation(frame: &mut Frame, app: &App, area: Rect) {
                             ""
                         }
                     ),
-                    None => message.text.clone(),
+                    None => peer_text::visible_lines(&message.text),
                 };
                 let text = format!(
                     "{} {}: {body} {mark}",
                     format_clock(message.sent_at_ms),
-                    app.names.sender(message),
+                    peer_text::visible(&app.names.sender(message)),
                 );
                 let style = if message.outgoing {
                     Style::new().fg(Color::Cyan)
