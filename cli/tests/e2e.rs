@@ -779,3 +779,16 @@ fn a_group_name_that_matches_two_groups_addresses_neither() {
     alice.ok(&["send", "--group", &prefix, "to the family"]);
     assert_eq!(texts(&bob.recv_records(1)), ["to the family"]);
 }
+
+#[test]
+fn recv_sends_its_receipts_before_it_exits() {
+    let relay = Relay::start();
+    let (alice, bob) = relay.pair();
+    alice.ok(&["send", "bob", "did you get this?"]);
+    let shown = bob.ok(&["recv", "--mark-read"]);
+    assert!(shown.contains("did you get this?"), "{shown}");
+    // Bob runs nothing else: his receipts left with `recv` itself.
+    let history = alice.records(&["history", "bob"]);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["status"], "read", "{history:?}");
+}

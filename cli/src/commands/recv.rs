@@ -24,12 +24,16 @@ pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Re
     let mut mark = Mark::load(session)?;
     print_new(session, &mut mark, args.mark_read, out)?;
     if !args.follow {
+        flush_receipts(session, args, out).await;
         return Ok(());
     }
     loop {
         let event = tokio::select! {
             event = events.next() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => {
+                flush_receipts(session, args, out).await;
+                return Ok(());
+            }
         };
         match event {
             Some(ClientEvent::MessageReceived(_) | ClientEvent::Lagged { .. }) => {
@@ -38,6 +42,16 @@ pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Re
             Some(_) => {}
             None => return Ok(()),
         }
+    }
+}
+
+/// Sends what receiving queued (delivered and read receipts, session
+/// resets) before the command exits, waiting at most `--timeout`: what the
+/// relay has not acknowledged by then stays queued for the next command,
+/// with a warning (the messages were received and printed either way).
+async fn flush_receipts(session: &Session, args: &RecvArgs, out: Printer) {
+    if let Err(e) = session.flushed(Duration::from_secs(args.timeout)).await {
+        out.warn(format!("receipts stay queued for the next command: {e}"));
     }
 }
 
