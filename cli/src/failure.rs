@@ -23,11 +23,14 @@ pub enum Exit {
     Unknown = 5,
     /// A verified contact's identity changed and was not accepted yet.
     UntrustedIdentity = 6,
+    /// The message can never be sent (the relay refuses it, or it is larger
+    /// than the relay accepts); it is not queued.
+    Refused = 7,
 }
 
 impl Exit {
     /// Every exit code, in numeric order.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Ok,
         Exit::Generic,
         Exit::Usage,
@@ -35,6 +38,7 @@ impl Exit {
         Exit::WrongPassphrase,
         Exit::Unknown,
         Exit::UntrustedIdentity,
+        Exit::Refused,
     ];
 
     /// The process exit status.
@@ -53,6 +57,7 @@ impl Exit {
             Exit::WrongPassphrase => "wrong passphrase",
             Exit::Unknown => "unknown contact, user, group or message",
             Exit::UntrustedIdentity => "a verified contact's identity changed",
+            Exit::Refused => "message refused for good",
         }
     }
 }
@@ -97,6 +102,10 @@ pub enum Failure {
     /// The relay did not answer in time.
     #[error("relay unreachable: {0}")]
     RelayUnreachable(String),
+    /// A message was refused for good (too large, or refused by the relay)
+    /// and dropped from the outbox.
+    #[error("message not sent: {0}")]
+    Refused(String),
 }
 
 /// The exit code for an error chain.
@@ -110,6 +119,7 @@ pub fn exit_code(error: &anyhow::Error) -> Exit {
                 | Failure::UnknownGroup(_)
                 | Failure::UnknownMessage(_) => Exit::Unknown,
                 Failure::RelayUnreachable(_) => Exit::RelayUnreachable,
+                Failure::Refused(_) => Exit::Refused,
             };
         }
         if let Some(client) = cause.downcast_ref::<ClientError>() {
@@ -123,6 +133,7 @@ fn client_exit(error: &ClientError) -> Exit {
     match error {
         ClientError::WrongKey => Exit::WrongPassphrase,
         ClientError::Offline(_) => Exit::RelayUnreachable,
+        ClientError::MessageTooLarge { .. } => Exit::Refused,
         ClientError::UnknownUser(_) | ClientError::UnknownChat => Exit::Unknown,
         ClientError::UntrustedIdentity => Exit::UntrustedIdentity,
         ClientError::InvalidArgument(_) => Exit::Usage,

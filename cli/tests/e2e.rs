@@ -792,3 +792,25 @@ fn recv_sends_its_receipts_before_it_exits() {
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0]["status"], "read", "{history:?}");
 }
+
+#[test]
+fn a_message_too_large_for_the_relay_fails_for_good_and_is_not_queued() {
+    let relay = Relay::start();
+    let (alice, bob) = relay.pair();
+    alice.ok(&["contact", "add", "bob"]);
+    // Under the 64 KiB text limit, over the relay's 64 KiB per ciphertext.
+    let text = "x".repeat(65_000);
+    let output = alice.tern_with_stdin(&["--json", "send", "bob", "-"], Some(&text));
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    let error = stderr_record(&output);
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("too large"),
+        "{error}"
+    );
+
+    // Nothing is left queued: the next command sends the next message only.
+    alice.ok(&["send", "bob", "small"]);
+    assert_eq!(texts(&bob.recv_records(1)), ["small"]);
+    assert!(bob.received_texts().is_empty());
+}

@@ -198,7 +198,7 @@ async fn wait_for_ack(
                     reason,
                     ..
                 } if id == message.id => {
-                    return Err(anyhow::anyhow!("the relay refused the message: {reason}"));
+                    return Err(Failure::Refused(reason).into());
                 }
                 _ => {}
             }

@@ -60,6 +60,16 @@ pub enum ClientError {
     /// An argument was invalid (empty text, text too long, bad user name).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// The encrypted message is larger than the relay accepts (`len` bytes of
+    /// ciphertext, at most `max`); it was dropped from the outbox, since
+    /// sending it again cannot succeed.
+    #[error("message too large: {len} bytes encrypted, the relay accepts {max}")]
+    MessageTooLarge {
+        /// Size of the largest ciphertext.
+        len: usize,
+        /// The relay's limit.
+        max: usize,
+    },
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,

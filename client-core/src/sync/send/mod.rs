@@ -26,8 +26,8 @@ use crate::store::{
     self, ChatKind, ClientMessageId, DeliveryStatus, OutboxEntry, StoreError, Tx, Verification,
 };
 use plan::{
-    PrepareFailure, after_prepare_error, devices_needing_bundles, needs_distribution,
-    next_attempt_at, targets, wanted_bundles,
+    PrepareFailure, after_prepare_error, devices_needing_bundles, fits_the_relay,
+    needs_distribution, next_attempt_at, targets, wanted_bundles,
 };
 use tern_crypto::session::DeviceAddress;
 
@@ -259,6 +259,7 @@ async fn prepare<R: Relay + ?Sized>(
         device_ciphertexts,
         common_ciphertext: common.into(),
     };
+    fits_the_relay(&send)?;
     item.send = Some(send.clone());
     let payload = item.encode_to_vec();
     let now = core.clock.now_ms();

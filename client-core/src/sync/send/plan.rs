@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tern_protocol::wire::PrekeyBundle;
+use tern_protocol::limits::MAX_CIPHERTEXT_LEN;
+use tern_protocol::wire::{PrekeyBundle, Send};
 
 use super::super::directory::DeviceSet;
 use super::super::outbox::retry_delay;
@@ -72,10 +73,32 @@ pub(crate) enum PrepareFailure {
     Later,
 }
 
+/// Refuses a request the relay would refuse for its size (a ciphertext over
+/// `MAX_CIPHERTEXT_LEN`): that never changes on a retry, so it is
+/// [`ClientError::MessageTooLarge`], dropped at once, before any crypto state
+/// of the attempt is committed.
+pub(crate) fn fits_the_relay(send: &Send) -> Result<(), ClientError> {
+    let largest = send
+        .device_ciphertexts
+        .iter()
+        .map(|c| c.ciphertext.len())
+        .chain([send.common_ciphertext.len()])
+        .max()
+        .unwrap_or(0);
+    if largest > MAX_CIPHERTEXT_LEN {
+        return Err(ClientError::MessageTooLarge {
+            len: largest,
+            max: MAX_CIPHERTEXT_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// Decides after `attempts` earlier attempts failed and this one with `error`.
 pub(crate) fn after_prepare_error(error: &ClientError, attempts: u32) -> PrepareFailure {
     match error {
         ClientError::Offline(_) => PrepareFailure::Offline,
+        ClientError::MessageTooLarge { .. } => PrepareFailure::Drop,
         _ if attempts >= MAX_PREPARE_ATTEMPTS => PrepareFailure::Drop,
         _ => PrepareFailure::Later,
     }
@@ -197,5 +220,33 @@ mod tests {
             now + 7_777
         );
         assert_eq!(next_attempt_at(i64::MAX - 1, 0, None, 0), i64::MAX);
+    }
+
+    #[test]
+    fn a_ciphertext_over_the_relays_limit_is_dropped_at_once() {
+        use tern_protocol::wire::DeviceCiphertext;
+        let device = |len: usize| DeviceCiphertext {
+            user_id: vec![1; 16].into(),
+            device_id: 1,
+            ciphertext: vec![0; len].into(),
+        };
+        let send = |device_len: usize, common_len: usize| Send {
+            device_ciphertexts: vec![device(10), device(device_len)],
+            common_ciphertext: vec![0; common_len].into(),
+            ..Send::default()
+        };
+        assert!(fits_the_relay(&send(MAX_CIPHERTEXT_LEN, MAX_CIPHERTEXT_LEN)).is_ok());
+        for too_big in [
+            send(MAX_CIPHERTEXT_LEN + 1, 0),
+            send(10, MAX_CIPHERTEXT_LEN + 1),
+        ] {
+            let error = fits_the_relay(&too_big).unwrap_err();
+            assert!(matches!(
+                error,
+                ClientError::MessageTooLarge { len, max }
+                    if len == MAX_CIPHERTEXT_LEN + 1 && max == MAX_CIPHERTEXT_LEN
+            ));
+            assert_eq!(after_prepare_error(&error, 0), PrepareFailure::Drop);
+        }
     }
 }
