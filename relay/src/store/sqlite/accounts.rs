@@ -165,11 +165,14 @@ pub(super) fn replace_device_list(
         }
     }
     for (device_id, key) in &u.devices {
-        tx.execute(
+        let added = tx.execute(
             "INSERT OR IGNORE INTO devices (user_id, device_id, identity_key, registered)
              VALUES (?1, ?2, ?3, 0)",
             params![uid, device_id, &key[..]],
         )?;
+        if added == 1 {
+            start_cursors_at_link_point(&tx, uid, *device_id)?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -234,4 +237,28 @@ pub(super) fn push_targets(
         ))
     })
     .collect()
+}
+
+/// A device added to the list starts every chat of its account at the chat's
+/// last seq (the link point): what came before reaches it through the link
+/// transfer, and it was never encrypted for it, so fetching it would only
+/// produce undecryptable entries (and session resets). Entries committed
+/// after this transaction are delivered to it as to every device.
+fn start_cursors_at_link_point(
+    tx: &rusqlite::Transaction<'_>,
+    uid: &[u8],
+    device_id: u32,
+) -> Result<(), StoreError> {
+    tx.execute(
+        concat!(
+            "INSERT INTO cursors (user_id, device_id, chat_id, seq)
+             SELECT ?1, ?2, c.chat_id, ",
+            last_seq_of_c!(),
+            " FROM chats c
+             JOIN chat_members m ON m.chat_id = c.chat_id AND m.user_id = ?1
+             ON CONFLICT (user_id, device_id, chat_id) DO UPDATE SET seq = max(seq, excluded.seq)"
+        ),
+        params![uid, device_id],
+    )?;
+    Ok(())
 }

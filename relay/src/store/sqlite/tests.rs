@@ -465,3 +465,47 @@ fn checkpoints_restart_the_wal_while_appends_continue() {
     let wal = std::fs::metadata(dir.path().join("relay.db-wal")).unwrap();
     assert!(wal.len() < 8 << 20, "WAL grew to {} bytes", wal.len());
 }
+
+#[test]
+fn a_device_added_to_the_list_starts_at_the_link_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = group(&dir);
+    send(&store, 1, 1, &[2, 3], 10).unwrap();
+    send(&store, 1, 2, &[2, 3], 10).unwrap();
+    let list = |version: u64| DeviceListUpdate {
+        user_id: UserId([2; 16]),
+        signed: SignedDeviceList::default(),
+        version,
+        devices: vec![(1, [2; 32]), (2, [9; 32])],
+    };
+    store.replace_device_list(&list(2)).unwrap();
+    let linked = DeviceAddr::test(2, 2);
+    let pending = |d: DeviceAddr| -> Vec<u64> {
+        let (entries, _) = store.read_log(d, &[], 100, 1 << 20).unwrap();
+        entries.iter().map(|e| e.seq).collect()
+    };
+    assert!(pending(linked).is_empty(), "nothing from before the link");
+
+    let to_all = LogAppend::Message(MessageAppend {
+        chat_id: CHAT,
+        sender: DeviceAddr::test(1, 1),
+        client_message_id: ClientMessageId([3; 16]),
+        device_ciphertexts: [(2, 1), (2, 2), (3, 1)]
+            .iter()
+            .map(|(u, d)| DeviceCiphertext {
+                user_id: Bytes::copy_from_slice(&[*u; 16]),
+                device_id: *d,
+                ciphertext: Bytes::from(vec![*u + *d as u8; 10]),
+            })
+            .collect(),
+        common_ciphertext: Bytes::new(),
+    });
+    let after_link = seq(&append(&store, vec![to_all]).remove(0)).0;
+    // A later list that keeps the device does not move its cursor again.
+    store.replace_device_list(&list(3)).unwrap();
+    assert_eq!(pending(linked), [after_link]);
+    let (entries, _) = store.read_log(linked, &[], 100, 1 << 20).unwrap();
+    assert_eq!(entries[0].ciphertext.as_ref(), &[4u8; 10][..]);
+    // The account's first device still has everything it did not acknowledge.
+    assert_eq!(pending(DeviceAddr::test(2, 1)), [1, 2, 3, after_link]);
+}
