@@ -149,3 +149,53 @@ fn forge_secret(code: &str) -> String {
         .code()
         .to_text()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_device_starts_at_the_link_point_and_resets_nothing() {
+    let relay = TestRelay::start().await;
+    let mut alice = TestClient::create(&relay, "alice").await;
+    let mut bob = TestClient::create(&relay, "bob").await;
+    let bob_id = guard(alice.client.add_contact("bob".into()))
+        .await
+        .unwrap()
+        .user_id;
+    let group = guard(alice.client.create_group("trip".into(), vec![bob_id]))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        bob.send_to(&mut alice, group, &format!("before the link {i}"))
+            .await;
+    }
+
+    let mut laptop = alice.link_device(&relay).await;
+    let summary = guard(laptop.client.sync_now(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.entries, 0,
+        "no entry from before the link: {summary:?}"
+    );
+    guard(laptop.client.flush_outbox(Duration::from_secs(20)))
+        .await
+        .unwrap();
+
+    // After the link, Bob's group messages reach the laptop too.
+    bob.client
+        .send_text(group, "after the link".into())
+        .unwrap();
+    assert_eq!(laptop.next_message().await.text, "after the link");
+    assert_eq!(alice.next_message().await.text, "after the link");
+    // Nothing asked Bob for a session reset.
+    guard(bob.client.sync_now(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(200), bob.events.next()).await
+    {
+        assert!(
+            !matches!(event, ClientEvent::SessionReset { .. }),
+            "unexpected {event:?}"
+        );
+    }
+    relay.stop().await;
+}
