@@ -45,17 +45,22 @@ pub fn visible(text: &str) -> String {
 /// Several lines: control characters escaped, newlines kept, and every line
 /// after the first indented with [`CONTINUATION`].
 pub fn visible_lines(text: &str) -> String {
-    text.split('\n')
-        .map(visible)
-        .collect::<Vec<_>>()
-        .join(&format!("\n{CONTINUATION}"))
+    lines_joined(text, &format!("\n{CONTINUATION}"))
 }
 
 /// A whole output line of this program: newlines (its own line breaks, as in
 /// a QR code) kept, every other control character escaped. The last line of
 /// defence behind [`visible`] and [`visible_lines`].
 pub fn keep_newlines(text: &str) -> String {
-    text.split('\n').map(visible).collect::<Vec<_>>().join("\n")
+    lines_joined(text, "\n")
+}
+
+/// Each line made [`visible`], joined again with `separator`.
+fn lines_joined(text: &str, separator: &str) -> String {
+    text.split('\n')
+        .map(visible)
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 #[cfg(test)]

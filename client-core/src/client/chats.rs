@@ -179,8 +179,5 @@ fn check_title(title: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// The id of the direct chat between two users (derived as
-/// [`tern_crypto::chat_id::direct_chat_id`] describes).
-pub fn direct_chat_id(a: &UserId, b: &UserId) -> ChatId {
-    tern_crypto::chat_id::direct_chat_id(a, b)
-}
+/// The id of the direct chat between two users, derived from both ids.
+pub use tern_crypto::chat_id::direct_chat_id;

@@ -12,11 +12,7 @@ use crate::store::{self, Chat, ChatKind, Contact, NewMessage, StoreError, Tx, Ve
 pub(crate) const MAX_SYNC_LEN: usize = 40 * 1024;
 /// Most recent messages offered per chat.
 const RECENT_PER_CHAT: u32 = 50;
-/// The note-to-self chat of `user` (derived as
-/// [`tern_crypto::chat_id::self_chat_id`] describes).
-pub(crate) fn self_chat_id(user: &UserId) -> ChatId {
-    tern_crypto::chat_id::self_chat_id(user)
-}
+pub(crate) use tern_crypto::chat_id::self_chat_id;
 
 /// The sync payload (content kind 9).
 #[derive(Clone, PartialEq, Eq, Message)]
