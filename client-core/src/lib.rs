@@ -32,8 +32,8 @@ pub use client::{
     ClientConfig, ClientError, ClientEvent, ClientMessageId, Clock, ConnectionState, ContactInfo,
     DeliveryStatus, DeviceInfo, EventSubscription, KdfParams, KeySource, LinkApproval, LinkFuture,
     LinkOffer, Message, MessageId, PrekeyRotation, PrekeyRotations, Relay, RelayEvents, RelayLayer,
-    RelayLink, SearchHit, SearchQuery, SyncSummary, SystemClock, TransferState, UserId,
-    Verification, direct_chat_id,
+    RelayLink, SearchHit, SearchQuery, SyncSummary, SystemClock, TransferProgress, TransferState,
+    UserId, Verification, direct_chat_id,
 };
 pub use net::{NetError, RelayAddress};
 pub use sync::content;

@@ -287,3 +287,37 @@ async fn clients_reconnect_and_resync_after_a_relay_restart() {
     assert_eq!(alice.next_message().await.text, "welcome back");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_paused_client_stays_offline_and_catches_up_on_resume() {
+    let relay = TestRelay::start().await;
+    let (alice, mut bob, chat) = chatting_pair(&relay).await;
+
+    bob.client.pause();
+    assert!(bob.client.is_paused());
+    bob.expect(|e| matches!(e, ClientEvent::Disconnected { .. }).then_some(()))
+        .await;
+    // Sends while paused wait in the outbox; pausing twice changes nothing.
+    bob.client.pause();
+    let queued = bob.client.send_text(chat, "from the background".into()).unwrap();
+    alice.client.send_text(chat, "while bob is away".into()).unwrap();
+    guard(alice.client.flush_outbox(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bob.client.connection_state(),
+        tern_core::ConnectionState::Offline,
+        "no reconnect while paused"
+    );
+    assert_eq!(
+        bob.client.message_status(queued.id).unwrap()[0].1,
+        DeliveryStatus::Pending
+    );
+
+    bob.client.resume();
+    assert!(!bob.client.is_paused());
+    assert_eq!(bob.next_message().await.text, "while bob is away");
+    bob.wait_status(queued.id, DeliveryStatus::Sent).await;
+    relay.stop().await;
+}

@@ -52,6 +52,22 @@ pub struct AttachmentInfo {
     pub local_path: Option<String>,
 }
 
+/// Told how far an attachment transfer is, once per chunk (64 KiB of
+/// ciphertext), so a host can show a progress bar.
+pub trait TransferProgress: Send + Sync {
+    /// `done` of `total` ciphertext bytes are handed to the relay connection
+    /// (upload) or written to disk (download). A resumed transfer starts at
+    /// the bytes already there.
+    fn progress(&self, done: u64, total: u64);
+}
+
+/// Ignores progress: the transfers called without a [`TransferProgress`].
+struct Silent;
+
+impl TransferProgress for Silent {
+    fn progress(&self, _done: u64, _total: u64) {}
+}
+
 fn io(e: std::io::Error) -> ClientError {
     ClientError::Store(format!("attachment file: {e}"))
 }
@@ -133,10 +149,11 @@ async fn upload_file(
     conn: &dyn RelayLink,
     upload: &PendingUpload,
     path: &Path,
+    progress: &dyn TransferProgress,
 ) -> Result<u64, ClientError> {
     let mut attempt = 0;
     loop {
-        match upload_once(conn, upload, path).await {
+        match upload_once(conn, upload, path, progress).await {
             Err(NetError::Relay {
                 code: ErrorCode::Conflict,
                 ..
@@ -155,6 +172,7 @@ async fn upload_once(
     conn: &dyn RelayLink,
     upload: &PendingUpload,
     path: &Path,
+    progress: &dyn TransferProgress,
 ) -> Result<u64, NetError> {
     let size = upload.size;
     let cipher =
@@ -175,7 +193,9 @@ async fn upload_once(
         let chunk = read_chunk(&mut file, index, size)
             .map_err(|e| NetError::Connect(format!("reading the attachment: {e}")))?;
         let sealed = cipher.seal(index, index + 1 == count, &chunk);
-        Ok(sealed.get(within..).unwrap_or_default().to_vec())
+        let part = sealed.get(within..).unwrap_or_default().to_vec();
+        progress.progress(offset + part.len() as u64, sealed_size);
+        Ok(part)
     })
     .await?;
     Ok(resumed_from.unwrap_or(sealed_size))
@@ -198,6 +218,18 @@ impl Client {
         path: PathBuf,
         content_type: String,
     ) -> Result<Message, ClientError> {
+        self.send_attachment_with_progress(chat_id, path, content_type, &Silent)
+            .await
+    }
+
+    /// [`Self::send_attachment`], telling `progress` after every chunk.
+    pub async fn send_attachment_with_progress(
+        &self,
+        chat_id: ChatId,
+        path: PathBuf,
+        content_type: String,
+        progress: &dyn TransferProgress,
+    ) -> Result<Message, ClientError> {
         let file_name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -217,7 +249,7 @@ impl Client {
         }
         let conn = self.core.connection()?;
         let upload = self.prepare_upload(chat_id, &path_text, size).await?;
-        let resumed_from = upload_file(conn.as_ref(), &upload, &path).await?;
+        let resumed_from = upload_file(conn.as_ref(), &upload, &path, progress).await?;
         self.core.emit(ClientEvent::AttachmentUploaded {
             chat_id,
             blob_id: upload.digest,
@@ -315,6 +347,17 @@ impl Client {
         message_id: MessageId,
         dest: PathBuf,
     ) -> Result<(), ClientError> {
+        self.download_attachment_with_progress(message_id, dest, &Silent)
+            .await
+    }
+
+    /// [`Self::download_attachment`], telling `progress` after every chunk.
+    pub async fn download_attachment_with_progress(
+        &self,
+        message_id: MessageId,
+        dest: PathBuf,
+        progress: &dyn TransferProgress,
+    ) -> Result<(), ClientError> {
         let row = self
             .core
             .store
@@ -347,9 +390,13 @@ impl Client {
         let have = file.metadata().map_err(io)?.len();
         let expected = sealed_len(row.attachment.size);
         if have < expected {
+            let mut written = have;
             conn.download_blob(blob_id, have, &mut |_, data| {
                 file.write_all(data)
-                    .map_err(|e| NetError::Connect(format!("writing the attachment: {e}")))
+                    .map_err(|e| NetError::Connect(format!("writing the attachment: {e}")))?;
+                written += data.len() as u64;
+                progress.progress(written, expected);
+                Ok(())
             })
             .await?;
         }

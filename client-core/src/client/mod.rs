@@ -55,17 +55,17 @@ pub use crate::model::{ClientError, ClientEvent, EventSubscription};
 pub use crate::sync::{
     BlobSink, BlobSource, Clock, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink, SystemClock,
 };
-pub use attachments::AttachmentInfo;
+pub use attachments::{AttachmentInfo, TransferProgress};
 pub use chats::direct_chat_id;
 pub use devices::DeviceInfo;
 pub use linking::{LinkApproval, LinkOffer};
 
-use crate::net::{Greeting, RelayAddress};
+use crate::net::{Greeting, NetError, RelayAddress, client_endpoint};
 use crate::random::random_bytes;
 use crate::store::{Contact, Store};
 use crate::sync::account::{DeviceAuth, LocalAccount, generate_prekeys};
 use crate::sync::content::{MAX_TEXT_LEN, Payload};
-use crate::sync::{Core, layered, queue_payload};
+use crate::sync::{Core, RunMode, layered, queue_payload};
 use tern_crypto::identity::AccountIdentity;
 
 /// Where the client keeps its data, which relay it talks to, and how.
@@ -86,6 +86,13 @@ pub struct ClientConfig {
     /// blob transfer — for tracing, metrics or fault injection (an ack lost
     /// after the relay stored a message, an upload cut off midway).
     pub relay_layer: Option<Arc<dyn RelayLayer>>,
+    /// The QUIC endpoint (one UDP socket) to connect through; `None` (the
+    /// default) opens one per client. A quinn endpoint reserves about 3 MiB
+    /// of receive buffers and keeps them while its connections drain, so a
+    /// host running several clients, or opening and closing them often,
+    /// shares one endpoint (made with [`crate::net::client_endpoint`] on
+    /// the runtime the clients run on).
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 impl ClientConfig {
@@ -96,6 +103,15 @@ impl ClientConfig {
             relay,
             clock: Arc::new(SystemClock),
             relay_layer: None,
+            endpoint: None,
+        }
+    }
+
+    /// The configured endpoint, or a new one of its own.
+    pub(crate) fn endpoint(&self) -> Result<quinn::Endpoint, NetError> {
+        match &self.endpoint {
+            Some(endpoint) => Ok(endpoint.clone()),
+            None => client_endpoint(&self.relay),
         }
     }
 }
@@ -106,6 +122,7 @@ impl fmt::Debug for ClientConfig {
             .field("store_path", &self.store_path)
             .field("relay", &self.relay)
             .field("relay_layer", &self.relay_layer.is_some())
+            .field("shared_endpoint", &self.endpoint.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -115,13 +132,13 @@ impl fmt::Debug for ClientConfig {
 pub struct Client {
     core: Arc<Core>,
     account: AccountIdentity,
-    shutdown: watch::Sender<bool>,
+    mode: watch::Sender<RunMode>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+        let _ = self.mode.send(RunMode::Stopped);
     }
 }
 
@@ -158,7 +175,7 @@ impl Client {
             account.save(tx)?;
             generate_prekeys(tx, &account.device, Some(config.clock.now_secs()))
         })?;
-        let greeting = Greeting::connect(&config.relay).await?;
+        let greeting = Greeting::connect_via(&config.endpoint()?, &config.relay).await?;
         let register = RegisterAccount {
             user_name: account.info.user_name.clone(),
             account_key: Bytes::copy_from_slice(&account.account.public_key().to_bytes()),
@@ -202,14 +219,15 @@ impl Client {
             &account,
             config.relay,
             config.relay_layer,
+            config.endpoint,
             config.clock,
         ));
-        let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(crate::sync::run(core.clone(), stop));
+        let (mode, watched) = watch::channel(RunMode::Online);
+        let task = tokio::spawn(crate::sync::run(core.clone(), watched));
         Self {
             core,
             account: account.account.clone(),
-            shutdown,
+            mode,
             task: Mutex::new(Some(task)),
         }
     }
@@ -217,7 +235,7 @@ impl Client {
     /// Stops the background task and closes the relay connection. Messages
     /// not yet acknowledged stay in the outbox for the next start.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        let _ = self.mode.send(RunMode::Stopped);
         let task = self
             .task
             .lock()
@@ -226,6 +244,29 @@ impl Client {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    /// Closes the relay connection and keeps the client offline until
+    /// [`Self::resume`] — what a mobile app does when it goes to the
+    /// background. Everything local keeps working: history, search, and
+    /// sends, which wait in the outbox. Emits [`ClientEvent::Disconnected`]
+    /// if a connection was up. No effect on a shut-down client.
+    pub fn pause(&self) {
+        self.mode
+            .send_if_modified(|mode| switch(mode, RunMode::Paused));
+    }
+
+    /// Reconnects after [`Self::pause`]: the client connects at once,
+    /// resyncs every chat from its stored cursors and sends the outbox.
+    /// No effect unless paused.
+    pub fn resume(&self) {
+        self.mode
+            .send_if_modified(|mode| switch(mode, RunMode::Online));
+    }
+
+    /// Whether the client is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.mode.borrow() == RunMode::Paused
     }
 
     /// This device's account.
@@ -442,6 +483,16 @@ impl Client {
         .await?;
         Ok(())
     }
+}
+
+/// Moves between [`RunMode::Online`] and [`RunMode::Paused`]; a stopped
+/// client stays stopped. Returns whether the mode changed.
+fn switch(mode: &mut RunMode, to: RunMode) -> bool {
+    if *mode == RunMode::Stopped || *mode == to {
+        return false;
+    }
+    *mode = to;
+    true
 }
 
 fn contact_info(contact: Contact) -> ContactInfo {

@@ -28,6 +28,11 @@ pub enum ClientError {
     /// The relay refused the request (name taken, not found, forbidden, ...).
     #[error("relay refused: {0}")]
     Refused(String),
+    /// The relay refused because a storage quota of the account is used up
+    /// (queued messages, blob bytes); retrying does not help until the
+    /// recipients catch up or the operator raises the quota.
+    #[error("relay quota exceeded: {0}")]
+    Quota(String),
     /// No user with this name or id exists.
     #[error("no such user: {0}")]
     UnknownUser(String),
@@ -89,6 +94,14 @@ impl From<NetError> for ClientError {
     fn from(e: NetError) -> Self {
         if e.is_transient() {
             Self::Offline(e.to_string())
+        } else if matches!(
+            e,
+            NetError::Relay {
+                code: tern_protocol::wire::ErrorCode::QuotaExceeded,
+                ..
+            }
+        ) {
+            Self::Quota(e.to_string())
         } else {
             Self::Refused(e.to_string())
         }

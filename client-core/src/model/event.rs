@@ -182,4 +182,16 @@ impl EventSubscription {
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
+
+    /// The next event if one is already waiting, without waiting for one
+    /// (`None` when none is queued or the client is gone).
+    pub fn try_next(&mut self) -> Option<ClientEvent> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(event),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                Some(ClientEvent::Lagged { missed })
+            }
+            Err(_) => None,
+        }
+    }
 }

@@ -48,22 +48,46 @@ pub struct Greeting {
     max_pipelined: u32,
 }
 
+/// How long connecting and the hello exchange may take before the relay
+/// counts as unreachable (an unanswered QUIC handshake would otherwise wait
+/// for the idle timeout).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A client endpoint (one UDP socket) for connections to `relay`. A
+/// quinn endpoint reserves its receive buffers (about 3 MiB on Linux) and
+/// keeps them while its connections drain, so a long-lived client opens one
+/// and connects through it again and again ([`Greeting::connect_via`]).
+pub fn client_endpoint(relay: &RelayAddress) -> Result<Endpoint, NetError> {
+    let bind: SocketAddr = if relay.addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    Endpoint::client(bind).map_err(|e| NetError::Connect(e.to_string()))
+}
+
 impl Greeting {
-    /// Connects to the relay and exchanges hellos.
+    /// Connects to the relay through a new endpoint of its own and
+    /// exchanges hellos; fails with [`NetError::Connect`] after
+    /// [`CONNECT_TIMEOUT`]. For one-off connections.
     pub async fn connect(relay: &RelayAddress) -> Result<Self, NetError> {
-        let bind: SocketAddr = if relay.addr.is_ipv6() {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        };
-        let mut endpoint = Endpoint::client(bind).map_err(|e| NetError::Connect(e.to_string()))?;
+        Self::connect_via(&client_endpoint(relay)?, relay).await
+    }
+
+    /// [`Self::connect`] through an existing endpoint.
+    pub async fn connect_via(endpoint: &Endpoint, relay: &RelayAddress) -> Result<Self, NetError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Self::handshake(endpoint.clone(), relay))
+            .await
+            .map_err(|_| NetError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+    }
+
+    async fn handshake(endpoint: Endpoint, relay: &RelayAddress) -> Result<Self, NetError> {
         let config = relay
             .trust
             .client_config()
             .map_err(|e| NetError::Connect(e.to_string()))?;
-        endpoint.set_default_client_config(config);
         let conn = endpoint
-            .connect(relay.addr, &relay.server_name)
+            .connect_with(config, relay.addr, &relay.server_name)
             .map_err(|e| NetError::Connect(e.to_string()))?
             .await
             .map_err(|e| NetError::Connect(e.to_string()))?;

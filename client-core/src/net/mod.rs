@@ -12,5 +12,8 @@ mod connection;
 mod error;
 
 pub use backoff::Backoff;
-pub use connection::{DeviceSigner, EventStream, Greeting, RelayAddress, RelayConnection};
+pub use connection::{
+    CONNECT_TIMEOUT, DeviceSigner, EventStream, Greeting, RelayAddress, RelayConnection,
+    client_endpoint,
+};
 pub use error::NetError;

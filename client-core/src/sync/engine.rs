@@ -26,13 +26,45 @@ const LOW_PREKEYS: u32 = 20;
 /// How often the outbox is checked for due retries without a wake-up.
 const OUTBOX_TICK: Duration = Duration::from_millis(250);
 
-/// Runs until `shutdown` turns true.
-pub(crate) async fn run(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+/// What the host wants the connection loop to do ([`Client::pause`] and
+/// [`Client::resume`] switch between the first two).
+///
+/// [`Client::pause`]: crate::Client::pause
+/// [`Client::resume`]: crate::Client::resume
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunMode {
+    /// Keep a relay connection, reconnecting with backoff.
+    Online,
+    /// Close the connection and stay offline (an app in the background);
+    /// the outbox keeps what is queued.
+    Paused,
+    /// End the loop.
+    Stopped,
+}
+
+/// Runs until the mode turns [`RunMode::Stopped`].
+pub(crate) async fn run(core: Arc<Core>, mut mode: watch::Receiver<RunMode>) {
     let mut backoff = Backoff::default();
-    while !*shutdown.borrow() {
+    loop {
+        let wanted = *mode.borrow_and_update();
+        // A dropped sender (the client is gone) stops the loop too.
+        if mode.has_changed().is_err() {
+            break;
+        }
+        match wanted {
+            RunMode::Stopped => break,
+            RunMode::Paused => {
+                if mode.changed().await.is_err() {
+                    break;
+                }
+                backoff.reset();
+                continue;
+            }
+            RunMode::Online => {}
+        }
         let attempt = tokio::select! {
             result = connect(&core) => result,
-            _ = shutdown.changed() => break,
+            _ = mode.changed() => continue,
         };
         match attempt {
             Ok(conn) => {
@@ -40,18 +72,21 @@ pub(crate) async fn run(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
                 core.conn.send_replace(Some(conn.clone()));
                 let reason = tokio::select! {
                     reason = serve(&core, conn.as_ref()) => reason,
-                    _ = shutdown.changed() => "shut down".to_owned(),
+                    _ = mode.wait_for(|m| *m != RunMode::Online) => "paused by the host".to_owned(),
                 };
                 core.conn.send_replace(None);
                 conn.close();
                 core.emit(ClientEvent::Disconnected { reason });
+                if *mode.borrow() != RunMode::Online {
+                    continue;
+                }
             }
             Err(e) => tracing::debug!(error = %e, "cannot reach the relay"),
         }
         let delay = backoff.next_delay(rng().next_u64());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => break,
+            _ = mode.changed() => {}
         }
     }
 }
@@ -59,7 +94,7 @@ pub(crate) async fn run(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
 /// Connects and authenticates; the connection passes through the host's
 /// [`RelayLayer`](super::RelayLayer), if any.
 async fn connect(core: &Core) -> Result<Arc<dyn RelayLink>, ClientError> {
-    let greeting = Greeting::connect(&core.relay).await?;
+    let greeting = Greeting::connect_via(core.endpoint()?, &core.relay).await?;
     let signer = DeviceAuth(core.sessions.identity());
     let conn = greeting
         .authenticate(

@@ -49,7 +49,7 @@ use directory::{DeviceSet, Directory};
 use tern_crypto::session::{DeviceAddress, SessionManager};
 
 pub use clock::{Clock, SystemClock};
-pub(crate) use engine::{run, run_maintenance};
+pub(crate) use engine::{RunMode, run, run_maintenance};
 pub(crate) use link::layered;
 pub use link::{BlobSink, BlobSource, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink};
 pub(crate) use receive::{apply_membership, check_account_key, resync};
@@ -69,6 +69,9 @@ pub(crate) struct Core {
     pub events: broadcast::Sender<ClientEvent>,
     /// Wraps every connection the engine opens (see [`RelayLayer`]).
     pub layer: Option<Arc<dyn RelayLayer>>,
+    /// The one QUIC endpoint every connection of this client goes through:
+    /// the host's shared one, or opened on the first attempt.
+    endpoint: std::sync::OnceLock<quinn::Endpoint>,
     /// The engine's current connection (as layered), `None` while offline.
     pub conn: watch::Sender<Option<Arc<dyn RelayLink>>>,
     pub outbox_wake: Notify,
@@ -95,6 +98,7 @@ impl Core {
         account: &LocalAccount,
         relay: RelayAddress,
         layer: Option<Arc<dyn RelayLayer>>,
+        endpoint: Option<quinn::Endpoint>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let crypto = Arc::new(CryptoStore::new(store.clone()));
@@ -107,6 +111,7 @@ impl Core {
             account: account.info.clone(),
             relay,
             layer,
+            endpoint: endpoint.map(std::sync::OnceLock::from).unwrap_or_default(),
             events,
             conn: watch::channel(None).0,
             outbox_wake: Notify::new(),
@@ -117,6 +122,15 @@ impl Core {
             maintenance: Notify::new(),
             replay_cache_full: AtomicBool::new(false),
         }
+    }
+
+    /// The endpoint to connect through (opened on first use).
+    pub(crate) fn endpoint(&self) -> Result<&quinn::Endpoint, crate::net::NetError> {
+        if let Some(endpoint) = self.endpoint.get() {
+            return Ok(endpoint);
+        }
+        let endpoint = crate::net::client_endpoint(&self.relay)?;
+        Ok(self.endpoint.get_or_init(|| endpoint))
     }
 
     /// This device's address.

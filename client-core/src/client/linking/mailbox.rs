@@ -49,10 +49,12 @@ impl Mailbox {
     /// mailbox. The relay keeps it while the connection lives, at most 10
     /// minutes.
     async fn open(
+        endpoint: &quinn::Endpoint,
         relay: &RelayAddress,
         layer: Option<&Arc<dyn RelayLayer>>,
     ) -> Result<Self, ClientError> {
-        let conn = layered(layer, Greeting::connect(relay).await?.unauthenticated());
+        let greeting = Greeting::connect_via(endpoint, relay).await?;
+        let conn = layered(layer, greeting.unauthenticated());
         let answer = conn
             .request(request::Kind::ProvisioningOpen(ProvisioningOpen {}))
             .await?;
@@ -191,7 +193,12 @@ impl Client {
     /// Opens a provisioning mailbox and a one-time link code for a new
     /// device of this account. Needs the relay.
     pub async fn offer_link(&self) -> Result<LinkOffer, ClientError> {
-        let mailbox = Mailbox::open(&self.core.relay, self.core.layer.as_ref()).await?;
+        let mailbox = Mailbox::open(
+            self.core.endpoint()?,
+            &self.core.relay,
+            self.core.layer.as_ref(),
+        )
+        .await?;
         let invitation = LinkInvitation::new(mailbox.address, &mut rng());
         Ok(LinkOffer {
             mailbox,
@@ -285,7 +292,12 @@ async fn request_account(
     device: &DeviceIdentity,
     timeout: Duration,
 ) -> Result<ProvisionPayload, ClientError> {
-    let mut mailbox = Mailbox::open(&config.relay, config.relay_layer.as_ref()).await?;
+    let mut mailbox = Mailbox::open(
+        &config.endpoint()?,
+        &config.relay,
+        config.relay_layer.as_ref(),
+    )
+    .await?;
     let (mut application, request) =
         LinkApplication::new(code, mailbox.address, device, &mut rng())?;
     mailbox.send(code.address, request).await?;
@@ -305,7 +317,7 @@ async fn register(
     account: &LocalAccount,
     upload: UploadPrekeys,
 ) -> Result<(), ClientError> {
-    let greeting = Greeting::connect(&config.relay).await?;
+    let greeting = Greeting::connect_via(&config.endpoint()?, &config.relay).await?;
     let register = RegisterDevice {
         user_id: Bytes::copy_from_slice(&account.info.user_id),
         device_id: account.info.device_id,

@@ -127,7 +127,14 @@ impl TestDevice {
             server_name: "tern-relay".into(),
             trust: TrustPolicy::Pinned(CertFingerprint([0; 32])),
         };
-        let core = Core::new(Arc::new(store), &account, unused_relay, None, clock.clone());
+        let core = Core::new(
+            Arc::new(store),
+            &account,
+            unused_relay,
+            None,
+            None,
+            clock.clone(),
+        );
         Self {
             events: core.events.subscribe(),
             core,
