@@ -299,8 +299,14 @@ async fn a_paused_client_stays_offline_and_catches_up_on_resume() {
         .await;
     // Sends while paused wait in the outbox; pausing twice changes nothing.
     bob.client.pause();
-    let queued = bob.client.send_text(chat, "from the background".into()).unwrap();
-    alice.client.send_text(chat, "while bob is away".into()).unwrap();
+    let queued = bob
+        .client
+        .send_text(chat, "from the background".into())
+        .unwrap();
+    alice
+        .client
+        .send_text(chat, "while bob is away".into())
+        .unwrap();
     guard(alice.client.flush_outbox(Duration::from_secs(10)))
         .await
         .unwrap();
