@@ -36,5 +36,9 @@ pub use client::{
     UserId, Verification, direct_chat_id,
 };
 pub use net::{NetError, RelayAddress};
+/// The text of the history entry standing in for a message that could not
+/// be decrypted (its sender was asked to send it again; the entry is
+/// replaced if it does). Hosts may show it differently.
+pub use sync::UNDECRYPTABLE_TEXT;
 pub use sync::content;
 pub use tern_transport::{CertFingerprint, TrustPolicy};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::DeliveryStatus;
+use tern_core::{DeliveryStatus, UNDECRYPTABLE_TEXT};
 use tern_store::{DeviceAddress, Store};
 use tern_testkit::{Faults, TestClient, TestRelay, guard, test_key};
 
@@ -23,6 +23,31 @@ async fn chatting_pair(relay: &TestRelay) -> (TestClient, TestClient, [u8; 16]) 
     bob.client.send_text(chat, "pong".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "pong");
     (alice, bob, chat)
+}
+
+/// The texts `client` is shown until every one of `wanted` came (markers
+/// included).
+async fn shown_until(client: &mut TestClient, wanted: &[&str]) -> Vec<String> {
+    let mut shown = Vec::new();
+    while !wanted.iter().all(|w| shown.iter().any(|s| s == w)) {
+        shown.push(client.next_message().await.text);
+    }
+    shown
+}
+
+/// Waits until `client`'s history of `chat` is exactly `expected`: every
+/// marker replaced by its resend or removed by an empty answer.
+async fn settled_history(client: &TestClient, chat: [u8; 16], expected: &[&str]) {
+    let texts = || -> Vec<String> {
+        let page = client.client.messages(chat, None, 100).unwrap();
+        page.into_iter().map(|m| m.text).collect()
+    };
+    guard(async {
+        while texts() != expected {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 /// Sends `texts` and waits until the relay acknowledged all of them (✓).
@@ -177,7 +202,7 @@ async fn a_crash_between_send_and_ack_sends_exactly_once() {
 }
 
 #[tokio::test]
-async fn an_undecryptable_message_is_reported_and_the_session_repaired() {
+async fn an_undecryptable_message_is_reported_sent_again_and_the_session_repaired() {
     let relay = TestRelay::start().await;
     let (mut alice, bob, chat) = chatting_pair(&relay).await;
     let alice_id = alice.client.account().user_id;
@@ -210,10 +235,19 @@ async fn an_undecryptable_message_is_reported_and_the_session_repaired() {
         .await;
     assert_eq!(failed, alice_id);
 
-    // Bob's repair gives Alice a new session; her next message decrypts.
+    // Bob's repair gives Alice a new session; she sends the lost message
+    // again on his retry request, and her next message decrypts too. The
+    // marker Bob saw first is replaced in his history.
     wait_for_reset(&mut alice, &bob).await;
     alice.client.send_text(chat, "after repair".into()).unwrap();
-    assert_eq!(bob.next_message().await.text, "after repair");
+    let shown = shown_until(&mut bob, &["lost in transit", "after repair"]).await;
+    assert!(shown.iter().any(|t| t == UNDECRYPTABLE_TEXT), "{shown:?}");
+    settled_history(
+        &bob,
+        chat,
+        &["ping", "pong", "lost in transit", "after repair"],
+    )
+    .await;
     // And Bob can answer.
     bob.client.send_text(chat, "back".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "back");
@@ -259,10 +293,13 @@ async fn a_group_member_that_lost_its_keys_recovers() {
     })
     .await;
     // Bob's reset reaches Alice, who redistributes her chain with her next
-    // message; Bob reads it.
+    // message: the lost one, sent again on Bob's retry request (replacing
+    // the marker he saw), and the new one.
     wait_for_reset(&mut alice, &bob).await;
     alice.client.send_text(group, "found".into()).unwrap();
-    assert_eq!(bob.next_message().await.text, "found");
+    let shown = shown_until(&mut bob, &["lost", "found"]).await;
+    assert!(shown.iter().any(|t| t == UNDECRYPTABLE_TEXT), "{shown:?}");
+    settled_history(&bob, group, &["one", "two", "lost", "found"]).await;
     bob.client.send_text(group, "thanks".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "thanks");
     relay.stop().await;
@@ -321,9 +358,21 @@ async fn a_paused_client_stays_offline_and_catches_up_on_resume() {
         DeliveryStatus::Pending
     );
 
+    // On resume both happen, in either order: the backlog arrives and the
+    // outbox is sent.
     bob.client.resume();
     assert!(!bob.client.is_paused());
-    assert_eq!(bob.next_message().await.text, "while bob is away");
-    bob.wait_status(queued.id, DeliveryStatus::Sent).await;
+    let (mut received, mut sent) = (false, false);
+    bob.expect(|event| {
+        match event {
+            ClientEvent::MessageReceived(m) => received |= m.text == "while bob is away",
+            ClientEvent::MessageStatus {
+                message_id, status, ..
+            } => sent |= message_id == queued.id && status == DeliveryStatus::Sent,
+            _ => {}
+        }
+        (received && sent).then_some(())
+    })
+    .await;
     relay.stop().await;
 }

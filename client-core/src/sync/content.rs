@@ -27,8 +27,14 @@ pub struct Content {
     #[prost(uint64, tag = "2")]
     pub sent_at_ms: u64,
     /// What the payload carries.
-    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "Body", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 13")]
     pub body: Option<Body>,
+    /// Set when this content sends again the message first sent under this
+    /// client message id (16 bytes), answering a [`RetryRequest`]: the
+    /// receiver stores it under that id. Only with a text or attachment, or
+    /// with a session reset meaning "that entry showed nothing".
+    #[prost(bytes = "vec", tag = "12")]
+    pub resends: Vec<u8>,
 }
 
 /// The kinds of content.
@@ -65,6 +71,26 @@ pub enum Body {
     /// (sent in the note-to-self chat only).
     #[prost(message, tag = "11")]
     VerificationState(VerificationState),
+    /// "I could not decrypt your message": asks one device to send a message
+    /// of this chat again (Signal's retry receipt).
+    #[prost(message, tag = "13")]
+    RetryRequest(RetryRequest),
+}
+
+/// Asks the device that sent a message this device could not decrypt to send
+/// its content again. Sent in the message's chat; every other device ignores
+/// it.
+#[derive(Clone, PartialEq, Message)]
+pub struct RetryRequest {
+    /// The sender's account id, 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    /// The sending device.
+    #[prost(uint32, tag = "2")]
+    pub device_id: u32,
+    /// The client message id of the entry that failed, 16 bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub client_message_id: Vec<u8>,
 }
 
 /// Whether the user marked a contact's account identity key verified.
@@ -241,6 +267,25 @@ pub enum Payload {
     ReadState(ChatId, u64),
     /// The group's title.
     GroupTitle(String),
+    /// Asks `device` of `user` to send its message `message_id` of this chat
+    /// again.
+    RetryRequest {
+        /// The account that sent the message.
+        user: UserId,
+        /// Its device that sent it.
+        device: u32,
+        /// The message's client message id.
+        message_id: ClientMessageId,
+    },
+    /// A text or attachment sent again under a new transport id, stored under
+    /// `original`, the id it was first sent with; or a session reset under
+    /// `original`: that entry showed nothing.
+    Resent {
+        /// The first client message id.
+        original: ClientMessageId,
+        /// The text or attachment.
+        payload: Box<Payload>,
+    },
     /// Another own device marked a contact (with this account key) verified or
     /// not (accepted only from the own account's devices).
     VerificationState {
@@ -273,7 +318,23 @@ pub enum ContentError {
 impl Payload {
     /// Encodes the payload as a [`Content`] stamped with `sent_at_ms`.
     pub fn encode(&self, sent_at_ms: u64) -> Vec<u8> {
-        let body = match self {
+        let (inner, resends) = match self {
+            Self::Resent { original, payload } => (payload.as_ref(), original.to_vec()),
+            other => (other, Vec::new()),
+        };
+        Content {
+            version: CONTENT_VERSION,
+            sent_at_ms,
+            body: Some(inner.body()),
+            resends,
+        }
+        .encode_to_vec()
+    }
+
+    /// The content body of a payload ([`Self::Resent`] adds a field around
+    /// the body of what it carries).
+    fn body(&self) -> Body {
+        match self {
             Self::Text(body) => Body::Text(Text { body: body.clone() }),
             Self::Receipt(kind, ids) => Body::Receipt(Receipt {
                 kind: kind.wire(),
@@ -309,13 +370,17 @@ impl Payload {
                 content_type: a.content_type.clone(),
                 file_name: a.file_name.clone(),
             }),
-        };
-        Content {
-            version: CONTENT_VERSION,
-            sent_at_ms,
-            body: Some(body),
+            Self::RetryRequest {
+                user,
+                device,
+                message_id,
+            } => Body::RetryRequest(RetryRequest {
+                user_id: user.to_vec(),
+                device_id: *device,
+                client_message_id: message_id.to_vec(),
+            }),
+            Self::Resent { payload, .. } => payload.body(),
         }
-        .encode_to_vec()
     }
 
     /// Decodes and validates a decrypted payload; returns it with its send time.
@@ -372,8 +437,30 @@ impl Payload {
                     .map_err(|_| ContentError::Invalid("VerificationState.identity_key"))?,
                 verified: state.verified,
             },
+            Body::RetryRequest(request) => Self::RetryRequest {
+                user: UserId::try_from(request.user_id.as_slice())
+                    .map_err(|_| ContentError::Invalid("RetryRequest.user_id"))?,
+                device: request.device_id,
+                message_id: ClientMessageId::try_from(request.client_message_id.as_slice())
+                    .map_err(|_| ContentError::Invalid("RetryRequest.client_message_id"))?,
+            },
         };
-        Ok((payload, content.sent_at_ms))
+        if content.resends.is_empty() {
+            return Ok((payload, content.sent_at_ms));
+        }
+        let original = ClientMessageId::try_from(content.resends.as_slice())
+            .map_err(|_| ContentError::Invalid("Content.resends"))?;
+        if !matches!(
+            payload,
+            Self::Text(_) | Self::Attachment(_) | Self::SessionReset
+        ) {
+            return Err(ContentError::Invalid("Content.resends"));
+        }
+        let resent = Self::Resent {
+            original,
+            payload: Box::new(payload),
+        };
+        Ok((resent, content.sent_at_ms))
     }
 }
 
@@ -427,6 +514,15 @@ mod tests {
                 identity_key: [6; 32],
                 verified: true,
             },
+            Payload::RetryRequest {
+                user: [8; ID_LEN],
+                device: 3,
+                message_id: [9; ID_LEN],
+            },
+            Payload::Resent {
+                original: [10; ID_LEN],
+                payload: Box::new(Payload::Text("again".into())),
+            },
         ] {
             let bytes = payload.encode(42);
             assert_eq!(Payload::decode(&bytes), Ok((payload, 42)));
@@ -439,6 +535,7 @@ mod tests {
             version: 2,
             sent_at_ms: 0,
             body: None,
+            resends: Vec::new(),
         };
         assert_eq!(
             Payload::decode(&future.encode_to_vec()),
@@ -448,6 +545,7 @@ mod tests {
             version: CONTENT_VERSION,
             sent_at_ms: 0,
             body: None,
+            resends: Vec::new(),
         };
         assert_eq!(
             Payload::decode(&empty.encode_to_vec()),
@@ -460,6 +558,7 @@ mod tests {
                 kind: 1,
                 client_message_ids: vec![vec![1; 3]],
             })),
+            resends: Vec::new(),
         };
         assert!(matches!(
             Payload::decode(&short_id.encode_to_vec()),
@@ -471,6 +570,7 @@ mod tests {
             body: Some(Body::GroupTitle(GroupTitle {
                 title: "t".repeat(MAX_TITLE_LEN + 1),
             })),
+            resends: Vec::new(),
         };
         assert_eq!(
             Payload::decode(&long_title.encode_to_vec()),
@@ -483,6 +583,7 @@ mod tests {
                 chat_id: vec![1; 15],
                 read_seq: 3,
             })),
+            resends: Vec::new(),
         };
         assert_eq!(
             Payload::decode(&short_chat.encode_to_vec()),
@@ -496,11 +597,30 @@ mod tests {
                 identity_key: vec![2; 31],
                 verified: true,
             })),
+            resends: Vec::new(),
         };
         assert_eq!(
             Payload::decode(&short_key.encode_to_vec()),
             Err(ContentError::Invalid("VerificationState.identity_key"))
         );
         assert_eq!(Payload::decode(&[0xff, 0xff]), Err(ContentError::Malformed));
+        let resent = |body, resends| Content {
+            version: CONTENT_VERSION,
+            sent_at_ms: 0,
+            body: Some(body),
+            resends,
+        };
+        // Only texts, attachments and resets are sent again, under a 16-byte id.
+        let title = resent(
+            Body::GroupTitle(GroupTitle { title: "t".into() }),
+            vec![1; ID_LEN],
+        );
+        let short = resent(Body::Text(Text { body: "x".into() }), vec![1; 3]);
+        for content in [title, short] {
+            assert_eq!(
+                Payload::decode(&content.encode_to_vec()),
+                Err(ContentError::Invalid("Content.resends"))
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ use tern_crypto::kem::KemPublicKey;
 use tern_crypto::prekeys::{
     KemPreKeyPublic, OneTimePreKeyPublic, PreKeyBundle, SignedPreKeyPublic, VerifiedPreKeyBundle,
 };
+use tern_crypto::session::DeviceAddress as CryptoAddress;
 
 /// A user's device list whose signature by the account key was verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,14 +179,21 @@ pub(crate) struct Directory {
     events: broadcast::Sender<ClientEvent>,
     /// Each list with whether it is stale (a newer version was announced).
     lists: Mutex<HashMap<UserId, (DeviceSet, bool)>>,
+    /// This device (whose sender keys a dropped device must lose).
+    own: CryptoAddress,
 }
 
 impl Directory {
     /// A directory over `store`, announcing refused rollbacks on `events`.
-    pub(crate) fn new(store: Arc<Store>, events: broadcast::Sender<ClientEvent>) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        events: broadcast::Sender<ClientEvent>,
+        own: CryptoAddress,
+    ) -> Self {
         Self {
             store,
             events,
+            own,
             lists: Mutex::default(),
         }
     }
@@ -207,11 +215,13 @@ impl Directory {
     /// [`ClientError::DeviceListRollback`] and announced as
     /// [`ClientEvent::DeviceListRollback`]) and the same version must be the
     /// same list. Sessions with devices the new list drops (or lists under
-    /// another identity key) are deleted, so nothing is encrypted to them.
-    /// A refused list changes nothing stored.
+    /// another identity key) are deleted, so nothing is encrypted to them,
+    /// and the own sender key of every group shared with the user is
+    /// replaced, so that a dropped device cannot read what follows. A
+    /// refused list changes nothing stored.
     pub(crate) fn insert(&self, set: DeviceSet) -> Result<(), ClientError> {
         let mut lists = self.lists();
-        let accepted = self.store.transaction(|tx| persist(tx, &set));
+        let accepted = self.store.transaction(|tx| persist(tx, &set, &self.own));
         if let Err(ClientError::DeviceListRollback { known, offered, .. }) = &accepted {
             tracing::warn!(user = %crate::sync::hex(&set.user_id), known, offered, "device list rollback refused");
             let _ = self.events.send(ClientEvent::DeviceListRollback {
@@ -235,7 +245,7 @@ impl Directory {
 }
 
 /// Checks `set` against the persisted list of its user and replaces it.
-fn persist(tx: &Tx<'_>, set: &DeviceSet) -> Result<(), ClientError> {
+fn persist(tx: &Tx<'_>, set: &DeviceSet, own: &CryptoAddress) -> Result<(), ClientError> {
     let Some(stored) = tx.device_list(&set.user_id)? else {
         tx.put_device_list(&set.to_stored())?;
         return Ok(());
@@ -259,13 +269,18 @@ fn persist(tx: &Tx<'_>, set: &DeviceSet) -> Result<(), ClientError> {
             return Ok(());
         }
     }
+    let mut dropped = false;
     for (device_id, key) in &known.devices {
         if set.identity(*device_id) != Some(key) {
+            dropped = true;
             tx.delete_sessions(&DeviceAddress {
                 user_id: set.user_id,
                 device_id: *device_id,
             })?;
         }
+    }
+    if dropped {
+        super::group::rotate_shared(tx, &set.user_id, own)?;
     }
     tx.put_device_list(&set.to_stored())?;
     Ok(())

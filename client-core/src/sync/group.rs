@@ -14,9 +14,9 @@
 use prost::Message;
 use zeroize::Zeroize;
 
-use crate::model::{ChatId, ClientError};
+use crate::model::{ChatId, ClientError, UserId};
 use crate::random::rng;
-use crate::store::{self, StoreError, Tx};
+use crate::store::{self, ChatKind, StoreError, Tx};
 use tern_crypto::sender_key::{
     DistributionMessage, GroupSender, SenderKeyMessage, SenderKeyRecord,
 };
@@ -129,6 +129,26 @@ impl SenderState {
 /// distributes the new chain to the remaining members.
 pub(crate) fn rotate(tx: &Tx<'_>, chat: &ChatId, own: &DeviceAddress) -> Result<(), StoreError> {
     SenderState::fresh(chat).save(tx, chat, own)
+}
+
+/// Replaces the own sender key of every group chat that has `user` as a
+/// member: a device of theirs left their list, and what is sent from now on
+/// must not open with a chain that device holds. Chats without an own key
+/// have nothing to replace.
+pub(crate) fn rotate_shared(
+    tx: &Tx<'_>,
+    user: &UserId,
+    own: &DeviceAddress,
+) -> Result<(), StoreError> {
+    for chat in tx.chats()? {
+        if chat.kind == ChatKind::Group
+            && tx.sender_key(&chat.chat_id, &store_address(own))?.is_some()
+            && tx.chat_members(&chat.chat_id)?.contains(user)
+        {
+            rotate(tx, &chat.chat_id, own)?;
+        }
+    }
+    Ok(())
 }
 
 /// Forgets that `device` has the own chain of `chat` (its session was

@@ -52,6 +52,7 @@ pub use clock::{Clock, SystemClock};
 pub(crate) use engine::{RunMode, run, run_maintenance};
 pub(crate) use link::layered;
 pub use link::{BlobSink, BlobSource, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink};
+pub use receive::UNDECRYPTABLE_TEXT;
 pub(crate) use receive::{apply_membership, check_account_key, resync};
 pub(crate) use send::queue_payload;
 
@@ -104,7 +105,14 @@ impl Core {
         let crypto = Arc::new(CryptoStore::new(store.clone()));
         let events = broadcast::channel(EVENT_BUFFER).0;
         Self {
-            directory: Directory::new(store.clone(), events.clone()),
+            directory: Directory::new(
+                store.clone(),
+                events.clone(),
+                DeviceAddress {
+                    user: account.info.user_id,
+                    device: account.info.device_id,
+                },
+            ),
             store,
             sessions: SessionManager::new(account.device.clone(), crypto.clone()),
             crypto,

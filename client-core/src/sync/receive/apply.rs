@@ -2,12 +2,13 @@
 //! transaction (messages, receipts, outbox entries, cursors) and returns the
 //! events to emit once it commits. No I/O, no crypto.
 
-use super::super::content::{Attachment, Payload, ReceiptKind};
+use super::super::content::{Payload, ReceiptKind};
 use super::super::directory::DeviceSet;
 use super::super::send::queue_payload;
-use super::super::{Core, device_sync, group, hex, verification};
+use super::super::{Core, device_sync, group, verification};
 use super::decrypt::Opened;
-use crate::model::{ChatId, ClientError, ClientEvent, Message, UserId};
+use super::retry;
+use crate::model::{ChatId, ClientError, ClientEvent, ClientMessageId, Message, UserId};
 use crate::random::random_bytes;
 use crate::store::{
     self, ChatKind, Contact, DeliveryStatus, ID_LEN, NewAttachment, NewMessage, StoreError,
@@ -38,7 +39,7 @@ impl Arrival<'_> {
     }
 
     /// The host's report of content of this entry that could not be used.
-    fn failed(&self, reason: String) -> ClientEvent {
+    pub(crate) fn failed(&self, reason: String) -> ClientEvent {
         ClientEvent::DecryptionFailed {
             chat_id: self.chat_id,
             sender: self.sender.user,
@@ -77,6 +78,7 @@ pub(crate) fn apply_opened(
     }
     if ask_reset {
         queue_reset(tx, arrival)?;
+        events.extend(retry::mark_and_request(tx, arrival)?);
     }
     tx.advance_delivered(&arrival.chat_id, arrival.delivery.seq)?;
     Ok(events)
@@ -95,11 +97,24 @@ pub(crate) fn apply_payload(
     let chat_id = &arrival.chat_id;
     let sender = arrival.sender;
     match payload {
-        Payload::Text(body) => store_message(tx, arrival, sent_at, body, None),
-        Payload::Attachment(attachment) => {
-            let body = attachment.file_name.clone();
-            store_message(tx, arrival, sent_at, body, Some(attachment))
+        Payload::Text(_) | Payload::Attachment(_) => {
+            let Ok(id) = <[u8; ID_LEN]>::try_from(arrival.delivery.client_message_id.as_ref())
+            else {
+                return Ok(Vec::new());
+            };
+            store_message(tx, arrival, (id, arrival.delivery.seq), sent_at, payload)
         }
+        Payload::Resent { original, payload } => {
+            match retry::place_resent(tx, arrival, &original)? {
+                Some(seq) => store_message(tx, arrival, (original, seq), sent_at, *payload),
+                None => Ok(Vec::new()),
+            }
+        }
+        Payload::RetryRequest {
+            user,
+            device,
+            message_id,
+        } => retry::answer_request(tx, arrival, user, device, message_id),
         Payload::Receipt(kind, ids) if from_other_user => {
             let status = match kind {
                 ReceiptKind::Delivered => DeliveryStatus::Delivered,
@@ -170,24 +185,25 @@ pub(crate) fn apply_payload(
     }
 }
 
-/// Stores a shown message (text, or an attachment announced under its file
-/// name) unless it is already stored, queues the delivered receipt for
-/// another user's message and returns the event.
+/// Stores a shown message (a text, or an attachment announced under its
+/// file name) under its client message id at relay seq `place` unless it is
+/// already stored, queues the delivered receipt for another user's message
+/// and returns the event. Other payloads store nothing.
 fn store_message(
     tx: &Tx<'_>,
     arrival: &Arrival<'_>,
+    (client_message_id, seq): (ClientMessageId, u64),
     sent_at: u64,
-    body: String,
-    attachment: Option<Attachment>,
+    payload: Payload,
 ) -> Result<Vec<ClientEvent>, ClientError> {
-    let delivery = arrival.delivery;
-    let Ok(client_message_id) = <[u8; ID_LEN]>::try_from(delivery.client_message_id.as_ref())
-    else {
-        return Ok(Vec::new());
+    let (body, attachment) = match payload {
+        Payload::Text(body) => (body, None),
+        Payload::Attachment(attachment) => (attachment.file_name.clone(), Some(attachment)),
+        _ => return Ok(Vec::new()),
     };
     let message = NewMessage {
         chat_id: arrival.chat_id,
-        relay_seq: Some(delivery.seq),
+        relay_seq: Some(seq),
         client_message_id,
         sender: store::DeviceAddress {
             user_id: arrival.sender.user,
@@ -231,30 +247,8 @@ fn store_message(
     ))])
 }
 
-/// An undecryptable pairwise message: drops the session with the sending
-/// device (the next message to it starts a new one from a fresh bundle),
-/// forgets that the device has the own sender key of the chat, queues a
-/// reset so that the peer gets the new session now and moves the cursor
-/// on. Returns the report for the host.
-pub(crate) fn repair_session(
-    tx: &Tx<'_>,
-    arrival: &Arrival<'_>,
-    reason: String,
-) -> Result<ClientEvent, ClientError> {
-    let address = arrival.sender;
-    tracing::warn!(sender = %hex(&address.user), device = address.device, %reason, "undecryptable message");
-    tx.delete_sessions(&store::DeviceAddress {
-        user_id: address.user,
-        device_id: address.device,
-    })?;
-    group::forget_device(tx, &arrival.chat_id, &arrival.own, &address)?;
-    queue_reset(tx, arrival)?;
-    tx.advance_delivered(&arrival.chat_id, arrival.delivery.seq)?;
-    Ok(arrival.failed(reason))
-}
-
 /// Queues a session reset to the arrival's chat in the same transaction.
-fn queue_reset(tx: &Tx<'_>, arrival: &Arrival<'_>) -> Result<(), StoreError> {
+pub(crate) fn queue_reset(tx: &Tx<'_>, arrival: &Arrival<'_>) -> Result<(), StoreError> {
     queue_payload(
         tx,
         &arrival.chat_id,

@@ -2,9 +2,11 @@
 //!
 //! [`open`] only decrypts: the session manager records the ratchet changes in
 //! the caller's open batch, and the caller commits them together with what
-//! the entry carried (or drops them). [`judge_pairwise`] decides when the
-//! pairwise session needs repair; a group message that does not decrypt asks
-//! its sender for a reset instead ([`Opened::ask_reset`]).
+//! the entry carried (or drops them, so a failed decrypt changes nothing).
+//! [`judge_pairwise`] decides what a failed pairwise decrypt means (a
+//! duplicate, damaged bytes, or a session that is really gone); a group
+//! message that does not decrypt asks its sender for a reset instead
+//! ([`Opened::ask_reset`]).
 
 use super::super::content::Payload;
 use super::super::directory::DeviceSet;
@@ -17,20 +19,57 @@ use tern_protocol::wire::Delivery;
 
 /// What the ciphertexts of an entry yielded.
 pub(crate) enum Opening {
-    /// The pairwise ciphertext failed: the session with the sender needs repair.
-    Repair(Repair),
+    /// The pairwise ciphertext did not decrypt.
+    Failed(Failure),
     /// What the entry carries (possibly with content that was refused).
     Opened(Opened),
 }
 
-/// Why the pairwise session with the sending device needs repair.
+/// What a failed pairwise decrypt means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// The message key was already used: the same ciphertext again (a
+    /// relay that repeats an entry). Dropped; nothing changes.
+    Duplicate,
+    /// The bytes do not authenticate under a session that is otherwise
+    /// fine (corruption, tampering): the sessions stay, the sender is asked
+    /// to send the message again.
+    Damaged,
+    /// There is no usable session with the device (none, an unknown
+    /// prekey, an identity its device list does not name): it is dropped
+    /// and a new one starts with the reset and the retry request.
+    SessionLost,
+}
+
+/// Why the pairwise ciphertext of an entry failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Repair {
+pub(crate) struct Failure {
+    /// What it means.
+    pub kind: FailureKind,
     /// For the host and the logs.
     pub reason: String,
     /// The decrypt failed because the signed prekey's replay cache is full:
     /// rotate it now.
     pub replay_cache_full: bool,
+}
+
+impl Failure {
+    fn of(error: &CryptoError) -> Self {
+        let kind = match error {
+            CryptoError::MessageKeyUnavailable { .. } | CryptoError::ReplayedPreKeyMessage => {
+                FailureKind::Duplicate
+            }
+            CryptoError::NoSession
+            | CryptoError::UnknownPreKey { .. }
+            | CryptoError::ReplayCacheFull { .. } => FailureKind::SessionLost,
+            _ => FailureKind::Damaged,
+        };
+        Self {
+            kind,
+            reason: error.to_string(),
+            replay_cache_full: matches!(error, CryptoError::ReplayCacheFull { .. }),
+        }
+    }
 }
 
 /// The contents of an entry.
@@ -50,18 +89,16 @@ pub(crate) struct Opened {
 
 /// Decides what a pairwise decrypt result means: the plaintext if it came
 /// from the identity that the sender's signed device list names for the
-/// device (`listed`), else why the session needs repair.
+/// device (`listed`), else what the failure means.
 pub(crate) fn judge_pairwise(
     result: Result<Decrypted, CryptoError>,
     listed: Option<&[u8; 32]>,
-) -> Result<Vec<u8>, Repair> {
-    let decrypted = result.map_err(|e| Repair {
-        replay_cache_full: matches!(e, CryptoError::ReplayCacheFull { .. }),
-        reason: e.to_string(),
-    })?;
+) -> Result<Vec<u8>, Failure> {
+    let decrypted = result.map_err(|e| Failure::of(&e))?;
     match listed {
         Some(key) if decrypted.sender_identity.to_bytes() == *key => Ok(decrypted.plaintext),
-        _ => Err(Repair {
+        _ => Err(Failure {
+            kind: FailureKind::SessionLost,
             reason: "sender identity is not in its signed device list".into(),
             replay_cache_full: false,
         }),
@@ -87,7 +124,7 @@ pub(crate) fn open(
         let result = core.sessions.decrypt(address, &delivery.ciphertext);
         let plaintext = match judge_pairwise(result, set.identity(address.device)) {
             Ok(plaintext) => plaintext,
-            Err(repair) => return Ok(Opening::Repair(repair)),
+            Err(failure) => return Ok(Opening::Failed(failure)),
         };
         match Payload::decode(&plaintext) {
             Ok((Payload::SenderKeyDistribution(message), _)) => {
@@ -146,30 +183,33 @@ mod tests {
             Ok(b"hi".to_vec())
         );
         for (identity, listed) in [(&other, Some(&listed)), (&sender, None)] {
-            let repair = judge_pairwise(Ok(decrypted(identity)), listed).unwrap_err();
-            assert!(!repair.replay_cache_full);
-            assert!(repair.reason.contains("signed device list"));
+            let failure = judge_pairwise(Ok(decrypted(identity)), listed).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::SessionLost);
+            assert!(!failure.replay_cache_full);
+            assert!(failure.reason.contains("signed device list"));
         }
     }
 
     #[test]
-    fn every_decrypt_failure_repairs_and_a_full_replay_cache_also_rotates() {
+    fn duplicates_damage_and_lost_sessions_are_told_apart() {
         let listed = [0; 32];
-        let repair = judge_pairwise(Err(CryptoError::NoSession), Some(&listed)).unwrap_err();
+        let kind = |error| judge_pairwise(Err(error), Some(&listed)).unwrap_err().kind;
         assert_eq!(
-            repair,
-            Repair {
-                reason: CryptoError::NoSession.to_string(),
-                replay_cache_full: false,
-            }
+            kind(CryptoError::MessageKeyUnavailable { index: 4 }),
+            FailureKind::Duplicate
         );
+        assert_eq!(
+            kind(CryptoError::ReplayedPreKeyMessage),
+            FailureKind::Duplicate
+        );
+        assert_eq!(kind(CryptoError::DecryptFailed), FailureKind::Damaged);
+        assert_eq!(kind(CryptoError::HandshakeMismatch), FailureKind::Damaged);
+        assert_eq!(kind(CryptoError::NoSession), FailureKind::SessionLost);
         let full = CryptoError::ReplayCacheFull {
             signed_prekey_id: 3,
         };
-        assert!(
-            judge_pairwise(Err(full), Some(&listed))
-                .unwrap_err()
-                .replay_cache_full
-        );
+        let failure = judge_pairwise(Err(full), Some(&listed)).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::SessionLost);
+        assert!(failure.replay_cache_full);
     }
 }

@@ -9,6 +9,7 @@
 
 mod apply;
 mod decrypt;
+mod retry;
 mod triage;
 
 use std::sync::atomic::Ordering;
@@ -20,10 +21,12 @@ use super::directory::DeviceSet;
 use super::{Core, Relay};
 use crate::model::{ChatId, ClientError, ClientEvent, SyncSummary, UserId};
 use crate::store::{Chat, ChatKind, Contact, StoreError, Verification};
-use apply::{Arrival, apply_opened, repair_session, skip_entry};
+use apply::{Arrival, apply_opened, skip_entry};
 use decrypt::{Opening, open};
 use tern_crypto::session::DeviceAddress;
 use triage::{EntryIds, Triage, ack_cursors, ends_batch, triage};
+
+pub use retry::UNDECRYPTABLE_TEXT;
 
 pub(crate) use apply::{apply_membership, check_account_key};
 
@@ -159,8 +162,9 @@ fn skip(
 }
 
 /// Decrypts the entry in a crypto batch and commits the ratchet changes with
-/// what it carried ([`apply_opened`]), or repairs the session
-/// ([`repair_session`], the ratchet changes dropped); then emits the events.
+/// what it carried ([`apply_opened`]), or handles the failure
+/// ([`retry::undecryptable`], the ratchet changes dropped); then emits the
+/// events.
 fn decrypt_and_store(
     core: &Core,
     ids: &EntryIds,
@@ -170,17 +174,15 @@ fn decrypt_and_store(
     let arrival = arrival(core, ids, delivery);
     let batch = core.crypto.begin();
     let events = match open(core, set, &ids.chat_id, ids.sender, delivery)? {
-        Opening::Repair(repair) => {
+        Opening::Failed(failure) => {
             drop(batch);
-            if repair.replay_cache_full {
+            if failure.replay_cache_full {
                 // Rotate now: the relay hands out a fresh signed prekey to the next initiator.
                 core.replay_cache_full.store(true, Ordering::Relaxed);
                 core.maintenance.notify_one();
             }
-            let event = core
-                .store
-                .transaction(|tx| repair_session(tx, &arrival, repair.reason))?;
-            vec![event]
+            core.store
+                .transaction(|tx| retry::undecryptable(tx, &arrival, failure))?
         }
         Opening::Opened(opened) => batch.commit(|tx| apply_opened(tx, &arrival, opened))?,
     };

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use tern_protocol::wire::{
     Bundles, ChatInfo, ChatKind as WireChatKind, Delivery, DeviceAddress as WireDevice,
     DeviceCiphertext, Empty, EntryKind, ErrorCode, KemPrekey, MismatchedDevices, OneTimePrekey,
-    PrekeyBundle, SendAck, SignedPrekey, UploadPrekeys, UserInfo, request, response,
+    PrekeyBundle, SendAck, SignedDeviceList, SignedPrekey, UploadPrekeys, UserInfo, request,
+    response,
 };
 
 use super::super::Relay;
@@ -133,6 +134,13 @@ impl FakeRelay {
                 last_resort: upload.last_resort_kem_prekey,
             },
         );
+    }
+
+    /// Replaces `user`'s signed device list (a device added or removed).
+    pub(super) fn publish_list(&self, user: &UserId, list: SignedDeviceList) {
+        if let Some(info) = self.state().users.get_mut(user) {
+            info.device_list = Some(list);
+        }
     }
 
     /// The devices (id, identity key) of `user`'s current list.

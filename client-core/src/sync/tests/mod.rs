@@ -96,6 +96,16 @@ impl TestDevice {
         Self::start(relay, account, list, &self.clock)
     }
 
+    /// Publishes this account's list without device `device_id` (version
+    /// `version`), as removing a device does.
+    fn drop_device(&self, relay: &Arc<FakeRelay>, device_id: u32, version: u64) {
+        let user = self.core.account.user_id;
+        let mut devices = relay.devices(&user);
+        devices.retain(|(id, _)| *id != device_id);
+        let list = sign_device_list(&self.account, &user, version, &devices);
+        relay.publish_list(&user, list);
+    }
+
     fn start(
         relay: &Arc<FakeRelay>,
         account: LocalAccount,

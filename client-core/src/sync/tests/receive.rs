@@ -2,11 +2,11 @@
 //! and device-list changes between messages, failed decrypts, acknowledgements.
 
 use bytes::Bytes;
-use tern_protocol::wire::ErrorCode;
+use tern_protocol::wire::{Delivery, ErrorCode};
 
-use super::super::apply_membership;
 use super::super::content::ReceiptKind;
 use super::super::group;
+use super::super::{UNDECRYPTABLE_TEXT, apply_membership};
 use super::fake_relay::relay_error;
 use super::*;
 
@@ -98,7 +98,7 @@ async fn entries_out_of_ratchet_order_decrypt_and_a_duplicate_is_processed_once(
 }
 
 #[tokio::test]
-async fn a_message_for_an_unknown_session_repairs_it() {
+async fn a_message_for_an_unknown_session_starts_a_new_one_and_is_sent_again() {
     let relay = FakeRelay::new();
     let clock = ManualClock::new();
     let (mut alice, mut bob, chat) = direct_pair(&relay, &clock, "alice", "bob");
@@ -124,13 +124,26 @@ async fn a_message_for_an_unknown_session_repairs_it() {
     bob.send_text(chat, "lost");
     bob.pump().await;
     let entries = alice.inbox(chat);
-    let seq = entries.last().unwrap().seq;
+    let lost = entries.last().unwrap().clone();
+    let seq = lost.seq;
     alice.receive(&entries).await;
     let events = alice.take_events();
     assert_eq!(failures(&events), [(chat, bob.address(), seq)]);
-    assert!(received(&events).is_empty());
-    assert_eq!(alice.messages(chat), [(Some(1), 1, "hello".into())]);
-    assert_eq!(alice.outbox(), [(chat, Payload::SessionReset)]);
+    assert_eq!(received(&events), [UNDECRYPTABLE_TEXT]);
+    assert_eq!(
+        alice.messages(chat),
+        [
+            (Some(1), 1, "hello".into()),
+            (Some(seq), 1, UNDECRYPTABLE_TEXT.into())
+        ]
+    );
+    assert_eq!(
+        alice.outbox(),
+        [
+            (chat, Payload::SessionReset),
+            (chat, retry_request(&bob, &lost))
+        ]
+    );
     assert!(alice.sessions_with(bob.address()).is_empty());
     assert_eq!(alice.delivered(chat), Some(seq));
     assert_eq!(acks(&alice).last().unwrap(), &[(chat, seq)]);
@@ -146,8 +159,25 @@ async fn a_message_for_an_unknown_session_repairs_it() {
         e,
         ClientEvent::SessionReset { user_id, device_id: 1, .. } if *user_id == alice.user()
     )));
+    // Bob answers the retry request: "lost" replaces the marker in place.
+    bob.pump().await;
+    alice.receive(&alice.inbox(chat)).await;
+    assert_eq!(received(&alice.take_events()), ["lost"]);
+    assert_eq!(
+        alice.messages(chat),
+        [(Some(1), 1, "hello".into()), (Some(seq), 1, "lost".into())]
+    );
     exchange(&bob, &alice, chat, "found").await;
     assert_eq!(received(&alice.take_events()), ["found"]);
+}
+
+/// The retry request a receiver queues for `entry` from `sender`.
+fn retry_request(sender: &TestDevice, entry: &Delivery) -> Payload {
+    Payload::RetryRequest {
+        user: sender.user(),
+        device: 1,
+        message_id: entry.client_message_id.as_ref().try_into().unwrap(),
+    }
 }
 
 #[tokio::test]
@@ -210,7 +240,7 @@ async fn a_membership_change_between_two_group_messages_takes_effect_in_order() 
     let last_entry = carol.inbox(chat).pop().unwrap();
     carol.receive(std::slice::from_ref(&last_entry)).await;
     let events = carol.take_events();
-    assert!(received(&events).is_empty());
+    assert_eq!(received(&events), [UNDECRYPTABLE_TEXT], "only a marker");
     assert_eq!(failures(&events), [(chat, alice.address(), last_entry.seq)]);
 }
 
@@ -242,7 +272,7 @@ async fn a_device_missing_from_the_cached_list_refreshes_it() {
 }
 
 #[tokio::test]
-async fn a_corrupted_pairwise_message_repairs_that_session_only() {
+async fn a_corrupted_pairwise_message_changes_no_session_and_is_sent_again() {
     let relay = FakeRelay::new();
     let clock = ManualClock::new();
     let (mut alice, bob, chat) = direct_pair(&relay, &clock, "alice", "bob");
@@ -262,25 +292,63 @@ async fn a_corrupted_pairwise_message_repairs_that_session_only() {
     alice.receive(&entries).await; // Bob's receipt and Alice's own entries
     alice.take_events();
     let seq = last.seq;
+    let intact = last.clone();
     last.ciphertext = flip_a_byte(&last.ciphertext);
-    let messages = alice.messages(chat);
+    let mut messages = alice.messages(chat);
     let carol_session = alice.sessions_with(carol.address());
-    assert_eq!(alice.sessions_with(bob.address()).len(), 1);
+    let bob_session = alice.sessions_with(bob.address());
+    assert_eq!(bob_session.len(), 1);
     assert!(alice.outbox().is_empty());
 
     alice.receive(&[last]).await;
-    // Deliberate: the session with Bob's device is gone, a reset is queued,
-    // the cursor moved on and the host is told.
-    assert!(alice.sessions_with(bob.address()).is_empty());
-    assert_eq!(alice.outbox(), [(chat, Payload::SessionReset)]);
+    // Every session is as it was; a marker stands in for the message, a
+    // retry request is queued, the cursor moved on and the host is told.
+    assert_eq!(alice.sessions_with(bob.address()), bob_session);
+    assert_eq!(alice.sessions_with(carol.address()), carol_session);
+    assert_eq!(alice.outbox(), [(chat, retry_request(&bob, &intact))]);
     assert_eq!(alice.delivered(chat), Some(seq));
     let events = alice.take_events();
     assert_eq!(failures(&events), [(chat, bob.address(), seq)]);
-    // Unchanged: the history, and every other session.
-    assert!(received(&events).is_empty());
+    assert_eq!(received(&events), [UNDECRYPTABLE_TEXT]);
+    messages.push((Some(seq), 1, UNDECRYPTABLE_TEXT.into()));
     assert_eq!(alice.messages(chat), messages);
-    assert_eq!(alice.sessions_with(carol.address()), carol_session);
     assert_eq!(alice.messages(carol_chat), [(Some(1), 1, "hey".into())]);
+
+    // Bob answers the request, and "three" replaces the marker.
+    alice.pump().await;
+    bob.receive(&bob.inbox(chat)).await;
+    bob.pump().await;
+    alice.receive(&alice.inbox(chat)).await;
+    assert_eq!(received(&alice.take_events()), ["three"]);
+    messages.pop();
+    messages.push((Some(seq), 1, "three".into()));
+    assert_eq!(alice.messages(chat), messages);
+}
+
+#[tokio::test]
+async fn a_repeated_ciphertext_is_dropped_without_a_trace() {
+    let relay = FakeRelay::new();
+    let clock = ManualClock::new();
+    let (mut alice, bob, chat) = direct_pair(&relay, &clock, "alice", "bob");
+    bob.send_text(chat, "one");
+    bob.pump().await;
+    let entries = alice.inbox(chat);
+    alice.receive(&entries).await;
+    alice.take_events();
+    let receipt = alice.outbox();
+    let session = alice.sessions_with(bob.address());
+    let mut again = entries.last().unwrap().clone();
+    again.seq += 10;
+    again.client_message_id = vec![7; 16].into();
+    alice.receive(&[again]).await;
+    assert!(alice.take_events().is_empty());
+    assert_eq!(
+        alice.outbox(),
+        receipt,
+        "nothing queued but the first receipt"
+    );
+    assert_eq!(alice.sessions_with(bob.address()), session);
+    assert_eq!(alice.messages(chat), [(Some(1), 1, "one".into())]);
 }
 
 #[tokio::test]
@@ -316,12 +384,13 @@ async fn a_corrupted_group_message_asks_for_a_reset_and_changes_no_session() {
     alice.receive(&entry).await;
     let events = alice.take_events();
     assert_eq!(failures(&events), [(chat, bob.address(), entry[0].seq)]);
-    assert!(received(&events).is_empty());
+    assert_eq!(received(&events), [UNDECRYPTABLE_TEXT], "a marker");
     assert_eq!(alice.sessions_with(bob.address()), session, "no repair");
     assert_eq!(sender_key(&alice), record);
-    assert_eq!(alice.messages(chat).len(), 1);
+    assert_eq!(alice.messages(chat).len(), 2);
     let mut expected = receipts;
     expected.push((chat, Payload::SessionReset));
+    expected.push((chat, retry_request(&bob, &entry[0])));
     assert_eq!(alice.outbox(), expected);
     assert_eq!(alice.delivered(chat), Some(entry[0].seq));
 }
@@ -358,4 +427,39 @@ async fn a_batch_acknowledges_the_highest_seq_of_each_chat_once() {
     assert_eq!(alice.delivered(with_bob), Some(2));
     assert_eq!(alice.delivered(with_carol), Some(1));
     assert_eq!(alice.messages(with_bob).len(), 2);
+}
+
+#[tokio::test]
+async fn a_device_dropped_from_a_members_list_gets_no_later_group_chain() {
+    let relay = FakeRelay::new();
+    let clock = ManualClock::new();
+    let alice = TestDevice::register(&relay, "alice", &clock);
+    let bob = TestDevice::register(&relay, "bob", &clock);
+    let _phone = bob.link_device(&relay, 2, 2);
+    let chat = group_of(&relay, &[&alice, &bob]);
+    alice.send_text(chat, "to the laptop and the phone");
+    alice.pump().await;
+    let distributed_to = |send: &tern_protocol::wire::Send| -> Vec<u32> {
+        send.device_ciphertexts
+            .iter()
+            .filter(|c| !c.ciphertext.is_empty())
+            .map(|c| c.device_id)
+            .collect()
+    };
+    assert_eq!(distributed_to(sends(&alice).last().unwrap()), [1, 2]);
+
+    // Without a change, the next message carries no new chain.
+    alice.send_text(chat, "common only");
+    alice.pump().await;
+    assert!(distributed_to(sends(&alice).last().unwrap()).is_empty());
+
+    // Bob removes his phone; Alice learns the new list and replaces her
+    // chain, so the next message distributes a new one to the laptop alone.
+    bob.drop_device(&relay, 2, 3);
+    alice.core.directory.invalidate(&bob.user());
+    alice.send_text(chat, "laptop only");
+    alice.pump().await;
+    let last = sends(&alice).last().unwrap().clone();
+    assert_eq!(distributed_to(&last), [1]);
+    assert!(last.device_ciphertexts.iter().all(|c| c.device_id != 2));
 }
