@@ -55,6 +55,18 @@ pub fn keep_newlines(text: &str) -> String {
     lines_joined(text, "\n")
 }
 
+/// The notice shown when another member renames a group: any member may,
+/// so a group renamed to the name of another one must not go unnoticed.
+/// Both titles are escaped like every peer text.
+pub fn renamed_notice(old: Option<&str>, new: &str, by: &str) -> String {
+    let new = visible(new);
+    let by = visible(by);
+    match old {
+        Some(old) => format!("{by} renamed the group #{} to #{new}", visible(old)),
+        None => format!("{by} renamed a group to #{new}"),
+    }
+}
+
 /// Each line made [`visible`], joined again with `separator`.
 fn lines_joined(text: &str, separator: &str) -> String {
     text.split('\n')

@@ -249,8 +249,20 @@ fn a_renamed_group_shows_its_new_title_to_the_other_member() {
     assert_eq!(renamed[0]["name"], "camping");
     assert_eq!(renamed[0]["chat_id"], chat_id.as_str());
     // `group rename` returns once the relay has the new title, so Bob's
-    // next fetch applies it without Alice sending anything else.
-    bob.ok(&["recv"]);
+    // next fetch applies it without Alice sending anything else, and tells
+    // him who renamed which group (a `warning` record on stderr).
+    let recv = bob.tern(&["--json", "recv"]);
+    assert!(recv.status.success());
+    let stderr = String::from_utf8(recv.stderr).unwrap();
+    let warning: serde_json::Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+    assert_eq!(warning["type"], "warning");
+    assert_eq!(
+        warning["warning"],
+        format!(
+            "alice renamed a group to #camping (group {})",
+            &chat_id[..8]
+        )
+    );
     let listed = bob.records(&["group", "list"]);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "camping");
@@ -443,8 +455,14 @@ fn recv_follow_streams_json_lines() {
     let third = next();
     assert_eq!(third["text"], "third");
     assert_eq!(third["from"], "alice");
-    follow.kill().unwrap();
-    follow.wait().unwrap();
+    // Ctrl+C ends it (once what it printed is recorded in the mark; a
+    // SIGKILL could land between printing and recording).
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &follow.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert!(follow.wait().unwrap().success());
     // What --follow printed is not printed again.
     assert!(bob.received_texts().is_empty());
 }

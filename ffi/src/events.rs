@@ -101,12 +101,15 @@ pub enum TernEvent {
         /// Read up to this seq.
         read_seq: u64,
     },
-    /// A group was renamed.
+    /// A group was renamed (by any member: show who when it was not this
+    /// account).
     ChatRenamed {
         /// Chat id (hex).
         chat_id: String,
         /// New title.
         title: String,
+        /// The member who renamed it (hex).
+        by: String,
     },
     /// Group members were added or removed.
     MembersChanged {
@@ -237,9 +240,10 @@ impl TernEvent {
                 chat_id: hex::encode(chat_id),
                 read_seq,
             },
-            ClientEvent::ChatTitleChanged { chat_id, title } => Self::ChatRenamed {
+            ClientEvent::ChatTitleChanged { chat_id, title, by } => Self::ChatRenamed {
                 chat_id: hex::encode(chat_id),
                 title,
+                by: hex::encode(by),
             },
             ClientEvent::MembersChanged {
                 chat_id,

@@ -22,7 +22,8 @@ pub mod limits;
 mod validate;
 
 pub use decode::{
-    decode_client_frame, decode_datagram, decode_device_list, decode_server_frame, expect_hello,
+    decode_client_frame, decode_client_request, decode_datagram, decode_device_list,
+    decode_server_frame, expect_hello,
 };
 pub use error::ProtocolError;
 pub use frame::{FrameDecoder, encode_frame};

@@ -103,22 +103,24 @@ impl BlobStore {
         self.final_path_of(hex).exists() || self.dir.join(PARTIAL).join(hex).exists()
     }
 
-    fn status(id: &BlobId, received: u64, complete: bool) -> ServerFrame {
+    fn status(id: &BlobId, received: u64, complete: bool, request_id: u64) -> ServerFrame {
         let status = BlobUploadStatus {
             blob_id: id.to_wire(),
             received,
             complete,
         };
-        ServerFrame::response(response::Kind::BlobUploadStatus(status), 0)
+        ServerFrame::response(response::Kind::BlobUploadStatus(status), request_id)
     }
 
     /// Runs an upload by `owner` on its request stream, charging the blob's
     /// announced size to the account's quota (a blob already stored is not
-    /// charged again); the caller reports errors.
+    /// charged again); the caller reports errors. Every status answers
+    /// `request_id`.
     pub async fn upload_for(
         &self,
         owner: &UserId,
         start: BlobUploadStart,
+        request_id: u64,
         tx: &mut SendStream,
         rx: &mut RecvStream,
     ) -> Result<(), RelayError> {
@@ -133,7 +135,7 @@ impl BlobStore {
             .await
             .is_ok_and(|m| m.len() == start.size)
         {
-            return send(tx, &Self::status(&id, start.size, true)).await;
+            return send(tx, &Self::status(&id, start.size, true, request_id)).await;
         }
         if !self.lock().insert(id) {
             return Err(RelayError::Conflict(
@@ -154,7 +156,7 @@ impl BlobStore {
             file.set_len(0).await.map_err(io)?;
             received = 0;
         }
-        send(tx, &Self::status(&id, received, false)).await?;
+        send(tx, &Self::status(&id, received, false, request_id)).await?;
         let streamed = receive_chunks(&mut file, rx, &mut received, start.size).await;
         file.sync_data().await.map_err(io)?;
         streamed?;
@@ -179,11 +181,17 @@ impl BlobStore {
             .sync_all()
             .await
             .map_err(io)?;
-        send(tx, &Self::status(&id, received, true)).await
+        send(tx, &Self::status(&id, received, true, request_id)).await
     }
 
-    /// Streams a blob from an offset: BlobInfo, then chunks.
-    pub async fn download(&self, req: BlobDownload, tx: &mut SendStream) -> Result<(), RelayError> {
+    /// Streams a blob from an offset: BlobInfo (answering `request_id`),
+    /// then chunks.
+    pub async fn download(
+        &self,
+        req: BlobDownload,
+        request_id: u64,
+        tx: &mut SendStream,
+    ) -> Result<(), RelayError> {
         let id = BlobId::from_slice("BlobDownload.blob_id", &req.blob_id)?;
         let mut file = tokio::fs::File::open(self.final_path(&id))
             .await
@@ -196,7 +204,7 @@ impl BlobStore {
             blob_id: id.to_wire(),
             size,
         });
-        send(tx, &ServerFrame::response(info, 0)).await?;
+        send(tx, &ServerFrame::response(info, request_id)).await?;
         file.seek(std::io::SeekFrom::Start(req.offset))
             .await
             .map_err(io)?;

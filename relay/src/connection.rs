@@ -18,7 +18,7 @@ use tern_protocol::wire::{
     AuthOk, ClientFrame, Empty, ProvisioningAddress, Request, ServerFrame, ServerHello,
     client_frame, ephemeral_event, request, response, server_frame,
 };
-use tern_protocol::{ProtocolError, decode_client_frame, expect_hello};
+use tern_protocol::{ProtocolError, decode_client_frame, decode_client_request, expect_hello};
 use tern_transport::{FrameIoError as FrameError, FrameReader, read_frame, write_frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -249,11 +249,11 @@ async fn handshake(
         Some(client_frame::Body::Request(req)) => match req.kind {
             Some(request::Kind::RegisterAccount(r)) => {
                 let (device, kind) = relay.register_account(r, &binding).await?;
-                (device, ServerFrame::response(kind, 0))
+                (device, ServerFrame::response(kind, req.request_id))
             }
             Some(request::Kind::RegisterDevice(r)) => {
                 let (device, kind) = relay.register_device(r, &binding).await?;
-                (device, ServerFrame::response(kind, 0))
+                (device, ServerFrame::response(kind, req.request_id))
             }
             _ => return Err(RelayError::Unauthenticated("authenticate first")),
         },
@@ -332,21 +332,18 @@ async fn request_stream(
     mut recv: RecvStream,
 ) -> Result<(), FrameError> {
     let slot = ctx.budget.clone().acquire_owned().await.ok();
-    let first = match read_frame(&mut recv).await {
+    let (request_id, first) = match read_frame(&mut recv).await {
         Ok(None) => return Ok(()),
-        Ok(Some(body)) => decode_client_frame(body).map_err(RelayError::from),
+        Ok(Some(body)) => decode_client_request(body),
         Err(FrameError::Protocol(e)) => {
             let _ = recv.stop(VarInt::from_u32(0));
-            Err(e.into())
+            (0, Err(e))
         }
         Err(e) => return Err(e),
     };
-    let (request_id, first) = match first {
-        Ok(frame) => (
-            request_id(&frame.body),
-            blob_request(ctx, frame.body, &mut send, &mut recv).await,
-        ),
-        Err(e) => (0, Err(e)),
+    let first = match first {
+        Ok(frame) => blob_request(ctx, frame.body, &mut send, &mut recv).await,
+        Err(e) => Err(e.into()),
     };
     // A first frame that could not be read, or a blob transfer that
     // failed, leaves nothing on the stream worth reading: answer and finish.
@@ -368,7 +365,7 @@ async fn request_stream(
                 if reading && pending.len() < MAX_PIPELINED_REQUESTS as usize =>
             {
                 let (request_id, body) = match next {
-                    Ok(Some(body)) => pipelined(decode_client_frame(body)),
+                    Ok(Some(body)) => pipelined(decode_client_request(body)),
                     Ok(None) => {
                         reading = false;
                         continue;
@@ -402,24 +399,15 @@ async fn next_request(
     (slot, frames.next().await)
 }
 
-/// The id a request frame carries, for answering it even when it fails.
-fn request_id(body: &Option<client_frame::Body>) -> u64 {
-    match body {
-        Some(client_frame::Body::Request(r)) => r.request_id,
-        _ => 0,
-    }
-}
-
-/// A frame after the first of its stream: blob transfers need a stream of
-/// their own, so they are refused here.
+/// A frame after the first of its stream (with its request id): blob
+/// transfers need a stream of their own, so they are refused here.
 fn pipelined(
-    frame: Result<ClientFrame, ProtocolError>,
+    (id, frame): (u64, Result<ClientFrame, ProtocolError>),
 ) -> (u64, Result<Option<client_frame::Body>, RelayError>) {
     let frame = match frame {
         Ok(frame) => frame,
-        Err(e) => return (0, Err(e.into())),
+        Err(e) => return (id, Err(e.into())),
     };
-    let id = request_id(&frame.body);
     match &frame.body {
         Some(client_frame::Body::Request(Request {
             kind: Some(request::Kind::BlobUploadStart(_) | request::Kind::BlobDownload(_)),
@@ -477,10 +465,12 @@ async fn blob_request(
     let blobs = &ctx.relay.blobs;
     match (ctx.session.get(), kind) {
         (Some(session), request::Kind::BlobUploadStart(start)) => blobs
-            .upload_for(&session.device.user, start, send, recv)
+            .upload_for(&session.device.user, start, request_id, send, recv)
             .await
             .map(|()| None),
-        (Some(_), request::Kind::BlobDownload(d)) => blobs.download(d, send).await.map(|()| None),
+        (Some(_), request::Kind::BlobDownload(d)) => {
+            blobs.download(d, request_id, send).await.map(|()| None)
+        }
         (_, kind) => Ok(Some(Some(client_frame::Body::Request(Request {
             kind: Some(kind),
             request_id,

@@ -290,7 +290,10 @@ async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
             else {
                 panic!("only uploads are served here")
             };
-            if let Err(e) = store.upload_for(&owner, start, &mut send, &mut recv).await {
+            if let Err(e) = store
+                .upload_for(&owner, start, 0, &mut send, &mut recv)
+                .await
+            {
                 let error = ServerFrame {
                     body: Some(server_frame::Body::Response(Response {
                         kind: Some(response::Kind::Error(e.to_wire())),

@@ -189,3 +189,61 @@ async fn a_failed_blob_transfer_ends_its_stream_with_one_answer() {
     };
     assert_eq!(code(e), ErrorCode::NotFound);
 }
+
+/// A `GetChat` whose chat id has the wrong length: it decodes, then fails
+/// the field check.
+fn bad_get_chat(request_id: u64) -> Vec<u8> {
+    let get = GetChat {
+        chat_id: vec![1; 3].into(),
+    };
+    request_bytes(request::Kind::GetChat(get), request_id)
+}
+
+fn assert_bad_request(got: &[Response], id: u64) {
+    let response::Kind::Error(e) = by_id(got, id) else {
+        panic!("request {id} must be refused")
+    };
+    assert_eq!(code(e), ErrorCode::BadRequest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_failing_a_field_check_is_answered_with_its_id() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    // Pipelined between good requests: all three answered, each with its id.
+    let bytes = [list_chats(1), bad_get_chat(2), list_chats(3)].concat();
+    let got = responses(&a, &bytes).await;
+    assert_eq!(got.len(), 3);
+    assert!(matches!(by_id(&got, 1), response::Kind::ChatList(_)));
+    assert_bad_request(&got, 2);
+    assert!(matches!(by_id(&got, 3), response::Kind::ChatList(_)));
+    // As the first frame of its stream: answered with its id (the stream
+    // then ends, as after any first frame that fails).
+    let got = responses(&a, &bad_get_chat(7)).await;
+    assert_eq!(got.len(), 1);
+    assert_bad_request(&got, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_answers_carry_the_request_id() {
+    let relay = TestRelay::start().await;
+    let (_, a, _, _) = pair(&relay).await;
+    let start = BlobUploadStart {
+        sha256: random::<32>().to_vec().into(),
+        size: 10,
+    };
+    let (mut send, mut recv) = guard(a.conn.open_bi()).await.unwrap();
+    send.write_all(&request_bytes(request::Kind::BlobUploadStart(start), 9))
+        .await
+        .unwrap();
+    let mut decoder = FrameDecoder::new();
+    let frame = guard(read(&mut recv, &mut decoder)).await.unwrap();
+    let Some(server_frame::Body::Response(status)) = frame.body else {
+        panic!("expected a response, got {:?}", frame.body)
+    };
+    assert_eq!(status.request_id, 9);
+    assert!(matches!(
+        status.kind,
+        Some(response::Kind::BlobUploadStatus(_))
+    ));
+}

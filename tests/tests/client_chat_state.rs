@@ -26,11 +26,9 @@ async fn expect_title(client: &mut TestClient, chat: ChatId, title: &str) {
     if find_chat(client, chat).is_none_or(|c| c.title != title) {
         client
             .expect(|event| match event {
-                ClientEvent::ChatTitleChanged { chat_id, title: t }
-                    if chat_id == chat && t == title =>
-                {
-                    Some(())
-                }
+                ClientEvent::ChatTitleChanged {
+                    chat_id, title: t, ..
+                } if chat_id == chat && t == title => Some(()),
                 _ => None,
             })
             .await;

@@ -162,6 +162,12 @@ async fn a_linked_device_starts_at_the_link_point_and_resets_nothing() {
     let group = guard(alice.client.create_group("trip".into(), vec![bob_id]))
         .await
         .unwrap();
+    // Bob knows the group once its title reached him.
+    bob.expect(|e| match e {
+        ClientEvent::ChatTitleChanged { chat_id, .. } if chat_id == group => Some(()),
+        _ => None,
+    })
+    .await;
     for i in 0..5 {
         bob.send_to(&mut alice, group, &format!("before the link {i}"))
             .await;

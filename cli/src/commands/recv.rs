@@ -12,6 +12,7 @@ use tern_core::{ChatId, Message};
 
 use crate::args::RecvArgs;
 use crate::output::Printer;
+use crate::peer_text::renamed_notice;
 use crate::session::Session;
 
 /// Messages read per history page while collecting new ones.
@@ -23,6 +24,9 @@ pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Re
     session.synced(Duration::from_secs(args.timeout)).await?;
     let mut mark = Mark::load(session)?;
     print_new(session, &mut mark, args.mark_read, out)?;
+    while let Some(event) = events.try_next() {
+        warn_renamed(session, &event, out)?;
+    }
     if !args.follow {
         flush_receipts(session, args, out).await;
         return Ok(());
@@ -39,10 +43,23 @@ pub async fn run(session: &Session, args: &RecvArgs, out: Printer) -> anyhow::Re
             Some(ClientEvent::MessageReceived(_) | ClientEvent::Lagged { .. }) => {
                 print_new(session, &mut mark, args.mark_read, out)?;
             }
-            Some(_) => {}
+            Some(event) => warn_renamed(session, &event, out)?,
             None => return Ok(()),
         }
     }
+}
+
+/// Warns (a `warning` record) when another member renamed a group: a
+/// script addressing groups by name must notice that a name moved.
+fn warn_renamed(session: &Session, event: &ClientEvent, out: Printer) -> anyhow::Result<()> {
+    if let ClientEvent::ChatTitleChanged { chat_id, title, by } = event
+        && *by != session.client.account().user_id
+    {
+        let by = session.names()?.user(by);
+        let id = hex::encode(&chat_id[..4]);
+        out.warn(format!("{} (group {id})", renamed_notice(None, title, &by)));
+    }
+    Ok(())
 }
 
 /// Sends what receiving queued (delivered and read receipts, session

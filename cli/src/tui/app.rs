@@ -12,6 +12,7 @@ use tern_core::{
 use tern_core::{Client, ClientError, ClientEvent};
 
 use super::keys::{Action, Keymap};
+use crate::peer_text::renamed_notice;
 use crate::session::Names;
 
 /// Messages loaded for the open chat.
@@ -278,7 +279,19 @@ impl App {
                     )
                 });
             }
-            ClientEvent::MembersChanged { .. } | ClientEvent::ChatTitleChanged { .. } => {
+            ClientEvent::ChatTitleChanged { chat_id, title, by } => {
+                let old = self
+                    .chats
+                    .iter()
+                    .find(|c| c.info.chat_id == chat_id)
+                    .map(|c| c.info.title.clone());
+                if by != self.own_user {
+                    let by = self.names.user(&by);
+                    self.banner = Some(renamed_notice(old.as_deref(), &title, &by));
+                }
+                self.reload_chats(client)?;
+            }
+            ClientEvent::MembersChanged { .. } => {
                 self.reload_chats(client)?;
             }
             ClientEvent::ChatRead { chat_id, .. } if Some(chat_id) != open => {

@@ -110,8 +110,11 @@ impl Client {
             )?)
         })?;
         self.core.outbox_wake.notify_one();
-        self.core
-            .emit(ClientEvent::ChatTitleChanged { chat_id, title });
+        self.core.emit(ClientEvent::ChatTitleChanged {
+            chat_id,
+            title,
+            by: self.core.account.user_id,
+        });
         Ok(())
     }
 

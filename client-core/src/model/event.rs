@@ -105,12 +105,17 @@ pub enum ClientEvent {
         /// Highest relay seq read.
         read_seq: u64,
     },
-    /// A member set or renamed a group's title.
+    /// A member set or renamed a group's title. Any member may, so a host
+    /// shows who did when it was not this account (a group renamed to the
+    /// name of another group must not catch the user out).
     ChatTitleChanged {
         /// The chat.
         chat_id: ChatId,
         /// The new title.
         title: String,
+        /// The member who set it (this account's own id when this or another
+        /// own device did).
+        by: UserId,
     },
     /// An attachment's ciphertext is on the relay (its message is queued
     /// next). `resumed_from` is the offset the relay reported: 0 for a fresh

@@ -167,6 +167,7 @@ pub(crate) fn apply_payload(
             Ok(vec![ClientEvent::ChatTitleChanged {
                 chat_id: *chat_id,
                 title,
+                by: sender.user,
             }])
         }
         Payload::SessionReset => {
