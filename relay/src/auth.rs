@@ -44,7 +44,9 @@ fn verify(key: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), ()> {
 }
 
 /// Decodes a signed device list and checks the account key's signature
-/// over `DEVICE_LIST_SIGNATURE_CONTEXT || device_list`.
+/// over `DEVICE_LIST_SIGNATURE_CONTEXT || device_list`, that every device
+/// key is a usable Ed25519 key (not of small order, `crypto.md` §2), and
+/// that the version can still grow (`u64::MAX` would freeze the list).
 pub(crate) fn verify_device_list(
     account_key: &[u8; 32],
     signed: &SignedDeviceList,
@@ -53,12 +55,22 @@ pub(crate) fn verify_device_list(
     let message = tern_protocol::device_list_message(&signed.device_list);
     verify(account_key, &message, &signed.signature)
         .map_err(|_| RelayError::Unauthenticated("invalid device list signature"))?;
+    if list.version == u64::MAX {
+        return Err(RelayError::BadRequest(
+            "a device list version must leave room for a later one",
+        ));
+    }
     let devices = list
         .devices
         .iter()
         .map(|d| {
             let key = <[u8; 32]>::try_from(&d.identity_key[..])
                 .map_err(|_| RelayError::BadRequest("identity key length"))?;
+            if VerifyingKey::from_bytes(&key).map_or(true, |k| k.is_weak()) {
+                return Err(RelayError::BadRequest(
+                    "a device identity key is malformed or of small order",
+                ));
+            }
             Ok((d.device_id, key))
         })
         .collect::<Result<Vec<_>, RelayError>>()?;
@@ -127,5 +139,47 @@ mod tests {
         tampered[2] ^= 1;
         signed.device_list = tampered.into();
         assert!(verify_device_list(&account.verifying_key().to_bytes(), &signed).is_err());
+    }
+
+    /// `list` signed by `account`.
+    fn signed_by(account: &SigningKey, list: &DeviceList) -> SignedDeviceList {
+        let bytes = list.encode_to_vec();
+        let sig = account.sign(&tern_protocol::device_list_message(&bytes));
+        SignedDeviceList {
+            device_list: bytes.into(),
+            signature: sig.to_bytes().to_vec().into(),
+        }
+    }
+
+    #[test]
+    fn weak_device_keys_and_a_final_version_are_refused() {
+        let account = key(7);
+        let account_key = account.verifying_key().to_bytes();
+        let with = |identity_key: [u8; 32], version: u64| DeviceList {
+            user_id: vec![1; 16].into(),
+            version,
+            devices: vec![DeviceEntry {
+                device_id: 1,
+                identity_key: identity_key.to_vec().into(),
+            }],
+        };
+        let good = key(1).verifying_key().to_bytes();
+        assert!(verify_device_list(&account_key, &signed_by(&account, &with(good, 2))).is_ok());
+        // The identity point and the point of order 2 (small order).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_two = [0u8; 32];
+        order_two[0] = 0xec;
+        order_two[1..31].fill(0xff);
+        order_two[31] = 0x7f;
+        for weak in [identity, order_two] {
+            let refused = verify_device_list(&account_key, &signed_by(&account, &with(weak, 2)));
+            assert!(
+                matches!(refused, Err(RelayError::BadRequest(_))),
+                "{weak:?}"
+            );
+        }
+        let frozen = verify_device_list(&account_key, &signed_by(&account, &with(good, u64::MAX)));
+        assert!(matches!(frozen, Err(RelayError::BadRequest(_))));
     }
 }

@@ -2,10 +2,12 @@
 //! SHA-256 of their ciphertext.
 //!
 //! Layout under `DATA_DIR/blobs`: complete blobs at `ab/abcdef…` (hex id),
-//! uploads in progress at `partial/abcdef…`. An upload streams chunks to the
-//! partial file (memory bounded by one frame), resumes from the partial
-//! file's length after a dropped connection, and becomes visible only after
-//! its hash is verified and the file is renamed into place.
+//! uploads in progress at `partial/abcdef….USER.DEVICE`: each uploading
+//! device has its own, so nobody else who knows a blob id sees or disturbs
+//! its progress. An upload streams chunks to the partial file (memory
+//! bounded by one frame), resumes from the partial file's length after a
+//! dropped connection, and becomes visible only after its hash is verified
+//! and the file is renamed into place.
 //!
 //! Each account may keep at most `limits.blob_quota_bytes` of blobs (see
 //! [`quota`]). Access is by capability: a blob id is the SHA-256 of a
@@ -21,17 +23,18 @@ use std::time::SystemTime;
 
 use quinn::{RecvStream, SendStream};
 use sha2::{Digest, Sha256};
+use tern_protocol::BlobId;
 use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
 use tern_protocol::wire::{
     BlobChunk, BlobDownload, BlobInfo, BlobUploadStart, BlobUploadStatus, ServerFrame,
     client_frame, response, server_frame,
 };
-use tern_protocol::{BlobId, UserId};
 use tern_transport::{read_frame, write_frame};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
 use crate::error::RelayError;
+use crate::store::DeviceAddr;
 
 /// Directory of the per-account charge records, under the blob directory.
 const OWNERS: &str = "owners";
@@ -42,12 +45,12 @@ const PARTIAL: &str = "partial";
 pub struct BlobStore {
     dir: PathBuf,
     max_len: u64,
-    uploading: Mutex<HashSet<BlobId>>,
+    uploading: Mutex<HashSet<(BlobId, DeviceAddr)>>,
     ledger: quota::Ledger,
 }
 
-/// Marks an upload as running; unmarks it when dropped.
-struct UploadGuard<'a>(&'a BlobStore, BlobId);
+/// Marks a device's upload of a blob as running; unmarks it when dropped.
+struct UploadGuard<'a>(&'a BlobStore, (BlobId, DeviceAddr));
 
 impl Drop for UploadGuard<'_> {
     fn drop(&mut self) {
@@ -80,7 +83,7 @@ impl BlobStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(BlobId, DeviceAddr)>> {
         self.uploading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -94,13 +97,22 @@ impl BlobStore {
         self.dir.join(hex.get(..2).unwrap_or_default()).join(hex)
     }
 
-    fn partial_path(&self, id: &BlobId) -> PathBuf {
-        self.dir.join(PARTIAL).join(id.to_string())
+    /// The partial file of `uploader`'s upload of `id`.
+    fn partial_path(&self, id: &BlobId, uploader: DeviceAddr) -> PathBuf {
+        let name = format!("{id}.{}.{}", uploader.user, uploader.device);
+        self.dir.join(PARTIAL).join(name)
     }
 
-    /// Whether the blob named `hex` is stored, complete or in progress.
-    fn is_stored(&self, hex: &str) -> bool {
-        self.final_path_of(hex).exists() || self.dir.join(PARTIAL).join(hex).exists()
+    /// The hex ids of the blobs with an upload in progress.
+    fn partial_ids(&self) -> std::io::Result<HashSet<String>> {
+        let mut ids = HashSet::new();
+        for file in std::fs::read_dir(self.dir.join(PARTIAL))? {
+            let name = file?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.split('.').next()) {
+                ids.insert(id.to_owned());
+            }
+        }
+        Ok(ids)
     }
 
     fn status(id: &BlobId, received: u64, complete: bool, request_id: u64) -> ServerFrame {
@@ -112,13 +124,14 @@ impl BlobStore {
         ServerFrame::response(response::Kind::BlobUploadStatus(status), request_id)
     }
 
-    /// Runs an upload by `owner` on its request stream, charging the blob's
-    /// announced size to the account's quota (a blob already stored is not
-    /// charged again); the caller reports errors. Every status answers
-    /// `request_id`.
+    /// Runs an upload by `uploader` on its request stream, charging the
+    /// blob's announced size to its account's quota (a blob already stored is
+    /// not charged again); the caller reports errors. Every status answers
+    /// `request_id`. The upload session is the device's own: another device
+    /// uploading the same blob has a separate one.
     pub async fn upload_for(
         &self,
-        owner: &UserId,
+        uploader: DeviceAddr,
         start: BlobUploadStart,
         request_id: u64,
         tx: &mut SendStream,
@@ -137,14 +150,15 @@ impl BlobStore {
         {
             return send(tx, &Self::status(&id, start.size, true, request_id)).await;
         }
-        if !self.lock().insert(id) {
+        if !self.lock().insert((id, uploader)) {
             return Err(RelayError::Conflict(
-                "this blob is being uploaded on another stream",
+                "this device is uploading this blob on another stream",
             ));
         }
-        let _guard = UploadGuard(self, id);
+        let _guard = UploadGuard(self, (id, uploader));
+        let owner = &uploader.user;
         self.ledger.charge(owner, &id, start.size).await?;
-        let partial = self.partial_path(&id);
+        let partial = self.partial_path(&id, uploader);
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -244,7 +258,9 @@ impl BlobStore {
                 }
             }
         }
-        self.ledger.prune(|hex| self.is_stored(hex))?;
+        let partial = self.partial_ids()?;
+        self.ledger
+            .prune(|hex| partial.contains(hex) || self.final_path_of(hex).exists())?;
         Ok(deleted)
     }
 }

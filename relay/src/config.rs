@@ -155,6 +155,19 @@ pub struct LimitsConfig {
     pub connections_per_ip_per_sec: u32,
     /// Connections a source address may burst above its rate.
     pub connection_burst: u32,
+    /// One-time prekeys one requesting device may claim of one target
+    /// device per hour (0 = unlimited). An honest client needs one per new
+    /// session; beyond the limit the bundle comes without one-time prekeys
+    /// (the session still starts, on the signed and last-resort prekeys).
+    pub prekey_claims_per_pair_per_hour: u32,
+    /// Claims of one target device by one requester in a burst.
+    pub prekey_claim_pair_burst: u32,
+    /// One-time prekeys all requesters together may claim of one device per
+    /// hour (0 = unlimited), against draining by many accounts; beyond it
+    /// bundles come without one-time prekeys.
+    pub prekey_claims_per_device_per_hour: u32,
+    /// Claims of one device in a burst.
+    pub prekey_claim_device_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -176,6 +189,10 @@ impl Default for LimitsConfig {
             request_burst: 2000,
             connections_per_ip_per_sec: 20,
             connection_burst: 200,
+            prekey_claims_per_pair_per_hour: 6,
+            prekey_claim_pair_burst: 3,
+            prekey_claims_per_device_per_hour: 120,
+            prekey_claim_device_burst: 40,
         }
     }
 }

@@ -465,7 +465,7 @@ async fn blob_request(
     let blobs = &ctx.relay.blobs;
     match (ctx.session.get(), kind) {
         (Some(session), request::Kind::BlobUploadStart(start)) => blobs
-            .upload_for(&session.device.user, start, request_id, send, recv)
+            .upload_for(session.device, start, request_id, send, recv)
             .await
             .map(|()| None),
         (Some(_), request::Kind::BlobDownload(d)) => {

@@ -2,12 +2,17 @@
 //! at most once, last-resort KEM key when the stock is empty) and low-stock
 //! notices to the owner.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use tern_protocol::UserId;
 use tern_protocol::wire::{
     Bundles, Event, FetchBundles, PrekeyStock, UploadPrekeys, event, response,
 };
 
+use crate::config::LimitsConfig;
 use crate::error::RelayError;
+use crate::ratelimit::RateLimiter;
 use crate::service::Relay;
 use crate::store::{DeviceAddr, PrekeyCounts, PrekeyUpload};
 
@@ -18,6 +23,39 @@ fn stock(c: PrekeyCounts) -> PrekeyStock {
     PrekeyStock {
         one_time_prekeys: c.one_time,
         one_time_kem_prekeys: c.one_time_kem,
+    }
+}
+
+/// Who may claim one-time prekeys how often: per (requesting device, target
+/// device) pair and per target device. Over a limit a bundle comes without
+/// one-time prekeys, so a stranger cannot drain a device's stock while
+/// honest contacts still start sessions.
+pub(crate) struct PrekeyClaims {
+    per_pair: RateLimiter<(DeviceAddr, DeviceAddr)>,
+    per_target: RateLimiter<DeviceAddr>,
+}
+
+impl PrekeyClaims {
+    /// The limits of `limits`.
+    pub(crate) fn new(limits: &LimitsConfig) -> Arc<Self> {
+        Arc::new(Self {
+            per_pair: RateLimiter::per_hour(
+                limits.prekey_claims_per_pair_per_hour,
+                limits.prekey_claim_pair_burst,
+            ),
+            per_target: RateLimiter::per_hour(
+                limits.prekey_claims_per_device_per_hour,
+                limits.prekey_claim_device_burst,
+            ),
+        })
+    }
+
+    /// Whether `requester` may take a one-time prekey of `target` now (a
+    /// refusal by the target's limit still spends the pair's token: an
+    /// abuser gains nothing by retrying).
+    fn allow(&self, requester: DeviceAddr, target: DeviceAddr, now: Instant) -> bool {
+        self.per_pair.check((requester, target), now).is_ok()
+            && self.per_target.check(target, now).is_ok()
     }
 }
 
@@ -58,13 +96,18 @@ impl Relay {
     /// ran low.
     pub(crate) async fn fetch_bundles(
         &self,
+        requester: DeviceAddr,
         r: FetchBundles,
     ) -> Result<response::Kind, RelayError> {
         let user = UserId::from_slice("FetchBundles.user_id", &r.user_id)?;
+        let claims = self.prekey_claims.clone();
+        let now = Instant::now();
         let (account, claimed) = self
             .blocking(move |s| {
                 let account = s.account(&user)?;
-                let claimed = s.claim_bundles(&user, &r.device_ids)?;
+                let mut allowed =
+                    |device| claims.allow(requester, DeviceAddr { user, device }, now);
+                let claimed = s.claim_bundles(&user, &r.device_ids, &mut allowed)?;
                 Ok((account, claimed))
             })
             .await?;

@@ -24,10 +24,19 @@ pub(crate) struct RateLimiter<K> {
 }
 
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
-    /// A limiter; a `rate` of 0 disables it.
+    /// A limiter of `rate` tokens per second; a `rate` of 0 disables it.
     pub(crate) fn new(rate: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(rate), burst)
+    }
+
+    /// A limiter of `rate` tokens per hour; a `rate` of 0 disables it.
+    pub(crate) fn per_hour(rate: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(rate) / 3600.0, burst)
+    }
+
+    fn with_rate(rate: f64, burst: u32) -> Self {
         Self {
-            rate: f64::from(rate),
+            rate,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::{RelayError, StoreError};
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
+use crate::prekeys::PrekeyClaims;
 use crate::presence::PresenceBook;
 use crate::provisioning::ProvisioningBoard;
 use crate::ratelimit::RateLimiter;
@@ -32,6 +33,7 @@ pub(crate) struct Relay {
     pub(crate) provisioning: Arc<ProvisioningBoard>,
     pub(crate) device_limits: RateLimiter<DeviceAddr>,
     pub(crate) address_limits: RateLimiter<std::net::IpAddr>,
+    pub(crate) prekey_claims: Arc<PrekeyClaims>,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -70,6 +72,7 @@ impl Relay {
             RateLimiter::new(limits.requests_per_device_per_sec, limits.request_burst);
         let address_limits =
             RateLimiter::new(limits.connections_per_ip_per_sec, limits.connection_burst);
+        let prekey_claims = PrekeyClaims::new(limits);
         Self {
             store,
             router,
@@ -81,6 +84,7 @@ impl Relay {
             provisioning: Arc::default(),
             device_limits,
             address_limits,
+            prekey_claims,
             storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }
@@ -124,7 +128,7 @@ impl Relay {
             Kind::RemoveDevice(r) => self.remove_device(device, r).await,
             Kind::LookupUser(r) => self.lookup_user(r).await,
             Kind::UploadPrekeys(r) => self.upload_prekeys(device, r).await,
-            Kind::FetchBundles(r) => self.fetch_bundles(r).await,
+            Kind::FetchBundles(r) => self.fetch_bundles(device, r).await,
             Kind::CreateChat(r) => self.create_chat(device, r).await,
             Kind::ChangeMembers(r) => self.change_members(device, r).await,
             Kind::GetChat(r) => self.get_chat(device, r).await,

@@ -12,6 +12,7 @@ use tern_protocol::wire::*;
 use tern_protocol::{FrameDecoder, UserId};
 use tern_relay::BlobStore;
 use tern_relay::LimitsConfig;
+use tern_relay::store::DeviceAddr;
 use tern_testkit::raw::*;
 use tern_testkit::relay::pinned;
 use tern_testkit::{Account, TestRelay, guard, random};
@@ -156,6 +157,55 @@ async fn upload_resumes_after_a_dropped_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_progress_belongs_to_its_device() {
+    let relay = TestRelay::start().await;
+    let at = &relay.address();
+    let alice = Account::new("alice", 1);
+    let a = RawClient::register(at, &alice).await.unwrap();
+    let mallory = RawClient::register(at, &Account::new("mallory", 1))
+        .await
+        .unwrap();
+    let (data, id) = blob(CHUNK * 3);
+
+    // Alice uploads a third and drops the connection.
+    let (mut send, mut recv, mut dec, _) = start(&a.conn, id, data.len()).await;
+    chunks(&mut send, &data, 0, CHUNK).await;
+    send.finish().unwrap();
+    response(&mut recv, &mut dec).await;
+    a.conn.close(0u32.into(), b"dropped");
+
+    // Mallory, who learned the id, starts an upload of it: he does not see
+    // Alice's progress, and his failed completion leaves it alone.
+    let (mut send, mut recv, mut dec, first) = start(&mallory.conn, id, data.len()).await;
+    let response::Kind::BlobUploadStatus(s) = first else {
+        panic!("expected status")
+    };
+    assert_eq!(s.received, 0, "another device's progress is not shown");
+    chunks(&mut send, &vec![7u8; data.len()], 0, data.len()).await;
+    send.finish().unwrap();
+    let response::Kind::Error(e) = response(&mut recv, &mut dec).await else {
+        panic!("a wrong ciphertext must not complete")
+    };
+    assert_eq!(code(&e), ErrorCode::BadRequest);
+
+    // Alice resumes where she stopped and completes.
+    let a = RawClient::login(at, &alice, 1).await.unwrap();
+    let (mut send, mut recv, mut dec, first) = start(&a.conn, id, data.len()).await;
+    let response::Kind::BlobUploadStatus(s) = first else {
+        panic!("expected status")
+    };
+    assert_eq!(s.received, CHUNK as u64);
+    chunks(&mut send, &data, CHUNK, data.len()).await;
+    send.finish().unwrap();
+    let response::Kind::BlobUploadStatus(s) = response(&mut recv, &mut dec).await else {
+        panic!("expected the final status")
+    };
+    assert!(s.complete);
+    assert_eq!(download(&mallory, id, 0).await, data);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
     let relay = TestRelay::start_with(|c| c.limits.max_blob_bytes = 1024 * 1024).await;
     let at = &relay.address();
@@ -239,7 +289,11 @@ impl BlobServer {
             while let Some(incoming) = endpoint.accept().await {
                 accounts += 1;
                 let conn = incoming.await.unwrap();
-                tokio::spawn(serve_uploads(conn, serving.clone(), UserId([accounts; 16])));
+                let owner = DeviceAddr {
+                    user: UserId([accounts; 16]),
+                    device: 1,
+                };
+                tokio::spawn(serve_uploads(conn, serving.clone(), owner));
             }
         });
         Self {
@@ -274,7 +328,7 @@ impl Drop for BlobServer {
     }
 }
 
-async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
+async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: DeviceAddr) {
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let store = store.clone();
         tokio::spawn(async move {
@@ -291,7 +345,7 @@ async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: UserId) {
                 panic!("only uploads are served here")
             };
             if let Err(e) = store
-                .upload_for(&owner, start, 0, &mut send, &mut recv)
+                .upload_for(owner, start, 0, &mut send, &mut recv)
                 .await
             {
                 let error = ServerFrame {

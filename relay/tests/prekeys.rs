@@ -43,7 +43,12 @@ fn fetch(user: [u8; 16]) -> request::Kind {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
-    let relay = TestRelay::start().await;
+    // Without claim limits: every fetcher may take every key.
+    let relay = TestRelay::start_with(|config| {
+        config.limits.prekey_claims_per_pair_per_hour = 0;
+        config.limits.prekey_claims_per_device_per_hour = 0;
+    })
+    .await;
     let at = &relay.address();
     let alice = Account::new("alice", 1);
     let mut a = RawClient::register(at, &alice).await.unwrap();
@@ -126,5 +131,59 @@ async fn devices_without_prekeys_have_no_bundle_and_unknown_users_are_not_found(
     assert!(b.bundles.is_empty());
     let err = a.request(fetch(random())).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::NotFound);
+    relay.stop().await;
+}
+
+/// The one-time keys among `bundles`.
+fn one_time_ids(bundles: &[PrekeyBundle]) -> Vec<u32> {
+    bundles
+        .iter()
+        .filter_map(|b| b.one_time_prekey.as_ref().map(|k| k.id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_drain_one_time_prekeys_and_contacts_still_get_them() {
+    let relay = TestRelay::start().await;
+    let at = &relay.address();
+    let alice = Account::new("alice", 1);
+    let a = RawClient::register(at, &alice).await.unwrap();
+    a.ok(upload(0..99, 0..99)).await;
+    let mallory = RawClient::register(at, &Account::new("mallory", 1))
+        .await
+        .unwrap();
+    let bob = RawClient::register(at, &Account::new("bob", 1))
+        .await
+        .unwrap();
+
+    // Mallory fetches Alice's bundle 99 times in a row: every answer is a
+    // working bundle, but only the first few carry one-time prekeys.
+    let mut taken = Vec::new();
+    for _ in 0..99 {
+        let response::Kind::Bundles(b) = mallory.ok(fetch(alice.user_id)).await else {
+            panic!("expected bundles")
+        };
+        let bundle = b.bundles.first().expect("a bundle");
+        assert!(bundle.signed_prekey.is_some() && bundle.kem_prekey.is_some());
+        taken.extend(one_time_ids(&b.bundles));
+    }
+    let burst = tern_relay::LimitsConfig::default().prekey_claim_pair_burst as usize;
+    assert_eq!(
+        taken.len(),
+        burst,
+        "one-time prekeys a stranger got: {taken:?}"
+    );
+
+    // Bob, an honest contact, still gets a one-time prekey and a one-time
+    // KEM prekey.
+    let response::Kind::Bundles(b) = bob.ok(fetch(alice.user_id)).await else {
+        panic!("expected bundles")
+    };
+    assert_eq!(one_time_ids(&b.bundles).len(), 1);
+    assert!(!b.bundles[0].kem_prekey_is_last_resort);
+    let response::Kind::PrekeyStock(stock) = a.ok(upload(0..0, 0..0)).await else {
+        panic!("expected stock")
+    };
+    assert_eq!(stock.one_time_prekeys, 99 - burst as u32 - 1);
     relay.stop().await;
 }

@@ -260,8 +260,15 @@ pub trait Store: Send + Sync + 'static {
     /// Current one-time stock of a device.
     fn prekey_counts(&self, device: DeviceAddr) -> Result<PrekeyCounts, StoreError>;
     /// Claims one bundle per listed device (all devices when `devices` is
-    /// empty). Each one-time prekey is handed out at most once.
-    fn claim_bundles(&self, user: &UserId, devices: &[u32]) -> Result<ClaimedBundles, StoreError>;
+    /// empty). Each one-time prekey is handed out at most once, and only to
+    /// devices for which `one_time_allowed` says yes (the others get the
+    /// signed and last-resort prekeys only).
+    fn claim_bundles(
+        &self,
+        user: &UserId,
+        devices: &[u32],
+        one_time_allowed: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<ClaimedBundles, StoreError>;
 
     /// Appends a batch to the chat logs in ONE durable transaction and
     /// returns a result per item, in order. An item rejected by a domain rule

@@ -237,8 +237,13 @@ impl Store for SqliteStore {
         self.with_conn(|c| prekeys::counts(c, device))
     }
 
-    fn claim_bundles(&self, user: &UserId, devices: &[u32]) -> Result<ClaimedBundles, StoreError> {
-        self.with_conn(|c| prekeys::claim_bundles(c, user, devices))
+    fn claim_bundles(
+        &self,
+        user: &UserId,
+        devices: &[u32],
+        one_time_allowed: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<ClaimedBundles, StoreError> {
+        self.with_conn(|c| prekeys::claim_bundles(c, user, devices, one_time_allowed))
     }
 
     fn append_batch(

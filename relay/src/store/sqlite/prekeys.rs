@@ -119,6 +119,7 @@ pub(super) fn claim_bundles(
     conn: &mut Connection,
     user: &UserId,
     wanted: &[u32],
+    one_time_allowed: &mut dyn FnMut(u32) -> bool,
 ) -> Result<ClaimedBundles, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let devices = accounts::devices(&tx, user)?;
@@ -138,8 +139,14 @@ pub(super) fn claim_bundles(
         else {
             continue;
         };
-        let one_time = take_one_time(&tx, addr, EC)?;
-        let kem_one_time = take_one_time(&tx, addr, KEM)?;
+        let (one_time, kem_one_time) = if one_time_allowed(dev.device_id) {
+            (
+                take_one_time(&tx, addr, EC)?,
+                take_one_time(&tx, addr, KEM)?,
+            )
+        } else {
+            (None, None)
+        };
         let is_last_resort = kem_one_time.is_none();
         let (kid, kkey, ksig) = kem_one_time.unwrap_or(last_resort);
         out.bundles.push(PrekeyBundle {
