@@ -112,6 +112,12 @@ pub struct LimitsConfig {
     /// Events queued per connection before the relay stops pushing and
     /// tells the device to sync (SyncNeeded).
     pub delivery_queue_len: usize,
+    /// Bytes (ciphertexts the device will receive, plus a small overhead per
+    /// entry) one connection may have queued before it is told to sync.
+    pub delivery_queue_bytes: usize,
+    /// Bytes all connections together may have queued; beyond it, the
+    /// connections that would exceed it are told to sync instead.
+    pub delivery_bytes_total: usize,
     /// Concurrent request streams per connection, and requests of one
     /// connection in progress at once over all its streams (pipelining
     /// lets one stream carry several).
@@ -174,6 +180,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             delivery_queue_len: 1024,
+            delivery_queue_bytes: 4 * 1024 * 1024,
+            delivery_bytes_total: 512 * 1024 * 1024,
             max_streams_per_connection: 64,
             idle_timeout_secs: 3,
             keep_alive_interval_ms: 1000,
@@ -298,7 +306,12 @@ impl Config {
     /// Checks value ranges.
     pub fn check(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        if l.delivery_queue_len == 0 || l.commit_queue_len == 0 || l.max_commit_batch == 0 {
+        if l.delivery_queue_len == 0
+            || l.delivery_queue_bytes == 0
+            || l.delivery_bytes_total == 0
+            || l.commit_queue_len == 0
+            || l.max_commit_batch == 0
+        {
             return Err(ConfigError::Invalid(
                 "queue lengths and batch size must be > 0",
             ));

@@ -140,9 +140,11 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         }
     };
     ctx.provisioning().take();
-    let (mailbox, rx, came_online) = relay
-        .router
-        .register(device, relay.config.limits.delivery_queue_len);
+    let (mailbox, rx, came_online) = relay.router.register(
+        device,
+        relay.config.limits.delivery_queue_len,
+        relay.config.limits.delivery_queue_bytes,
+    );
     let _ = ctx.session.set(Session {
         device,
         mailbox: mailbox.clone(),

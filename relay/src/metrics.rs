@@ -339,7 +339,7 @@ mod tests {
         m.commit_batch_size.observe(1.0);
         m.commit_batch_size.observe(3.0);
         m.commit_batch_size.observe(100.0);
-        let text = m.render(&Router::new());
+        let text = m.render(&Router::new(usize::MAX));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"1\"} 1"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"4\"} 2"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"+Inf\"} 3"));

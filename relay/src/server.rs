@@ -106,7 +106,7 @@ impl Server {
         let mut server_config = tls::server_config(identity)?;
         server_config.transport_config(Arc::new(transport(&config)?));
         let endpoint = tern_transport::server_endpoint(server_config, config.listen)?;
-        let router = Arc::new(Router::new());
+        let router = Arc::new(Router::new(config.limits.delivery_bytes_total));
         let metrics = Arc::new(Metrics::default());
         let pusher = config
             .push

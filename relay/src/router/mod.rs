@@ -2,11 +2,16 @@
 //! entries to their mailboxes. No sockets here: a connection task drains its
 //! [`Mailbox`] receiver, so the routing rules are testable on their own.
 //!
-//! Every mailbox is bounded (in queued items, a batch of entries counting
-//! as its length). When a device does not keep up, the router stops pushing
-//! to it (entries stay in the log) and the connection tells the device to
-//! pull with Sync (`SyncNeeded`), so a slow consumer costs the relay a
-//! fixed amount of memory.
+//! Every mailbox is bounded in queued items (a batch of entries counting as
+//! its length) and in bytes, and all mailboxes together are bounded in
+//! bytes. A mailbox holds only what its device will receive: each queued
+//! entry is a view with that device's own ciphertext and the common one,
+//! copied out of the sender's request, so a slow device never keeps other
+//! recipients' ciphertexts alive. When a device does not keep up, or the
+//! relay-wide budget is spent, the router stops pushing to it (entries stay
+//! in the log) and the connection tells the device to pull with Sync
+//! (`SyncNeeded`), so a slow consumer costs the relay a fixed amount of
+//! memory.
 //!
 //! A commit's entries are fanned out together: each mailbox receives ONE
 //! batch with every entry of the commit addressed to it, so its connection
@@ -61,10 +66,52 @@ pub(crate) struct CommittedEntry {
 impl CommittedEntry {
     /// The ciphertext addressed to `device`, if the sender wrote one.
     pub(crate) fn ciphertext_for(&self, device: DeviceAddr) -> Option<&Bytes> {
+        self.own_ciphertext(device).map(|dc| &dc.ciphertext)
+    }
+
+    /// The per-device ciphertext entry of `device`, if the sender wrote one.
+    fn own_ciphertext(&self, device: DeviceAddr) -> Option<&DeviceCiphertext> {
         self.device_ciphertexts
             .iter()
             .find(|dc| dc.device_id == device.device && dc.user_id[..] == device.user.0[..])
-            .map(|dc| &dc.ciphertext)
+    }
+
+    /// A copy of the entry holding only what one device receives: `own`
+    /// (its ciphertext, copied) and `common` (shared by the views of one
+    /// entry). Nothing in it refers to the sender's request buffer.
+    fn view(&self, own: Option<&DeviceCiphertext>, common: Bytes) -> Self {
+        Self {
+            chat_id: self.chat_id,
+            seq: self.seq,
+            kind: self.kind,
+            sender: self.sender,
+            server_time_ms: self.server_time_ms,
+            client_message_id: self.client_message_id,
+            device_ciphertexts: own
+                .map(|dc| DeviceCiphertext {
+                    user_id: Bytes::copy_from_slice(&dc.user_id),
+                    device_id: dc.device_id,
+                    ciphertext: Bytes::copy_from_slice(&dc.ciphertext),
+                })
+                .into_iter()
+                .collect(),
+            common_ciphertext: common,
+            added: self.added.clone(),
+            removed: self.removed.clone(),
+            recipients: Vec::new(),
+            committed_at: self.committed_at,
+            shared_frame: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Bytes a queued view of this entry stands for.
+    fn queued_bytes(&self) -> usize {
+        let own: usize = self
+            .device_ciphertexts
+            .iter()
+            .map(|dc| dc.ciphertext.len())
+            .sum();
+        own + self.common_ciphertext.len() + QUEUED_ENTRY_OVERHEAD
     }
 
     /// The entry as one device sees it: its own ciphertext, never another's.
@@ -111,10 +158,21 @@ pub(crate) struct Mailbox {
     /// Entries and events queued and not yet taken.
     queued: AtomicUsize,
     capacity: usize,
+    /// Bytes queued and not yet taken, within `byte_capacity` and the
+    /// relay-wide budget.
+    queued_bytes: AtomicUsize,
+    byte_capacity: usize,
+    budget: Arc<Budget>,
     lagging: AtomicBool,
     revoked: AtomicBool,
     wake: Notify,
 }
+
+/// Bytes counted for a queued entry beyond its ciphertexts (ids, the
+/// view's allocation).
+const QUEUED_ENTRY_OVERHEAD: usize = 256;
+/// Bytes counted for a queued event or ephemeral event.
+const QUEUED_EVENT_BYTES: usize = 512;
 
 impl Outbound {
     /// How much of a mailbox's capacity this takes: one per entry.
@@ -123,6 +181,36 @@ impl Outbound {
             Self::Entries(entries) => entries.len(),
             Self::Event(_) | Self::Ephemeral(_) => 1,
         }
+    }
+
+    /// How many bytes of the mailbox's and the relay's budgets this takes.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Entries(entries) => entries.iter().map(|e| e.queued_bytes()).sum(),
+            Self::Event(_) | Self::Ephemeral(_) => QUEUED_EVENT_BYTES,
+        }
+    }
+}
+
+/// Bytes queued in all mailboxes together, and their limit.
+#[derive(Debug)]
+struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    /// Takes `bytes` if the total stays within the limit.
+    fn take(&self, bytes: usize) -> bool {
+        if self.used.fetch_add(bytes, Ordering::AcqRel) + bytes > self.max {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -140,10 +228,21 @@ impl Mailbox {
             self.start_lagging();
             return false;
         }
+        let bytes = out.bytes();
+        let own_room =
+            self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes <= self.byte_capacity;
+        if !own_room || !self.budget.take(bytes) {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.start_lagging();
+            return false;
+        }
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(e) => {
                 self.queued.fetch_sub(weight, Ordering::AcqRel);
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.budget.give_back(bytes);
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
                     self.start_lagging();
                 }
@@ -160,6 +259,9 @@ impl Mailbox {
     /// Releases the capacity of an item the connection took off the queue.
     pub(crate) fn taken(&self, out: &Outbound) {
         self.queued.fetch_sub(out.weight(), Ordering::AcqRel);
+        let bytes = out.bytes();
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.budget.give_back(bytes);
     }
 
     /// Unique id of this mailbox.
@@ -190,16 +292,25 @@ impl Mailbox {
 }
 
 /// Online devices by account.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Router {
     online: RwLock<HashMap<UserId, Vec<Arc<Mailbox>>>>,
     next_id: AtomicU64,
+    budget: Arc<Budget>,
 }
 
 impl Router {
-    /// An empty router.
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// An empty router whose mailboxes together queue at most
+    /// `max_queued_bytes`.
+    pub(crate) fn new(max_queued_bytes: usize) -> Self {
+        Self {
+            online: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            budget: Arc::new(Budget {
+                used: AtomicUsize::new(0),
+                max: max_queued_bytes,
+            }),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Vec<Arc<Mailbox>>>> {
@@ -214,12 +325,14 @@ impl Router {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers an authenticated connection with a queue of `capacity`;
-    /// the flag tells whether the account just came online.
+    /// Registers an authenticated connection with a queue of `capacity`
+    /// items and `byte_capacity` bytes; the flag tells whether the account
+    /// just came online.
     pub(crate) fn register(
         &self,
         device: DeviceAddr,
         capacity: usize,
+        byte_capacity: usize,
     ) -> (Arc<Mailbox>, mpsc::Receiver<Outbound>, bool) {
         let (tx, rx) = mpsc::channel(capacity);
         let mailbox = Arc::new(Mailbox {
@@ -228,6 +341,9 @@ impl Router {
             tx,
             queued: AtomicUsize::new(0),
             capacity,
+            queued_bytes: AtomicUsize::new(0),
+            byte_capacity,
+            budget: self.budget.clone(),
             lagging: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
             wake: Notify::new(),
@@ -301,15 +417,28 @@ impl Router {
         let online = self.read();
         let mut batches: HashMap<u64, (&Arc<Mailbox>, Vec<Arc<CommittedEntry>>)> = HashMap::new();
         for entry in entries {
+            // Built on first need: the common ciphertext copied once, and
+            // the view of every device without a ciphertext of its own.
+            let common = std::sync::OnceLock::new();
+            let common_view = std::sync::OnceLock::new();
+            let copy_common = || Bytes::copy_from_slice(&entry.common_ciphertext);
             for user in &entry.recipients {
                 for mailbox in online.get(user).into_iter().flatten() {
-                    if mailbox.device != entry.sender {
-                        batches
-                            .entry(mailbox.id)
-                            .or_insert_with(|| (mailbox, Vec::new()))
-                            .1
-                            .push(entry.clone());
+                    if mailbox.device == entry.sender {
+                        continue;
                     }
+                    let common = common.get_or_init(copy_common).clone();
+                    let view = match entry.own_ciphertext(mailbox.device) {
+                        Some(own) => Arc::new(entry.view(Some(own), common)),
+                        None => common_view
+                            .get_or_init(|| Arc::new(entry.view(None, common)))
+                            .clone(),
+                    };
+                    batches
+                        .entry(mailbox.id)
+                        .or_insert_with(|| (mailbox, Vec::new()))
+                        .1
+                        .push(view);
                 }
             }
         }
@@ -344,124 +473,4 @@ impl Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(seq: u64, sender: DeviceAddr, recipients: Vec<UserId>) -> Arc<CommittedEntry> {
-        let ct = |d: DeviceAddr, b: u8| DeviceCiphertext {
-            user_id: d.user.to_wire(),
-            device_id: d.device,
-            ciphertext: Bytes::from(vec![b]),
-        };
-        Arc::new(CommittedEntry {
-            chat_id: ChatId([9; 16]),
-            seq,
-            kind: EntryKind::Message,
-            sender,
-            server_time_ms: 1,
-            client_message_id: Some(ClientMessageId([seq as u8; 16])),
-            device_ciphertexts: vec![
-                ct(DeviceAddr::test(2, 1), 21),
-                ct(DeviceAddr::test(2, 2), 22),
-                ct(DeviceAddr::test(1, 2), 12),
-            ],
-            common_ciphertext: Bytes::new(),
-            added: vec![],
-            removed: vec![],
-            recipients,
-            committed_at: std::time::Instant::now(),
-            shared_frame: std::sync::OnceLock::new(),
-        })
-    }
-
-    #[test]
-    fn each_device_gets_only_its_ciphertext_and_sender_gets_nothing() {
-        let router = Router::new();
-        let (_s, mut sender_rx, _) = router.register(DeviceAddr::test(1, 1), 8);
-        let (_o, mut own_rx, _) = router.register(DeviceAddr::test(1, 2), 8);
-        let (_a, mut a_rx, _) = router.register(DeviceAddr::test(2, 1), 8);
-        let (_b, mut b_rx, _) = router.register(DeviceAddr::test(2, 2), 8);
-        let e = entry(
-            1,
-            DeviceAddr::test(1, 1),
-            vec![UserId([1; 16]), UserId([2; 16])],
-        );
-        assert_eq!(router.fan_out(&[e]), 3);
-        assert!(sender_rx.try_recv().is_err());
-        for (rx, d, want) in [
-            (&mut own_rx, DeviceAddr::test(1, 2), 12u8),
-            (&mut a_rx, DeviceAddr::test(2, 1), 21),
-            (&mut b_rx, DeviceAddr::test(2, 2), 22),
-        ] {
-            let Ok(Outbound::Entries(got)) = rx.try_recv() else {
-                panic!("no entry")
-            };
-            assert_eq!(got.len(), 1);
-            assert_eq!(got[0].delivery_for(d).ciphertext[..], [want]);
-        }
-    }
-
-    fn seqs(out: Outbound) -> Vec<u64> {
-        match out {
-            Outbound::Entries(e) => e.iter().map(|e| e.seq).collect(),
-            Outbound::Event(_) | Outbound::Ephemeral(_) => Vec::new(),
-        }
-    }
-
-    #[test]
-    fn full_mailbox_lags_and_drops_until_cleared() {
-        let router = Router::new();
-        let (mb, mut rx, _) = router.register(DeviceAddr::test(2, 1), 2);
-        let recipients = vec![UserId([2; 16])];
-        for seq in 1..=5 {
-            router.fan_out(&[entry(seq, DeviceAddr::test(1, 1), recipients.clone())]);
-        }
-        assert!(mb.is_lagging());
-        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
-            .inspect(|o| mb.taken(o))
-            .flat_map(seqs)
-            .collect();
-        assert_eq!(got, vec![1, 2]);
-        mb.clear_lagging();
-        router.fan_out(&[entry(6, DeviceAddr::test(1, 1), recipients)]);
-        assert_eq!(rx.try_recv().map(seqs).ok(), Some(vec![6]));
-    }
-
-    #[test]
-    fn a_commit_reaches_each_mailbox_as_one_batch_counted_per_entry() {
-        let router = Router::new();
-        let (mb, mut rx, _) = router.register(DeviceAddr::test(2, 1), 3);
-        let to = vec![UserId([2; 16])];
-        let commit: Vec<_> = (1..=3)
-            .map(|s| entry(s, DeviceAddr::test(1, 1), to.clone()))
-            .collect();
-        assert_eq!(router.fan_out(&commit), 3);
-        let batch = rx.try_recv().unwrap();
-        assert_eq!(seqs(batch.clone()), vec![1, 2, 3]);
-        assert!(rx.try_recv().is_err(), "one batch, not three items");
-        // The batch fills the capacity of 3 until it is taken.
-        assert_eq!(
-            router.fan_out(&[entry(4, DeviceAddr::test(1, 1), to.clone())]),
-            0
-        );
-        assert!(mb.is_lagging());
-        assert_eq!(router.queued_total(), 3);
-        mb.taken(&batch);
-        assert_eq!(router.queued_total(), 0);
-        mb.clear_lagging();
-        assert_eq!(router.fan_out(&[entry(5, DeviceAddr::test(1, 1), to)]), 1);
-    }
-
-    #[test]
-    fn unregister_removes_only_that_connection() {
-        let router = Router::new();
-        let (first, _rx1, came_online) = router.register(DeviceAddr::test(1, 1), 1);
-        assert!(came_online);
-        let (second, _rx2, again) = router.register(DeviceAddr::test(1, 1), 1);
-        assert!(!again);
-        assert!(!router.unregister(&first));
-        assert!(router.is_online(&UserId([1; 16])));
-        assert_eq!(router.connection_count(), 1);
-        assert!(router.unregister(&second), "the last device went offline");
-    }
-}
+mod tests;
