@@ -220,6 +220,18 @@ impl RelayProcess {
         self.data.path()
     }
 
+    /// The relay process's resident memory in KiB (`VmRSS` of
+    /// `/proc/PID/status`; Linux only), `None` when not running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    }
+
     /// Kills the relay with SIGKILL (no shutdown, as in a crash or power
     /// loss) and reaps it; the port then answers nothing. Does nothing if it
     /// is not running.
