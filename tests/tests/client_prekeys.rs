@@ -138,7 +138,12 @@ async fn signed_prekeys_rotate_keep_a_grace_period_and_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
-    let relay = TestRelay::start().await;
+    // The observer drains the stock on purpose: no claim limits here.
+    let relay = TestRelay::start_with(|config| {
+        config.limits.prekey_claims_per_pair_per_hour = 0;
+        config.limits.prekey_claims_per_device_per_hour = 0;
+    })
+    .await;
     let mut alice = TestClient::create(&relay, "alice").await;
     let alice_id = alice.client.account().user_id;
     let bob = TestClient::create(&relay, "bob").await;
