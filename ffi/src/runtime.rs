@@ -82,18 +82,7 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T, TernError>> + Send + 'static,
 {
-    let handle = runtime()?.spawn(work);
-    guard(|| {
-        runtime()?.block_on(async {
-            match handle.await {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => Err(TernError::Internal {
-                    detail: format!("the call panicked: {}", panic_text(e.into_panic())),
-                }),
-                Err(_) => Err(TernError::Cancelled),
-            }
-        })
-    })
+    guard(|| runtime()?.block_on(spawn(work)))
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
