@@ -19,6 +19,12 @@ pub const FRAME_HEADER_LEN: usize = 4;
 /// full prekey upload.
 pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
 
+/// Largest frame body a relay reads before the connection has
+/// authenticated (32 KiB): hello, authentication, registration and
+/// provisioning frames all fit, and an unauthenticated peer cannot make the
+/// relay buffer large frames.
+pub const MAX_PRE_AUTH_FRAME_LEN: usize = 32 * 1024;
+
 /// Largest ephemeral event carried in one QUIC datagram. Kept below the
 /// minimum QUIC datagram payload so that it never fragments.
 pub const MAX_DATAGRAM_LEN: usize = 1024;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use quinn::{RecvStream, SendStream};
+use quinn::SendStream;
 use sha2::{Digest, Sha256};
 use tern_protocol::BlobId;
 use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
@@ -29,7 +29,7 @@ use tern_protocol::wire::{
     BlobChunk, BlobDownload, BlobInfo, BlobUploadStart, BlobUploadStatus, ServerFrame,
     client_frame, response, server_frame,
 };
-use tern_transport::{read_frame, write_frame};
+use tern_transport::{FrameReader, write_frame};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
@@ -135,7 +135,7 @@ impl BlobStore {
         start: BlobUploadStart,
         request_id: u64,
         tx: &mut SendStream,
-        rx: &mut RecvStream,
+        rx: &mut FrameReader,
     ) -> Result<(), RelayError> {
         let id = BlobId::from_slice("BlobUploadStart.sha256", &start.sha256)?;
         if start.size > self.max_len {
@@ -267,16 +267,18 @@ impl BlobStore {
 
 async fn receive_chunks(
     file: &mut tokio::fs::File,
-    rx: &mut RecvStream,
+    rx: &mut FrameReader,
     received: &mut u64,
     size: u64,
 ) -> Result<(), RelayError> {
     loop {
-        let body = match read_frame(rx).await {
+        let body = match rx.next().await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(()),
-            Err(tern_transport::FrameIoError::Protocol(e)) => return Err(e.into()),
-            Err(_) => return Err(RelayError::Unavailable("upload stream broke")),
+            Err(e) => {
+                return Err(crate::intake::refusal(e)
+                    .unwrap_or(RelayError::Unavailable("upload stream broke")));
+            }
         };
         let frame = tern_protocol::decode_client_frame(body)?;
         let Some(client_frame::Body::BlobChunk(chunk)) = frame.body else {

@@ -136,6 +136,28 @@ pub struct LimitsConfig {
     pub keep_alive_interval_ms: u64,
     /// Seconds a new connection has to authenticate.
     pub auth_timeout_secs: u64,
+    /// Seconds a provisioning mailbox lives (device linking). An
+    /// unauthenticated connection holding one may stay unauthenticated this
+    /// long instead of `auth_timeout_secs`; a mailbox of an authenticated
+    /// connection is closed after it too.
+    pub provisioning_ttl_secs: u64,
+    /// Seconds a peer has to finish a frame once its first byte arrived;
+    /// a stream whose frame is late is answered `BAD_REQUEST` and stopped.
+    pub frame_timeout_secs: u64,
+    /// Request body bytes one authenticated connection may make the relay
+    /// hold in memory at once (frames being read, requests in progress);
+    /// beyond it the stream is answered `RATE_LIMITED` and stopped.
+    /// Unauthenticated connections get a fixed 128 KiB.
+    pub request_bytes_per_connection: usize,
+    /// Request body bytes all authenticated connections together may make
+    /// the relay hold beyond the first 64 KiB of each (so every user can
+    /// always make small requests); beyond it streams are answered
+    /// `UNAVAILABLE` and stopped.
+    pub request_bytes_total: usize,
+    /// Request body bytes all unauthenticated connections together
+    /// (registration, linking) may make the relay hold; a pool of their
+    /// own, so anonymous connections never take buffers from users.
+    pub request_bytes_unauthenticated: usize,
     /// Below this many one-time prekeys a device is told to upload more.
     pub prekey_low_water: u32,
     /// Most sends waiting for the log writer before new ones are refused.
@@ -186,6 +208,11 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 3,
             keep_alive_interval_ms: 1000,
             auth_timeout_secs: 10,
+            provisioning_ttl_secs: 300,
+            frame_timeout_secs: 20,
+            request_bytes_per_connection: 8 * 1024 * 1024,
+            request_bytes_total: 256 * 1024 * 1024,
+            request_bytes_unauthenticated: 16 * 1024 * 1024,
             prekey_low_water: 10,
             commit_queue_len: 16_384,
             max_commit_batch: 512,
@@ -316,10 +343,22 @@ impl Config {
                 "queue lengths and batch size must be > 0",
             ));
         }
-        if l.max_streams_per_connection == 0 || l.auth_timeout_secs == 0 || l.idle_timeout_secs == 0
+        if l.max_streams_per_connection == 0
+            || l.auth_timeout_secs == 0
+            || l.idle_timeout_secs == 0
+            || l.provisioning_ttl_secs == 0
+            || l.frame_timeout_secs == 0
         {
             return Err(ConfigError::Invalid(
                 "stream count and timeouts must be > 0",
+            ));
+        }
+        if l.request_bytes_per_connection < tern_protocol::limits::MAX_FRAME_LEN
+            || l.request_bytes_total < l.request_bytes_per_connection
+            || l.request_bytes_unauthenticated < tern_protocol::limits::MAX_PRE_AUTH_FRAME_LEN
+        {
+            return Err(ConfigError::Invalid(
+                "request_bytes_per_connection must hold one 2 MiB frame, request_bytes_total one connection's share, request_bytes_unauthenticated one 32 KiB frame",
             ));
         }
         if l.keep_alive_interval_ms == 0

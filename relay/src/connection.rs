@@ -19,12 +19,15 @@ use tern_protocol::wire::{
     client_frame, ephemeral_event, request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, decode_client_frame, decode_client_request, expect_hello};
-use tern_transport::{FrameIoError as FrameError, FrameReader, read_frame, write_frame};
+use tern_transport::{
+    FrameIoError as FrameError, FrameLimits, FrameReader, read_frame_with, write_frame,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::AuthBinding;
 use crate::delivery::{Outlet, deliver};
 use crate::error::RelayError;
+use crate::intake;
 use crate::provisioning;
 use crate::service::{Relay, Session, now_ms};
 use crate::store::DeviceAddr;
@@ -36,10 +39,6 @@ pub(crate) const CLOSE_SHUTDOWN: u32 = 3;
 /// Application close code: the device was removed from its account.
 pub(crate) const CLOSE_REVOKED: u32 = 4;
 
-/// How long a connection with an open provisioning mailbox may wait,
-/// unauthenticated, for the message that lets it register.
-const PROVISIONING_TTL: Duration = Duration::from_secs(600);
-
 /// What every stream of one connection shares.
 struct ConnCtx {
     relay: Arc<Relay>,
@@ -47,6 +46,9 @@ struct ConnCtx {
     outlet: Arc<Outlet>,
     session: OnceLock<Session>,
     provisioning: Mutex<Option<provisioning::Mailbox>>,
+    /// What its streams may make the relay read and buffer (small until it
+    /// authenticates).
+    frames: Arc<FrameLimits>,
     /// Requests of this connection being worked on, over all its streams
     /// (`limits.max_streams_per_connection`): pipelining multiplies what
     /// one stream may have in flight, not what a connection may.
@@ -64,8 +66,9 @@ impl ConnCtx {
     /// address.
     fn open_provisioning(&self) -> Result<response::Kind, RelayError> {
         let mut slot = self.provisioning();
-        if slot.is_none() {
-            *slot = Some(self.relay.provisioning.open(self.outlet.clone())?);
+        if slot.as_ref().is_none_or(provisioning::Mailbox::expired) {
+            let ttl = Duration::from_secs(self.relay.config.limits.provisioning_ttl_secs);
+            *slot = Some(self.relay.provisioning.open(self.outlet.clone(), ttl)?);
         }
         let address = slot
             .as_ref()
@@ -117,6 +120,7 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         outlet: Arc::new(Outlet::new(conn.clone())),
         session: OnceLock::new(),
         provisioning: Mutex::new(None),
+        frames: intake::pre_auth(&relay.request_pools, &relay.config.limits),
         budget: Arc::new(Semaphore::new(
             relay.config.limits.max_streams_per_connection as usize,
         )),
@@ -140,6 +144,12 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         }
     };
     ctx.provisioning().take();
+    intake::authenticated(
+        conn,
+        &ctx.frames,
+        &relay.request_pools,
+        &relay.config.limits,
+    );
     let (mailbox, rx, came_online) = relay.router.register(
         device,
         relay.config.limits.delivery_queue_len,
@@ -173,21 +183,24 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
 }
 
 /// Waits for the handshake; a connection holding a provisioning mailbox may
-/// wait up to [`PROVISIONING_TTL`] instead of the authentication timeout.
+/// wait up to `limits.provisioning_ttl_secs` instead of the authentication
+/// timeout.
 async fn authenticate(
     ctx: &ConnCtx,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<DeviceAddr, RelayError> {
-    let auth_timeout = Duration::from_secs(ctx.relay.config.limits.auth_timeout_secs);
+    let limits = &ctx.relay.config.limits;
+    let auth_timeout = Duration::from_secs(limits.auth_timeout_secs);
+    let provisioning_ttl = Duration::from_secs(limits.provisioning_ttl_secs);
     let started = Instant::now();
-    let handshake = handshake(&ctx.relay, &ctx.conn, send, recv);
+    let handshake = handshake(ctx, send, recv);
     tokio::pin!(handshake);
     loop {
         tokio::select! {
             result = &mut handshake => return result,
             () = tokio::time::sleep(auth_timeout) => {
-                if ctx.provisioning().is_none() || started.elapsed() >= PROVISIONING_TTL {
+                if ctx.provisioning().is_none() || started.elapsed() >= provisioning_ttl {
                     return Err(RelayError::Unauthenticated("authentication timeout"));
                 }
             }
@@ -200,23 +213,27 @@ fn exporter(conn: &Connection) -> Result<[u8; 32], RelayError> {
         .map_err(|_| RelayError::Unavailable("TLS exporter unavailable"))
 }
 
-async fn next_frame(recv: &mut RecvStream) -> Result<bytes::Bytes, RelayError> {
-    match read_frame(recv).await {
+async fn next_frame(
+    recv: &mut RecvStream,
+    limits: &FrameLimits,
+) -> Result<bytes::Bytes, RelayError> {
+    match read_frame_with(recv, limits).await {
         Ok(Some(body)) => Ok(body),
         Ok(None) => Err(RelayError::BadRequest("control stream ended")),
-        Err(FrameError::Protocol(e)) => Err(e.into()),
-        Err(_) => Err(RelayError::Unavailable("control stream failed")),
+        Err(e) => {
+            Err(intake::refusal(e).unwrap_or(RelayError::Unavailable("control stream failed")))
+        }
     }
 }
 
 /// Hello, challenge, then authentication or registration.
 async fn handshake(
-    relay: &Relay,
-    conn: &Connection,
+    ctx: &ConnCtx,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<DeviceAddr, RelayError> {
-    expect_hello(next_frame(recv).await?)?;
+    let (relay, conn) = (&ctx.relay, &ctx.conn);
+    expect_hello(next_frame(recv, &ctx.frames).await?)?;
     let mut challenge = [0u8; 32];
     getrandom::fill(&mut challenge).map_err(|_| RelayError::Unavailable("no randomness"))?;
     let binding = AuthBinding {
@@ -234,7 +251,7 @@ async fn handshake(
     write_frame(send, &hello)
         .await
         .map_err(|_| RelayError::Unavailable("control stream failed"))?;
-    let frame = decode_client_frame(next_frame(recv).await?)?;
+    let frame = decode_client_frame(next_frame(recv, &ctx.frames).await?)?;
     let (device, reply) = match frame.body {
         Some(client_frame::Body::Authenticate(a)) => {
             let device = relay.authenticate(a, &binding).await?;
@@ -331,21 +348,18 @@ pub const MAX_PIPELINED_REQUESTS: u32 = 32;
 async fn request_stream(
     ctx: &ConnCtx,
     mut send: SendStream,
-    mut recv: RecvStream,
+    recv: RecvStream,
 ) -> Result<(), FrameError> {
     let slot = ctx.budget.clone().acquire_owned().await.ok();
-    let (request_id, first) = match read_frame(&mut recv).await {
+    let mut frames = FrameReader::with_limits(recv, ctx.frames.clone());
+    let (request_id, first) = match frames.next().await {
         Ok(None) => return Ok(()),
-        Ok(Some(body)) => decode_client_request(body),
-        Err(FrameError::Protocol(e)) => {
-            let _ = recv.stop(VarInt::from_u32(0));
-            (0, Err(e))
-        }
-        Err(e) => return Err(e),
+        Ok(Some(body)) => request(body),
+        Err(e) => (0, Err(refuse(&mut frames, e)?)),
     };
     let first = match first {
-        Ok(frame) => blob_request(ctx, frame.body, &mut send, &mut recv).await,
-        Err(e) => Err(e.into()),
+        Ok(frame) => blob_request(ctx, frame.body, &mut send, &mut frames).await,
+        Err(e) => Err(e),
     };
     // A first frame that could not be read, or a blob transfer that
     // failed, leaves nothing on the stream worth reading: answer and finish.
@@ -357,7 +371,6 @@ async fn request_stream(
         Ok(Some(body)) => (Ok(body), true),
         Err(e) => (Err(e), false),
     };
-    let mut frames = FrameReader::new(recv);
     let mut pending = FuturesUnordered::new();
     pending.push(answer(ctx, request_id, first, slot));
     while reading || !pending.is_empty() {
@@ -367,17 +380,15 @@ async fn request_stream(
                 if reading && pending.len() < MAX_PIPELINED_REQUESTS as usize =>
             {
                 let (request_id, body) = match next {
-                    Ok(Some(body)) => pipelined(decode_client_request(body)),
+                    Ok(Some(body)) => pipelined(request(body)),
                     Ok(None) => {
                         reading = false;
                         continue;
                     }
-                    Err(FrameError::Protocol(e)) => {
-                        frames.stop(VarInt::from_u32(0));
+                    Err(e) => {
                         reading = false;
-                        (0, Err(e.into()))
+                        (0, Err(refuse(&mut frames, e)?))
                     }
-                    Err(e) => return Err(e),
                 };
                 pending.push(answer(ctx, request_id, body, slot));
             }
@@ -385,6 +396,21 @@ async fn request_stream(
     }
     let _ = send.finish();
     Ok(())
+}
+
+/// Decodes a request frame, keeping its id whenever the frame decoded.
+fn request(body: bytes::Bytes) -> (u64, Result<ClientFrame, RelayError>) {
+    let (id, frame) = decode_client_request(body);
+    (id, frame.map_err(RelayError::from))
+}
+
+/// The answer to a frame that could not be read; nothing after it on the
+/// stream can be understood, so the stream is stopped. A broken stream has
+/// nobody to answer and ends the request stream.
+fn refuse(frames: &mut FrameReader, e: FrameError) -> Result<RelayError, FrameError> {
+    let answer = intake::refusal(e)?;
+    frames.stop(VarInt::from_u32(0));
+    Ok(answer)
 }
 
 /// Waits for a free slot in the connection's request budget, then for the
@@ -404,11 +430,11 @@ async fn next_request(
 /// A frame after the first of its stream (with its request id): blob
 /// transfers need a stream of their own, so they are refused here.
 fn pipelined(
-    (id, frame): (u64, Result<ClientFrame, ProtocolError>),
+    (id, frame): (u64, Result<ClientFrame, RelayError>),
 ) -> (u64, Result<Option<client_frame::Body>, RelayError>) {
     let frame = match frame {
         Ok(frame) => frame,
-        Err(e) => return (id, Err(e.into())),
+        Err(e) => return (id, Err(e)),
     };
     match &frame.body {
         Some(client_frame::Body::Request(Request {
@@ -455,7 +481,7 @@ async fn blob_request(
     ctx: &ConnCtx,
     body: Option<client_frame::Body>,
     send: &mut SendStream,
-    recv: &mut RecvStream,
+    frames: &mut FrameReader,
 ) -> Result<Option<Option<client_frame::Body>>, RelayError> {
     let Some(client_frame::Body::Request(Request {
         kind: Some(kind),
@@ -467,7 +493,7 @@ async fn blob_request(
     let blobs = &ctx.relay.blobs;
     match (ctx.session.get(), kind) {
         (Some(session), request::Kind::BlobUploadStart(start)) => blobs
-            .upload_for(session.device, start, request_id, send, recv)
+            .upload_for(session.device, start, request_id, send, frames)
             .await
             .map(|()| None),
         (Some(_), request::Kind::BlobDownload(d)) => {

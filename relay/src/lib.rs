@@ -2,7 +2,8 @@
 //!
 //! Layers, from the wire inwards:
 //! - `server` and `connection`: the thin quinn/tokio shell (TLS in
-//!   `tls`, frame I/O from `tern-transport`);
+//!   `tls`, frame I/O from `tern-transport`, and in `intake` what a
+//!   connection may make the relay read and buffer);
 //! - `service::Relay` and the domain modules it dispatches to
 //!   (`accounts`, `prekeys`, `chats`, `messages`), with
 //!   proofs of key possession in `auth`;
@@ -25,6 +26,7 @@ mod config;
 mod connection;
 mod delivery;
 mod error;
+mod intake;
 mod log_writer;
 mod messages;
 mod metrics;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::router::Router;
+use crate::service::Relay;
 
 /// A fixed-bucket histogram.
 #[derive(Debug)]
@@ -184,8 +185,8 @@ impl Metrics {
     }
 
     /// The metrics in Prometheus text format; `router` supplies the live
-    /// delivery queue depth.
-    pub(crate) fn render(&self, router: &Router) -> String {
+    /// delivery queue depth, `request_bytes` the request bodies held.
+    pub(crate) fn render(&self, router: &Router, request_bytes: usize) -> String {
         let mut out = String::new();
         let gauges = [
             (
@@ -202,6 +203,11 @@ impl Metrics {
                 "tern_delivery_queue_depth",
                 "Entries and events queued for connected devices, not yet written.",
                 i64::try_from(router.queued_total()).unwrap_or(i64::MAX),
+            ),
+            (
+                "tern_request_buffer_bytes",
+                "Request body bytes held in memory (frames being read, requests in progress).",
+                i64::try_from(request_bytes).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, v) in gauges {
@@ -291,13 +297,12 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub(crate) async fn serve(
     listener: std::net::TcpListener,
-    metrics: Arc<Metrics>,
-    router: Arc<Router>,
+    relay: Arc<Relay>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
         let (mut socket, _) = listener.accept().await?;
-        let (metrics, router) = (metrics.clone(), router.clone());
+        let relay = relay.clone();
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(512);
             let mut buf = [0u8; 512];
@@ -315,7 +320,12 @@ pub(crate) async fn serve(
                 return;
             }
             let (status, body) = if head.starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render(&router))
+                (
+                    "200 OK",
+                    relay
+                        .metrics
+                        .render(&relay.router, relay.request_pools.used()),
+                )
             } else {
                 ("404 Not Found", String::from("not found\n"))
             };
@@ -339,7 +349,7 @@ mod tests {
         m.commit_batch_size.observe(1.0);
         m.commit_batch_size.observe(3.0);
         m.commit_batch_size.observe(100.0);
-        let text = m.render(&Router::new(usize::MAX));
+        let text = m.render(&Router::new(usize::MAX), 0);
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"1\"} 1"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"4\"} 2"));
         assert!(text.contains("tern_commit_batch_size_bucket{le=\"+Inf\"} 3"));

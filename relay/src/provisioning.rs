@@ -1,10 +1,12 @@
 //! Provisioning mailboxes for linking a new device: a connection (not yet
 //! authenticated) opens a random address; another device sends one
 //! end-to-end encrypted message to it, which the relay forwards as an event.
-//! Nothing is stored: a mailbox lives as long as its connection.
+//! Nothing is stored: a mailbox lives as long as its connection, and at
+//! most `limits.provisioning_ttl_secs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tern_protocol::limits::PROVISIONING_ADDRESS_LEN;
@@ -21,15 +23,29 @@ const MAX_MAILBOXES: usize = 100_000;
 
 type Address = [u8; PROVISIONING_ADDRESS_LEN];
 
+/// Where a mailbox's messages go, and until when.
+struct Slot {
+    tx: mpsc::Sender<ProvisioningMessage>,
+    expires: Instant,
+}
+
 /// Open provisioning mailboxes by address.
 #[derive(Default)]
-pub(crate) struct ProvisioningBoard(Mutex<HashMap<Address, mpsc::Sender<ProvisioningMessage>>>);
+pub(crate) struct ProvisioningBoard(Mutex<HashMap<Address, Slot>>);
 
 /// An open mailbox; closing it (drop) frees the address.
 pub(crate) struct Mailbox {
     /// Its address.
     pub address: Address,
+    expires: Instant,
     board: Arc<ProvisioningBoard>,
+}
+
+impl Mailbox {
+    /// Whether its lifetime is over (senders get NOT_FOUND).
+    pub(crate) fn expired(&self) -> bool {
+        Instant::now() >= self.expires
+    }
 }
 
 impl Drop for Mailbox {
@@ -39,29 +55,33 @@ impl Drop for Mailbox {
 }
 
 impl ProvisioningBoard {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Address, mpsc::Sender<ProvisioningMessage>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Slot>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Opens a mailbox whose messages are written to `outlet`.
-    pub(crate) fn open(self: &Arc<Self>, outlet: Arc<Outlet>) -> Result<Mailbox, RelayError> {
+    /// Opens a mailbox whose messages are written to `outlet` for `ttl`.
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        outlet: Arc<Outlet>,
+        ttl: Duration,
+    ) -> Result<Mailbox, RelayError> {
         let mut address = [0u8; PROVISIONING_ADDRESS_LEN];
         getrandom::fill(&mut address).map_err(|_| RelayError::Unavailable("no randomness"))?;
         let (tx, rx) = mpsc::channel(MAILBOX_LEN);
+        let expires = Instant::now() + ttl;
         {
             let mut boxes = self.lock();
             if boxes.len() >= MAX_MAILBOXES {
                 return Err(RelayError::Unavailable("too many provisioning mailboxes"));
             }
-            boxes.insert(address, tx);
+            boxes.insert(address, Slot { tx, expires });
         }
         tokio::spawn(forward(outlet, rx));
         Ok(Mailbox {
             address,
+            expires,
             board: self.clone(),
         })
     }
@@ -73,7 +93,8 @@ impl ProvisioningBoard {
         let tx = self
             .lock()
             .get(&address)
-            .cloned()
+            .filter(|slot| Instant::now() < slot.expires)
+            .map(|slot| slot.tx.clone())
             .ok_or(RelayError::NotFound("provisioning mailbox"))?;
         let message = ProvisioningMessage {
             address: address.to_vec().into(),

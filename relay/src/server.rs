@@ -47,10 +47,6 @@ pub struct Server {
 
 /// How long shutdown waits for connections to close.
 const DRAIN: Duration = Duration::from_secs(5);
-/// Stream receive window: one maximal frame plus headroom.
-const STREAM_WINDOW: u32 = 2 * 1024 * 1024 + 64 * 1024;
-/// Connection receive window: bounds what one peer can make the relay buffer.
-const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 fn transport(config: &Config) -> Result<TransportConfig, StartError> {
     let mut t = TransportConfig::default();
@@ -61,10 +57,7 @@ fn transport(config: &Config) -> Result<TransportConfig, StartError> {
     t.keep_alive_interval(Some(Duration::from_millis(
         config.limits.keep_alive_interval_ms,
     )));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(config.limits.max_streams_per_connection));
-    t.max_concurrent_uni_streams(VarInt::from_u32(0));
-    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
-    t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
+    crate::intake::configure(&mut t);
     t.datagram_receive_buffer_size(Some(64 * 1024));
     Ok(t)
 }
@@ -164,10 +157,9 @@ impl Server {
     /// connection and waits for in-flight commits to finish.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let metrics = self.metrics_listener.map(|listener| {
-            let metrics = self.relay.metrics.clone();
-            let router = self.relay.router.clone();
+            let relay = self.relay.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::metrics::serve(listener, metrics, router).await {
+                if let Err(e) = crate::metrics::serve(listener, relay).await {
                     tracing::error!(error = %e, "metrics endpoint failed");
                 }
             })

@@ -34,6 +34,9 @@ pub(crate) struct Relay {
     pub(crate) device_limits: RateLimiter<DeviceAddr>,
     pub(crate) address_limits: RateLimiter<std::net::IpAddr>,
     pub(crate) prekey_claims: Arc<PrekeyClaims>,
+    /// Relay-wide budgets of request bodies held in memory; each
+    /// connection charges a share of its own inside them.
+    pub(crate) request_pools: crate::intake::Pools,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -73,6 +76,7 @@ impl Relay {
         let address_limits =
             RateLimiter::new(limits.connections_per_ip_per_sec, limits.connection_burst);
         let prekey_claims = PrekeyClaims::new(limits);
+        let request_pools = crate::intake::Pools::new(limits);
         Self {
             store,
             router,
@@ -85,6 +89,7 @@ impl Relay {
             device_limits,
             address_limits,
             prekey_claims,
+            request_pools,
             storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
         }
     }

@@ -329,13 +329,11 @@ impl Drop for BlobServer {
 }
 
 async fn serve_uploads(conn: Connection, store: Arc<BlobStore>, owner: DeviceAddr) {
-    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+    while let Ok((mut send, recv)) = conn.accept_bi().await {
         let store = store.clone();
         tokio::spawn(async move {
-            let body = tern_transport::read_frame(&mut recv)
-                .await
-                .unwrap()
-                .unwrap();
+            let mut recv = tern_transport::FrameReader::new(recv);
+            let body = recv.next().await.unwrap().unwrap();
             let frame = tern_protocol::decode_client_frame(body).unwrap();
             let Some(client_frame::Body::Request(Request {
                 kind: Some(request::Kind::BlobUploadStart(start)),

@@ -159,6 +159,7 @@ pub struct RelayProcess {
     pub fingerprint: String,
     bin: PathBuf,
     data: tempfile::TempDir,
+    config: PathBuf,
     child: Option<Child>,
 }
 
@@ -170,11 +171,24 @@ impl RelayProcess {
     /// # Panics
     /// When the relay cannot be started or exits before printing them.
     pub fn start(bin: impl Into<PathBuf>) -> Self {
+        Self::start_configured(bin, "")
+    }
+
+    /// [`start`](Self::start) with `config` (TOML, as in a `--config`
+    /// file; listen address and data directory are set by flags).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start), or when the file cannot be written.
+    pub fn start_configured(bin: impl Into<PathBuf>, config: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().join("relay.toml");
+        std::fs::write(&path, config).unwrap();
         let mut relay = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             fingerprint: String::new(),
             bin: bin.into(),
-            data: tempfile::tempdir().unwrap(),
+            data,
+            config: path,
             child: None,
         };
         relay.spawn();
@@ -184,7 +198,10 @@ impl RelayProcess {
     /// Spawns the binary on the data directory and reads where it listens.
     fn spawn(&mut self) {
         let mut child = Command::new(&self.bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data.path())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

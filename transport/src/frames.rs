@@ -2,14 +2,24 @@
 //!
 //! A reader never allocates for a frame more than the bytes that have
 //! actually arrived (QUIC flow control bounds those), so a peer announcing a
-//! 2 MiB frame and sending nothing costs nothing.
+//! 2 MiB frame and sending nothing costs nothing. [`FrameLimits`] adds what
+//! a server needs against hostile peers: a smaller maximum frame (before
+//! authentication), a deadline for finishing a frame once it started, and a
+//! [`ByteBudget`] charged for every byte of body buffer.
 
-use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
 use prost::Message;
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
+use tern_protocol::ProtocolError;
 use tern_protocol::frame::body_len;
-use tern_protocol::limits::FRAME_HEADER_LEN;
-use tern_protocol::{FrameDecoder, ProtocolError};
+use tern_protocol::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use tokio::time::Instant;
+
+use crate::budget::{ByteBudget, Exhausted, Reservation};
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +33,213 @@ pub enum FrameIoError {
     /// The stream failed while writing.
     #[error("stream write failed: {0}")]
     Write(#[from] WriteError),
+    /// Buffering the frame's body would exceed a [`ByteBudget`].
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    /// The frame was not complete within [`FrameLimits`]' deadline.
+    #[error("frame not completed within {0:?}")]
+    Deadline(Duration),
+}
+
+/// What a reader accepts; shared by the streams of one connection, so a
+/// server can relax them once the peer has authenticated.
+#[derive(Debug)]
+pub struct FrameLimits {
+    max_frame_len: AtomicUsize,
+    deadline: Option<Duration>,
+    budget: Mutex<Option<Arc<ByteBudget>>>,
+}
+
+impl Default for FrameLimits {
+    /// Frames up to [`MAX_FRAME_LEN`], no deadline, no budget (clients).
+    fn default() -> Self {
+        Self::new(MAX_FRAME_LEN, None, None)
+    }
+}
+
+impl FrameLimits {
+    /// Frames of at most `max_frame_len` bytes (capped at
+    /// [`MAX_FRAME_LEN`]), each finished within `deadline` of its first
+    /// byte, their bodies charged to `budget`.
+    pub fn new(
+        max_frame_len: usize,
+        deadline: Option<Duration>,
+        budget: Option<Arc<ByteBudget>>,
+    ) -> Self {
+        Self {
+            max_frame_len: AtomicUsize::new(max_frame_len.min(MAX_FRAME_LEN)),
+            deadline,
+            budget: Mutex::new(budget),
+        }
+    }
+
+    /// Changes the largest frame accepted from now on.
+    pub fn set_max_frame_len(&self, len: usize) {
+        self.max_frame_len
+            .store(len.min(MAX_FRAME_LEN), Ordering::Relaxed);
+    }
+
+    /// The largest frame body accepted.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len.load(Ordering::Relaxed)
+    }
+
+    /// Charges the bodies of frames started from now on to `budget`
+    /// (frames in progress keep their charge where it is).
+    pub fn set_budget(&self, budget: Arc<ByteBudget>) {
+        *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = Some(budget);
+    }
+
+    /// The budget bodies are charged to, if any.
+    pub fn budget(&self) -> Option<Arc<ByteBudget>> {
+        self.budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), ProtocolError> {
+        let max = self.max_frame_len();
+        if len > max {
+            return Err(ProtocolError::FrameTooLarge { len, max });
+        }
+        Ok(())
+    }
+}
+
+/// A frame body that owns its budget charge: the charge is returned when
+/// the last `Bytes` sliced from it is dropped.
+struct ChargedBody {
+    data: Vec<u8>,
+    _charge: Reservation,
+}
+
+impl AsRef<[u8]> for ChargedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// Smallest body buffer allocated at a time.
+const MIN_BODY_ALLOCATION: usize = 16 * 1024;
+
+/// The frame being read: header bytes, then body bytes, then done. Reads
+/// take exactly what the current frame still needs, so nothing of the next
+/// frame is ever buffered, and every field lives here, so a read cancelled
+/// between chunks loses nothing.
+#[derive(Default)]
+struct PartialFrame {
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    body_len: Option<usize>,
+    body: Vec<u8>,
+    charge: Option<Reservation>,
+    deadline: Option<Instant>,
+}
+
+impl PartialFrame {
+    /// Reads until the frame is complete; `Ok(None)` at a clean end of
+    /// stream before any byte of it.
+    async fn read(
+        &mut self,
+        recv: &mut RecvStream,
+        limits: &FrameLimits,
+    ) -> Result<Option<Bytes>, FrameIoError> {
+        loop {
+            let want = match self.body_len {
+                None => FRAME_HEADER_LEN - self.header_len,
+                Some(len) => len - self.body.len(),
+            };
+            if self.body_len.is_some() && want == 0 {
+                return Ok(Some(self.take()));
+            }
+            let Some(chunk) = self.next_chunk(recv, want, limits).await? else {
+                return self.ended();
+            };
+            if self.deadline.is_none()
+                && let Some(d) = limits.deadline
+            {
+                self.deadline = Some(Instant::now() + d);
+            }
+            match self.body_len {
+                None => self.push_header(&chunk, limits)?,
+                Some(len) => self.push_body(&chunk, len, limits)?,
+            }
+        }
+    }
+
+    async fn next_chunk(
+        &self,
+        recv: &mut RecvStream,
+        want: usize,
+        limits: &FrameLimits,
+    ) -> Result<Option<Bytes>, FrameIoError> {
+        let read = recv.read_chunk(want, true);
+        let chunk = match (self.deadline, limits.deadline) {
+            (Some(at), Some(d)) => tokio::time::timeout_at(at, read)
+                .await
+                .map_err(|_| FrameIoError::Deadline(d))??,
+            _ => read.await?,
+        };
+        Ok(chunk.map(|c| c.bytes))
+    }
+
+    fn ended(&self) -> Result<Option<Bytes>, FrameIoError> {
+        let missing = match self.body_len {
+            None if self.header_len == 0 => return Ok(None),
+            None => FRAME_HEADER_LEN - self.header_len,
+            Some(len) => len - self.body.len(),
+        };
+        Err(ProtocolError::Truncated { missing }.into())
+    }
+
+    fn push_header(&mut self, chunk: &[u8], limits: &FrameLimits) -> Result<(), FrameIoError> {
+        let end = self.header_len + chunk.len();
+        self.header[self.header_len..end].copy_from_slice(chunk);
+        self.header_len = end;
+        if end == FRAME_HEADER_LEN {
+            let len = body_len(self.header)?;
+            limits.check_len(len)?;
+            self.body_len = Some(len);
+        }
+        Ok(())
+    }
+
+    fn push_body(
+        &mut self,
+        chunk: &[u8],
+        len: usize,
+        limits: &FrameLimits,
+    ) -> Result<(), FrameIoError> {
+        let needed = self.body.len() + chunk.len();
+        if needed > self.body.capacity() {
+            let grown = needed
+                .max(self.body.capacity() * 2)
+                .max(MIN_BODY_ALLOCATION)
+                .min(len);
+            if self.charge.is_none() {
+                self.charge = limits.budget().map(|b| b.reservation());
+            }
+            if let Some(charge) = &mut self.charge {
+                charge.grow(grown - self.body.capacity())?;
+            }
+            self.body.reserve_exact(grown - self.body.len());
+        }
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The finished body; the reader starts over for the next frame.
+    fn take(&mut self) -> Bytes {
+        let done = std::mem::take(self);
+        match done.charge {
+            Some(charge) => Bytes::from_owner(ChargedBody {
+                data: done.body,
+                _charge: charge,
+            }),
+            None => Bytes::from(done.body),
+        }
+    }
 }
 
 /// Reads the next frame body from `recv`.
@@ -30,85 +247,50 @@ pub enum FrameIoError {
 /// Returns `Ok(None)` when the peer finished the stream cleanly at a frame
 /// boundary, and [`ProtocolError::Truncated`] when it finished inside one.
 pub async fn read_frame(recv: &mut RecvStream) -> Result<Option<Bytes>, FrameIoError> {
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    let got = read_into(recv, &mut header).await?;
-    if got == 0 {
-        return Ok(None);
-    }
-    if got < FRAME_HEADER_LEN {
-        return Err(ProtocolError::Truncated {
-            missing: FRAME_HEADER_LEN - got,
-        }
-        .into());
-    }
-    let len = body_len(header)?;
-    let mut body = BytesMut::new();
-    while body.len() < len {
-        match recv.read_chunk(len - body.len(), true).await? {
-            Some(chunk) => body.extend_from_slice(&chunk.bytes),
-            None => {
-                return Err(ProtocolError::Truncated {
-                    missing: len - body.len(),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(Some(body.freeze()))
+    read_frame_with(recv, &FrameLimits::default()).await
 }
 
-/// Fills `buf` as far as the stream allows; returns how many bytes were read
-/// (less than `buf.len()` only if the stream finished).
-async fn read_into(recv: &mut RecvStream, buf: &mut [u8]) -> Result<usize, ReadError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match recv.read(&mut buf[filled..]).await? {
-            Some(n) => filled += n,
-            None => break,
-        }
-    }
-    Ok(filled)
+/// [`read_frame`] under `limits`. Not cancel-safe (a cancelled call loses
+/// the partial frame); use a [`FrameReader`] inside `select!`.
+pub async fn read_frame_with(
+    recv: &mut RecvStream,
+    limits: &FrameLimits,
+) -> Result<Option<Bytes>, FrameIoError> {
+    PartialFrame::default().read(recv, limits).await
 }
-
-/// Most bytes taken from the stream per read by a [`FrameReader`].
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads the frames of a stream that carries many of them (the delivery
 /// stream, a pipelined request stream).
 ///
 /// Unlike [`read_frame`], [`next`](Self::next) is cancel-safe: bytes leave
 /// the QUIC stream only into the reader's own buffer, so dropping a pending
-/// `next()` (in a `select!`) loses nothing. The buffer holds at most one
-/// partial frame plus one read.
+/// `next()` (in a `select!`) loses nothing. The buffer holds at most the
+/// current partial frame.
 pub struct FrameReader {
     recv: RecvStream,
-    decoder: FrameDecoder,
+    frame: PartialFrame,
+    limits: Arc<FrameLimits>,
 }
 
 impl FrameReader {
-    /// A reader over `recv`.
+    /// A reader over `recv` with the default limits.
     pub fn new(recv: RecvStream) -> Self {
+        Self::with_limits(recv, Arc::new(FrameLimits::default()))
+    }
+
+    /// A reader over `recv` under `limits`.
+    pub fn with_limits(recv: RecvStream, limits: Arc<FrameLimits>) -> Self {
         Self {
             recv,
-            decoder: FrameDecoder::new(),
+            frame: PartialFrame::default(),
+            limits,
         }
     }
 
     /// The next frame body; `Ok(None)` when the peer finished the stream at
     /// a frame boundary.
     pub async fn next(&mut self) -> Result<Option<Bytes>, FrameIoError> {
-        loop {
-            if let Some(body) = self.decoder.next_frame()? {
-                return Ok(Some(body));
-            }
-            match self.recv.read_chunk(READ_CHUNK, true).await? {
-                Some(chunk) => self.decoder.push(&chunk.bytes),
-                None => {
-                    self.decoder.finish()?;
-                    return Ok(None);
-                }
-            }
-        }
+        self.frame.read(&mut self.recv, &self.limits).await
     }
 
     /// Tells the peer to stop sending on this stream (after a framing error
