@@ -87,7 +87,8 @@ pub enum LinkCommand {
     /// On an EXISTING device: print a one-time link code and its QR code,
     /// wait for the new device to enter it, then link that device.
     New {
-        /// Seconds the code stays valid (the relay keeps it at most 600).
+        /// Seconds the code stays valid (the relay keeps a mailbox at most its
+        /// `limits.provisioning_ttl_secs`, 300 by default).
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
         /// Ask on the terminal before linking, showing the new device's key
