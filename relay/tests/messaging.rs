@@ -256,3 +256,64 @@ async fn a_new_device_of_a_member_must_be_addressed_from_then_on() {
     ack(a.ok(send_to(chat, random(), &to, b"")).await);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_of_chats_the_account_is_not_in_are_forbidden() {
+    let relay = TestRelay::start().await;
+    let at = &relay.address();
+    let (_alice, a, bob, b) = pair(&relay).await;
+    let mallory = RawClient::register(at, &Account::new("mallory", 1))
+        .await
+        .unwrap();
+    let chat = direct_chat(&a, &bob).await;
+    ack(a
+        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"hi")], b""))
+        .await);
+    let ack_req = |chat: [u8; 16], seq: u64| {
+        request::Kind::AckDelivered(AckDelivered {
+            cursors: vec![Cursor {
+                chat_id: chat.to_vec().into(),
+                seq,
+            }],
+        })
+    };
+
+    for refused in [
+        mallory.request(ack_req(chat, 1)).await.unwrap_err(),
+        mallory.request(sync_req(&[(chat, 0)])).await.unwrap_err(),
+        b.request(ack_req(random(), 1)).await.unwrap_err(),
+    ] {
+        assert_eq!(code(&refused), ErrorCode::Forbidden);
+    }
+    // A refused acknowledgement moves no cursor, not even a valid one in
+    // the same request.
+    let mixed = request::Kind::AckDelivered(AckDelivered {
+        cursors: vec![
+            Cursor {
+                chat_id: chat.to_vec().into(),
+                seq: 2,
+            },
+            Cursor {
+                chat_id: random::<16>().to_vec().into(),
+                seq: 1,
+            },
+        ],
+    });
+    assert_eq!(
+        code(&b.request(mixed).await.unwrap_err()),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(batch(b.ok(sync_req(&[])).await).entries.len(), 2);
+
+    // A member acknowledging far beyond the end is held at the end: the
+    // next entry still arrives.
+    b.ok(ack_req(chat, u64::MAX)).await;
+    assert!(batch(b.ok(sync_req(&[])).await).entries.is_empty());
+    ack(a
+        .ok(send_to(chat, random(), &[(&bob.user_id, 1, b"again")], b""))
+        .await);
+    let page = batch(b.ok(sync_req(&[])).await);
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(&page.entries[0].ciphertext[..], b"again");
+    relay.stop().await;
+}

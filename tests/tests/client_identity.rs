@@ -200,3 +200,59 @@ async fn a_group_keeps_working_after_a_member_leaves() {
     assert_eq!(carol_texts, ["before", "bob before"]);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_removed_while_offline_leaves_the_group_on_its_next_sync() {
+    let relay = TestRelay::start().await;
+    let alice = TestClient::create(&relay, "alice").await;
+    let mut carol = TestClient::create(&relay, "carol").await;
+    let carol_id = alice.contact("carol").await;
+    let group = guard(alice.client.create_group("duo".into(), vec![carol_id]))
+        .await
+        .unwrap();
+    alice.client.send_text(group, "before".into()).unwrap();
+    assert_eq!(carol.next_message().await.text, "before");
+
+    carol.client.shutdown().await;
+    guard(alice.client.change_members(group, vec![], vec![carol_id]))
+        .await
+        .unwrap();
+    alice.client.send_text(group, "after".into()).unwrap();
+    let direct = alice.client.direct_chat(carol_id).unwrap();
+    alice
+        .client
+        .send_text(direct, "still here?".into())
+        .unwrap();
+    guard(
+        alice
+            .client
+            .flush_outbox(std::time::Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+
+    // The relay no longer counts Carol in the group and refuses her cursor
+    // for it; her client learns it left and keeps syncing everything else.
+    let config = carol.config.clone();
+    let mut carol = carol.reopen_online(config).await;
+    let removed = carol
+        .expect(|e| match e {
+            ClientEvent::MembersChanged {
+                chat_id, removed, ..
+            } if chat_id == group => Some(removed),
+            _ => None,
+        })
+        .await;
+    assert_eq!(removed, vec![carol_id]);
+    assert_eq!(carol.next_message().await.text, "still here?");
+    let members = carol
+        .client
+        .chats()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.chat_id == group)
+        .unwrap()
+        .members;
+    assert!(!members.contains(&carol_id));
+    relay.stop().await;
+}

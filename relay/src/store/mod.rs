@@ -291,7 +291,8 @@ pub trait Store: Send + Sync + 'static {
     fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
     /// Log entries for a device after the given offsets (other chats from the
     /// stored cursors), at most `limit` entries and about `max_bytes` of
-    /// ciphertext; returns whether more are waiting.
+    /// ciphertext; returns whether more are waiting. A cursor naming a chat
+    /// the account is not a member of is refused (`FORBIDDEN`).
     fn read_log(
         &self,
         device: DeviceAddr,
@@ -299,7 +300,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Delivery>, bool), StoreError>;
-    /// Advances a device's delivery cursors (never backwards).
+    /// Advances a device's delivery cursors (never backwards, never beyond
+    /// the chat's last entry); all or none: a cursor naming a chat the
+    /// account is not a member of refuses the whole request (`FORBIDDEN`).
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError>;
     /// Deletes log entries that every member device acknowledged, and
     /// entries stored before `expire_before_ms`. Returns how many went.

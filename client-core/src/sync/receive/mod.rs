@@ -8,14 +8,14 @@
 //! events; this module is the async driver that does the I/O.
 
 mod apply;
+mod cursors;
 mod decrypt;
 mod retry;
 mod triage;
 
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use tern_protocol::wire::{AckDelivered, Cursor, Delivery, GetChat, Sync, request, response};
+use tern_protocol::wire::{AckDelivered, Delivery, GetChat, Sync, request, response};
 
 use super::directory::DeviceSet;
 use super::{Core, Relay};
@@ -41,20 +41,19 @@ pub(crate) async fn resync<R: Relay + ?Sized>(
 ) -> Result<SyncSummary, ClientError> {
     let mut summary = SyncSummary::default();
     loop {
-        let cursors = core.store.transaction(|tx| tx.cursors())?;
-        let after = cursors
+        let stored: Vec<(ChatId, u64)> = core
+            .store
+            .transaction(|tx| tx.cursors())?
             .iter()
-            .map(|c| Cursor {
-                chat_id: Bytes::copy_from_slice(&c.chat_id),
-                seq: c.delivered_seq,
-            })
+            .map(|c| (c.chat_id, c.delivered_seq))
             .collect();
-        let answer = conn
-            .request(request::Kind::Sync(Sync {
+        let answer = cursors::request(core, conn, &stored, |after| {
+            request::Kind::Sync(Sync {
                 after,
                 limit: SYNC_PAGE,
-            }))
-            .await?;
+            })
+        })
+        .await?;
         let response::Kind::SyncBatch(batch) = answer else {
             return Err(ClientError::Refused("unexpected answer to Sync".into()));
         };
@@ -88,12 +87,14 @@ pub(crate) async fn receive_batch<R: Relay + ?Sized>(
         };
         processed.extend(done);
     }
-    let cursors = ack_cursors(processed);
-    if cursors.is_empty() {
+    let acked = ack_cursors(processed);
+    if acked.is_empty() {
         return Ok(());
     }
-    conn.request(request::Kind::AckDelivered(AckDelivered { cursors }))
-        .await?;
+    cursors::request(core, conn, &acked, |cursors| {
+        request::Kind::AckDelivered(AckDelivered { cursors })
+    })
+    .await?;
     Ok(())
 }
 
@@ -205,7 +206,7 @@ async fn ensure_chat<R: Relay + ?Sized>(
     }
     let answer = conn
         .request(request::Kind::GetChat(GetChat {
-            chat_id: Bytes::copy_from_slice(chat_id),
+            chat_id: bytes::Bytes::copy_from_slice(chat_id),
         }))
         .await?;
     let response::Kind::ChatInfo(info) = answer else {

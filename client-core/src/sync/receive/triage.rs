@@ -2,7 +2,7 @@
 //! delivery and local facts only (sans-IO).
 
 use bytes::Bytes;
-use tern_protocol::wire::{Cursor, Delivery, EntryKind};
+use tern_protocol::wire::{Delivery, EntryKind};
 
 use crate::model::{ChatId, ClientError, UserId};
 use tern_crypto::session::DeviceAddress;
@@ -95,7 +95,9 @@ pub(crate) fn ends_batch(error: &ClientError) -> bool {
 
 /// What to acknowledge after a batch: for every chat with a processed entry,
 /// the highest processed seq (chats in the order they first appear).
-pub(crate) fn ack_cursors(processed: impl IntoIterator<Item = (ChatId, u64)>) -> Vec<Cursor> {
+pub(crate) fn ack_cursors(
+    processed: impl IntoIterator<Item = (ChatId, u64)>,
+) -> Vec<(ChatId, u64)> {
     let mut highest: Vec<(ChatId, u64)> = Vec::new();
     for (chat, seq) in processed {
         match highest.iter_mut().find(|(c, _)| *c == chat) {
@@ -104,12 +106,6 @@ pub(crate) fn ack_cursors(processed: impl IntoIterator<Item = (ChatId, u64)>) ->
         }
     }
     highest
-        .into_iter()
-        .map(|(chat, seq)| Cursor {
-            chat_id: Bytes::copy_from_slice(&chat),
-            seq,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -208,11 +204,7 @@ mod tests {
     fn a_batch_acknowledges_the_highest_seq_per_chat() {
         let other: ChatId = [8; 16];
         let cursors = ack_cursors([(CHAT, 3), (other, 9), (CHAT, 5), (CHAT, 4), (other, 2)]);
-        let got: Vec<(Vec<u8>, u64)> = cursors
-            .iter()
-            .map(|c| (c.chat_id.to_vec(), c.seq))
-            .collect();
-        assert_eq!(got, [(CHAT.to_vec(), 5), (other.to_vec(), 9)]);
+        assert_eq!(cursors, [(CHAT, 5), (other, 9)]);
         assert!(ack_cursors([]).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use tern_protocol::wire::Delivery;
 
 use super::ciphertexts;
 use super::log::{member_chats, split_ids};
-use crate::error::StoreError;
+use crate::error::{RelayError, StoreError};
 use crate::store::DeviceAddr;
 
 /// Rough per-entry overhead counted against a sync page's byte budget.
@@ -70,9 +70,16 @@ pub(super) fn read_log(
                 END
          FROM log l WHERE l.chat_id = ?1 AND l.seq > ?2 ORDER BY l.seq LIMIT ?5",
     )?;
+    let chats = member_chats(conn, &d.user)?;
+    if after
+        .iter()
+        .any(|(named, _)| !chats.iter().any(|(chat, _)| chat == named))
+    {
+        return Err(not_a_member());
+    }
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    for (chat, joined) in member_chats(conn, &d.user)? {
+    for (chat, joined) in chats {
         let from = match after.iter().find(|(c, _)| *c == chat) {
             Some((_, seq)) => *seq,
             None => stored_cursor(conn, d, &chat)?,
@@ -103,6 +110,12 @@ pub(super) fn read_log(
     Ok((out, false))
 }
 
+/// A cursor names a chat the device's account is not a member of (or that
+/// does not exist).
+fn not_a_member() -> StoreError {
+    RelayError::Forbidden("a cursor names a chat you are not a member of").into()
+}
+
 pub(super) fn ack_cursors(
     conn: &mut Connection,
     d: DeviceAddr,
@@ -121,7 +134,10 @@ pub(super) fn ack_cursors(
         ))?;
         for (chat, seq) in cursors {
             let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
-            stmt.execute(params![&d.user.0[..], d.device, &chat.0[..], seq])?;
+            if stmt.execute(params![&d.user.0[..], d.device, &chat.0[..], seq])? == 0 {
+                // Dropping the transaction undoes the cursors already moved.
+                return Err(not_a_member());
+            }
         }
     }
     tx.commit()?;
