@@ -13,6 +13,8 @@
 //! - [`clock`]: a clock tests can move days ahead;
 //! - [`faults`]: faults injected between a client and the relay (a lost
 //!   `Send` ack, an upload cut off mid-way) through tern-core's relay layer;
+//! - [`lossy`]: a lossy link, an in-process UDP proxy between clients and the
+//!   relay that drops, duplicates, delays and reorders datagrams;
 //! - [`ca`]: a certificate authority for TLS tests.
 //!
 //! Helpers meant for tests fail the calling test by panicking (with the
@@ -25,6 +27,7 @@ pub mod ca;
 pub mod client;
 pub mod clock;
 pub mod faults;
+pub mod lossy;
 pub mod raw;
 pub mod relay;
 
@@ -35,7 +38,8 @@ pub use ca::TestCa;
 pub use client::{TestClient, test_key};
 pub use clock::ShiftedClock;
 pub use faults::Faults;
-pub use relay::{RelayProcess, TestRelay, relay_binary};
+pub use lossy::{LinkProfile, LinkStats, LossyLink};
+pub use relay::{RelayProcess, TestRelay, loadgen_binary, relay_binary};
 pub use tern_core::net::RelayAddress;
 
 /// Deadlock guard for every network wait in tests (never a timing assert).

@@ -133,19 +133,33 @@ impl TestRelay {
 /// # Panics
 /// When the binary is missing and building it fails.
 pub fn relay_binary() -> PathBuf {
+    workspace_binary("tern-relay")
+}
+
+/// The `tern-loadgen` binary of this build, built first when missing (see
+/// [`relay_binary`]).
+///
+/// # Panics
+/// When the binary is missing and building it fails.
+pub fn loadgen_binary() -> PathBuf {
+    workspace_binary("tern-loadgen")
+}
+
+/// The binary `name` of the workspace package of the same name.
+fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("a test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join(format!("tern-relay{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "tern-relay", "--bin", "tern-relay"])
+            .args(["build", "-p", name, "--bin", name])
             .status()
             .unwrap();
-        assert!(status.success(), "building tern-relay failed");
+        assert!(status.success(), "building {name} failed");
     }
     bin
 }
@@ -158,7 +172,9 @@ pub struct RelayProcess {
     /// The SHA-256 fingerprint of its certificate.
     pub fingerprint: String,
     bin: PathBuf,
-    data: tempfile::TempDir,
+    /// Holds the config file (and the data directory unless one was given).
+    _scratch: tempfile::TempDir,
+    data_dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
 }
@@ -180,14 +196,25 @@ impl RelayProcess {
     /// # Panics
     /// As [`start`](Self::start), or when the file cannot be written.
     pub fn start_configured(bin: impl Into<PathBuf>, config: &str) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let path = data.path().join("relay.toml");
+        Self::start_on(bin, config, None)
+    }
+
+    /// [`start_configured`](Self::start_configured) keeping its data in
+    /// `data_dir` (a test's small filesystem) instead of a temporary
+    /// directory.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start), or when the file cannot be written.
+    pub fn start_on(bin: impl Into<PathBuf>, config: &str, data_dir: Option<PathBuf>) -> Self {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("relay.toml");
         std::fs::write(&path, config).unwrap();
         let mut relay = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             fingerprint: String::new(),
             bin: bin.into(),
-            data,
+            data_dir: data_dir.unwrap_or_else(|| scratch.path().join("data")),
+            _scratch: scratch,
             config: path,
             child: None,
         };
@@ -201,8 +228,10 @@ impl RelayProcess {
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(self.data.path())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -234,7 +263,7 @@ impl RelayProcess {
 
     /// The relay's data directory.
     pub fn dir(&self) -> &Path {
-        self.data.path()
+        &self.data_dir
     }
 
     /// The relay process's resident memory in KiB (`VmRSS` of
@@ -260,7 +289,8 @@ impl RelayProcess {
     }
 
     /// Kills the relay if it runs, then starts the binary again on the same
-    /// data directory (same certificate, a new port).
+    /// data directory and port (same certificate, same address), as a node
+    /// restarted after a crash.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

@@ -3,9 +3,12 @@
 //!
 //! Modes: `direct` (pairs of devices), `group` (one sender per group,
 //! sender-key style common ciphertext), `drain` (reconnect with queued
-//! messages) and `idle` (hold many connections, for RSS measurements).
+//! messages), `idle` (hold many connections, for RSS measurements) and
+//! `verify` (keep sending through relay crashes, then check that every
+//! acknowledged message was stored exactly once).
 
 mod cpu;
+mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +97,7 @@ enum Mode {
     Group,
     Drain,
     Idle,
+    Verify,
 }
 
 struct Clock(Instant);
@@ -611,6 +615,7 @@ fn main() -> anyhow::Result<()> {
             Mode::Group => group(&args).await,
             Mode::Drain => drain(&args).await,
             Mode::Idle => idle(&args).await,
+            Mode::Verify => verify::verify(&args).await,
         }
     })
 }
