@@ -52,7 +52,11 @@ pub enum RelayError {
 pub enum StoreError {
     /// The SQLite backend failed.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk holding the data is full: nothing was written; writes
+    /// succeed again once space is freed (clients get `UNAVAILABLE`).
+    #[error("storage full")]
+    Full,
     /// A stored row does not have the expected shape.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),
@@ -67,6 +71,15 @@ pub enum StoreError {
     /// A domain rule failed inside a storage transaction.
     #[error("{0}")]
     Rejected(Box<RelayError>),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::Full,
+            _ => Self::Sqlite(e),
+        }
+    }
 }
 
 impl From<RelayError> for StoreError {
@@ -92,6 +105,7 @@ impl RelayError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::Store(StoreError::Rejected(inner)) => inner.code(),
+            Self::Store(StoreError::Full) => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
         }
     }
@@ -108,6 +122,7 @@ impl RelayError {
     pub fn to_wire(&self) -> wire::Error {
         let (message, retry_after_ms) = match self {
             Self::Store(StoreError::Rejected(inner)) => return inner.to_wire(),
+            Self::Store(StoreError::Full) => ("relay storage is full".to_owned(), 1000),
             Self::Store(_) => ("internal error".to_owned(), 1000),
             Self::Unavailable(_) => (self.to_string(), 1000),
             Self::RateLimited(wait) => (

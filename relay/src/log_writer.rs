@@ -130,9 +130,14 @@ impl Writer {
                     tracing::error!(error = %e, batch = items.len(), "log commit failed");
                     self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                     items.clear();
+                    let full = matches!(e, StoreError::Full);
                     for reply in replies.drain(..) {
-                        let _ = reply
-                            .send(Err(RelayError::Store(StoreError::Corrupt("commit failed"))));
+                        let refusal = if full {
+                            StoreError::Full
+                        } else {
+                            StoreError::Corrupt("commit failed")
+                        };
+                        let _ = reply.send(Err(RelayError::Store(refusal)));
                     }
                 }
             }
