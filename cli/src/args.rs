@@ -295,19 +295,28 @@ pub enum GroupCommand {
         #[arg(long = "member", value_name = "NAME", required = true)]
         members: Vec<String>,
     },
-    /// Add a member to a group (a user who is not a contact yet is looked up
-    /// on the relay and added as a contact).
+    /// Add a member to a group (only admins may; a user who is not a
+    /// contact yet is looked up on the relay and added as a contact).
     Add {
         /// The group.
         group: String,
         /// The contact or registered user to add.
         name: String,
     },
-    /// Remove a member from a group (your own name leaves it).
+    /// Remove a member from a group (only admins may remove others; your
+    /// own name leaves it).
     Remove {
         /// The group.
         group: String,
         /// The member to remove.
+        name: String,
+    },
+    /// Make a member an admin of a group (only admins may; admins add and
+    /// remove members and promote others).
+    Promote {
+        /// The group.
+        group: String,
+        /// The member to make an admin.
         name: String,
     },
     /// Rename a group (every member sees the new name).
@@ -317,6 +326,6 @@ pub enum GroupCommand {
         /// The new name.
         name: String,
     },
-    /// List groups with their members and unread counts.
+    /// List groups with their members, admins and unread counts.
     List,
 }

@@ -33,7 +33,8 @@ pub enum Record {
     SafetyNumber(SafetyNumberRecord),
     /// A group: `group create`, `group rename`, `group list`.
     Group(GroupRecord),
-    /// A member added to or removed from a group: `group add`, `group remove`.
+    /// A member added to, removed from or promoted in a group: `group add`,
+    /// `group remove`, `group promote`.
     Membership(MembershipRecord),
     /// A saved attachment: `download`.
     Download(DownloadRecord),
@@ -234,6 +235,8 @@ pub struct GroupRecord {
     pub chat_id: String,
     /// Member names, this account included.
     pub members: Vec<String>,
+    /// Names of the members who are admins.
+    pub admins: Vec<String>,
     /// Messages from others not marked read yet.
     pub unread: u64,
 }
@@ -245,6 +248,7 @@ impl GroupRecord {
             name: chat.title.clone(),
             chat_id: hex::encode(chat.chat_id),
             members: chat.members.iter().map(|m| names.user(m)).collect(),
+            admins: chat.admins.iter().map(|m| names.user(m)).collect(),
             unread: chat.unread,
         }
     }
@@ -257,9 +261,9 @@ pub struct MembershipRecord {
     pub group: String,
     /// The group's chat id, hex.
     pub chat_id: String,
-    /// The user added or removed.
+    /// The user added, removed or promoted.
     pub user: String,
-    /// `added` or `removed`.
+    /// `added`, `removed` or `promoted` (made an admin).
     pub change: &'static str,
 }
 
@@ -426,6 +430,7 @@ mod tests {
                 name: "trip".into(),
                 chat_id: "ab".repeat(16),
                 members: vec!["alice".into(), "bob".into()],
+                admins: vec!["alice".into()],
                 unread: 2,
             }),
             Record::Membership(MembershipRecord {
@@ -582,11 +587,17 @@ mod tests {
             chat_id: [0xbb; 16],
             kind: tern_core::ChatKind::Group,
             title: "trip".into(),
-            members: vec![[0xcc; 16]],
+            members: vec![[0xcc; 16], [0xdd; 16]],
+            admins: vec![[0xdd; 16]],
             unread: 4,
         };
         let group = GroupRecord::new(&names, &chat);
-        assert_eq!(group.members, ["cccccccc"], "unknown users by short id");
+        assert_eq!(
+            group.members,
+            ["cccccccc", "dddddddd"],
+            "unknown users by short id"
+        );
+        assert_eq!(group.admins, ["dddddddd"]);
         assert_eq!(group.unread, 4);
         let device = DeviceRecord::new(&DeviceInfo {
             device_id: 1,

@@ -729,6 +729,90 @@ fn groups_take_registered_users_who_are_not_contacts_yet() {
     assert_eq!(alice.records(&["group", "list"]).len(), 1);
 }
 
+/// The sorted strings of a record's array field.
+fn sorted_names(record: &Value, field: &str) -> Vec<String> {
+    let mut names: Vec<String> = record[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array `{field}` in {record}"))
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn only_group_admins_change_others_and_promote() {
+    let relay = Relay::start();
+    let alice = relay.user("alice");
+    let bob = relay.user("bob");
+    let carol = relay.user("carol");
+    alice.records(&[
+        "group", "create", "trip", "--member", "bob", "--member", "carol",
+    ]);
+    let listed = alice.records(&["group", "list"]);
+    assert_eq!(sorted_names(&listed[0], "admins"), ["alice"], "the creator");
+    let text = alice.ok(&["group", "list"]);
+    assert!(text.contains("alice (admin)"), "{text}");
+    assert!(!text.contains("bob (admin)"), "{text}");
+    // Bob and Carol learn the group (and its name) from the relay.
+    bob.ok(&["recv"]);
+    carol.ok(&["recv"]);
+    let listed = bob.records(&["group", "list"]);
+    assert_eq!(listed[0]["name"], "trip");
+    assert_eq!(sorted_names(&listed[0], "admins"), ["alice"]);
+
+    // A member who is not an admin may not remove others or promote.
+    bob.ok(&["contact", "add", "carol"]);
+    let (code, error) = bob.json_error(&["group", "remove", "trip", "carol"]);
+    assert_eq!(code, 1, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("only group admins"),
+        "{error}"
+    );
+    let (code, _) = carol.json_error(&["group", "promote", "trip", "carol"]);
+    assert_eq!(code, 1);
+    // Carol is still a member.
+    alice.ok(&["send", "--group", "trip", "still three of us"]);
+    assert_eq!(texts(&carol.recv_records(1)), ["still three of us"]);
+    let listed = alice.records(&["group", "list"]);
+    assert_eq!(
+        sorted_names(&listed[0], "members"),
+        ["alice", "bob", "carol"]
+    );
+
+    // Alice makes Bob an admin; now he may remove Carol.
+    let promoted = alice.records(&["group", "promote", "trip", "bob"]);
+    assert_eq!(promoted[0]["type"], "membership");
+    assert_eq!(promoted[0]["user"], "bob");
+    assert_eq!(promoted[0]["change"], "promoted");
+    assert_eq!(promoted[0]["group"], "#trip");
+    let removed = bob.records(&["group", "remove", "trip", "carol"]);
+    assert_eq!(removed[0]["change"], "removed");
+    for user in [&alice, &bob] {
+        user.ok(&["recv"]);
+        let listed = user.records(&["group", "list"]);
+        assert_eq!(sorted_names(&listed[0], "admins"), ["alice", "bob"]);
+        assert_eq!(sorted_names(&listed[0], "members"), ["alice", "bob"]);
+    }
+    let text = bob.ok(&["group", "list"]);
+    assert!(
+        text.contains("alice (admin)") && text.contains("bob (admin)"),
+        "{text}"
+    );
+
+    // Any member may leave: Alice removes herself.
+    let left = alice.ok(&["group", "remove", "trip", "alice"]);
+    assert_eq!(left.trim(), "removed alice from #trip");
+    bob.ok(&["recv"]);
+    let listed = bob.records(&["group", "list"]);
+    assert_eq!(sorted_names(&listed[0], "members"), ["bob"]);
+    assert_eq!(sorted_names(&listed[0], "admins"), ["bob"]);
+}
+
 #[test]
 fn a_peer_cannot_write_control_sequences_to_the_terminal() {
     let relay = Relay::start();

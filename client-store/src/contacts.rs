@@ -162,7 +162,8 @@ impl Tx<'_> {
         Ok(chats)
     }
 
-    /// Replaces the member list of a chat.
+    /// Replaces the member list of a chat; members who stay keep their
+    /// admin flag.
     pub fn set_chat_members(&self, chat_id: &ChatId, members: &[UserId]) -> Result<(), StoreError> {
         if members.len() > MAX_CHAT_MEMBERS {
             return Err(StoreError::TooLarge {
@@ -172,8 +173,14 @@ impl Tx<'_> {
             });
         }
         let conn = self.conn();
-        conn.prepare_cached("DELETE FROM chat_members WHERE chat_id = ?1")?
-            .execute([chat_id])?;
+        for old in self.chat_members(chat_id)? {
+            if !members.contains(&old) {
+                conn.prepare_cached(
+                    "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2",
+                )?
+                .execute(params![chat_id, old])?;
+            }
+        }
         let mut insert = conn.prepare_cached(
             "INSERT OR IGNORE INTO chat_members (chat_id, user_id) VALUES (?1, ?2)",
         )?;
@@ -181,6 +188,41 @@ impl Tx<'_> {
             insert.execute(params![chat_id, member])?;
         }
         Ok(())
+    }
+
+    /// Marks `admins` as the chat's admins and every other member as not
+    /// one (from the relay's view of the chat).
+    pub fn set_chat_admins(&self, chat_id: &ChatId, admins: &[UserId]) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("UPDATE chat_members SET admin = 0 WHERE chat_id = ?1")?
+            .execute([chat_id])?;
+        self.promote_chat_members(chat_id, admins)
+    }
+
+    /// Makes `members` admins of the chat (a membership entry promoted them).
+    pub fn promote_chat_members(
+        &self,
+        chat_id: &ChatId,
+        members: &[UserId],
+    ) -> Result<(), StoreError> {
+        let mut promote = self.conn().prepare_cached(
+            "UPDATE chat_members SET admin = 1 WHERE chat_id = ?1 AND user_id = ?2",
+        )?;
+        for member in members {
+            promote.execute(params![chat_id, member])?;
+        }
+        Ok(())
+    }
+
+    /// The admins of a chat, in id order.
+    pub fn chat_admins(&self, chat_id: &ChatId) -> Result<Vec<UserId>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT user_id FROM chat_members WHERE chat_id = ?1 AND admin = 1 ORDER BY user_id",
+        )?;
+        let admins = stmt
+            .query_map([chat_id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(admins)
     }
 
     /// The members of a chat, in id order.

@@ -192,8 +192,20 @@ CREATE TABLE prekey_schedules (
 ) STRICT;
 ";
 
+/// Schema version 6: group admins (1 marks an admin; the relay's chat
+/// listing and membership entries say who is one).
+const V6: &str = "
+ALTER TABLE chat_members ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Schema version 7: the outbox is sent in order per chat; this finds a
+/// chat's oldest entry.
+const V7: &str = "
+CREATE INDEX outbox_by_chat ON outbox (chat_id, id);
+";
+
 /// Every migration, in order. Entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

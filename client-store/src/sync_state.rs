@@ -118,28 +118,49 @@ impl Tx<'_> {
     }
 
     /// Entries due at `now_ms`, oldest due first, at most `limit`
-    /// (capped at [`MAX_DUE_BATCH`]).
+    /// (capped at [`MAX_DUE_BATCH`]). Only the oldest entry of each chat
+    /// can be due: a chat's messages leave in the order they were queued,
+    /// so one waiting for a retry holds back those queued after it.
     pub fn due_outbox(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT id, chat_id, client_message_id, payload, attempts, next_attempt_at_ms,
                  created_at_ms
-             FROM outbox WHERE next_attempt_at_ms <= ?1
+             FROM outbox o WHERE next_attempt_at_ms <= ?1
+               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.chat_id = o.chat_id AND e.id < o.id)
              ORDER BY next_attempt_at_ms, id LIMIT ?2",
         )?;
         let due = stmt
-            .query_map(params![now_ms, limit.min(MAX_DUE_BATCH)], |row| {
-                Ok(OutboxEntry {
-                    id: row.get(0)?,
-                    chat_id: row.get(1)?,
-                    client_message_id: row.get(2)?,
-                    payload: row.get(3)?,
-                    attempts: row.get(4)?,
-                    next_attempt_at_ms: row.get(5)?,
-                    created_at_ms: row.get(6)?,
-                })
-            })?
+            .query_map(params![now_ms, limit.min(MAX_DUE_BATCH)], outbox_row)?
             .collect::<Result<_, _>>()?;
         Ok(due)
+    }
+
+    /// Every queued entry, due or not, in the order queued, at most
+    /// `limit` (capped at [`MAX_DUE_BATCH`]).
+    pub fn queued_outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, chat_id, client_message_id, payload, attempts, next_attempt_at_ms,
+                 created_at_ms
+             FROM outbox ORDER BY id LIMIT ?1",
+        )?;
+        let queued = stmt
+            .query_map([limit.min(MAX_DUE_BATCH)], outbox_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(queued)
+    }
+
+    /// Replaces the payload of entry `id` (once its request is prepared),
+    /// keeping its place in the queue.
+    pub fn replace_outbox_payload(&self, id: i64, payload: &[u8]) -> Result<(), StoreError> {
+        check_len("outbox payload", payload.len(), MAX_OUTBOX_PAYLOAD)?;
+        let updated = self
+            .conn()
+            .prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1")?
+            .execute(params![id, payload])?;
+        if updated == 0 {
+            return Err(StoreError::NotFound("outbox entry"));
+        }
+        Ok(())
     }
 
     /// Counts an attempt on entry `id` and schedules the next one.
@@ -182,5 +203,17 @@ fn cursor_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RelayCursor> {
         chat_id: row.get(0)?,
         delivered_seq: get_u64(row, 1)?,
         read_seq: get_u64(row, 2)?,
+    })
+}
+
+fn outbox_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: row.get(0)?,
+        chat_id: row.get(1)?,
+        client_message_id: row.get(2)?,
+        payload: row.get(3)?,
+        attempts: row.get(4)?,
+        next_attempt_at_ms: row.get(5)?,
+        created_at_ms: row.get(6)?,
     })
 }

@@ -426,13 +426,18 @@ fn outbox_is_idempotent_and_schedules_retries() {
                     .collect::<Vec<_>>(),
                 [a]
             );
+            let other = tx.enqueue_outbox(&chat_id(2), &[3; 16], b"req c", 250)?;
             tx.reschedule_outbox(a, 1_000)?;
+            // B waits behind A in its chat; the other chat goes on.
             let due = tx.due_outbox(500, 10)?;
-            assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [b]);
+            assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [other]);
             let later = tx.due_outbox(1_000, 10)?;
+            assert_eq!(later.iter().map(|e| e.id).collect::<Vec<_>>(), [other, a]);
             assert_eq!(later[1].attempts, 1);
             assert_eq!(later[1].payload, b"req a");
             assert!(tx.remove_outbox(&[1; 16])?);
+            let next = tx.due_outbox(1_000, 10)?;
+            assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), [b, other]);
             assert!(!tx.remove_outbox(&[1; 16])?);
             assert!(matches!(
                 tx.reschedule_outbox(a, 0),

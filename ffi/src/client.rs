@@ -325,18 +325,34 @@ impl TernClient {
         spawn(async move { Ok(hex::encode(client.create_group(title, members).await?)) }).await
     }
 
-    /// Adds contacts to a group.
+    /// Adds contacts to a group (only admins may; the relay refuses others
+    /// with `TernError::Refused`).
     pub async fn add_members(&self, chat_id: String, users: Vec<String>) -> Result<(), TernError> {
         self.change_members(chat_id, users, Vec::new()).await
     }
 
-    /// Removes members from a group (their devices stop receiving).
+    /// Removes members from a group (their devices stop receiving). Only
+    /// admins may remove others; any member may remove itself (leave). The
+    /// relay refuses others with `TernError::Refused`.
     pub async fn remove_members(
         &self,
         chat_id: String,
         users: Vec<String>,
     ) -> Result<(), TernError> {
         self.change_members(chat_id, Vec::new(), users).await
+    }
+
+    /// Makes members (hex user ids) admins of a group. Only admins may; the
+    /// relay refuses others with `TernError::Refused`.
+    pub async fn promote_members(
+        &self,
+        chat_id: String,
+        user_ids: Vec<String>,
+    ) -> Result<(), TernError> {
+        let client = self.inner()?;
+        let chat_id = parse_id(&chat_id)?;
+        let user_ids = parse_ids(&user_ids)?;
+        spawn(async move { Ok(client.promote(chat_id, user_ids).await?) }).await
     }
 
     /// Renames a group; every member sees the new title.

@@ -111,7 +111,7 @@ pub enum TernEvent {
         /// The member who renamed it (hex).
         by: String,
     },
-    /// Group members were added or removed.
+    /// Group members were added, removed or made admins.
     MembersChanged {
         /// Chat id (hex).
         chat_id: String,
@@ -119,6 +119,8 @@ pub enum TernEvent {
         added: Vec<String>,
         /// Removed users (hex).
         removed: Vec<String>,
+        /// Users made admins of the group (hex).
+        promoted: Vec<String>,
     },
     /// Someone started or stopped typing.
     Typing {
@@ -249,10 +251,12 @@ impl TernEvent {
                 chat_id,
                 added,
                 removed,
+                promoted,
             } => Self::MembersChanged {
                 chat_id: hex::encode(chat_id),
                 added: added.iter().map(hex::encode).collect(),
                 removed: removed.iter().map(hex::encode).collect(),
+                promoted: promoted.iter().map(hex::encode).collect(),
             },
             ClientEvent::Typing {
                 chat_id,

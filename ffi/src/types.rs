@@ -113,6 +113,9 @@ pub struct Chat {
     pub title: String,
     /// Members' user ids (hex), this user included.
     pub members: Vec<String>,
+    /// User ids (hex) of the members who are admins of a group (they add
+    /// and remove members and promote others); empty for a direct chat.
+    pub admins: Vec<String>,
     /// Messages received and not yet marked read.
     pub unread: u64,
 }
@@ -127,6 +130,7 @@ impl From<ChatInfo> for Chat {
             },
             title: c.title,
             members: c.members.iter().map(hex::encode).collect(),
+            admins: c.admins.iter().map(hex::encode).collect(),
             unread: c.unread,
         }
     }

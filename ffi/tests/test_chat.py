@@ -1,7 +1,10 @@
 """Two Python clients chat 1:1 through the real relay: messages arrive via
-the listener, and the sender sees ✓ sent, ✓✓ delivered, then read."""
+the listener, and the sender sees ✓ sent, ✓✓ delivered, then read. Three
+clients share a group whose admins alone remove others and promote."""
 
 import asyncio
+
+import pytest
 
 import tern
 from conftest import Person, is_message, status_is
@@ -53,6 +56,55 @@ def test_two_python_clients_chat_and_statuses_move(relay, tmp_path):
                 == bob.client.safety_number(alice.user_id).digits)
 
         for person in (alice, bob):
+            await person.client.shutdown()
+
+    asyncio.run(run())
+
+
+async def chat_where(person, chat_id, predicate, timeout=15.0):
+    """`person`'s chat `chat_id` once `predicate` holds for it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = [c for c in person.client.chats() if c.chat_id == chat_id and predicate(c)]
+        if found:
+            return found[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"chat {chat_id} never matched: {person.client.chats()!r}")
+        await asyncio.sleep(0.1)
+
+
+def test_only_group_admins_remove_others_and_promote(relay, tmp_path):
+    async def run():
+        alice = await Person.create(relay, tmp_path, "alice")
+        bob = await Person.create(relay, tmp_path, "bob")
+        carol = await Person.create(relay, tmp_path, "carol")
+        members = [(await alice.client.add_contact(n)).user_id for n in ("bob", "carol")]
+        chat = await alice.client.create_group("team", members)
+
+        # The creator is the only admin, on every member's device.
+        [info] = [c for c in alice.client.chats() if c.chat_id == chat]
+        assert info.admins == [alice.user_id]
+        await chat_where(bob, chat, lambda c: c.admins == [alice.user_id])
+
+        # A member who is not an admin may not remove others.
+        with pytest.raises(tern.TernError.Refused, match="only group admins"):
+            await bob.client.remove_members(chat, [carol.user_id])
+        with pytest.raises(tern.TernError.Refused, match="only group admins"):
+            await bob.client.promote_members(chat, [bob.user_id])
+        [info] = [c for c in alice.client.chats() if c.chat_id == chat]
+        assert sorted(info.members) == sorted([alice.user_id, bob.user_id, carol.user_id])
+
+        # Once promoted, Bob may.
+        await alice.client.promote_members(chat, [bob.user_id])
+        await bob.events.until(lambda e: isinstance(e, tern.TernEvent.MEMBERS_CHANGED)
+                               and e.chat_id == chat and e.promoted == [bob.user_id])
+        await bob.client.remove_members(chat, [carol.user_id])
+        both = sorted([alice.user_id, bob.user_id])
+        for person in (alice, bob):
+            await chat_where(person, chat, lambda c: sorted(c.members) == both
+                             and sorted(c.admins) == both)
+
+        for person in (alice, bob, carol):
             await person.client.shutdown()
 
     asyncio.run(run())

@@ -356,10 +356,16 @@ impl Validate for ChangeMembers {
             MAX_CHAT_MEMBERS,
             USER_ID_LEN,
         )?;
-        if self.add.is_empty() && self.remove.is_empty() {
+        ids(
+            "ChangeMembers.promote",
+            &self.promote,
+            MAX_CHAT_MEMBERS,
+            USER_ID_LEN,
+        )?;
+        if self.add.is_empty() && self.remove.is_empty() && self.promote.is_empty() {
             return Err(ProtocolError::Invalid {
                 field: "ChangeMembers",
-                reason: "nothing to add or remove",
+                reason: "nothing to add, remove or promote",
             });
         }
         Ok(())
@@ -560,6 +566,12 @@ impl Validate for ChatInfo {
             &self.members,
             MAX_CHAT_MEMBERS,
             USER_ID_LEN,
+        )?;
+        ids(
+            "ChatInfo.admins",
+            &self.admins,
+            MAX_CHAT_MEMBERS,
+            USER_ID_LEN,
         )
     }
 }
@@ -587,6 +599,12 @@ impl Validate for Delivery {
         ids(
             "Delivery.removed",
             &self.removed,
+            MAX_CHAT_MEMBERS,
+            USER_ID_LEN,
+        )?;
+        ids(
+            "Delivery.promoted",
+            &self.promoted,
             MAX_CHAT_MEMBERS,
             USER_ID_LEN,
         )

@@ -181,13 +181,20 @@ fn request() -> impl Strategy<Value = request::Kind> {
             kind: ChatKind::Direct as i32,
             members: vec![member],
         })),
-        (chat_id(), vec(user_id(), 1..5), vec(user_id(), 0..5)).prop_map(
-            |(chat_id, add, remove)| Kind::ChangeMembers(ChangeMembers {
-                chat_id,
-                add,
-                remove
-            })
-        ),
+        (
+            chat_id(),
+            vec(user_id(), 1..5),
+            vec(user_id(), 0..5),
+            vec(user_id(), 0..3)
+        )
+            .prop_map(|(chat_id, add, remove, promote)| Kind::ChangeMembers(
+                ChangeMembers {
+                    chat_id,
+                    add,
+                    remove,
+                    promote,
+                }
+            )),
         chat_id().prop_map(|chat_id| Kind::GetChat(GetChat { chat_id })),
         Just(Kind::ListChats(ListChats {})),
     ];
@@ -274,13 +281,17 @@ fn delivery() -> impl Strategy<Value = Delivery> {
             up_to(200),
             up_to(200),
         ),
-        (vec(user_id(), 0..3), vec(user_id(), 0..3)),
+        (
+            vec(user_id(), 0..3),
+            vec(user_id(), 0..3),
+            vec(user_id(), 0..3),
+        ),
     )
         .prop_map(
             |(
                 (chat_id, seq, kind, sender_user_id, sender_device_id),
                 (server_time_ms, client_message_id, ciphertext, common_ciphertext),
-                (added, removed),
+                (added, removed, promoted),
             )| Delivery {
                 chat_id,
                 seq,
@@ -293,19 +304,26 @@ fn delivery() -> impl Strategy<Value = Delivery> {
                 common_ciphertext,
                 added,
                 removed,
+                promoted,
             },
         )
 }
 
 fn chat_info() -> impl Strategy<Value = ChatInfo> {
-    (chat_id(), 0..3i32, vec(user_id(), 0..5), any::<u64>()).prop_map(
-        |(chat_id, kind, members, last_seq)| ChatInfo {
+    (
+        chat_id(),
+        0..3i32,
+        vec(user_id(), 0..5),
+        any::<u64>(),
+        vec(user_id(), 0..3),
+    )
+        .prop_map(|(chat_id, kind, members, last_seq, admins)| ChatInfo {
             chat_id,
             kind,
             members,
             last_seq,
-        },
-    )
+            admins,
+        })
 }
 
 fn device_address() -> impl Strategy<Value = DeviceAddress> {

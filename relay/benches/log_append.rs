@@ -76,6 +76,7 @@ fn setup(dir: &tempfile::TempDir, sync: Synchronous) -> SqliteStore {
                 create: Some(ChatKind::Direct),
                 added: vec![user(2 * p), user(2 * p + 1)],
                 removed: Vec::new(),
+                promote: Vec::new(),
             })
         })
         .collect();

@@ -27,6 +27,7 @@ pub(crate) fn chat_info(c: ChatRecord) -> ChatInfo {
         kind: c.kind as i32,
         members: c.members.iter().map(UserId::to_wire).collect(),
         last_seq: c.last_seq,
+        admins: c.admins.iter().map(UserId::to_wire).collect(),
     }
 }
 
@@ -73,13 +74,15 @@ impl Relay {
             create: Some(kind),
             added: members,
             removed: Vec::new(),
+            promote: Vec::new(),
         });
         self.log.append(append).await?;
         let chat = self.member_chat(device, chat_id).await?;
         Ok(response::Kind::ChatInfo(chat_info(chat)))
     }
 
-    /// Adds or removes members of a group chat.
+    /// Adds or removes members of a group chat, or promotes members to
+    /// admins (the store enforces who may).
     pub(crate) async fn change_members(
         &self,
         device: DeviceAddr,
@@ -92,6 +95,7 @@ impl Relay {
             create: None,
             added: user_ids("ChangeMembers.add", &r.add)?,
             removed: user_ids("ChangeMembers.remove", &r.remove)?,
+            promote: user_ids("ChangeMembers.promote", &r.promote)?,
         });
         self.log.append(append).await?;
         let chat = self

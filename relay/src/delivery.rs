@@ -214,6 +214,7 @@ mod tests {
             common_ciphertext: Bytes::from_static(b"common"),
             added: Vec::new(),
             removed: Vec::new(),
+            promoted: Vec::new(),
             recipients: vec![UserId([2; 16]), UserId([3; 16])],
             committed_at: Instant::now(),
             shared_frame: std::sync::OnceLock::new(),

@@ -152,6 +152,7 @@ async fn group_membership_changes_are_log_entries() {
             chat_id: chat.to_vec().into(),
             add: vec![carol.user_id.to_vec().into()],
             remove: vec![bob.user_id.to_vec().into()],
+            promote: vec![],
         }))
         .await;
     let response::Kind::ChatInfo(info) = info else {

@@ -60,6 +60,23 @@ async fn a_slow_receiver_holds_only_its_own_bytes_within_its_budget() {
     let _slow = RawClient::login(at, &bob, 1).await.unwrap();
     send_all().await;
     let growth = relay.rss_kib().unwrap().saturating_sub(before);
+    // A device that reads is served as usual while the slow one lags.
+    let carol = Account::new("carol", 1);
+    let mut c = RawClient::register(at, &carol).await.unwrap();
+    let direct = direct_chat(&a, &carol).await;
+    for i in 0..20u8 {
+        a.ok(send_to(direct, random(), &[(&carol.user_id, 1, &[i])], b""))
+            .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        if let event::Kind::Delivery(d) = c.next_event().await
+            && d.kind == EntryKind::Message as i32
+        {
+            got.push(d.ciphertext[0]);
+        }
+    }
+    assert_eq!(got, (0..20).collect::<Vec<u8>>());
     println!(
         "relay RSS {before} KiB, +{growth} KiB after {ENTRIES} entries of {} KiB to a device that does not read ({} KiB of each for it)",
         (SLOW_PART + OTHERS * OTHER_PART) / 1024,

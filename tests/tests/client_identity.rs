@@ -8,6 +8,43 @@ use tern_core::{ClientError, Verification};
 use tern_store::Store;
 use tern_testkit::{TestClient, TestRelay, guard, random, test_key};
 
+/// Alice, Bob and Carol, each a contact of Alice, in a group Alice created
+/// and greeted with `hello` (both others received it).
+struct Trio {
+    alice: TestClient,
+    bob: TestClient,
+    carol: TestClient,
+    bob_id: [u8; 16],
+    carol_id: [u8; 16],
+    group: [u8; 16],
+}
+
+async fn trio(relay: &TestRelay, title: &str, hello: &str) -> Trio {
+    let alice = TestClient::create(relay, "alice").await;
+    let mut bob = TestClient::create(relay, "bob").await;
+    let mut carol = TestClient::create(relay, "carol").await;
+    let bob_id = alice.contact("bob").await;
+    let carol_id = alice.contact("carol").await;
+    let group = guard(
+        alice
+            .client
+            .create_group(title.into(), vec![bob_id, carol_id]),
+    )
+    .await
+    .unwrap();
+    alice.client.send_text(group, hello.into()).unwrap();
+    assert_eq!(bob.next_message().await.text, hello);
+    assert_eq!(carol.next_message().await.text, hello);
+    Trio {
+        alice,
+        bob,
+        carol,
+        bob_id,
+        carol_id,
+        group,
+    }
+}
+
 #[tokio::test]
 async fn safety_numbers_match_and_a_changed_verified_identity_blocks_sending() {
     let relay = TestRelay::start().await;
@@ -73,26 +110,20 @@ async fn safety_numbers_match_and_a_changed_verified_identity_blocks_sending() {
 #[tokio::test]
 async fn a_group_of_three_chats_with_typing_and_presence() {
     let relay = TestRelay::start().await;
-    let mut alice = TestClient::create(&relay, "alice").await;
-    let mut bob = TestClient::create(&relay, "bob").await;
-    let mut carol = TestClient::create(&relay, "carol").await;
-    let bob_id = alice.contact("bob").await;
-    let carol_id = alice.contact("carol").await;
+    let Trio {
+        mut alice,
+        mut bob,
+        carol,
+        bob_id,
+        carol_id,
+        group,
+    } = trio(&relay, "trio", "hello group").await;
     let alice_id = alice.client.account().user_id;
-    let group = guard(
-        alice
-            .client
-            .create_group("trio".into(), vec![bob_id, carol_id]),
-    )
-    .await
-    .unwrap();
-
-    alice.client.send_text(group, "hello group".into()).unwrap();
-    for member in [&mut bob, &mut carol] {
-        let message = member.next_message().await;
-        assert_eq!(message.text, "hello group");
-        assert_eq!(message.chat_id, group);
-        assert_eq!(message.sender, alice_id);
+    for member in [&bob, &carol] {
+        let greeting = member.client.messages(group, None, 10).unwrap();
+        let greeting = greeting.last().unwrap();
+        assert_eq!(greeting.text, "hello group");
+        assert_eq!(greeting.sender, alice_id);
     }
     carol.client.send_text(group, "carol here".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "carol here");
@@ -143,21 +174,14 @@ async fn a_group_of_three_chats_with_typing_and_presence() {
 #[tokio::test]
 async fn a_group_keeps_working_after_a_member_leaves() {
     let relay = TestRelay::start().await;
-    let mut alice = TestClient::create(&relay, "alice").await;
-    let mut bob = TestClient::create(&relay, "bob").await;
-    let mut carol = TestClient::create(&relay, "carol").await;
-    let bob_id = alice.contact("bob").await;
-    let carol_id = alice.contact("carol").await;
-    let group = guard(
-        alice
-            .client
-            .create_group("trio".into(), vec![bob_id, carol_id]),
-    )
-    .await
-    .unwrap();
-    alice.client.send_text(group, "before".into()).unwrap();
-    assert_eq!(bob.next_message().await.text, "before");
-    assert_eq!(carol.next_message().await.text, "before");
+    let Trio {
+        mut alice,
+        mut bob,
+        mut carol,
+        carol_id,
+        group,
+        ..
+    } = trio(&relay, "trio", "before").await;
     bob.client.send_text(group, "bob before".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "bob before");
     assert_eq!(carol.next_message().await.text, "bob before");
@@ -254,5 +278,71 @@ async fn a_member_removed_while_offline_leaves_the_group_on_its_next_sync() {
         .unwrap()
         .members;
     assert!(!members.contains(&carol_id));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn only_group_admins_change_members_and_promotions_reach_every_member() {
+    let relay = TestRelay::start().await;
+    let Trio {
+        mut alice,
+        mut bob,
+        mut carol,
+        bob_id,
+        carol_id,
+        group,
+    } = trio(&relay, "team", "hello").await;
+    let alice_id = alice.client.account().user_id;
+    let admins = |client: &tern_core::Client| {
+        client
+            .chats()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.chat_id == group)
+            .unwrap()
+            .admins
+    };
+    assert_eq!(admins(&alice.client), [alice_id]);
+    assert_eq!(admins(&bob.client), [alice_id]);
+
+    bob.contact("carol").await;
+    let refused = guard(bob.client.change_members(group, vec![], vec![carol_id]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ClientError::Refused(ref m) if m.contains("admins")),
+        "{refused}"
+    );
+
+    guard(alice.client.promote(group, vec![bob_id]))
+        .await
+        .unwrap();
+    let promoted = carol
+        .expect(|e| match e {
+            ClientEvent::MembersChanged {
+                chat_id, promoted, ..
+            } if chat_id == group && !promoted.is_empty() => Some(promoted),
+            _ => None,
+        })
+        .await;
+    assert_eq!(promoted, [bob_id]);
+    let mut both = vec![alice_id, bob_id];
+    both.sort_unstable();
+    assert_eq!(admins(&carol.client), both);
+    bob.expect(|e| match e {
+        ClientEvent::MembersChanged { promoted, .. } if !promoted.is_empty() => Some(()),
+        _ => None,
+    })
+    .await;
+    guard(bob.client.change_members(group, vec![], vec![carol_id]))
+        .await
+        .unwrap();
+    let removed = alice
+        .expect(|e| match e {
+            ClientEvent::MembersChanged { removed, .. } if !removed.is_empty() => Some(removed),
+            _ => None,
+        })
+        .await;
+    assert_eq!(removed, [carol_id]);
     relay.stop().await;
 }

@@ -1,4 +1,4 @@
-//! `tern group create|add|remove|rename|list`.
+//! `tern group create|add|remove|promote|rename|list`.
 
 use std::time::Duration;
 
@@ -30,8 +30,13 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
                 format!("created group {name} with {}", members.join(", "))
             })
         }
-        GroupCommand::Add { group, name } => change(session, &group, &name, true, out).await,
-        GroupCommand::Remove { group, name } => change(session, &group, &name, false, out).await,
+        GroupCommand::Add { group, name } => change(session, &group, &name, Change::Add, out).await,
+        GroupCommand::Remove { group, name } => {
+            change(session, &group, &name, Change::Remove, out).await
+        }
+        GroupCommand::Promote { group, name } => {
+            change(session, &group, &name, Change::Promote, out).await
+        }
         GroupCommand::Rename { group, name } => {
             let chat = session.group(&group)?;
             session.client.rename_group(chat.chat_id, name.clone())?;
@@ -54,13 +59,24 @@ pub async fn run(session: &Session, command: GroupCommand, out: Printer) -> anyh
     }
 }
 
-/// `group list`'s line: `NAME (N unread): MEMBER, …`.
+/// `group list`'s line: `NAME (N unread): MEMBER (admin), MEMBER, …`.
 fn list_line(group: &GroupRecord) -> String {
     let unread = match group.unread {
         0 => String::new(),
         n => format!(" ({n} unread)"),
     };
-    format!("{}{unread}: {}", group.name, group.members.join(", "))
+    let members: Vec<String> = group
+        .members
+        .iter()
+        .map(|member| {
+            if group.admins.contains(member) {
+                format!("{member} (admin)")
+            } else {
+                member.clone()
+            }
+        })
+        .collect();
+    format!("{}{unread}: {}", group.name, members.join(", "))
 }
 
 /// Prints the `group` record of the group `chat_id` as it is stored now, or
@@ -81,18 +97,52 @@ fn print_group(
     out.emit(&Record::Group(record), text)
 }
 
-/// Adds (`add`) or removes a member; a user added who is not a contact yet
-/// is looked up on the relay first.
+/// A membership change `tern group` asks the relay for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// `group add`.
+    Add,
+    /// `group remove` (this account's own name leaves).
+    Remove,
+    /// `group promote`: make a member an admin.
+    Promote,
+}
+
+impl Change {
+    /// The `membership` record's `change`.
+    fn name(self) -> &'static str {
+        match self {
+            Change::Add => "added",
+            Change::Remove => "removed",
+            Change::Promote => "promoted",
+        }
+    }
+
+    /// The text output: `added NAME to #GROUP`, `removed NAME from #GROUP`,
+    /// `promoted NAME to admin of #GROUP`.
+    fn text(self, name: &str, group: &str) -> String {
+        let preposition = match self {
+            Change::Add => "to",
+            Change::Remove => "from",
+            Change::Promote => "to admin of",
+        };
+        format!("{} {name} {preposition} {group}", self.name())
+    }
+}
+
+/// Adds, removes or promotes a member; a user added who is not a contact
+/// yet is looked up on the relay first. The relay refuses a change this
+/// account may not make (only admins change others).
 async fn change(
     session: &Session,
     group: &str,
     name: &str,
-    add: bool,
+    change: Change,
     out: Printer,
 ) -> anyhow::Result<()> {
     let chat = session.group(group)?;
     let account = session.client.account();
-    let user = if add {
+    let user = if change == Change::Add {
         session.contact_or_add(name, RELAY_TIMEOUT).await?.user_id
     } else if name == account.user_name {
         account.user_id
@@ -100,27 +150,64 @@ async fn change(
         session.contact(name)?.user_id
     };
     session.online(RELAY_TIMEOUT).await?;
-    let (added, removed) = if add {
-        (vec![user], Vec::new())
-    } else {
-        (Vec::new(), vec![user])
-    };
-    session
-        .client
-        .change_members(chat.chat_id, added, removed)
-        .await?;
+    match change {
+        Change::Add => {
+            session
+                .client
+                .change_members(chat.chat_id, vec![user], Vec::new())
+                .await?;
+        }
+        Change::Remove => {
+            session
+                .client
+                .change_members(chat.chat_id, Vec::new(), vec![user])
+                .await?;
+        }
+        Change::Promote => session.client.promote(chat.chat_id, vec![user]).await?,
+    }
     let names = session.names()?;
     let record = MembershipRecord {
         group: names.chat(&chat.chat_id),
         chat_id: hex::encode(chat.chat_id),
         user: name.to_owned(),
-        change: if add { "added" } else { "removed" },
+        change: change.name(),
     };
-    let text = format!(
-        "{} {name} {} {}",
-        record.change,
-        if add { "to" } else { "from" },
-        record.group
-    );
+    let text = change.text(name, &record.group);
     out.emit(&Record::Membership(record), || text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_lines_mark_admins() {
+        let group = GroupRecord {
+            name: "team".into(),
+            chat_id: "ab".repeat(16),
+            members: vec!["alice".into(), "bob".into(), "carol".into()],
+            admins: vec!["alice".into()],
+            unread: 0,
+        };
+        assert_eq!(list_line(&group), "team: alice (admin), bob, carol");
+        let unread = GroupRecord { unread: 2, ..group };
+        assert_eq!(
+            list_line(&unread),
+            "team (2 unread): alice (admin), bob, carol"
+        );
+    }
+
+    #[test]
+    fn changes_read_as_sentences() {
+        assert_eq!(Change::Add.text("dave", "#team"), "added dave to #team");
+        assert_eq!(
+            Change::Remove.text("bob", "#team"),
+            "removed bob from #team"
+        );
+        assert_eq!(
+            Change::Promote.text("bob", "#team"),
+            "promoted bob to admin of #team"
+        );
+        assert_eq!(Change::Promote.name(), "promoted");
+    }
 }

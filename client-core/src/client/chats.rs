@@ -10,7 +10,7 @@ use crate::model::{ChatId, ChatInfo, ChatKind, UserId};
 use crate::random::random_bytes;
 use crate::store::{Chat, StoreError};
 use crate::sync::content::{MAX_TITLE_LEN, Payload};
-use crate::sync::queue_payload;
+use crate::sync::{MembershipChange, apply_membership, queue_payload};
 
 impl Client {
     /// The direct chat with a contact (its id is derived from both user ids,
@@ -73,6 +73,7 @@ impl Client {
                 created_at_ms: now,
             })?;
             tx.set_chat_members(&chat_id, &all)?;
+            tx.set_chat_admins(&chat_id, &[me])?;
             queue_payload(
                 tx,
                 &chat_id,
@@ -119,35 +120,75 @@ impl Client {
     }
 
     /// Adds and removes members of a group chat on the relay (recorded as a
-    /// membership entry every member device sees in order). Removing members
-    /// replaces this device's sender key at once; the other members replace
-    /// theirs when they process the entry. Needs the relay.
+    /// membership entry every member device sees in order). Only admins may
+    /// add or remove others; any member may remove itself (leave). Removing
+    /// members replaces this device's sender key at once; the other members
+    /// replace theirs when they process the entry. Needs the relay.
     pub async fn change_members(
         &self,
         chat_id: ChatId,
         add: Vec<UserId>,
         remove: Vec<UserId>,
     ) -> Result<(), ClientError> {
-        let conn = self.core.connection()?;
+        self.group_chat(&chat_id)?;
+        for user in &add {
+            self.contact(*user)?;
+        }
+        self.change_group(
+            chat_id,
+            MembershipChange {
+                added: add,
+                removed: remove,
+                promoted: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Makes `members` admins of a group chat (recorded as a membership
+    /// entry). Only admins may; the relay refuses others. Needs the relay.
+    pub async fn promote(&self, chat_id: ChatId, members: Vec<UserId>) -> Result<(), ClientError> {
+        self.group_chat(&chat_id)?;
+        self.change_group(
+            chat_id,
+            MembershipChange {
+                promoted: members,
+                ..MembershipChange::default()
+            },
+        )
+        .await
+    }
+
+    /// The stored group chat `chat_id`.
+    fn group_chat(&self, chat_id: &ChatId) -> Result<Chat, ClientError> {
         let chat = self
             .core
             .store
-            .transaction(|tx| tx.chat(&chat_id))?
+            .transaction(|tx| tx.chat(chat_id))?
             .ok_or(ClientError::UnknownChat)?;
         if chat.kind != ChatKind::Group {
             return Err(ClientError::InvalidArgument("not a group chat"));
         }
-        for user in &add {
-            self.contact(*user)?;
-        }
+        Ok(chat)
+    }
+
+    /// Asks the relay for a membership change of a group, then applies it
+    /// locally (applying it again when its entry arrives changes nothing).
+    async fn change_group(
+        &self,
+        chat_id: ChatId,
+        change: MembershipChange,
+    ) -> Result<(), ClientError> {
+        let conn = self.core.connection()?;
         let bytes = |users: &[UserId]| users.iter().map(|u| Bytes::copy_from_slice(u)).collect();
         conn.request(request::Kind::ChangeMembers(ChangeMembers {
             chat_id: Bytes::copy_from_slice(&chat_id),
-            add: bytes(&add),
-            remove: bytes(&remove),
+            add: bytes(&change.added),
+            remove: bytes(&change.removed),
+            promote: bytes(&change.promoted),
         }))
         .await?;
-        crate::sync::apply_membership(&self.core, &chat_id, &add, &remove)?;
+        apply_membership(&self.core, &chat_id, &change)?;
         Ok(())
     }
 
@@ -159,6 +200,7 @@ impl Client {
                 .into_iter()
                 .map(|chat| {
                     let members = tx.chat_members(&chat.chat_id)?;
+                    let admins = tx.chat_admins(&chat.chat_id)?;
                     let read = tx.cursor(&chat.chat_id)?.map_or(0, |c| c.read_seq);
                     Ok(ChatInfo {
                         unread: tx.count_unread(&chat.chat_id, &me, read)?,
@@ -166,6 +208,7 @@ impl Client {
                         kind: chat.kind,
                         title: chat.title,
                         members,
+                        admins,
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()

@@ -139,6 +139,8 @@ pub enum ClientEvent {
         added: Vec<UserId>,
         /// Users removed.
         removed: Vec<UserId>,
+        /// Users made admins of the group.
+        promoted: Vec<UserId>,
     },
     /// Someone started or stopped typing (expire it 5 s after the last `true`).
     Typing {

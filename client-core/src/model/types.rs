@@ -40,6 +40,9 @@ pub struct ChatInfo {
     pub title: String,
     /// Members, including this account.
     pub members: Vec<UserId>,
+    /// Members who are admins of a group: they add and remove members and
+    /// promote others (any member may leave).
+    pub admins: Vec<UserId>,
     /// Messages from others after the read cursor (see
     /// [`Client::mark_read`](crate::client::Client::mark_read)).
     pub unread: u64,

@@ -60,6 +60,9 @@ pub struct SyncChat {
     /// Members (16 bytes each).
     #[prost(bytes = "vec", repeated, tag = "4")]
     pub members: Vec<Vec<u8>>,
+    /// Members who are group admins (16 bytes each).
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub admins: Vec<Vec<u8>>,
 }
 
 /// A message of the history.
@@ -123,6 +126,11 @@ pub(crate) fn collect(tx: &Tx<'_>, self_chat: &ChatId) -> Result<DeviceSync, Sto
             title: chat.title.clone(),
             members: tx
                 .chat_members(&chat.chat_id)?
+                .iter()
+                .map(|m| m.to_vec())
+                .collect(),
+            admins: tx
+                .chat_admins(&chat.chat_id)?
                 .iter()
                 .map(|m| m.to_vec())
                 .collect(),
@@ -190,6 +198,8 @@ pub(crate) fn apply(tx: &Tx<'_>, sync: &DeviceSync, now_ms: i64) -> Result<usize
             created_at_ms: now_ms,
         })?;
         tx.set_chat_members(&chat_id, &members)?;
+        let admins: Vec<UserId> = c.admins.iter().filter_map(|m| id16(m)).collect();
+        tx.set_chat_admins(&chat_id, &admins)?;
     }
     let mut stored = 0;
     for m in &sync.messages {

@@ -53,7 +53,7 @@ pub(crate) use engine::{RunMode, run, run_maintenance};
 pub(crate) use link::layered;
 pub use link::{BlobSink, BlobSource, LinkFuture, Relay, RelayEvents, RelayLayer, RelayLink};
 pub use receive::UNDECRYPTABLE_TEXT;
-pub(crate) use receive::{apply_membership, check_account_key, resync};
+pub(crate) use receive::{MembershipChange, apply_membership, check_account_key, resync};
 pub(crate) use send::queue_payload;
 
 /// Events buffered per subscription before the slowest one lags.

@@ -52,6 +52,8 @@ pub(crate) struct CommittedEntry {
     pub added: Vec<UserId>,
     /// Accounts removed (membership entries).
     pub removed: Vec<UserId>,
+    /// Accounts made admins (membership entries).
+    pub promoted: Vec<UserId>,
     /// Accounts whose online devices receive the entry.
     pub recipients: Vec<UserId>,
     /// When the commit finished (for the delivery latency metric).
@@ -98,6 +100,7 @@ impl CommittedEntry {
             common_ciphertext: common,
             added: self.added.clone(),
             removed: self.removed.clone(),
+            promoted: self.promoted.clone(),
             recipients: Vec::new(),
             committed_at: self.committed_at,
             shared_frame: std::sync::OnceLock::new(),
@@ -132,6 +135,7 @@ impl CommittedEntry {
             common_ciphertext: self.common_ciphertext.clone(),
             added: self.added.iter().map(UserId::to_wire).collect(),
             removed: self.removed.iter().map(UserId::to_wire).collect(),
+            promoted: self.promoted.iter().map(UserId::to_wire).collect(),
         }
     }
 }

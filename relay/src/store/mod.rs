@@ -139,6 +139,8 @@ pub struct ChatRecord {
     pub kind: ChatKind,
     /// Members.
     pub members: Vec<UserId>,
+    /// Members who are admins (groups only).
+    pub admins: Vec<UserId>,
     /// Offset of the last log entry.
     pub last_seq: u64,
 }
@@ -171,6 +173,8 @@ pub struct MembershipAppend {
     pub added: Vec<UserId>,
     /// Accounts removed.
     pub removed: Vec<UserId>,
+    /// Accounts to make admins.
+    pub promote: Vec<UserId>,
 }
 
 /// One append in a group commit.
@@ -194,6 +198,9 @@ pub struct Appended {
     /// The chat's members once the entry is appended (the accounts it is
     /// fanned out to); empty for duplicates.
     pub members: Vec<UserId>,
+    /// Accounts a membership entry made admins (those asked for, and the
+    /// one the relay chose when the last admin left); empty otherwise.
+    pub promoted: Vec<UserId>,
 }
 
 /// The send rule every backend enforces inside its append transaction:

@@ -278,25 +278,36 @@ pub(crate) fn skip_entry(
 pub(crate) fn apply_membership(
     core: &Core,
     chat_id: &ChatId,
-    added: &[UserId],
-    removed: &[UserId],
+    change: &MembershipChange,
 ) -> Result<(), ClientError> {
     let own = core.own_address();
     let batch = core.crypto.begin();
     batch.commit(|tx| {
-        if !removed.is_empty() {
+        if !change.removed.is_empty() {
             group::rotate(tx, chat_id, &own)?;
         }
         let mut members = tx.chat_members(chat_id)?;
-        members.retain(|m| !removed.contains(m));
-        for user in added {
+        members.retain(|m| !change.removed.contains(m));
+        for user in &change.added {
             if !members.contains(user) {
                 members.push(*user);
             }
         }
-        tx.set_chat_members(chat_id, &members)
+        tx.set_chat_members(chat_id, &members)?;
+        tx.promote_chat_members(chat_id, &change.promoted)
     })?;
     Ok(())
+}
+
+/// One membership entry: who joined, who left, who became admin.
+#[derive(Debug, Default)]
+pub(crate) struct MembershipChange {
+    /// Accounts added.
+    pub added: Vec<UserId>,
+    /// Accounts removed.
+    pub removed: Vec<UserId>,
+    /// Accounts made admins.
+    pub promoted: Vec<UserId>,
 }
 
 /// Compares the directory's account key with the contact's pinned key (an

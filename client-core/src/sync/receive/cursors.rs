@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use tern_protocol::wire::{Cursor, ErrorCode, ListChats, request, response};
 
-use super::apply_membership;
+use super::{MembershipChange, apply_membership};
 use crate::model::{ChatId, ClientError, ClientEvent};
 use crate::net::NetError;
 use crate::store::StoreError;
@@ -77,11 +77,16 @@ async fn reconcile_membership<R: Relay + ?Sized>(core: &Core, conn: &R) -> Resul
     })?;
     for chat_id in left {
         tracing::info!("no longer a member of a chat: leaving it locally");
-        apply_membership(core, &chat_id, &[], &[own])?;
+        let change = MembershipChange {
+            removed: vec![own],
+            ..MembershipChange::default()
+        };
+        apply_membership(core, &chat_id, &change)?;
         core.emit(ClientEvent::MembersChanged {
             chat_id,
-            added: Vec::new(),
-            removed: vec![own],
+            added: change.added,
+            removed: change.removed,
+            promoted: change.promoted,
         });
     }
     Ok(())

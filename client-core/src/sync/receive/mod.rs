@@ -28,7 +28,7 @@ use triage::{EntryIds, Triage, ack_cursors, ends_batch, triage};
 
 pub use retry::UNDECRYPTABLE_TEXT;
 
-pub(crate) use apply::{apply_membership, check_account_key};
+pub(crate) use apply::{MembershipChange, apply_membership, check_account_key};
 
 /// Entries asked for per sync page (the relay caps it at 500).
 const SYNC_PAGE: u32 = 500;
@@ -118,8 +118,17 @@ async fn process<R: Relay + ?Sized>(
     }
     match decision {
         Triage::AlreadyProcessed => {}
-        Triage::Membership { added, removed } => {
-            membership(core, conn, &ids.chat_id, delivery.seq, added, removed).await?;
+        Triage::Membership {
+            added,
+            removed,
+            promoted,
+        } => {
+            let change = MembershipChange {
+                added,
+                removed,
+                promoted,
+            };
+            membership(core, conn, &ids.chat_id, delivery.seq, change).await?;
         }
         Triage::OwnDevice | Triage::NothingForUs => {
             core.store
@@ -212,11 +221,12 @@ async fn ensure_chat<R: Relay + ?Sized>(
     let response::Kind::ChatInfo(info) = answer else {
         return Err(ClientError::Refused("unexpected answer to GetChat".into()));
     };
-    let members: Vec<UserId> = info
-        .members
-        .iter()
-        .filter_map(|m| UserId::try_from(m.as_ref()).ok())
-        .collect();
+    let ids = |list: &[bytes::Bytes]| -> Vec<UserId> {
+        list.iter()
+            .filter_map(|m| UserId::try_from(m.as_ref()).ok())
+            .collect()
+    };
+    let (members, admins) = (ids(&info.members), ids(&info.admins));
     let direct = info.kind == tern_protocol::wire::ChatKind::Direct as i32;
     let title = if direct && sender != &core.account.user_id {
         known_name(core, conn, sender).await?
@@ -239,7 +249,8 @@ async fn ensure_chat<R: Relay + ?Sized>(
         if tx.chat(chat_id)?.is_none() {
             tx.upsert_chat(&chat)?;
         }
-        tx.set_chat_members(chat_id, &members)
+        tx.set_chat_members(chat_id, &members)?;
+        tx.set_chat_admins(chat_id, &admins)
     })?;
     Ok(())
 }
@@ -272,21 +283,21 @@ async fn membership<R: Relay + ?Sized>(
     conn: &R,
     chat_id: &ChatId,
     seq: u64,
-    added: Vec<UserId>,
-    removed: Vec<UserId>,
+    change: MembershipChange,
 ) -> Result<(), ClientError> {
-    for user in &added {
+    for user in &change.added {
         if user != &core.account.user_id {
             known_name(core, conn, user).await?;
         }
     }
-    apply_membership(core, chat_id, &added, &removed)?;
+    apply_membership(core, chat_id, &change)?;
     core.store
         .transaction(|tx| tx.advance_delivered(chat_id, seq))?;
     core.emit(ClientEvent::MembersChanged {
         chat_id: *chat_id,
-        added,
-        removed,
+        added: change.added,
+        removed: change.removed,
+        promoted: change.promoted,
     });
     Ok(())
 }

@@ -41,6 +41,8 @@ pub(crate) enum Triage {
         added: Vec<UserId>,
         /// Accounts removed.
         removed: Vec<UserId>,
+        /// Accounts made admins.
+        promoted: Vec<UserId>,
     },
     /// This device's own message: move the cursor past it.
     OwnDevice,
@@ -65,6 +67,7 @@ pub(crate) fn triage(
         return Triage::Membership {
             added: user_ids(&delivery.added),
             removed: user_ids(&delivery.removed),
+            promoted: user_ids(&delivery.promoted),
         };
     }
     if ids.sender == own {
@@ -177,7 +180,8 @@ mod tests {
             decide(&membership, Some(1)),
             Triage::Membership {
                 added: vec![[4; 16]],
-                removed: vec![[5; 16]]
+                removed: vec![[5; 16]],
+                promoted: vec![]
             }
         );
         assert_eq!(decide(&entry(OWN, 2), None), Triage::OwnDevice);

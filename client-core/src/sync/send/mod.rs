@@ -262,13 +262,11 @@ async fn prepare<R: Relay + ?Sized>(
     fits_the_relay(&send)?;
     item.send = Some(send.clone());
     let payload = item.encode_to_vec();
-    let now = core.clock.now_ms();
-    entry.id = batch.commit(|tx| {
+    batch.commit(|tx| {
         if let Some(state) = &group_state {
             state.save(tx, &entry.chat_id, &own)?;
         }
-        tx.remove_outbox(&entry.client_message_id)?;
-        tx.enqueue_outbox(&entry.chat_id, &entry.client_message_id, &payload, now)
+        tx.replace_outbox_payload(entry.id, &payload)
     })?;
     Ok(send)
 }

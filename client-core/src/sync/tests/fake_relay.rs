@@ -264,6 +264,7 @@ impl FakeRelay {
                         .map(|m| Bytes::copy_from_slice(m))
                         .collect(),
                     last_seq: chat.log.len() as u64,
+                    admins: Vec::new(),
                 }))
             }
             request::Kind::CreateChat(create) => {

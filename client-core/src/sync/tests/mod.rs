@@ -257,7 +257,7 @@ impl TestDevice {
     fn outbox(&self) -> Vec<(ChatId, Payload)> {
         self.core
             .store
-            .transaction(|tx| tx.due_outbox(i64::MAX, 1000))
+            .transaction(|tx| tx.queued_outbox(1000))
             .unwrap()
             .iter()
             .map(|entry| {

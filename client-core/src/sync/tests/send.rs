@@ -19,12 +19,22 @@ fn addressed(send: &tern_protocol::wire::Send) -> Vec<(UserId, u32)> {
     devices
 }
 
+/// `RATE_LIMITED` with the relay's wait `after`.
+fn rate_limited(after: Duration) -> NetError {
+    NetError::Relay {
+        code: ErrorCode::RateLimited,
+        message: "slow down".into(),
+        retry_after: Some(after),
+        mismatched_devices: None,
+    }
+}
+
 /// The raw outbox entries of `device`, due or not.
 fn outbox_entries(device: &TestDevice) -> Vec<store::OutboxEntry> {
     device
         .core
         .store
-        .transaction(|tx| tx.due_outbox(i64::MAX, 100))
+        .transaction(|tx| tx.queued_outbox(100))
         .unwrap()
 }
 
@@ -133,12 +143,7 @@ async fn retries_are_scheduled_on_the_injected_clock() {
     let relay = FakeRelay::new();
     let clock = ManualClock::new();
     let (alice, _bob, chat) = direct_pair(&relay, &clock, "alice", "bob");
-    relay.fail_next_send(NetError::Relay {
-        code: ErrorCode::RateLimited,
-        message: "slow down".into(),
-        retry_after: Some(Duration::from_secs(5)),
-        mismatched_devices: None,
-    });
+    relay.fail_next_send(rate_limited(Duration::from_secs(5)));
     alice.send_text(chat, "later");
     alice.pump().await;
     let entries = outbox_entries(&alice);
@@ -169,4 +174,24 @@ async fn retries_are_scheduled_on_the_injected_clock() {
     let now = clock.now_ms();
     let due = outbox_entries(&alice)[0].next_attempt_at_ms;
     assert!((now + 100..=now + 500).contains(&due), "{due} vs {now}");
+}
+
+#[tokio::test]
+async fn a_message_waiting_for_a_retry_holds_back_the_next_of_its_chat() {
+    let relay = FakeRelay::new();
+    let clock = ManualClock::new();
+    let (alice, _bob, chat) = direct_pair(&relay, &clock, "alice", "bob");
+    relay.fail_next_send(rate_limited(Duration::from_secs(5)));
+    alice.send_text(chat, "first");
+    alice.send_text(chat, "second");
+    alice.pump().await;
+    assert_eq!(sends(&alice).len(), 1, "the second waits behind the first");
+    clock.advance(Duration::from_secs(5));
+    alice.pump().await;
+    assert_eq!(sends(&alice).len(), 3);
+    assert!(alice.outbox().is_empty());
+    assert_eq!(
+        alice.messages(chat),
+        [(Some(1), 1, "first".into()), (Some(2), 1, "second".into())]
+    );
 }

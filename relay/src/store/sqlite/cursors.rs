@@ -49,6 +49,7 @@ fn delivery(r: &Row<'_>, chat: &ChatId, d: DeviceAddr) -> Result<Delivery, Store
         common_ciphertext: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default().into(),
         added: split_ids(r.get(7)?)?,
         removed: split_ids(r.get(8)?)?,
+        promoted: split_ids(r.get(11)?)?,
         ciphertext: own_ciphertext(r, d)?.into(),
     })
 }
@@ -67,7 +68,8 @@ pub(super) fn read_log(
                     (SELECT c.ciphertext FROM log_ciphertexts c
                      WHERE c.chat_id = l.chat_id AND c.seq = l.seq
                        AND c.user_id = ?3 AND c.device_id = ?4)
-                END
+                END,
+                l.promoted
          FROM log l WHERE l.chat_id = ?1 AND l.seq > ?2 ORDER BY l.seq LIMIT ?5",
     )?;
     let chats = member_chats(conn, &d.user)?;

@@ -21,7 +21,7 @@ use tern_protocol::wire::{ChatKind, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use super::quota::QueuedBytes;
-use super::{chat_id, ciphertexts, user_id};
+use super::{chat_id, ciphertexts, roles, user_id};
 use crate::error::{RelayError, StoreError};
 use crate::store::{
     Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, check_recipients,
@@ -298,6 +298,7 @@ fn append_message(
         server_time_ms: batch.now,
         duplicate: false,
         members: chat.members.clone(),
+        promoted: Vec::new(),
     })
 }
 
@@ -359,6 +360,7 @@ fn append_membership(
             if !is_member(tx, &m.chat_id, &m.actor.user)? {
                 return Err(not_member(tx, &m.chat_id)?);
             }
+            roles::check_allowed(tx, m)?;
             let kind: i32 =
                 tx.query_row("SELECT kind FROM chats WHERE chat_id = ?1", [chat], |r| {
                     r.get(0)
@@ -403,10 +405,15 @@ fn append_membership(
             params![chat, &u.0[..]],
         )?;
     }
+    let promoted = match m.create {
+        Some(ChatKind::Group) => roles::apply_promotions(tx, &m.chat_id, &[m.actor.user])?,
+        Some(_) => Vec::new(),
+        None => roles::apply_promotions(tx, &m.chat_id, &m.promote)?,
+    };
     tx.execute(
         "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, server_time_ms,
-                          added, removed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                          added, removed, promoted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             chat,
             seq as i64,
@@ -415,7 +422,8 @@ fn append_membership(
             m.actor.device,
             batch.now as i64,
             join_ids(&m.added),
-            join_ids(&m.removed)
+            join_ids(&m.removed),
+            join_ids(&promoted)
         ],
     )?;
     Ok(Appended {
@@ -423,6 +431,7 @@ fn append_membership(
         server_time_ms: batch.now,
         duplicate: false,
         members: members_of(tx, &m.chat_id)?,
+        promoted,
     })
 }
 
@@ -456,6 +465,7 @@ fn find_sent(
                 server_time_ms: r.get::<_, i64>(1)? as u64,
                 duplicate: true,
                 members: Vec::new(),
+                promoted: Vec::new(),
             })
         })
         .optional()?)
@@ -473,11 +483,11 @@ pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord
     let Some((kind, last_seq)) = head else {
         return Ok(None);
     };
-    let members = members_of(conn, chat)?;
     Ok(Some(ChatRecord {
         chat_id: *chat,
         kind: ChatKind::try_from(kind).map_err(|_| StoreError::Corrupt("chat kind"))?,
-        members,
+        members: members_of(conn, chat)?,
+        admins: roles::admins_of(conn, chat)?,
         last_seq: last_seq as u64,
     }))
 }

@@ -23,6 +23,7 @@ mod log;
 mod prekeys;
 mod quota;
 mod retention;
+mod roles;
 pub mod schema;
 #[cfg(test)]
 mod tests;

@@ -139,6 +139,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX log_by_client_id ON log (client_message_id, sender_user)
         WHERE client_message_id IS NOT NULL;
     ",
+    // Version 5: group roles. `chat_members.admin` marks admins; a
+    // membership entry records whom it made admin (`log.promoted`, ids
+    // concatenated like `added`). A group's creator (the sender of its
+    // seq-1 entry, where retention kept it) becomes its admin; a group
+    // left without one keeps the rule it had: every member is an admin.
+    "
+    ALTER TABLE chat_members ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE log ADD COLUMN promoted BLOB;
+    UPDATE chat_members SET admin = 1 WHERE EXISTS (
+        SELECT 1 FROM chats c JOIN log l ON l.chat_id = c.chat_id AND l.seq = 1
+        WHERE c.chat_id = chat_members.chat_id AND c.kind = 2
+          AND l.sender_user = chat_members.user_id);
+    UPDATE chat_members SET admin = 1 WHERE chat_id IN (
+        SELECT c.chat_id FROM chats c WHERE c.kind = 2 AND NOT EXISTS (
+            SELECT 1 FROM chat_members m WHERE m.chat_id = c.chat_id AND m.admin = 1));
+    ",
 ];
 
 /// The schema version this build creates.

@@ -71,6 +71,7 @@ fn membership(actor: DeviceAddr, create: Option<ChatKind>, add: &[u8], remove: &
         create,
         added: ids(add),
         removed: ids(remove),
+        promote: Vec::new(),
     })
 }
 
@@ -189,7 +190,7 @@ fn a_resend_after_the_sender_left_still_gets_its_original() {
     let first = send(&store, 1, 1, &[2, 3], 10);
     append(
         &store,
-        vec![membership(DeviceAddr::test(2, 1), None, &[], &[1])],
+        vec![membership(DeviceAddr::test(1, 1), None, &[], &[1])],
     )
     .remove(0)
     .unwrap();
@@ -353,7 +354,13 @@ fn a_v3_database_opens_as_v4_with_its_entries_ciphertexts_and_cursors() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 3);
+    let chat = store.chat(&CHAT).unwrap().unwrap();
+    assert_eq!(chat.last_seq, 3);
+    assert_eq!(
+        chat.admins,
+        [UserId([1; 16])],
+        "the group's creator is its admin"
+    );
     let (entries, _) = store
         .read_log(DeviceAddr::test(3, 1), &[], 100, 1 << 20)
         .unwrap();
@@ -387,6 +394,18 @@ fn a_v3_database_opens_as_v4_with_its_entries_ciphertexts_and_cursors() {
     );
 }
 
+#[test]
+fn a_group_whose_creation_entry_is_gone_keeps_every_member_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    v3_database(&dir);
+    raw(&dir)
+        .execute("DELETE FROM log WHERE seq = 1", [])
+        .unwrap();
+    let store = open(&dir);
+    let admins = store.chat(&CHAT).unwrap().unwrap().admins;
+    assert_eq!(admins, [1u8, 2, 3].map(|u| UserId([u; 16])));
+}
+
 /// The point of the v4 layout, counted in pages (deterministic, unlike
 /// time): commits of 1:1 messages over many chats, with time-ordered client
 /// message ids, write well under one WAL page per message (schema v3 wrote
@@ -407,6 +426,7 @@ fn a_commit_over_many_chats_writes_under_one_page_per_message() {
             create: Some(ChatKind::Direct),
             added: vec![UserId([2 * p - 1; 16]), UserId([2 * p; 16])],
             removed: Vec::new(),
+            promote: Vec::new(),
         })
     });
     let commit = |items: Vec<LogAppend>| {
