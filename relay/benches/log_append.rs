@@ -21,7 +21,8 @@ use tern_protocol::{ChatId, ClientMessageId, UserId};
 use tern_relay::Synchronous;
 use tern_relay::store::sqlite::SqliteStore;
 use tern_relay::store::{
-    DeviceAddr, DeviceListUpdate, LogAppend, MembershipAppend, MessageAppend, NewAccount, Store,
+    AccountStore, DeviceAddr, DeviceListUpdate, LogAppend, LogStore, MembershipAppend,
+    MessageAppend, NewAccount,
 };
 
 /// Accounts (one device each), paired into direct chats.

@@ -47,12 +47,19 @@ pub enum RelayError {
     Store(#[from] StoreError),
 }
 
-/// A storage backend failure. Details go to the log, never to clients.
+/// A storage failure, whatever the backend. Details go to the log, never
+/// to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The SQLite backend failed.
-    #[error("sqlite: {0}")]
-    Sqlite(rusqlite::Error),
+    /// The backend failed (an I/O error, a lost database connection, a
+    /// constraint the schema enforces); `backend` names it for the log.
+    #[error("{backend}: {source}")]
+    Backend {
+        /// Which backend (`sqlite`, ...).
+        backend: &'static str,
+        /// Its error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The disk holding the data is full: nothing was written; writes
     /// succeed again once space is freed (clients get `UNAVAILABLE`).
     #[error("storage full")]
@@ -71,15 +78,6 @@ pub enum StoreError {
     /// A domain rule failed inside a storage transaction.
     #[error("{0}")]
     Rejected(Box<RelayError>),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Self::Full,
-            _ => Self::Sqlite(e),
-        }
-    }
 }
 
 impl From<RelayError> for StoreError {

@@ -9,7 +9,9 @@
 //!   proofs of key possession in `auth`;
 //! - `router`: online devices and bounded per-connection mailboxes;
 //! - `log_writer`: the group-commit writer of the chat logs;
-//! - [`store`]: durable state behind the [`store::Store`] trait (SQLite).
+//! - [`store`]: durable state behind [`store::Store`], one small trait per
+//!   concern (accounts, prekeys, the chat log, chats, cursors, retention);
+//!   the SQLite backend implements them all.
 //!
 //! The public surface is what this page lists: the [`Server`] and its
 //! [`Config`], the storage trait and its SQLite backend ([`store`], which

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tern_relay::store::Store;
+use tern_relay::store::AccountStore;
 use tern_relay::store::sqlite::SqliteStore;
 use tern_relay::{Config, Server};
 

@@ -84,7 +84,8 @@ async fn invite_only_registration() {
     )
     .unwrap();
     let token = tern_relay::new_invite_token().unwrap();
-    tern_relay::store::Store::create_invite(&store, &tern_relay::invite_hash(&token), 0).unwrap();
+    tern_relay::store::AccountStore::create_invite(&store, &tern_relay::invite_hash(&token), 0)
+        .unwrap();
     RawClient::register_with_invite(at, &Account::new("bob", 1), &token)
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tern_protocol::wire::*;
-use tern_relay::store::Store;
+use tern_relay::store::RetentionStore;
 use tern_relay::store::sqlite::SqliteStore;
 use tern_testkit::raw::*;
 use tern_testkit::{TestRelay, random};

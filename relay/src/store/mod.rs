@@ -1,7 +1,10 @@
-//! Durable state behind the [`Store`] trait.
+//! Durable state behind the [`Store`] trait, the sum of one small trait per
+//! concern: [`AccountStore`], [`PrekeyStore`], [`LogStore`], [`ChatStore`],
+//! [`CursorStore`] and [`RetentionStore`].
 //!
-//! Routing and delivery only ever talk to this trait; each backend keeps all
-//! of its SQL in its own module with a versioned schema. SQLite
+//! Routing and delivery only ever talk to these traits; each backend keeps
+//! all of its SQL in its own module with a versioned schema, and reports
+//! failures as backend-neutral [`StoreError`]s. SQLite
 //! ([`sqlite::SqliteStore`]) is the embedded default; a PostgreSQL backend
 //! for several relay nodes implements the same trait.
 //!
@@ -236,8 +239,8 @@ pub fn check_recipients(
     }))
 }
 
-/// The durable state of a relay.
-pub trait Store: Send + Sync + 'static {
+/// Accounts, their signed device lists, invites and push endpoints.
+pub trait AccountStore {
     /// Creates an account with its first device; consumes the invite if any.
     fn create_account(&self, account: &NewAccount) -> Result<(), StoreError>;
     /// Looks an account up by id.
@@ -256,7 +259,10 @@ pub trait Store: Send + Sync + 'static {
     fn set_push_endpoint(&self, device: DeviceAddr, url: Option<&str>) -> Result<(), StoreError>;
     /// The account's devices that registered a push endpoint, with it.
     fn push_targets(&self, user: &UserId) -> Result<Vec<(DeviceAddr, String)>, StoreError>;
+}
 
+/// Signed, last-resort and one-time prekeys of devices.
+pub trait PrekeyStore {
     /// Adds prekeys for a device and returns its stock.
     fn upload_prekeys(
         &self,
@@ -276,7 +282,11 @@ pub trait Store: Send + Sync + 'static {
         devices: &[u32],
         one_time_allowed: &mut dyn FnMut(u32) -> bool,
     ) -> Result<ClaimedBundles, StoreError>;
+}
 
+/// The chat logs: appends with per-chat seqs, idempotent sends and
+/// membership changes.
+pub trait LogStore {
     /// Appends a batch to the chat logs in ONE durable transaction and
     /// returns a result per item, in order. An item rejected by a domain rule
     /// does not affect the others. `Err` means nothing was committed.
@@ -290,12 +300,21 @@ pub trait Store: Send + Sync + 'static {
     fn after_batch(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Chats, their members and admins.
+pub trait ChatStore {
     /// A chat and its members.
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError>;
     /// The chats an account belongs to.
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError>;
     /// Accounts that share a chat with `user` (`user` included).
     fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+}
+
+/// What each device has received: reading the log from its cursors, and
+/// moving them on.
+pub trait CursorStore {
     /// Log entries for a device after the given offsets (other chats from the
     /// stored cursors), at most `limit` entries and about `max_bytes` of
     /// ciphertext; returns whether more are waiting. A cursor naming a chat
@@ -311,9 +330,40 @@ pub trait Store: Send + Sync + 'static {
     /// the chat's last entry); all or none: a cursor naming a chat the
     /// account is not a member of refuses the whole request (`FORBIDDEN`).
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError>;
+}
+
+/// Retention of the chat logs.
+pub trait RetentionStore {
     /// Deletes log entries that every member device acknowledged, and
     /// entries stored before `expire_before_ms`. Returns how many went.
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// The durable state of a relay: every concern, one backend.
+pub trait Store:
+    AccountStore
+    + PrekeyStore
+    + LogStore
+    + ChatStore
+    + CursorStore
+    + RetentionStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: AccountStore
+        + PrekeyStore
+        + LogStore
+        + ChatStore
+        + CursorStore
+        + RetentionStore
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 #[cfg(test)]

@@ -40,6 +40,20 @@ use tern_protocol::{ChatId, UserId};
 use super::*;
 use crate::config::Synchronous;
 
+/// SQLite's errors as backend-neutral [`StoreError`]s: a full disk is
+/// [`StoreError::Full`], everything else a backend failure.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::Full,
+            _ => Self::Backend {
+                backend: "sqlite",
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
 /// Connections in the pool (besides the log writer's). Callers beyond this
 /// wait for a free connection instead of opening more: every connection has
 /// its own page cache, and opening one is far slower than a query.
@@ -186,7 +200,7 @@ pub(crate) fn key32(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt("key length"))
 }
 
-impl Store for SqliteStore {
+impl AccountStore for SqliteStore {
     fn create_account(&self, account: &NewAccount) -> Result<(), StoreError> {
         self.with_conn(|c| accounts::create_account(c, account))
     }
@@ -224,7 +238,9 @@ impl Store for SqliteStore {
     fn push_targets(&self, user: &UserId) -> Result<Vec<(DeviceAddr, String)>, StoreError> {
         self.with_conn(|c| accounts::push_targets(c, user))
     }
+}
 
+impl PrekeyStore for SqliteStore {
     fn upload_prekeys(
         &self,
         device: DeviceAddr,
@@ -246,7 +262,9 @@ impl Store for SqliteStore {
     ) -> Result<ClaimedBundles, StoreError> {
         self.with_conn(|c| prekeys::claim_bundles(c, user, devices, one_time_allowed))
     }
+}
 
+impl LogStore for SqliteStore {
     fn append_batch(
         &self,
         items: &[LogAppend],
@@ -268,7 +286,9 @@ impl Store for SqliteStore {
     fn after_batch(&self) -> Result<(), StoreError> {
         lock(&self.checkpoints).after_batch(&lock(&self.log).conn)
     }
+}
 
+impl ChatStore for SqliteStore {
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
         self.with_conn(|c| log::chat(c, chat))
     }
@@ -280,7 +300,9 @@ impl Store for SqliteStore {
     fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
         self.with_conn(|c| log::contacts_of(c, user))
     }
+}
 
+impl CursorStore for SqliteStore {
     fn read_log(
         &self,
         device: DeviceAddr,
@@ -296,7 +318,9 @@ impl Store for SqliteStore {
         self.queued.acknowledged(device);
         Ok(())
     }
+}
 
+impl RetentionStore for SqliteStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
         let deleted = self.with_conn(|c| retention::collect_garbage(c, expire_before_ms))?;
         self.queued.clear();

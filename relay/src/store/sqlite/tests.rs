@@ -10,8 +10,8 @@ use super::{SqliteStore, schema};
 use crate::config::Synchronous;
 use crate::error::{RelayError, StoreError};
 use crate::store::{
-    Appended, DeviceAddr, DeviceListUpdate, LogAppend, MembershipAppend, MessageAppend, NewAccount,
-    Store,
+    AccountStore, Appended, ChatStore, CursorStore, DeviceAddr, DeviceListUpdate, LogAppend,
+    LogStore, MembershipAppend, MessageAppend, NewAccount, RetentionStore,
 };
 
 const CHAT: ChatId = ChatId([7; 16]);
