@@ -15,6 +15,9 @@
 
 pub mod sqlite;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 use bytes::Bytes;
 use tern_protocol::wire::{
     ChatKind, Delivery, DeviceCiphertext, KemPrekey, OneTimePrekey, PrekeyBundle, SignedDeviceList,

@@ -1,20 +1,54 @@
-//! The log writer's bookkeeping against a real database file: seqs kept in
-//! memory, idempotency through the unique index, the queue quota's upper
-//! bound, inline and per-device ciphertexts, the v3 → v4 migration.
+//! The SQLite backend: the conformance suite every backend passes, and
+//! what is its own — the log writer's bookkeeping against a real database
+//! file, inline and per-device ciphertexts, the page cost of appends, WAL
+//! checkpoints and schema migrations.
 
-use bytes::Bytes;
-use tern_protocol::wire::{ChatKind, DeviceCiphertext, SignedDeviceList};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use super::{SqliteStore, schema};
 use crate::config::Synchronous;
 use crate::error::{RelayError, StoreError};
+use crate::store::conformance::{
+    Backend, CHAT, account, append, ciphertext, conformance_suite, message, message_in,
+    populate_group, refusal, send, seq,
+};
+use tern_protocol::wire::ChatKind;
+
 use crate::store::{
-    AccountStore, Appended, ChatStore, CursorStore, DeviceAddr, DeviceListUpdate, LogAppend,
-    LogStore, MembershipAppend, MessageAppend, NewAccount, RetentionStore,
+    ChatStore, CursorStore, DeviceAddr, LogAppend, LogStore, MembershipAppend, Store,
 };
 
-const CHAT: ChatId = ChatId([7; 16]);
+/// A store in a temporary directory.
+struct SqliteBackend {
+    dir: tempfile::TempDir,
+    store: SqliteStore,
+    queue_quota: u64,
+}
+
+impl Backend for SqliteBackend {
+    fn fresh(queue_quota: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(&dir);
+        store.set_device_queue_quota(queue_quota);
+        Self {
+            dir,
+            store,
+            queue_quota,
+        }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    fn reopen(&mut self) {
+        // The old store closes before the new one opens.
+        self.store = SqliteStore::open(&db_path(&self.dir), Synchronous::Full).unwrap();
+        self.store.set_device_queue_quota(self.queue_quota);
+    }
+}
+
+conformance_suite!(super::SqliteBackend);
 
 fn db_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("relay.db")
@@ -29,87 +63,11 @@ fn raw(dir: &tempfile::TempDir) -> rusqlite::Connection {
     rusqlite::Connection::open(db_path(dir)).unwrap()
 }
 
-/// Creates account `u` with one device (device 1).
-fn account(store: &SqliteStore, u: u8) {
-    store
-        .create_account(&NewAccount {
-            user_name: format!("user{u}"),
-            account_key: [u; 32],
-            list: DeviceListUpdate {
-                user_id: UserId([u; 16]),
-                signed: SignedDeviceList::default(),
-                version: 1,
-                devices: vec![(1, [u; 32])],
-            },
-            device_id: 1,
-            invite_hash: None,
-        })
-        .unwrap();
-}
-
-/// A store with accounts 1, 2, 3 (one device each) in a group chat.
+/// A store in `dir` with accounts 1, 2, 3 in the group chat [`CHAT`].
 fn group(dir: &tempfile::TempDir) -> SqliteStore {
     let store = open(dir);
-    for u in 1..=3 {
-        account(&store, u);
-    }
-    let create = membership(
-        DeviceAddr::test(1, 1),
-        Some(ChatKind::Group),
-        &[1, 2, 3],
-        &[],
-    );
-    append(&store, vec![create]).remove(0).unwrap();
+    populate_group(&store);
     store
-}
-
-fn membership(actor: DeviceAddr, create: Option<ChatKind>, add: &[u8], remove: &[u8]) -> LogAppend {
-    let ids = |us: &[u8]| us.iter().map(|u| UserId([*u; 16])).collect();
-    LogAppend::Membership(MembershipAppend {
-        chat_id: CHAT,
-        actor,
-        create,
-        added: ids(add),
-        removed: ids(remove),
-        promote: Vec::new(),
-    })
-}
-
-fn message(sender: DeviceAddr, id: u8, to: &[u8], len: usize) -> LogAppend {
-    message_in(CHAT, sender, ClientMessageId([id; 16]), to, len)
-}
-
-fn message_in(
-    chat_id: ChatId,
-    sender: DeviceAddr,
-    client_message_id: ClientMessageId,
-    to: &[u8],
-    len: usize,
-) -> LogAppend {
-    let id = client_message_id.0[15];
-    LogAppend::Message(MessageAppend {
-        chat_id,
-        sender,
-        client_message_id,
-        device_ciphertexts: to
-            .iter()
-            .map(|u| DeviceCiphertext {
-                user_id: Bytes::copy_from_slice(&[*u; 16]),
-                device_id: 1,
-                ciphertext: Bytes::from(ciphertext(id, *u, len)),
-            })
-            .collect(),
-        common_ciphertext: Bytes::new(),
-    })
-}
-
-/// Message `id`'s ciphertext for user `to`: distinct per recipient.
-fn ciphertext(id: u8, to: u8, len: usize) -> Vec<u8> {
-    let mut c = vec![to; len];
-    if let Some(first) = c.first_mut() {
-        *first = id;
-    }
-    c
 }
 
 /// What device 1 of user `u` reads from the start: (seq, own ciphertext).
@@ -124,114 +82,13 @@ fn read_all(store: &SqliteStore, u: u8) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-fn append(store: &SqliteStore, items: Vec<LogAppend>) -> Vec<Result<Appended, StoreError>> {
-    store.append_batch(&items, 1_000).unwrap()
-}
-
-/// Appends one message from device 1 of user `from`.
-fn send(
-    store: &SqliteStore,
-    from: u8,
-    id: u8,
-    to: &[u8],
-    len: usize,
-) -> Result<Appended, StoreError> {
-    append(store, vec![message(DeviceAddr::test(from, 1), id, to, len)]).remove(0)
-}
-
-/// The domain rule that refused an append, if one did.
-fn refusal(result: &Result<Appended, StoreError>) -> Option<&RelayError> {
-    match result {
-        Err(StoreError::Rejected(e)) => Some(e),
-        _ => None,
-    }
-}
-
-fn seq(result: &Result<Appended, StoreError>) -> (u64, bool) {
-    let a = result.as_ref().unwrap();
-    (a.seq, a.duplicate)
-}
-
-#[test]
-fn a_resend_in_the_same_batch_gets_the_original_and_leaves_no_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = group(&dir);
-    let got = append(
-        &store,
-        vec![
-            message(DeviceAddr::test(1, 1), 1, &[2, 3], 10),
-            message(DeviceAddr::test(1, 1), 1, &[2, 3], 10),
-            message(DeviceAddr::test(1, 1), 2, &[2, 3], 10),
-        ],
-    );
-    assert_eq!(seq(&got[0]), (2, false));
-    assert_eq!(seq(&got[1]), (2, true));
-    assert_eq!(seq(&got[2]), (3, false));
-}
-
-#[test]
-fn seqs_continue_after_reopening_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    drop({
-        let store = group(&dir);
-        send(&store, 1, 1, &[2, 3], 10).unwrap();
-        store
-    });
-    let store = open(&dir);
-    let got = send(&store, 2, 9, &[1, 3], 10);
-    assert_eq!(seq(&got), (3, false));
-    assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 3);
-}
-
-#[test]
-fn a_resend_after_the_sender_left_still_gets_its_original() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = group(&dir);
-    let first = send(&store, 1, 1, &[2, 3], 10);
-    append(
-        &store,
-        vec![membership(DeviceAddr::test(1, 1), None, &[], &[1])],
-    )
-    .remove(0)
-    .unwrap();
-    let again = send(&store, 1, 1, &[2, 3], 10);
-    assert_eq!(seq(&again), (seq(&first).0, true));
-    let fresh = send(&store, 1, 2, &[2, 3], 10);
-    assert!(matches!(refusal(&fresh), Some(RelayError::Forbidden(_))));
-}
-
-#[test]
-fn the_queue_quota_is_recomputed_after_acknowledgements() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = group(&dir);
-    store.set_device_queue_quota(100);
-    let full = send(&store, 1, 1, &[2, 3], 60);
-    assert_eq!(seq(&full), (2, false));
-    let refused = send(&store, 1, 2, &[2, 3], 60);
-    assert!(matches!(
-        refusal(&refused),
-        Some(RelayError::QuotaExceeded(_))
-    ));
-    store
-        .ack_cursors(DeviceAddr::test(2, 1), &[(CHAT, 2)])
-        .unwrap();
-    store
-        .ack_cursors(DeviceAddr::test(3, 1), &[(CHAT, 2)])
-        .unwrap();
-    let fits = send(&store, 1, 3, &[2, 3], 60);
-    assert_eq!(seq(&fits), (3, false));
-}
-
 #[test]
 fn few_ciphertexts_ride_in_the_log_row_and_many_get_rows_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
     let store = group(&dir);
     let got = append(
         &store,
-        vec![
-            message(DeviceAddr::test(1, 1), 1, &[2, 3], 100),
-            message(DeviceAddr::test(1, 1), 2, &[2, 3], 3_000),
-        ],
+        vec![message(1, 1, &[2, 3], 100), message(1, 2, &[2, 3], 3_000)],
     );
     assert_eq!((seq(&got[0]), seq(&got[1])), ((2, false), (3, false)));
     let spilled: i64 = raw(&dir)
@@ -269,26 +126,6 @@ fn a_damaged_inline_encoding_is_an_error_not_a_panic() {
         .unwrap();
     let read = store.read_log(DeviceAddr::test(2, 1), &[], 100, 1 << 20);
     assert!(matches!(read, Err(StoreError::Corrupt(_))));
-}
-
-#[test]
-fn seqs_keep_increasing_after_retention_emptied_a_chat() {
-    let dir = tempfile::tempdir().unwrap();
-    drop({
-        let store = group(&dir);
-        send(&store, 1, 1, &[2, 3], 10).unwrap();
-        for u in 1..=3 {
-            store
-                .ack_cursors(DeviceAddr::test(u, 1), &[(CHAT, 2)])
-                .unwrap();
-        }
-        assert_eq!(store.collect_garbage(0).unwrap(), 2);
-        store
-    });
-    let store = open(&dir);
-    assert_eq!(store.chat(&CHAT).unwrap().unwrap().last_seq, 2);
-    let got = send(&store, 2, 2, &[1, 3], 10);
-    assert_eq!(seq(&got), (3, false));
 }
 
 /// Writes the schema v3 layout of the group chat, as a v3 relay stored it:
@@ -484,48 +321,4 @@ fn checkpoints_restart_the_wal_while_appends_continue() {
     // checkpoint, it stays near the frames of one checkpoint interval.
     let wal = std::fs::metadata(dir.path().join("relay.db-wal")).unwrap();
     assert!(wal.len() < 8 << 20, "WAL grew to {} bytes", wal.len());
-}
-
-#[test]
-fn a_device_added_to_the_list_starts_at_the_link_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = group(&dir);
-    send(&store, 1, 1, &[2, 3], 10).unwrap();
-    send(&store, 1, 2, &[2, 3], 10).unwrap();
-    let list = |version: u64| DeviceListUpdate {
-        user_id: UserId([2; 16]),
-        signed: SignedDeviceList::default(),
-        version,
-        devices: vec![(1, [2; 32]), (2, [9; 32])],
-    };
-    store.replace_device_list(&list(2)).unwrap();
-    let linked = DeviceAddr::test(2, 2);
-    let pending = |d: DeviceAddr| -> Vec<u64> {
-        let (entries, _) = store.read_log(d, &[], 100, 1 << 20).unwrap();
-        entries.iter().map(|e| e.seq).collect()
-    };
-    assert!(pending(linked).is_empty(), "nothing from before the link");
-
-    let to_all = LogAppend::Message(MessageAppend {
-        chat_id: CHAT,
-        sender: DeviceAddr::test(1, 1),
-        client_message_id: ClientMessageId([3; 16]),
-        device_ciphertexts: [(2, 1), (2, 2), (3, 1)]
-            .iter()
-            .map(|(u, d)| DeviceCiphertext {
-                user_id: Bytes::copy_from_slice(&[*u; 16]),
-                device_id: *d,
-                ciphertext: Bytes::from(vec![*u + *d as u8; 10]),
-            })
-            .collect(),
-        common_ciphertext: Bytes::new(),
-    });
-    let after_link = seq(&append(&store, vec![to_all]).remove(0)).0;
-    // A later list that keeps the device does not move its cursor again.
-    store.replace_device_list(&list(3)).unwrap();
-    assert_eq!(pending(linked), [after_link]);
-    let (entries, _) = store.read_log(linked, &[], 100, 1 << 20).unwrap();
-    assert_eq!(entries[0].ciphertext.as_ref(), &[4u8; 10][..]);
-    // The account's first device still has everything it did not acknowledge.
-    assert_eq!(pending(DeviceAddr::test(2, 1)), [1, 2, 3, after_link]);
 }
