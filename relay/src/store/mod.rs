@@ -13,6 +13,7 @@
 //! most once, idempotent sends, per-chat sequence numbers, membership) are
 //! enforced inside the backend's transactions.
 
+pub mod rules;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -25,11 +26,7 @@ use tern_protocol::wire::{
 };
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use std::collections::BTreeSet;
-
-use tern_protocol::wire::{DeviceAddress, MismatchedDevices};
-
-use crate::error::{RelayError, StoreError};
+use crate::error::StoreError;
 
 /// A device of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -209,39 +206,6 @@ pub struct Appended {
     pub promoted: Vec<UserId>,
 }
 
-/// The send rule every backend enforces inside its append transaction:
-/// per-device ciphertexts must address exactly every member device except
-/// the sender's own. `member_devices` are all devices of all members.
-pub fn check_recipients(
-    member_devices: impl IntoIterator<Item = DeviceAddr>,
-    sender: DeviceAddr,
-    ciphertexts: &[DeviceCiphertext],
-) -> Result<(), RelayError> {
-    let mut expected: BTreeSet<DeviceAddr> = member_devices.into_iter().collect();
-    expected.remove(&sender);
-    let mut addressed = BTreeSet::new();
-    for dc in ciphertexts {
-        let device = DeviceAddr {
-            user: UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?,
-            device: dc.device_id,
-        };
-        if !addressed.insert(device) {
-            return Err(RelayError::BadRequest("a device is addressed twice"));
-        }
-    }
-    if expected == addressed {
-        return Ok(());
-    }
-    let address = |d: &DeviceAddr| DeviceAddress {
-        user_id: d.user.to_wire(),
-        device_id: d.device,
-    };
-    Err(RelayError::MismatchedDevices(MismatchedDevices {
-        missing: expected.difference(&addressed).map(address).collect(),
-        extra: addressed.difference(&expected).map(address).collect(),
-    }))
-}
-
 /// Accounts, their signed device lists, invites and push endpoints.
 pub trait AccountStore {
     /// Creates an account with its first device; consumes the invite if any.
@@ -367,52 +331,4 @@ impl<T> Store for T where
         + Sync
         + 'static
 {
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ct(d: DeviceAddr) -> DeviceCiphertext {
-        DeviceCiphertext {
-            user_id: d.user.to_wire(),
-            device_id: d.device,
-            ciphertext: Bytes::from_static(b"c"),
-        }
-    }
-
-    #[test]
-    fn recipients_must_be_every_member_device_but_the_sender() {
-        let members = [
-            DeviceAddr::test(1, 1),
-            DeviceAddr::test(1, 2),
-            DeviceAddr::test(2, 1),
-        ];
-        let sender = DeviceAddr::test(1, 1);
-        check_recipients(
-            members,
-            sender,
-            &[ct(DeviceAddr::test(1, 2)), ct(DeviceAddr::test(2, 1))],
-        )
-        .unwrap();
-
-        let Err(RelayError::MismatchedDevices(m)) = check_recipients(
-            members,
-            sender,
-            &[ct(DeviceAddr::test(2, 1)), ct(DeviceAddr::test(3, 1))],
-        ) else {
-            panic!("expected a mismatch")
-        };
-        assert_eq!(m.missing.len(), 1);
-        assert_eq!(m.missing[0].device_id, 2);
-        assert_eq!(m.extra.len(), 1);
-        assert_eq!(&m.extra[0].user_id[..], &[3; 16]);
-
-        let twice = check_recipients(
-            members,
-            sender,
-            &[ct(DeviceAddr::test(1, 2)), ct(DeviceAddr::test(1, 2))],
-        );
-        assert!(matches!(twice, Err(RelayError::BadRequest(_))));
-    }
 }

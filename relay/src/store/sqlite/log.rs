@@ -21,11 +21,10 @@ use tern_protocol::wire::{ChatKind, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use super::quota::QueuedBytes;
-use super::{chat_id, ciphertexts, roles, user_id};
+use super::{chat_id, ciphertexts, members, user_id};
 use crate::error::{RelayError, StoreError};
-use crate::store::{
-    Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, check_recipients,
-};
+use crate::store::rules::{self, check_recipients};
+use crate::store::{Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend};
 
 /// Most chats whose member devices the log writer keeps in memory.
 const MAX_CACHED_CHATS: usize = 100_000;
@@ -147,12 +146,6 @@ fn append_in_transaction(
     }
     tx.commit()?;
     Ok(out)
-}
-
-fn is_member(tx: &Connection, chat: &ChatId, user: &UserId) -> Result<bool, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT 1 FROM chat_members WHERE chat_id = ?1 AND user_id = ?2")?
-        .exists(params![&chat.0[..], &user.0[..]])?)
 }
 
 fn chat_exists(tx: &Connection, chat: &ChatId) -> Result<bool, StoreError> {
@@ -346,7 +339,7 @@ fn append_membership(
     m: &MembershipAppend,
 ) -> Result<Appended, StoreError> {
     let chat = &m.chat_id.0[..];
-    match m.create {
+    let effect = match m.create {
         Some(kind) => {
             if chat_exists(tx, &m.chat_id)? {
                 return Err(RelayError::Conflict("chat id taken").into());
@@ -355,61 +348,22 @@ fn append_membership(
                 "INSERT INTO chats (chat_id, kind, last_seq) VALUES (?1, ?2, 0)",
                 params![chat, kind as i32],
             )?;
+            rules::create_chat(kind, m.actor.user, &m.added)
         }
         None => {
-            if !is_member(tx, &m.chat_id, &m.actor.user)? {
-                return Err(not_member(tx, &m.chat_id)?);
-            }
-            roles::check_allowed(tx, m)?;
-            let kind: i32 =
-                tx.query_row("SELECT kind FROM chats WHERE chat_id = ?1", [chat], |r| {
-                    r.get(0)
-                })?;
-            if kind == ChatKind::Direct as i32 {
-                return Err(RelayError::Forbidden("direct chat members cannot change").into());
-            }
-            let mut count: i64 = tx.query_row(
-                "SELECT count(*) FROM chat_members WHERE chat_id = ?1",
-                [chat],
-                |r| r.get(0),
-            )?;
-            for u in &m.added {
-                count += i64::from(!is_member(tx, &m.chat_id, u)?);
-            }
-            if count as usize > tern_protocol::limits::MAX_CHAT_MEMBERS {
-                return Err(RelayError::QuotaExceeded("too many chat members").into());
-            }
+            let kind = chat_kind(tx, &m.chat_id)?.ok_or(RelayError::NotFound("chat"))?;
+            rules::change_members(kind, &members::load(tx, &m.chat_id)?, m)?
         }
-    }
+    };
     let mut exists = tx.prepare_cached("SELECT 1 FROM accounts WHERE user_id = ?1")?;
-    for u in &m.added {
+    for u in &effect.joined {
         if !exists.exists([&u.0[..]])? {
             return Err(RelayError::NotFound("added user").into());
         }
     }
     let seq = last_seq(tx, batch, &m.chat_id)? + 1;
     assign_seq(batch, &m.chat_id, seq);
-    for u in &m.added {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO chat_members (chat_id, user_id, joined_seq) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![chat, &u.0[..], seq as i64])?;
-    }
-    for u in &m.removed {
-        tx.execute(
-            "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2",
-            params![chat, &u.0[..]],
-        )?;
-        tx.execute(
-            "DELETE FROM cursors WHERE chat_id = ?1 AND user_id = ?2",
-            params![chat, &u.0[..]],
-        )?;
-    }
-    let promoted = match m.create {
-        Some(ChatKind::Group) => roles::apply_promotions(tx, &m.chat_id, &[m.actor.user])?,
-        Some(_) => Vec::new(),
-        None => roles::apply_promotions(tx, &m.chat_id, &m.promote)?,
-    };
+    members::apply(tx, &m.chat_id, seq, &effect)?;
     tx.execute(
         "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, server_time_ms,
                           added, removed, promoted)
@@ -423,7 +377,7 @@ fn append_membership(
             batch.now as i64,
             join_ids(&m.added),
             join_ids(&m.removed),
-            join_ids(&promoted)
+            join_ids(&effect.promoted)
         ],
     )?;
     Ok(Appended {
@@ -431,8 +385,18 @@ fn append_membership(
         server_time_ms: batch.now,
         duplicate: false,
         members: members_of(tx, &m.chat_id)?,
-        promoted,
+        promoted: effect.promoted,
     })
+}
+
+/// A chat's kind, `None` when it does not exist.
+fn chat_kind(tx: &Connection, chat: &ChatId) -> Result<Option<ChatKind>, StoreError> {
+    let kind: Option<i32> = tx
+        .prepare_cached("SELECT kind FROM chats WHERE chat_id = ?1")?
+        .query_row([&chat.0[..]], |r| r.get(0))
+        .optional()?;
+    kind.map(|k| ChatKind::try_from(k).map_err(|_| StoreError::Corrupt("chat kind")))
+        .transpose()
 }
 
 fn join_ids(ids: &[UserId]) -> Vec<u8> {
@@ -487,7 +451,7 @@ pub(super) fn chat(conn: &Connection, chat: &ChatId) -> Result<Option<ChatRecord
         chat_id: *chat,
         kind: ChatKind::try_from(kind).map_err(|_| StoreError::Corrupt("chat kind"))?,
         members: members_of(conn, chat)?,
-        admins: roles::admins_of(conn, chat)?,
+        admins: members::admins_of(conn, chat)?,
         last_seq: last_seq as u64,
     }))
 }

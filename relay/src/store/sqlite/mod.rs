@@ -20,10 +20,10 @@ mod checkpoint;
 pub mod ciphertexts;
 mod cursors;
 mod log;
+mod members;
 mod prekeys;
 mod quota;
 mod retention;
-mod roles;
 pub mod schema;
 #[cfg(test)]
 mod tests;
