@@ -8,9 +8,11 @@ use tern_protocol::wire::{ChatKind, DeviceCiphertext, SignedDeviceList};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
 use crate::error::{RelayError, StoreError};
+use tern_protocol::wire::{KemPrekey, OneTimePrekey, SignedPrekey};
+
 use crate::store::{
     Appended, DeviceAddr, DeviceListUpdate, LogAppend, MembershipAppend, MessageAppend, NewAccount,
-    Store,
+    PrekeyCounts, PrekeyUpload, Store,
 };
 
 /// A store under test.
@@ -38,6 +40,8 @@ macro_rules! conformance_suite {
                 a_device_added_to_the_list_starts_at_the_link_point,
                 only_admins_change_a_group_and_the_eldest_member_inherits,
                 cursors_name_only_member_chats_and_stop_at_the_end,
+                names_ids_invites_and_list_versions_are_unique,
+                a_one_time_prekey_is_handed_out_once,
             );
         }
     };
@@ -58,22 +62,28 @@ pub(crate) const CHAT: ChatId = ChatId([7; 16]);
 /// Default queue quota: large enough never to matter.
 const NO_QUOTA: u64 = u64::MAX;
 
-/// Creates account `u` with one device (device 1).
+/// Creates account `u`, named `user{u}`, with one device (device 1).
 pub(crate) fn account(store: &dyn Store, u: u8) {
     store
-        .create_account(&NewAccount {
-            user_name: format!("user{u}"),
-            account_key: [u; 32],
-            list: DeviceListUpdate {
-                user_id: UserId([u; 16]),
-                signed: SignedDeviceList::default(),
-                version: 1,
-                devices: vec![(1, [u; 32])],
-            },
-            device_id: 1,
-            invite_hash: None,
-        })
+        .create_account(&new_account(&format!("user{u}"), u, None))
         .unwrap();
+}
+
+/// Account `u` named `name` with one device (device 1), registering with
+/// `invite`.
+fn new_account(name: &str, u: u8, invite: Option<[u8; 32]>) -> NewAccount {
+    NewAccount {
+        user_name: name.into(),
+        account_key: [u; 32],
+        list: DeviceListUpdate {
+            user_id: UserId([u; 16]),
+            signed: SignedDeviceList::default(),
+            version: 1,
+            devices: vec![(1, [u; 32])],
+        },
+        device_id: 1,
+        invite_hash: invite,
+    }
 }
 
 /// A store with accounts 1, 2, 3 (one device each) in a group chat that
@@ -366,4 +376,108 @@ pub(crate) fn cursors_name_only_member_chats_and_stop_at_the_end<B: Backend>() {
     assert!(pending(store, member).is_empty());
     let next = seq(&send(store, 1, 2, &[2, 3], 10)).0;
     assert_eq!(pending(store, member), [next]);
+}
+
+pub(crate) fn names_ids_invites_and_list_versions_are_unique<B: Backend>() {
+    let b = B::fresh(NO_QUOTA);
+    let store = b.store();
+    account(store, 1);
+    for taken in [new_account("user1", 2, None), new_account("other", 1, None)] {
+        let got = store.create_account(&taken);
+        assert!(matches!(refusal(&got), Some(RelayError::Conflict(_))));
+    }
+    store.create_invite(&[5; 32], 0).unwrap();
+    store
+        .create_account(&new_account("invited", 3, Some([5; 32])))
+        .unwrap();
+    let again = store.create_account(&new_account("second", 4, Some([5; 32])));
+    assert!(matches!(refusal(&again), Some(RelayError::InviteRequired)));
+    assert_eq!(
+        store.account_by_name("invited").unwrap().unwrap().user_id,
+        UserId([3; 16])
+    );
+    let list = |version| DeviceListUpdate {
+        user_id: UserId([1; 16]),
+        signed: SignedDeviceList::default(),
+        version,
+        devices: vec![(2, [8; 32])],
+    };
+    store.replace_device_list(&list(2)).unwrap();
+    let stale = store.replace_device_list(&list(2));
+    assert!(matches!(refusal(&stale), Some(RelayError::Conflict(_))));
+    let devices = store.devices(&UserId([1; 16])).unwrap();
+    assert_eq!(
+        devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        [2],
+        "device 1 dropped"
+    );
+    assert!(!devices[0].registered);
+}
+
+pub(crate) fn a_one_time_prekey_is_handed_out_once<B: Backend>() {
+    let b = B::fresh(NO_QUOTA);
+    let store = b.store();
+    account(store, 1);
+    let device = DeviceAddr::test(1, 1);
+    let upload = PrekeyUpload {
+        signed_prekey: Some(SignedPrekey {
+            id: 1,
+            public_key: Bytes::from_static(&[1; 32]),
+            signature: Bytes::from_static(&[2; 64]),
+        }),
+        one_time: (10..12)
+            .map(|id| OneTimePrekey {
+                id,
+                public_key: Bytes::from(vec![id as u8; 32]),
+            })
+            .collect(),
+        last_resort_kem: Some(KemPrekey {
+            id: 1,
+            public_key: Bytes::from_static(&[3; 8]),
+            signature: Bytes::from_static(&[4; 64]),
+        }),
+        one_time_kem: vec![KemPrekey {
+            id: 20,
+            public_key: Bytes::from_static(&[5; 8]),
+            signature: Bytes::from_static(&[6; 64]),
+        }],
+    };
+    let stock = store.upload_prekeys(device, &upload, 100).unwrap();
+    assert_eq!(
+        stock,
+        PrekeyCounts {
+            one_time: 2,
+            one_time_kem: 1
+        }
+    );
+    let too_many = store.upload_prekeys(device, &upload, 1);
+    assert!(matches!(
+        refusal(&too_many),
+        Some(RelayError::QuotaExceeded(_))
+    ));
+    assert_eq!(
+        store.prekey_counts(device).unwrap(),
+        stock,
+        "a refused upload stores nothing"
+    );
+
+    let user = UserId([1; 16]);
+    let first = store.claim_bundles(&user, &[], &mut |_| true).unwrap();
+    let bundle = &first.bundles[0];
+    assert_eq!(bundle.one_time_prekey.as_ref().map(|k| k.id), Some(10));
+    assert!(!bundle.kem_prekey_is_last_resort);
+    let second = store.claim_bundles(&user, &[1], &mut |_| true).unwrap();
+    assert_eq!(
+        second.bundles[0].one_time_prekey.as_ref().map(|k| k.id),
+        Some(11)
+    );
+    assert!(
+        second.bundles[0].kem_prekey_is_last_resort,
+        "the one KEM prekey went first"
+    );
+    let withheld = store.claim_bundles(&user, &[], &mut |_| false).unwrap();
+    assert!(withheld.bundles[0].one_time_prekey.is_none());
+    assert_eq!(withheld.remaining, [(1, PrekeyCounts::default())]);
+    let nobody = store.claim_bundles(&UserId([9; 16]), &[], &mut |_| true);
+    assert!(matches!(refusal(&nobody), Some(RelayError::NotFound(_))));
 }

@@ -18,6 +18,8 @@ pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod memory;
 
 use bytes::Bytes;
 use tern_protocol::wire::{

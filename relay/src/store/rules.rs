@@ -45,6 +45,12 @@ pub fn check_recipients(
     }))
 }
 
+/// The refusal of a `Sync` or `AckDelivered` whose cursors name a chat the
+/// device's account is not a member of (or that does not exist).
+pub fn cursor_outside_membership() -> RelayError {
+    RelayError::Forbidden("a cursor names a chat you are not a member of")
+}
+
 /// A member of a chat as the membership rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {

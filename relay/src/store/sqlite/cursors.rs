@@ -11,8 +11,9 @@ use tern_protocol::wire::Delivery;
 
 use super::ciphertexts;
 use super::log::{member_chats, split_ids};
-use crate::error::{RelayError, StoreError};
+use crate::error::StoreError;
 use crate::store::DeviceAddr;
+use crate::store::rules;
 
 /// Rough per-entry overhead counted against a sync page's byte budget.
 const ENTRY_OVERHEAD: usize = 128;
@@ -112,10 +113,9 @@ pub(super) fn read_log(
     Ok((out, false))
 }
 
-/// A cursor names a chat the device's account is not a member of (or that
-/// does not exist).
+/// A cursor names a chat the device's account is not a member of.
 fn not_a_member() -> StoreError {
-    RelayError::Forbidden("a cursor names a chat you are not a member of").into()
+    rules::cursor_outside_membership().into()
 }
 
 pub(super) fn ack_cursors(
