@@ -9,8 +9,8 @@ use tern_protocol::UserId;
 use tern_protocol::limits::MAX_CHAT_MEMBERS;
 use tern_protocol::wire::{ChatKind, DeviceAddress, DeviceCiphertext, MismatchedDevices};
 
-use super::{DeviceAddr, MembershipAppend};
-use crate::error::RelayError;
+use super::{DeviceAddr, MembershipAppend, MessageAppend};
+use crate::error::{RelayError, StoreError};
 
 /// The send rule: per-device ciphertexts must address exactly every member
 /// device except the sender's own. `member_devices` are all devices of all
@@ -43,6 +43,64 @@ pub fn check_recipients(
         missing: expected.difference(&addressed).map(address).collect(),
         extra: addressed.difference(&expected).map(address).collect(),
     }))
+}
+
+/// Bytes a message adds to `device`'s queue: the ciphertext addressed to it
+/// and the common one; nothing for the sending device itself.
+pub fn queued_bytes(
+    sender: DeviceAddr,
+    ciphertexts: &[DeviceCiphertext],
+    common_len: usize,
+    device: DeviceAddr,
+) -> u64 {
+    if device == sender {
+        return 0;
+    }
+    let own = ciphertexts
+        .iter()
+        .find(|dc| dc.device_id == device.device && dc.user_id[..] == device.user.0[..])
+        .map_or(0, |dc| dc.ciphertext.len());
+    (own + common_len) as u64
+}
+
+/// The rules a message must pass in a chat with `members` (account ids)
+/// and their `devices`: its sender is a member; its per-device ciphertexts,
+/// if any, address exactly the member devices but the sender's
+/// ([`check_recipients`]); and every recipient device has room for what it
+/// adds (`fits(device, bytes)`, the backend's queue quota). Returns what
+/// the message adds to each recipient's queue.
+pub fn check_message(
+    members: &[UserId],
+    devices: &[DeviceAddr],
+    m: &MessageAppend,
+    fits: &mut dyn FnMut(DeviceAddr, u64) -> Result<bool, StoreError>,
+) -> Result<Vec<(DeviceAddr, u64)>, StoreError> {
+    if !members.contains(&m.sender.user) {
+        return Err(RelayError::Forbidden("not a member of this chat").into());
+    }
+    if !m.device_ciphertexts.is_empty() {
+        check_recipients(devices.iter().copied(), m.sender, &m.device_ciphertexts)?;
+    }
+    let common = m.common_ciphertext.len();
+    let sizes: Vec<(DeviceAddr, u64)> = devices
+        .iter()
+        .filter(|d| **d != m.sender)
+        .map(|d| {
+            (
+                *d,
+                queued_bytes(m.sender, &m.device_ciphertexts, common, *d),
+            )
+        })
+        .collect();
+    for (device, size) in &sizes {
+        if !fits(*device, *size)? {
+            return Err(RelayError::QuotaExceeded(
+                "a recipient device has too many undelivered bytes queued",
+            )
+            .into());
+        }
+    }
+    Ok(sizes)
 }
 
 /// The refusal of a `Sync` or `AckDelivered` whose cursors name a chat the
@@ -243,6 +301,40 @@ mod tests {
             Err(RelayError::Forbidden(why) | RelayError::BadRequest(why)) => why,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_message_is_sized_per_recipient_and_held_to_the_quota() {
+        let devices = [
+            DeviceAddr::test(1, 1),
+            DeviceAddr::test(1, 2),
+            DeviceAddr::test(2, 1),
+        ];
+        let members = [user(1), user(2)];
+        let mut m = MessageAppend {
+            chat_id: tern_protocol::ChatId([7; 16]),
+            sender: DeviceAddr::test(1, 1),
+            client_message_id: tern_protocol::ClientMessageId([1; 16]),
+            device_ciphertexts: vec![ct(DeviceAddr::test(1, 2)), ct(DeviceAddr::test(2, 1))],
+            common_ciphertext: bytes::Bytes::from_static(b"common"),
+        };
+        let sizes = check_message(&members, &devices, &m, &mut |_, _| Ok(true)).unwrap();
+        assert_eq!(
+            sizes,
+            [(devices[1], 7), (devices[2], 7)],
+            "own 1 byte + common 6"
+        );
+        let full = check_message(&members, &devices, &m, &mut |d, _| Ok(d != devices[2]));
+        assert!(matches!(
+            full,
+            Err(StoreError::Rejected(e)) if matches!(*e, RelayError::QuotaExceeded(_))
+        ));
+        m.sender = DeviceAddr::test(3, 1);
+        let outsider = check_message(&members, &devices, &m, &mut |_, _| Ok(true));
+        assert!(matches!(
+            outsider,
+            Err(StoreError::Rejected(e)) if matches!(*e, RelayError::Forbidden(_))
+        ));
     }
 
     #[test]

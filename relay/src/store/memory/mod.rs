@@ -143,17 +143,14 @@ impl State {
             .chats
             .get(&m.chat_id)
             .ok_or(RelayError::NotFound("chat"))?;
-        if chat.member(&m.sender.user).is_none() {
-            return Err(RelayError::Forbidden("not a member of this chat").into());
-        }
-        let devices: Vec<DeviceAddr> = chat
-            .members
+        let members = chat.record(m.chat_id).members;
+        let devices: Vec<DeviceAddr> = members
             .iter()
-            .flat_map(|member| self.devices_of(member.user))
+            .flat_map(|user| self.devices_of(*user))
             .collect();
-        if !m.device_ciphertexts.is_empty() {
-            rules::check_recipients(devices.iter().copied(), m.sender, &m.device_ciphertexts)?;
-        }
+        rules::check_message(&members, &devices, m, &mut |device, size| {
+            Ok(self.queued(device).saturating_add(size) <= quota)
+        })?;
         let entry = Entry {
             kind: EntryKind::Message,
             sender: m.sender,
@@ -165,22 +162,12 @@ impl State {
             removed: Vec::new(),
             promoted: Vec::new(),
         };
-        for device in devices.iter().filter(|d| **d != m.sender) {
-            let adds = queued_size(&entry, *device);
-            if self.queued(*device).saturating_add(adds) > quota {
-                return Err(RelayError::QuotaExceeded(
-                    "a recipient device has too many undelivered bytes queued",
-                )
-                .into());
-            }
-        }
         let chat = self
             .chats
             .get_mut(&m.chat_id)
             .ok_or(RelayError::NotFound("chat"))?;
         let seq = chat.last_seq() + 1;
         chat.log.insert(seq, entry);
-        let members = chat.record(m.chat_id).members;
         self.sent
             .insert((m.sender.user, m.client_message_id), (m.chat_id, seq));
         Ok(Appended {
@@ -260,14 +247,9 @@ fn apply(chat: &mut Chat, seq: u64, effect: &MembershipEffect) {
     }
 }
 
-/// Bytes an entry adds to `device`'s queue: its own ciphertext and the
-/// common one; nothing for the sending device.
+/// Bytes an entry adds to `device`'s queue ([`rules::queued_bytes`]).
 fn queued_size(entry: &Entry, device: DeviceAddr) -> u64 {
-    if entry.sender == device {
-        return 0;
-    }
-    let own = own_ciphertext(entry, device).map_or(0, Bytes::len);
-    (own + entry.common.len()) as u64
+    rules::queued_bytes(entry.sender, &entry.ciphertexts, entry.common.len(), device)
 }
 
 fn own_ciphertext(entry: &Entry, device: DeviceAddr) -> Option<&Bytes> {

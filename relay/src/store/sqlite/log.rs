@@ -23,7 +23,7 @@ use tern_protocol::{ChatId, ClientMessageId, UserId};
 use super::quota::QueuedBytes;
 use super::{chat_id, ciphertexts, members, user_id};
 use crate::error::{RelayError, StoreError};
-use crate::store::rules::{self, check_recipients};
+use crate::store::rules;
 use crate::store::{Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend};
 
 /// Most chats whose member devices the log writer keeps in memory.
@@ -185,56 +185,23 @@ fn not_member(tx: &Connection, chat: &ChatId) -> Result<StoreError, StoreError> 
 }
 
 /// Bytes a message queues for each recipient device.
-fn queued_sizes(chat: &ChatDevices, m: &MessageAppend) -> QueuedSizes {
-    let common = m.common_ciphertext.len() as u64;
-    chat.devices
-        .iter()
-        .filter(|d| **d != m.sender)
-        .map(|d| {
-            let own = m
-                .device_ciphertexts
-                .iter()
-                .find(|dc| dc.device_id == d.device && dc.user_id[..] == d.user.0[..])
-                .map_or(0, |dc| dc.ciphertext.len() as u64);
-            (*d, own + common)
-        })
-        .collect()
-}
-
-/// Bytes a message adds to each recipient device's queue.
 type QueuedSizes = Vec<(DeviceAddr, u64)>;
 
-/// Checks a message against the chat (membership, addressed devices,
-/// recipients' queue quota); returns the members and per-device sizes.
+/// Checks a message against the chat ([`rules::check_message`], with the
+/// queue quota); returns the members and per-device sizes.
 fn check_message(
     tx: &Connection,
     batch: &mut Batch<'_>,
     m: &MessageAppend,
 ) -> Result<(Arc<ChatDevices>, QueuedSizes), StoreError> {
     let chat = chat_devices(tx, batch.cache, &m.chat_id)?;
-    if chat.members.binary_search(&m.sender.user).is_err() {
+    if chat.members.is_empty() {
         return Err(not_member(tx, &m.chat_id)?);
     }
-    if !m.device_ciphertexts.is_empty() {
-        check_recipients(
-            chat.devices.iter().copied(),
-            m.sender,
-            &m.device_ciphertexts,
-        )?;
-    }
-    let sizes = queued_sizes(&chat, m);
-    for (device, size) in &sizes {
-        if !batch
-            .quota
-            .queued
-            .fits(tx, *device, *size, batch.quota.limit)?
-        {
-            return Err(RelayError::QuotaExceeded(
-                "a recipient device has too many undelivered bytes queued",
-            )
-            .into());
-        }
-    }
+    let quota = &batch.quota;
+    let sizes = rules::check_message(&chat.members, &chat.devices, m, &mut |device, size| {
+        quota.queued.fits(tx, device, size, quota.limit)
+    })?;
     Ok((chat, sizes))
 }
 
