@@ -123,74 +123,73 @@ impl AsRef<[u8]> for ChargedBody {
 /// Smallest body buffer allocated at a time.
 const MIN_BODY_ALLOCATION: usize = 16 * 1024;
 
-/// The frame being read: header bytes, then body bytes, then done. Reads
-/// take exactly what the current frame still needs, so nothing of the next
-/// frame is ever buffered, and every field lives here, so a read cancelled
-/// between chunks loses nothing.
+/// Sans-IO frame assembly: header bytes, then body bytes, then a finished
+/// body. It takes at most what the current frame still needs
+/// ([`want`](Self::want)), so nothing of the next frame is ever buffered,
+/// and it charges its body buffer to the [`FrameLimits`]' budget as it
+/// grows. The async readers below feed it from QUIC streams; the fuzz
+/// target `transport_frame_assembler` feeds it arbitrary bytes.
 #[derive(Default)]
-struct PartialFrame {
+pub struct FrameAssembler {
     header: [u8; FRAME_HEADER_LEN],
     header_len: usize,
     body_len: Option<usize>,
     body: Vec<u8>,
     charge: Option<Reservation>,
-    deadline: Option<Instant>,
 }
 
-impl PartialFrame {
-    /// Reads until the frame is complete; `Ok(None)` at a clean end of
-    /// stream before any byte of it.
-    async fn read(
-        &mut self,
-        recv: &mut RecvStream,
-        limits: &FrameLimits,
-    ) -> Result<Option<Bytes>, FrameIoError> {
-        loop {
-            let want = match self.body_len {
-                None => FRAME_HEADER_LEN - self.header_len,
-                Some(len) => len - self.body.len(),
-            };
-            if self.body_len.is_some() && want == 0 {
-                return Ok(Some(self.take()));
-            }
-            let Some(chunk) = self.next_chunk(recv, want, limits).await? else {
-                return self.ended();
-            };
-            if self.deadline.is_none()
-                && let Some(d) = limits.deadline
-            {
-                self.deadline = Some(Instant::now() + d);
-            }
-            match self.body_len {
-                None => self.push_header(&chunk, limits)?,
-                Some(len) => self.push_body(&chunk, len, limits)?,
-            }
+impl FrameAssembler {
+    /// An assembler waiting for a frame header.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes the current frame still needs (never 0).
+    pub fn want(&self) -> usize {
+        match self.body_len {
+            None => FRAME_HEADER_LEN - self.header_len,
+            Some(len) => len - self.body.len(),
         }
     }
 
-    async fn next_chunk(
-        &self,
-        recv: &mut RecvStream,
-        want: usize,
-        limits: &FrameLimits,
-    ) -> Result<Option<Bytes>, FrameIoError> {
-        let read = recv.read_chunk(want, true);
-        let chunk = match (self.deadline, limits.deadline) {
-            (Some(at), Some(d)) => tokio::time::timeout_at(at, read)
-                .await
-                .map_err(|_| FrameIoError::Deadline(d))??,
-            _ => read.await?,
-        };
-        Ok(chunk.map(|c| c.bytes))
+    /// Whether a frame has started (some of its bytes arrived).
+    pub fn started(&self) -> bool {
+        self.header_len > 0
     }
 
-    fn ended(&self) -> Result<Option<Bytes>, FrameIoError> {
-        let missing = match self.body_len {
-            None if self.header_len == 0 => return Ok(None),
-            None => FRAME_HEADER_LEN - self.header_len,
-            Some(len) => len - self.body.len(),
-        };
-        Err(ProtocolError::Truncated { missing }.into())
+    /// Consumes from the front of `data` what the current frame needs and
+    /// returns its body once complete (the assembler then waits for the
+    /// next header; what is left in `data` belongs to that frame). Fails
+    /// when the header announces more than `limits` allow or the body would
+    /// exceed the budget; the assembler is then unusable.
+    pub fn push(
+        &mut self,
+        data: &mut &[u8],
+        limits: &FrameLimits,
+    ) -> Result<Option<Bytes>, FrameIoError> {
+        while !data.is_empty() {
+            let (chunk, rest) = data.split_at(self.want().min(data.len()));
+            *data = rest;
+            match self.body_len {
+                None => self.push_header(chunk, limits)?,
+                Some(len) => self.push_body(chunk, len, limits)?,
+            }
+            if self.body_len.is_some_and(|len| self.body.len() == len) {
+                return Ok(Some(self.take()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Declares the end of the stream: fails with
+    /// [`ProtocolError::Truncated`] inside a frame.
+    pub fn finish(&self) -> Result<(), ProtocolError> {
+        if !self.started() {
+            return Ok(());
+        }
+        Err(ProtocolError::Truncated {
+            missing: self.want(),
+        })
     }
 
     fn push_header(&mut self, chunk: &[u8], limits: &FrameLimits) -> Result<(), FrameIoError> {
@@ -229,7 +228,7 @@ impl PartialFrame {
         Ok(())
     }
 
-    /// The finished body; the reader starts over for the next frame.
+    /// The finished body; the assembler starts over for the next frame.
     fn take(&mut self) -> Bytes {
         let done = std::mem::take(self);
         match done.charge {
@@ -239,6 +238,58 @@ impl PartialFrame {
             }),
             None => Bytes::from(done.body),
         }
+    }
+}
+
+/// A frame being read from a stream: the assembler and the deadline set by
+/// its first byte. Every field lives here, so a read cancelled between
+/// chunks loses nothing.
+#[derive(Default)]
+struct PartialFrame {
+    assembler: FrameAssembler,
+    deadline: Option<Instant>,
+}
+
+impl PartialFrame {
+    /// Reads until the frame is complete; `Ok(None)` at a clean end of
+    /// stream before any byte of it.
+    async fn read(
+        &mut self,
+        recv: &mut RecvStream,
+        limits: &FrameLimits,
+    ) -> Result<Option<Bytes>, FrameIoError> {
+        loop {
+            let want = self.assembler.want();
+            let Some(chunk) = self.next_chunk(recv, want, limits).await? else {
+                self.assembler.finish()?;
+                return Ok(None);
+            };
+            if self.deadline.is_none()
+                && let Some(d) = limits.deadline
+            {
+                self.deadline = Some(Instant::now() + d);
+            }
+            if let Some(body) = self.assembler.push(&mut &chunk[..], limits)? {
+                self.deadline = None;
+                return Ok(Some(body));
+            }
+        }
+    }
+
+    async fn next_chunk(
+        &self,
+        recv: &mut RecvStream,
+        want: usize,
+        limits: &FrameLimits,
+    ) -> Result<Option<Bytes>, FrameIoError> {
+        let read = recv.read_chunk(want, true);
+        let chunk = match (self.deadline, limits.deadline) {
+            (Some(at), Some(d)) => tokio::time::timeout_at(at, read)
+                .await
+                .map_err(|_| FrameIoError::Deadline(d))??,
+            _ => read.await?,
+        };
+        Ok(chunk.map(|c| c.bytes))
     }
 }
 
@@ -305,4 +356,75 @@ pub async fn write_frame<M: Message>(send: &mut SendStream, msg: &M) -> Result<(
     let frame = tern_protocol::encode_frame(msg)?;
     send.write_all(&frame).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(bodies: &[&[u8]]) -> Vec<u8> {
+        bodies
+            .iter()
+            .flat_map(|b| {
+                (b.len() as u32)
+                    .to_be_bytes()
+                    .into_iter()
+                    .chain(b.iter().copied())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_come_out_whole_however_the_bytes_are_split() {
+        let stream = framed(&[b"one", b"", b"three"]);
+        for piece in 1..=stream.len() {
+            let mut assembler = FrameAssembler::new();
+            let mut out = Vec::new();
+            for chunk in stream.chunks(piece) {
+                let mut data = chunk;
+                while let Some(body) = assembler.push(&mut data, &FrameLimits::default()).unwrap() {
+                    out.push(body);
+                }
+            }
+            assert_eq!(out, [&b"one"[..], b"", b"three"], "pieces of {piece}");
+            assert!(assembler.finish().is_ok());
+        }
+    }
+
+    #[test]
+    fn limits_and_truncation_are_typed_errors() {
+        let small = FrameLimits::new(4, None, None);
+        let mut data = &framed(&[b"12345"])[..];
+        assert!(matches!(
+            FrameAssembler::new().push(&mut data, &small),
+            Err(FrameIoError::Protocol(ProtocolError::FrameTooLarge {
+                len: 5,
+                max: 4
+            }))
+        ));
+        let mut assembler = FrameAssembler::new();
+        assembler
+            .push(&mut &framed(&[b"12345"])[..6], &FrameLimits::default())
+            .unwrap();
+        assert!(matches!(
+            assembler.finish(),
+            Err(ProtocolError::Truncated { missing: 3 })
+        ));
+    }
+
+    #[test]
+    fn bodies_hold_their_budget_charge_until_dropped() {
+        let budget = ByteBudget::new(100);
+        let limits = FrameLimits::new(MAX_FRAME_LEN, None, Some(budget.clone()));
+        let mut data = &framed(&[&[7; 60], &[8; 60]])[..];
+        let mut assembler = FrameAssembler::new();
+        let first = assembler.push(&mut data, &limits).unwrap().unwrap();
+        assert_eq!(budget.used(), 60);
+        assert!(matches!(
+            assembler.push(&mut data, &limits),
+            Err(FrameIoError::Budget(Exhausted::Own))
+        ));
+        drop(first);
+        assert_eq!(budget.used(), 0);
+    }
 }

@@ -31,7 +31,8 @@ pub use budget::{ByteBudget, Exhausted, Reservation};
 pub use config::{server_config, transport_config};
 pub use exporter::auth_exporter;
 pub use frames::{
-    FrameIoError, FrameLimits, FrameReader, read_frame, read_frame_with, write_frame,
+    FrameAssembler, FrameIoError, FrameLimits, FrameReader, read_frame, read_frame_with,
+    write_frame,
 };
 pub use pipeline::{Pipeline, PipelineError};
 pub use socket::{client_endpoint, server_endpoint};
