@@ -216,24 +216,23 @@ impl Tx<'_> {
 
     /// The admins of a chat, in id order.
     pub fn chat_admins(&self, chat_id: &ChatId) -> Result<Vec<UserId>, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT user_id FROM chat_members WHERE chat_id = ?1 AND admin = 1 ORDER BY user_id",
-        )?;
-        let admins = stmt
-            .query_map([chat_id], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(admins)
+        self.member_ids(chat_id, true)
     }
 
     /// The members of a chat, in id order.
     pub fn chat_members(&self, chat_id: &ChatId) -> Result<Vec<UserId>, StoreError> {
+        self.member_ids(chat_id, false)
+    }
+
+    /// The members of a chat (only its admins if `admins_only`), in id order.
+    fn member_ids(&self, chat_id: &ChatId, admins_only: bool) -> Result<Vec<UserId>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT user_id FROM chat_members WHERE chat_id = ?1 ORDER BY user_id",
+            "SELECT user_id FROM chat_members WHERE chat_id = ?1 AND admin >= ?2 ORDER BY user_id",
         )?;
-        let members = stmt
-            .query_map([chat_id], |row| row.get(0))?
+        let ids = stmt
+            .query_map(params![chat_id, admins_only], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        Ok(members)
+        Ok(ids)
     }
 }
 

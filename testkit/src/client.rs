@@ -27,6 +27,20 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    /// The chat `chat_id` as this device knows it, if it does.
+    pub fn find_chat(&self, chat_id: [u8; 16]) -> Option<tern_core::ChatInfo> {
+        let chats = self.client.chats().unwrap();
+        chats.into_iter().find(|c| c.chat_id == chat_id)
+    }
+
+    /// The chat `chat_id` as this device knows it.
+    ///
+    /// # Panics
+    /// When the device does not know it.
+    pub fn chat_info(&self, chat_id: [u8; 16]) -> tern_core::ChatInfo {
+        self.find_chat(chat_id).expect("chat known")
+    }
+
     /// Creates an account `name` on `relay` and waits until it is online.
     pub async fn create(relay: &TestRelay, name: &str) -> Self {
         Self::create_configured(relay, name, |_| {}).await

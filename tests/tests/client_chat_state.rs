@@ -7,23 +7,14 @@
 use std::time::Duration;
 
 use tern_core::ClientEvent;
-use tern_core::{ChatId, ChatInfo, UserId, Verification};
+use tern_core::{ChatId, UserId, Verification};
 use tern_testkit::{TestClient, TestRelay, guard};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn find_chat(client: &TestClient, chat: ChatId) -> Option<ChatInfo> {
-    let chats = client.client.chats().unwrap();
-    chats.into_iter().find(|c| c.chat_id == chat)
-}
-
-fn chat_info(client: &TestClient, chat: ChatId) -> ChatInfo {
-    find_chat(client, chat).expect("chat known")
-}
-
 /// Waits until `client`'s title for `chat` is `title` (event-driven).
 async fn expect_title(client: &mut TestClient, chat: ChatId, title: &str) {
-    if find_chat(client, chat).is_none_or(|c| c.title != title) {
+    if client.find_chat(chat).is_none_or(|c| c.title != title) {
         client
             .expect(|event| match event {
                 ClientEvent::ChatTitleChanged {
@@ -33,7 +24,7 @@ async fn expect_title(client: &mut TestClient, chat: ChatId, title: &str) {
             })
             .await;
     }
-    assert_eq!(chat_info(client, chat).title, title);
+    assert_eq!(client.chat_info(chat).title, title);
 }
 
 #[tokio::test]
@@ -45,21 +36,17 @@ async fn reading_on_one_device_clears_unread_on_the_other() {
     for (n, text) in ["one", "two", "three"].into_iter().enumerate() {
         bob.client.send_text(chat, text.into()).unwrap();
         assert_eq!(phone.next_message().await.text, text);
-        assert_eq!(chat_info(&phone, chat).unread, n as u64 + 1);
+        assert_eq!(phone.chat_info(chat).unread, n as u64 + 1);
     }
     guard(laptop.client.sync_now(SYNC_TIMEOUT)).await.unwrap();
-    assert_eq!(chat_info(&laptop, chat).unread, 3);
-    assert_eq!(
-        chat_info(&bob, chat).unread,
-        0,
-        "own messages are not unread"
-    );
+    assert_eq!(laptop.chat_info(chat).unread, 3);
+    assert_eq!(bob.chat_info(chat).unread, 0, "own messages are not unread");
 
     // Reading the first two on the phone leaves one unread on both devices.
     let history = phone.client.messages(chat, None, 10).unwrap();
     let second = history[1].seq.unwrap();
     phone.client.mark_read(chat, second).unwrap();
-    assert_eq!(chat_info(&phone, chat).unread, 1);
+    assert_eq!(phone.chat_info(chat).unread, 1);
     let read_seq = laptop
         .expect(|event| match event {
             ClientEvent::ChatRead { chat_id, read_seq } if chat_id == chat => Some(read_seq),
@@ -67,14 +54,14 @@ async fn reading_on_one_device_clears_unread_on_the_other() {
         })
         .await;
     assert_eq!(read_seq, second);
-    assert_eq!(chat_info(&laptop, chat).unread, 1);
+    assert_eq!(laptop.chat_info(chat).unread, 1);
 
     // The cursor never moves back, and a new message counts again.
     phone.client.mark_read(chat, 1).unwrap();
-    assert_eq!(chat_info(&phone, chat).unread, 1);
+    assert_eq!(phone.chat_info(chat).unread, 1);
     bob.client.send_text(chat, "four".into()).unwrap();
     assert_eq!(phone.next_message().await.text, "four");
-    assert_eq!(chat_info(&phone, chat).unread, 2);
+    assert_eq!(phone.chat_info(chat).unread, 2);
     relay.stop().await;
 }
 
@@ -97,7 +84,7 @@ async fn group_titles_reach_every_member_and_renames_follow() {
     expect_title(&mut carol, group, "Climbing").await;
 
     bob.client.rename_group(group, "Bouldering".into()).unwrap();
-    assert_eq!(chat_info(&bob, group).title, "Bouldering");
+    assert_eq!(bob.chat_info(group).title, "Bouldering");
     expect_title(&mut alice, group, "Bouldering").await;
     expect_title(&mut carol, group, "Bouldering").await;
     relay.stop().await;

@@ -128,14 +128,7 @@ async fn a_group_of_three_chats_with_typing_and_presence() {
     carol.client.send_text(group, "carol here".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "carol here");
     assert_eq!(bob.next_message().await.text, "carol here");
-    let members = bob
-        .client
-        .chats()
-        .unwrap()
-        .into_iter()
-        .find(|c| c.chat_id == group)
-        .unwrap()
-        .members;
+    let members = bob.chat_info(group).members;
     assert_eq!(members.len(), 3);
 
     // Typing travels as an ephemeral datagram.
@@ -204,14 +197,7 @@ async fn a_group_keeps_working_after_a_member_leaves() {
     assert_eq!(bob.next_message().await.text, "after");
     bob.client.send_text(group, "bob after".into()).unwrap();
     assert_eq!(alice.next_message().await.text, "bob after");
-    let members = alice
-        .client
-        .chats()
-        .unwrap()
-        .into_iter()
-        .find(|c| c.chat_id == group)
-        .unwrap()
-        .members;
+    let members = alice.chat_info(group).members;
     assert_eq!(members.len(), 2);
     // Carol received nothing after her removal.
     let carol_texts: Vec<String> = carol
@@ -269,14 +255,7 @@ async fn a_member_removed_while_offline_leaves_the_group_on_its_next_sync() {
         .await;
     assert_eq!(removed, vec![carol_id]);
     assert_eq!(carol.next_message().await.text, "still here?");
-    let members = carol
-        .client
-        .chats()
-        .unwrap()
-        .into_iter()
-        .find(|c| c.chat_id == group)
-        .unwrap()
-        .members;
+    let members = carol.chat_info(group).members;
     assert!(!members.contains(&carol_id));
     relay.stop().await;
 }
@@ -293,17 +272,9 @@ async fn only_group_admins_change_members_and_promotions_reach_every_member() {
         group,
     } = trio(&relay, "team", "hello").await;
     let alice_id = alice.client.account().user_id;
-    let admins = |client: &tern_core::Client| {
-        client
-            .chats()
-            .unwrap()
-            .into_iter()
-            .find(|c| c.chat_id == group)
-            .unwrap()
-            .admins
-    };
-    assert_eq!(admins(&alice.client), [alice_id]);
-    assert_eq!(admins(&bob.client), [alice_id]);
+    let admins = |client: &TestClient| client.chat_info(group).admins;
+    assert_eq!(admins(&alice), [alice_id]);
+    assert_eq!(admins(&bob), [alice_id]);
 
     bob.contact("carol").await;
     let refused = guard(bob.client.change_members(group, vec![], vec![carol_id]))
@@ -328,7 +299,7 @@ async fn only_group_admins_change_members_and_promotions_reach_every_member() {
     assert_eq!(promoted, [bob_id]);
     let mut both = vec![alice_id, bob_id];
     both.sort_unstable();
-    assert_eq!(admins(&carol.client), both);
+    assert_eq!(admins(&carol), both);
     bob.expect(|e| match e {
         ClientEvent::MembersChanged { promoted, .. } if !promoted.is_empty() => Some(()),
         _ => None,
