@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use tern_protocol::UserId;
 use tern_relay::store::DeviceAddr;
-use tern_relay::store::sqlite::ciphertexts;
+use tern_relay::store::ciphertexts;
 
 fuzz_target!(|data: &[u8]| {
     let decoded: Result<Vec<_>, _> = ciphertexts::entries(data).collect();

@@ -27,8 +27,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Size limits, queue bounds and quotas.
     pub limits: LimitsConfig,
-    /// Storage tuning.
+    /// SQLite tuning.
     pub storage: StorageConfig,
+    /// Which database holds the relay's state.
+    pub store: StoreConfig,
     /// TCP address of the Prometheus endpoint (`GET /metrics`); off when unset.
     pub metrics_listen: Option<SocketAddr>,
     /// Push wakeups for offline devices.
@@ -250,6 +252,40 @@ impl Default for StorageConfig {
     }
 }
 
+/// Which database holds the relay's state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (default: `relay.db` in the data directory, one node) or
+    /// `postgres` (several nodes share it, see docs/cluster.md).
+    pub backend: Backend,
+    /// PostgreSQL connection string (`postgres://user@host:port/db` or
+    /// libpq key-value form); required with `backend = "postgres"`.
+    pub url: Option<String>,
+    /// Most PostgreSQL connections this node opens.
+    pub pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+/// A storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded SQLite database.
+    Sqlite,
+    /// A PostgreSQL server shared by the nodes of a cluster.
+    Postgres,
+}
+
 /// SQLite durability level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -272,6 +308,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
+            store: StoreConfig::default(),
             metrics_listen: None,
             push: PushConfig::default(),
         }
@@ -368,6 +405,13 @@ impl Config {
                 "keep_alive_interval_ms must be > 0 and below idle_timeout_secs",
             ));
         }
+        if self.store.backend == Backend::Postgres
+            && (self.store.url.is_none() || self.store.pool_size == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "backend = \"postgres\" needs store.url and a store.pool_size > 0",
+            ));
+        }
         if self.retention.days == 0 || self.retention.sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "retention.days and retention.sweep_interval_secs must be > 0",
@@ -411,6 +455,19 @@ mod tests {
         assert_eq!(c.registration, Registration::Invite);
         assert_eq!(c.limits.delivery_queue_len, 8);
         assert_eq!(c.storage.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn the_postgres_backend_needs_a_url() {
+        let c = Config::from_toml(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@h/db\"\npool_size = 4",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, Backend::Postgres);
+        assert_eq!(c.store.pool_size, 4);
+        assert!(Config::from_toml("[store]\nbackend = \"postgres\"", Path::new("x")).is_err());
+        assert!(Config::from_toml("[store]\nbackend = \"mysql\"", Path::new("x")).is_err());
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub enum StoreError {
     /// succeed again once space is freed (clients get `UNAVAILABLE`).
     #[error("storage full")]
     Full,
+    /// The backend cannot be reached right now (a database server down or
+    /// restarting, its connections lost): nothing was written; retrying
+    /// later succeeds (clients get `UNAVAILABLE`).
+    #[error("storage unreachable: {0}")]
+    Unreachable(String),
     /// A stored row does not have the expected shape.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),
@@ -103,7 +108,7 @@ impl RelayError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::Store(StoreError::Rejected(inner)) => inner.code(),
-            Self::Store(StoreError::Full) => ErrorCode::Unavailable,
+            Self::Store(StoreError::Full | StoreError::Unreachable(_)) => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
         }
     }
@@ -121,6 +126,9 @@ impl RelayError {
         let (message, retry_after_ms) = match self {
             Self::Store(StoreError::Rejected(inner)) => return inner.to_wire(),
             Self::Store(StoreError::Full) => ("relay storage is full".to_owned(), 1000),
+            Self::Store(StoreError::Unreachable(_)) => {
+                ("relay storage is unavailable".to_owned(), 1000)
+            }
             Self::Store(_) => ("internal error".to_owned(), 1000),
             Self::Unavailable(_) => (self.to_string(), 1000),
             Self::RateLimited(wait) => (

@@ -45,7 +45,7 @@ pub mod tls;
 
 pub use accounts::{invite_hash, new_invite_token};
 pub use blobs::BlobStore;
-pub use config::{Config, LimitsConfig, Registration, Synchronous};
+pub use config::{Backend, Config, LimitsConfig, Registration, StoreConfig, Synchronous};
 pub use connection::MAX_PIPELINED_REQUESTS;
 pub use error::{RelayError, StoreError};
 pub use server::Server;

@@ -130,14 +130,8 @@ impl Writer {
                     tracing::error!(error = %e, batch = items.len(), "log commit failed");
                     self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                     items.clear();
-                    let full = matches!(e, StoreError::Full);
                     for reply in replies.drain(..) {
-                        let refusal = if full {
-                            StoreError::Full
-                        } else {
-                            StoreError::Corrupt("commit failed")
-                        };
-                        let _ = reply.send(Err(RelayError::Store(refusal)));
+                        let _ = reply.send(Err(RelayError::Store(refusal(&e))));
                     }
                 }
             }
@@ -231,4 +225,16 @@ fn committed_entry(item: LogAppend, appended: &mut Appended) -> Arc<CommittedEnt
         }
     };
     Arc::new(entry)
+}
+
+/// What the senders of a batch whose commit failed are told: that storage
+/// is full or unreachable (both retryable: a resend with the same client
+/// message id gets its original seq if the commit did land after all), or
+/// that the commit failed.
+fn refusal(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Full => StoreError::Full,
+        StoreError::Unreachable(why) => StoreError::Unreachable(why.clone()),
+        _ => StoreError::Corrupt("commit failed"),
+    }
 }

@@ -1,11 +1,13 @@
-//! `tern-relay`: run the relay, issue invites, back up the database.
+//! `tern-relay`: run the relay, migrate and back up its database, issue
+//! invites.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tern_relay::store::AccountStore;
+use tern_relay::Backend;
+use tern_relay::store::Store;
 use tern_relay::store::sqlite::SqliteStore;
 use tern_relay::{Config, Server};
 
@@ -47,7 +49,14 @@ enum Command {
         #[command(subcommand)]
         action: InviteAction,
     },
-    /// Write a consistent copy of the database to PATH (safe while serving).
+    /// Create or upgrade the database schema, then exit (nodes also migrate
+    /// when they start; run this first when upgrading a cluster).
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write a consistent copy of the SQLite database to PATH (safe while
+    /// serving). PostgreSQL: use pg_dump or PITR (docs/cluster.md).
     Backup {
         #[command(flatten)]
         common: Common,
@@ -76,13 +85,20 @@ fn load(common: &Common) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(tern_relay::store::open(config)?)
+}
+
+fn backup(config: &Config, path: &Path) -> anyhow::Result<()> {
+    if config.store.backend != Backend::Sqlite {
+        anyhow::bail!(
+            "backup copies the SQLite database; back PostgreSQL up with pg_dump or PITR (docs/cluster.md)"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    Ok(SqliteStore::open(
-        &config.database_path(),
-        config.storage.synchronous,
-    )?)
+    SqliteStore::open(&config.database_path(), config.storage.synchronous)?.backup(path)?;
+    Ok(())
 }
 
 async fn serve(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
@@ -126,9 +142,18 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Migrate { common } => {
+            let config = load(&common)?;
+            open_store(&config)?;
+            let version = match config.store.backend {
+                Backend::Sqlite => tern_relay::store::sqlite::schema::SCHEMA_VERSION,
+                Backend::Postgres => tern_relay::store::postgres::schema::SCHEMA_VERSION,
+            };
+            println!("database schema at version {version}");
+            Ok(())
+        }
         Command::Backup { common, path } => {
-            let store = open_store(&load(&common)?)?;
-            store.backup(&path)?;
+            backup(&load(&common)?, &path)?;
             println!("backup written to {}", path.display());
             Ok(())
         }

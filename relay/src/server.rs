@@ -16,7 +16,6 @@ use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::router::Router;
 use crate::service::Relay;
-use crate::store::sqlite::SqliteStore;
 use crate::tls::{self, TlsError};
 
 /// Why the relay could not start.
@@ -91,9 +90,7 @@ impl Server {
     pub fn start(config: Config) -> Result<Self, StartError> {
         config.check()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let mut store = SqliteStore::open(&config.database_path(), config.storage.synchronous)?;
-        store.set_device_queue_quota(config.limits.max_queued_bytes_per_device);
-        let store = Arc::new(store);
+        let store = crate::store::open(&config)?;
         let identity = tls::load_identity(config.tls.as_ref(), &config.data_dir)?;
         let fingerprint = identity.fingerprint();
         let mut server_config = tls::server_config(identity)?;

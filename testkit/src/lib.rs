@@ -15,12 +15,15 @@
 //!   `Send` ack, an upload cut off mid-way) through tern-core's relay layer;
 //! - [`lossy`]: a lossy link, an in-process UDP proxy between clients and the
 //!   relay that drops, duplicates, delays and reorders datagrams;
-//! - [`ca`]: a certificate authority for TLS tests.
+//! - [`ca`]: a certificate authority for TLS tests;
+//! - [`services`]: throw-away PostgreSQL and NATS servers on free ports
+//!   ([`PostgresServer`], [`NatsServer`]) that tests can kill and restart.
 //!
 //! Helpers meant for tests fail the calling test by panicking (with the
 //! reason) instead of returning errors, and bound every network wait with
 //! [`guard`]; the fallible parts of [`raw`] return errors instead, so the
-//! load generator can use them.
+//! load generator can use them, and so do the [`services`] (`io::Result`,
+//! their own waits bounded at 30 s).
 
 pub mod account;
 pub mod ca;
@@ -30,6 +33,7 @@ pub mod faults;
 pub mod lossy;
 pub mod raw;
 pub mod relay;
+pub mod services;
 
 use std::time::Duration;
 
@@ -40,6 +44,7 @@ pub use clock::ShiftedClock;
 pub use faults::Faults;
 pub use lossy::{LinkProfile, LinkStats, LossyLink};
 pub use relay::{RelayProcess, TestRelay, loadgen_binary, relay_binary};
+pub use services::{NatsServer, PostgresServer};
 pub use tern_core::net::RelayAddress;
 
 /// Deadlock guard for every network wait in tests (never a timing assert).

@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
                 cursors_name_only_member_chats_and_stop_at_the_end,
                 names_ids_invites_and_list_versions_are_unique,
                 a_one_time_prekey_is_handed_out_once,
+                a_refused_creation_leaves_no_chat_behind,
             );
         }
     };
@@ -206,6 +207,35 @@ pub(crate) fn seq(result: &Result<Appended, StoreError>) -> (u64, bool) {
 fn pending(store: &dyn Store, d: DeviceAddr) -> Vec<u64> {
     let (entries, _) = store.read_log(d, &[], 100, 1 << 20).unwrap();
     entries.iter().map(|e| e.seq).collect()
+}
+
+/// Prekeys of a device: a signed and a last-resort KEM prekey (id 1),
+/// one-time X25519 prekeys with the ids `one_time`, and one one-time KEM
+/// prekey (id 20).
+pub(crate) fn prekey_upload(one_time: std::ops::Range<u32>) -> PrekeyUpload {
+    PrekeyUpload {
+        signed_prekey: Some(SignedPrekey {
+            id: 1,
+            public_key: Bytes::from_static(&[1; 32]),
+            signature: Bytes::from_static(&[2; 64]),
+        }),
+        one_time: one_time
+            .map(|id| OneTimePrekey {
+                id,
+                public_key: Bytes::from(vec![id as u8; 32]),
+            })
+            .collect(),
+        last_resort_kem: Some(KemPrekey {
+            id: 1,
+            public_key: Bytes::from_static(&[3; 8]),
+            signature: Bytes::from_static(&[4; 64]),
+        }),
+        one_time_kem: vec![KemPrekey {
+            id: 20,
+            public_key: Bytes::from_static(&[5; 8]),
+            signature: Bytes::from_static(&[6; 64]),
+        }],
+    }
 }
 
 pub(crate) fn a_resend_in_the_same_batch_gets_the_original_and_leaves_no_gap<B: Backend>() {
@@ -419,29 +449,7 @@ pub(crate) fn a_one_time_prekey_is_handed_out_once<B: Backend>() {
     let store = b.store();
     account(store, 1);
     let device = DeviceAddr::test(1, 1);
-    let upload = PrekeyUpload {
-        signed_prekey: Some(SignedPrekey {
-            id: 1,
-            public_key: Bytes::from_static(&[1; 32]),
-            signature: Bytes::from_static(&[2; 64]),
-        }),
-        one_time: (10..12)
-            .map(|id| OneTimePrekey {
-                id,
-                public_key: Bytes::from(vec![id as u8; 32]),
-            })
-            .collect(),
-        last_resort_kem: Some(KemPrekey {
-            id: 1,
-            public_key: Bytes::from_static(&[3; 8]),
-            signature: Bytes::from_static(&[4; 64]),
-        }),
-        one_time_kem: vec![KemPrekey {
-            id: 20,
-            public_key: Bytes::from_static(&[5; 8]),
-            signature: Bytes::from_static(&[6; 64]),
-        }],
-    };
+    let upload = prekey_upload(10..12);
     let stock = store.upload_prekeys(device, &upload, 100).unwrap();
     assert_eq!(
         stock,
@@ -480,4 +488,18 @@ pub(crate) fn a_one_time_prekey_is_handed_out_once<B: Backend>() {
     assert_eq!(withheld.remaining, [(1, PrekeyCounts::default())]);
     let nobody = store.claim_bundles(&UserId([9; 16]), &[], &mut |_| true);
     assert!(matches!(refusal(&nobody), Some(RelayError::NotFound(_))));
+}
+
+pub(crate) fn a_refused_creation_leaves_no_chat_behind<B: Backend>() {
+    let b = B::fresh(NO_QUOTA);
+    let store = b.store();
+    account(store, 1);
+    account(store, 2);
+    let with_stranger = membership(1, Some(ChatKind::Group), &[1, 2, 9], &[], &[]);
+    let refused = append(store, vec![with_stranger]).remove(0);
+    assert!(matches!(refusal(&refused), Some(RelayError::NotFound(_))));
+    assert!(store.chat(&CHAT).unwrap().is_none());
+    let retry = membership(1, Some(ChatKind::Group), &[1, 2], &[], &[]);
+    let created = append(store, vec![retry]).remove(0);
+    assert_eq!(seq(&created), (1, false));
 }

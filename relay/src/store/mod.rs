@@ -13,6 +13,9 @@
 //! most once, idempotent sends, per-chat sequence numbers, membership) are
 //! enforced inside the backend's transactions.
 
+pub mod ciphertexts;
+pub mod postgres;
+pub mod quota;
 pub mod rules;
 pub mod sqlite;
 
@@ -28,6 +31,7 @@ use tern_protocol::wire::{
 };
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
+use crate::config::{Backend, Config};
 use crate::error::StoreError;
 
 /// A device of an account.
@@ -133,6 +137,66 @@ pub struct ClaimedBundles {
     pub bundles: Vec<PrekeyBundle>,
     /// Stock left per device after the claim.
     pub remaining: Vec<(u32, PrekeyCounts)>,
+}
+
+/// Account ids concatenated, as log entries store a membership change's
+/// `added`, `removed` and `promoted`.
+pub(crate) fn join_ids(ids: &[UserId]) -> Vec<u8> {
+    ids.iter().flat_map(|u| u.0).collect()
+}
+
+/// The account ids of a stored [`join_ids`] list (NULL: none).
+pub(crate) fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<Bytes>, StoreError> {
+    let bytes = bytes.unwrap_or_default();
+    if bytes.len() % UserId::LEN != 0 {
+        return Err(StoreError::Corrupt("member id list"));
+    }
+    Ok(bytes
+        .chunks(UserId::LEN)
+        .map(Bytes::copy_from_slice)
+        .collect())
+}
+
+/// A stored prekey: id, public key, signature (empty for one-time X25519
+/// keys).
+pub(crate) type StoredPrekey = (u32, Vec<u8>, Vec<u8>);
+
+/// The keys a claim took for one device.
+pub(crate) struct ClaimedKeys {
+    /// Its signed X25519 prekey.
+    pub(crate) signed: StoredPrekey,
+    /// Its last-resort KEM prekey (used when no one-time KEM key is left).
+    pub(crate) last_resort_kem: StoredPrekey,
+    /// A one-time X25519 prekey, if one was left and allowed.
+    pub(crate) one_time: Option<StoredPrekey>,
+    /// A one-time KEM prekey, if one was left and allowed.
+    pub(crate) one_time_kem: Option<StoredPrekey>,
+}
+
+/// The bundle a claim hands out for `device`, whichever backend stored it.
+pub(crate) fn bundle(device: &DeviceRecord, keys: ClaimedKeys) -> PrekeyBundle {
+    let is_last_resort = keys.one_time_kem.is_none();
+    let (kem_id, kem_key, kem_sig) = keys.one_time_kem.unwrap_or(keys.last_resort_kem);
+    let (spk_id, spk_key, spk_sig) = keys.signed;
+    PrekeyBundle {
+        device_id: device.device_id,
+        identity_key: device.identity_key.to_vec().into(),
+        signed_prekey: Some(SignedPrekey {
+            id: spk_id,
+            public_key: spk_key.into(),
+            signature: spk_sig.into(),
+        }),
+        one_time_prekey: keys.one_time.map(|(id, key, _)| OneTimePrekey {
+            id,
+            public_key: key.into(),
+        }),
+        kem_prekey: Some(KemPrekey {
+            id: kem_id,
+            public_key: kem_key.into(),
+            signature: kem_sig.into(),
+        }),
+        kem_prekey_is_last_resort: is_last_resort,
+    }
 }
 
 /// A chat and its members.
@@ -333,4 +397,32 @@ impl<T> Store for T where
         + Sync
         + 'static
 {
+}
+
+/// Opens (creating and migrating as needed) the backend `config` names:
+/// SQLite in the data directory, or the PostgreSQL database of `[store]`.
+pub fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let queue_quota = config.limits.max_queued_bytes_per_device;
+    match (config.store.backend, &config.store.url) {
+        (Backend::Sqlite, _) => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Backend {
+                backend: "sqlite",
+                source: Box::new(e),
+            })?;
+            let mut store =
+                sqlite::SqliteStore::open(&config.database_path(), config.storage.synchronous)?;
+            store.set_device_queue_quota(queue_quota);
+            Ok(std::sync::Arc::new(store))
+        }
+        (Backend::Postgres, Some(url)) => Ok(std::sync::Arc::new(postgres::PgStore::open(
+            &postgres::PgSettings {
+                url: url.clone(),
+                pool_size: config.store.pool_size,
+                queue_quota,
+            },
+        )?)),
+        (Backend::Postgres, None) => Err(StoreError::Unreachable(
+            "backend = \"postgres\" needs store.url".into(),
+        )),
+    }
 }

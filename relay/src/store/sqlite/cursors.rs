@@ -1,7 +1,7 @@
 //! Reading a chat log from a device's cursors, and advancing them.
 //!
 //! A device gets its own ciphertext of each entry: from the entry's inline
-//! encoding (`log.ciphertexts`, see [`super::ciphertexts`]) or, when that
+//! encoding (`log.ciphertexts`, see [`crate::store::ciphertexts`]) or, when that
 //! column is NULL (fan-outs too large to inline, entries written before
 //! schema v4), from `log_ciphertexts`.
 
@@ -9,11 +9,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use tern_protocol::ChatId;
 use tern_protocol::wire::Delivery;
 
-use super::ciphertexts;
-use super::log::{member_chats, split_ids};
+use super::inline_column;
+use super::log::member_chats;
 use crate::error::StoreError;
-use crate::store::DeviceAddr;
+use crate::store::ciphertexts;
 use crate::store::rules;
+use crate::store::{DeviceAddr, split_ids};
 
 /// Rough per-entry overhead counted against a sync page's byte budget.
 const ENTRY_OVERHEAD: usize = 128;
@@ -30,7 +31,7 @@ fn stored_cursor(conn: &Connection, d: DeviceAddr, chat: &ChatId) -> Result<u64,
 
 /// The device's own ciphertext of the entry in `r` (columns 9 and 10).
 fn own_ciphertext(r: &Row<'_>, d: DeviceAddr) -> Result<Vec<u8>, StoreError> {
-    match ciphertexts::column(r.get_ref(9)?)? {
+    match inline_column(r.get_ref(9)?)? {
         Some(inline) => Ok(ciphertexts::find(inline, d)?
             .map(<[u8]>::to_vec)
             .unwrap_or_default()),

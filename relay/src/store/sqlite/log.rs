@@ -3,7 +3,7 @@
 //!
 //! A message is one `log` row: it is stored once whatever the member count,
 //! and fanned out logically. Its per-device ciphertexts ride in the row
-//! (`log.ciphertexts`, see [`super::ciphertexts`]) unless they are too
+//! (`log.ciphertexts`, see [`crate::store::ciphertexts`]) unless they are too
 //! large, then they get one `log_ciphertexts` row each. So a 1:1 append
 //! writes its row at the end of `log` (a rowid table: rows land in commit
 //! order), one entry in the `(chat_id, seq)` index (one leaf per chat a
@@ -20,11 +20,15 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tern_protocol::wire::{ChatKind, EntryKind};
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use super::quota::QueuedBytes;
-use super::{chat_id, ciphertexts, members, user_id};
+use super::quota;
+use super::{chat_id, members, user_id};
 use crate::error::{RelayError, StoreError};
+use crate::store::ciphertexts;
+use crate::store::quota::QueuedBytes;
 use crate::store::rules;
-use crate::store::{Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend};
+use crate::store::{
+    Appended, ChatRecord, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, join_ids,
+};
 
 /// Most chats whose member devices the log writer keeps in memory.
 const MAX_CACHED_CHATS: usize = 100_000;
@@ -200,7 +204,9 @@ fn check_message(
     }
     let quota = &batch.quota;
     let sizes = rules::check_message(&chat.members, &chat.devices, m, &mut |device, size| {
-        quota.queued.fits(tx, device, size, quota.limit)
+        quota
+            .queued
+            .fits(device, size, quota.limit, || quota::load(tx, device))
     })?;
     Ok((chat, sizes))
 }
@@ -221,7 +227,7 @@ fn append_message(
     let seq = last_seq(tx, batch, &m.chat_id)? + 1;
     let chat_key = &m.chat_id.0[..];
     let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
-    let inline = inline_ciphertexts(m)?;
+    let inline = ciphertexts::encode_message(m)?;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
@@ -262,24 +268,6 @@ fn append_message(
     })
 }
 
-/// The message's device ciphertexts encoded for its log row, or `None`
-/// when they are too large to inline (then [`spill_ciphertexts`]).
-fn inline_ciphertexts(m: &MessageAppend) -> Result<Option<Vec<u8>>, StoreError> {
-    let entries = m
-        .device_ciphertexts
-        .iter()
-        .map(|dc| {
-            let user = UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?;
-            let device = DeviceAddr {
-                user,
-                device: dc.device_id,
-            };
-            Ok((device, &dc.ciphertext[..]))
-        })
-        .collect::<Result<Vec<_>, RelayError>>()?;
-    Ok(ciphertexts::encode(&entries))
-}
-
 /// Stores a large fan-out's ciphertexts one row per device, so a device
 /// reads only its own.
 fn spill_ciphertexts(tx: &Transaction<'_>, m: &MessageAppend, seq: u64) -> Result<(), StoreError> {
@@ -311,10 +299,6 @@ fn append_membership(
             if chat_exists(tx, &m.chat_id)? {
                 return Err(RelayError::Conflict("chat id taken").into());
             }
-            tx.execute(
-                "INSERT INTO chats (chat_id, kind, last_seq) VALUES (?1, ?2, 0)",
-                params![chat, kind as i32],
-            )?;
             rules::create_chat(kind, m.actor.user, &m.added)
         }
         None => {
@@ -327,6 +311,12 @@ fn append_membership(
         if !exists.exists([&u.0[..]])? {
             return Err(RelayError::NotFound("added user").into());
         }
+    }
+    if let Some(kind) = m.create {
+        tx.execute(
+            "INSERT INTO chats (chat_id, kind, last_seq) VALUES (?1, ?2, 0)",
+            params![chat, kind as i32],
+        )?;
     }
     let seq = last_seq(tx, batch, &m.chat_id)? + 1;
     assign_seq(batch, &m.chat_id, seq);
@@ -364,21 +354,6 @@ fn chat_kind(tx: &Connection, chat: &ChatId) -> Result<Option<ChatKind>, StoreEr
         .optional()?;
     kind.map(|k| ChatKind::try_from(k).map_err(|_| StoreError::Corrupt("chat kind")))
         .transpose()
-}
-
-fn join_ids(ids: &[UserId]) -> Vec<u8> {
-    ids.iter().flat_map(|u| u.0).collect()
-}
-
-pub(super) fn split_ids(bytes: Option<Vec<u8>>) -> Result<Vec<bytes::Bytes>, StoreError> {
-    let bytes = bytes.unwrap_or_default();
-    if bytes.len() % UserId::LEN != 0 {
-        return Err(StoreError::Corrupt("member id list"));
-    }
-    Ok(bytes
-        .chunks(UserId::LEN)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect())
 }
 
 fn find_sent(

@@ -17,7 +17,6 @@ macro_rules! last_seq_of_c {
 
 mod accounts;
 mod checkpoint;
-pub mod ciphertexts;
 mod cursors;
 mod log;
 mod members;
@@ -33,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tern_protocol::wire::Delivery;
 use tern_protocol::{ChatId, UserId};
@@ -80,7 +80,7 @@ pub struct SqliteStore {
     /// Bumped whenever a device list changes (invalidates the log writer's
     /// member-device cache).
     device_epoch: AtomicU64,
-    queued: quota::QueuedBytes,
+    queued: crate::store::quota::QueuedBytes,
     queue_quota: u64,
 }
 
@@ -116,7 +116,7 @@ impl SqliteStore {
             log: Mutex::new(log::LogWriterState::new(log)),
             checkpoints: Mutex::new(checkpoints),
             device_epoch: AtomicU64::new(0),
-            queued: quota::QueuedBytes::default(),
+            queued: crate::store::quota::QueuedBytes::default(),
             queue_quota: u64::MAX,
         })
     }
@@ -186,6 +186,16 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, 
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// The encoding in a `log.ciphertexts` value; `None` for NULL (the entry's
+/// ciphertexts, if any, are in `log_ciphertexts`).
+pub(crate) fn inline_column(value: ValueRef<'_>) -> Result<Option<&[u8]>, StoreError> {
+    match value {
+        ValueRef::Blob(encoded) => Ok(Some(encoded)),
+        ValueRef::Null => Ok(None),
+        _ => Err(StoreError::Corrupt("inline ciphertexts: not a blob")),
+    }
 }
 
 pub(crate) fn user_id(bytes: &[u8]) -> Result<UserId, StoreError> {

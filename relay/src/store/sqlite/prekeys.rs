@@ -4,11 +4,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tern_protocol::UserId;
-use tern_protocol::wire::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
 
 use super::accounts;
 use crate::error::{RelayError, StoreError};
-use crate::store::{ClaimedBundles, DeviceAddr, PrekeyCounts, PrekeyUpload};
+use crate::store::{
+    ClaimedBundles, ClaimedKeys, DeviceAddr, PrekeyCounts, PrekeyUpload, StoredPrekey, bundle,
+};
 
 /// `kind` column: X25519 keys.
 const EC: u8 = 0;
@@ -82,9 +83,11 @@ pub(super) fn counts(conn: &Connection, d: DeviceAddr) -> Result<PrekeyCounts, S
     })
 }
 
-type KeyRow = (u32, Vec<u8>, Vec<u8>);
-
-fn signed(tx: &Transaction<'_>, d: DeviceAddr, kind: u8) -> Result<Option<KeyRow>, StoreError> {
+fn signed(
+    tx: &Transaction<'_>,
+    d: DeviceAddr,
+    kind: u8,
+) -> Result<Option<StoredPrekey>, StoreError> {
     Ok(tx
         .prepare_cached(
             "SELECT id, public_key, signature FROM signed_prekeys
@@ -100,7 +103,7 @@ fn take_one_time(
     tx: &Transaction<'_>,
     d: DeviceAddr,
     kind: u8,
-) -> Result<Option<KeyRow>, StoreError> {
+) -> Result<Option<StoredPrekey>, StoreError> {
     Ok(tx
         .prepare_cached(
             "DELETE FROM one_time_prekeys
@@ -147,27 +150,15 @@ pub(super) fn claim_bundles(
         } else {
             (None, None)
         };
-        let is_last_resort = kem_one_time.is_none();
-        let (kid, kkey, ksig) = kem_one_time.unwrap_or(last_resort);
-        out.bundles.push(PrekeyBundle {
-            device_id: dev.device_id,
-            identity_key: dev.identity_key.to_vec().into(),
-            signed_prekey: Some(SignedPrekey {
-                id: spk.0,
-                public_key: spk.1.into(),
-                signature: spk.2.into(),
-            }),
-            one_time_prekey: one_time.map(|(id, key, _)| OneTimePrekey {
-                id,
-                public_key: key.into(),
-            }),
-            kem_prekey: Some(KemPrekey {
-                id: kid,
-                public_key: kkey.into(),
-                signature: ksig.into(),
-            }),
-            kem_prekey_is_last_resort: is_last_resort,
-        });
+        out.bundles.push(bundle(
+            dev,
+            ClaimedKeys {
+                signed: spk,
+                last_resort_kem: last_resort,
+                one_time,
+                one_time_kem: kem_one_time,
+            },
+        ));
         out.remaining.push((dev.device_id, counts(&tx, addr)?));
     }
     tx.commit()?;

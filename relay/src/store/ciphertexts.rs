@@ -1,4 +1,4 @@
-//! Per-device ciphertexts stored inline in their log row.
+//! Per-device ciphertexts stored inline in their log row (both backends).
 //!
 //! A message addressed to few devices keeps its ciphertexts in the
 //! `log.ciphertexts` column, so an append writes one B-tree row instead of
@@ -19,11 +19,10 @@
 //! Disk is hostile: decoding checks the total size and every length against
 //! what is left, and fails with a [`CiphertextsError`], never a panic.
 
-use rusqlite::types::ValueRef;
 use tern_protocol::UserId;
 
-use crate::error::StoreError;
-use crate::store::DeviceAddr;
+use crate::error::{RelayError, StoreError};
+use crate::store::{DeviceAddr, MessageAppend};
 
 /// Version byte of the encoding.
 const VERSION: u8 = 1;
@@ -98,6 +97,25 @@ pub fn encode(entries: &[Entry<'_>]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A message's per-device ciphertexts encoded for its log row, or `None`
+/// when they are too large to inline (the backend then stores one row per
+/// device).
+pub fn encode_message(m: &MessageAppend) -> Result<Option<Vec<u8>>, StoreError> {
+    let entries = m
+        .device_ciphertexts
+        .iter()
+        .map(|dc| {
+            let user = UserId::from_slice("DeviceCiphertext.user_id", &dc.user_id)?;
+            let device = DeviceAddr {
+                user,
+                device: dc.device_id,
+            };
+            Ok((device, &dc.ciphertext[..]))
+        })
+        .collect::<Result<Vec<_>, RelayError>>()?;
+    Ok(encode(&entries))
+}
+
 /// The entries of an encoding, in order; stops at the first error.
 pub fn entries(encoded: &[u8]) -> Entries<'_> {
     let header = encoded.split_first_chunk::<HEADER>();
@@ -121,16 +139,6 @@ pub fn find(encoded: &[u8], device: DeviceAddr) -> Result<Option<&[u8]>, Ciphert
         }
     }
     Ok(found)
-}
-
-/// The encoding in a `log.ciphertexts` value; `None` for NULL (the entry's
-/// ciphertexts, if any, are in `log_ciphertexts`).
-pub(super) fn column(value: ValueRef<'_>) -> Result<Option<&[u8]>, StoreError> {
-    match value {
-        ValueRef::Blob(encoded) => Ok(Some(encoded)),
-        ValueRef::Null => Ok(None),
-        _ => Err(StoreError::Corrupt("inline ciphertexts: not a blob")),
-    }
 }
 
 /// Iterator over decoded entries (see [`entries`]).

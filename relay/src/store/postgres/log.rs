@@ -1,0 +1,366 @@
+//! The write side of the chat logs: one transaction per group-committed
+//! batch, whichever node runs it.
+//!
+//! A batch first locks the rows of every chat it touches, in chat id order
+//! (`SELECT … FOR UPDATE`): batches of other nodes touching one of those
+//! chats wait, and no two batches can deadlock. The locked `last_seq` is
+//! the chat's last assigned seq; the batch numbers its entries from it and
+//! writes it back before commit. Every check of an append runs before its
+//! first write, so a rejected item leaves nothing behind and the rest of
+//! its batch commits.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use tern_protocol::wire::{ChatKind, EntryKind};
+use tern_protocol::{ChatId, ClientMessageId, UserId};
+
+use super::members::{self, ChatDevices};
+use super::{Conn, big, chat_id, exec, get, get_u64, row, rows};
+use crate::error::{RelayError, StoreError};
+use crate::store::quota::QueuedBytes;
+use crate::store::{
+    Appended, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, ciphertexts, join_ids, rules,
+};
+
+/// The queued-bytes quota appends are checked against.
+pub(super) struct Quota<'a> {
+    pub(super) queued: &'a QueuedBytes,
+    pub(super) limit: u64,
+}
+
+/// A chat locked by the batch.
+struct Locked {
+    kind: ChatKind,
+    last_seq: u64,
+    /// Whether the batch assigned seqs in it.
+    appended: bool,
+    /// Its members' devices, loaded on the first message.
+    devices: Option<ChatDevices>,
+}
+
+/// What one append transaction works with.
+struct Batch<'a> {
+    chats: HashMap<ChatId, Locked>,
+    quota: &'a Quota<'a>,
+    now: u64,
+}
+
+impl Batch<'_> {
+    fn locked(&mut self, chat: &ChatId) -> Result<&mut Locked, StoreError> {
+        self.chats.get_mut(chat).ok_or(StoreError::Corrupt(
+            "append to a chat the batch did not lock",
+        ))
+    }
+
+    /// The seq the next entry of a locked chat gets.
+    fn next_seq(&mut self, chat: &ChatId) -> Result<u64, StoreError> {
+        Ok(self.locked(chat)?.last_seq + 1)
+    }
+
+    /// Records that the chat's next seq went to an entry.
+    fn assign(&mut self, chat: &ChatId, seq: u64) -> Result<(), StoreError> {
+        let locked = self.locked(chat)?;
+        locked.last_seq = seq;
+        locked.appended = true;
+        Ok(())
+    }
+}
+
+pub(super) async fn append_batch(
+    c: &mut Conn,
+    quota: &Quota<'_>,
+    items: &[LogAppend],
+    now: u64,
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let tx = c.transaction().await?;
+    let mut batch = Batch {
+        chats: lock_chats(&tx, items).await?,
+        quota,
+        now,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let result = match item {
+            LogAppend::Message(m) => append_message(&tx, &mut batch, m).await,
+            LogAppend::Membership(m) => append_membership(&tx, &mut batch, m).await,
+        };
+        match result {
+            Err(StoreError::Rejected(e)) => out.push(Err(StoreError::Rejected(e))),
+            Err(e) => return Err(e),
+            Ok(a) => out.push(Ok(a)),
+        }
+    }
+    for (chat, locked) in batch.chats.iter().filter(|(_, l)| l.appended) {
+        exec(
+            &tx,
+            "UPDATE chats SET last_seq = $2 WHERE chat_id = $1",
+            &[&&chat.0[..], &big(locked.last_seq)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Locks the rows of the chats `items` touch, in id order.
+async fn lock_chats(
+    tx: &impl GenericClient,
+    items: &[LogAppend],
+) -> Result<HashMap<ChatId, Locked>, StoreError> {
+    let mut ids: Vec<&[u8]> = items
+        .iter()
+        .map(|item| match item {
+            LogAppend::Message(m) => &m.chat_id.0[..],
+            LogAppend::Membership(m) => &m.chat_id.0[..],
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked = rows(
+        tx,
+        "SELECT chat_id, kind, last_seq FROM chats WHERE chat_id = ANY($1)
+         ORDER BY chat_id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    locked
+        .iter()
+        .map(|r| {
+            let locked = Locked {
+                kind: chat_kind(get(r, 1)?)?,
+                last_seq: get_u64(r, 2)?,
+                appended: false,
+                devices: None,
+            };
+            Ok((chat_id(get(r, 0)?)?, locked))
+        })
+        .collect()
+}
+
+/// A stored chat kind.
+pub(super) fn chat_kind(kind: i16) -> Result<ChatKind, StoreError> {
+    ChatKind::try_from(i32::from(kind)).map_err(|_| StoreError::Corrupt("chat kind"))
+}
+
+/// Checks a message against its chat ([`rules::check_message`], with the
+/// queue quota); returns what it adds to each recipient's queue.
+async fn check_message(
+    tx: &impl GenericClient,
+    batch: &mut Batch<'_>,
+    m: &MessageAppend,
+) -> Result<(Vec<UserId>, Vec<(DeviceAddr, u64)>), StoreError> {
+    let locked = batch
+        .chats
+        .get_mut(&m.chat_id)
+        .ok_or(RelayError::NotFound("chat"))?;
+    if locked.devices.is_none() {
+        locked.devices = Some(members::devices(tx, &m.chat_id).await?);
+    }
+    let chat = locked
+        .devices
+        .as_ref()
+        .ok_or(StoreError::Corrupt("member devices not loaded"))?;
+    let quota = batch.quota;
+    // The quota callback cannot wait for the database: compute first the
+    // exact figures the figures in memory cannot decide on.
+    let mut loaded = HashMap::new();
+    for d in chat.devices.iter().filter(|d| **d != m.sender) {
+        let size = rules::queued_bytes(
+            m.sender,
+            &m.device_ciphertexts,
+            m.common_ciphertext.len(),
+            *d,
+        );
+        if quota.queued.known_fit(*d, size, quota.limit).is_none() {
+            let bytes = super::quota::load(tx, *d).await?;
+            quota.queued.record_exact(*d, bytes);
+            loaded.insert(*d, bytes);
+        }
+    }
+    let sizes = rules::check_message(&chat.members, &chat.devices, m, &mut |d, size| {
+        quota.queued.fits(d, size, quota.limit, || {
+            loaded
+                .get(&d)
+                .copied()
+                .ok_or(StoreError::Corrupt("queued bytes not loaded"))
+        })
+    })?;
+    Ok((chat.members.clone(), sizes))
+}
+
+/// Appends a message. The idempotency check rides on the insert (the
+/// unique client-id index): a resend (same sender and client message id,
+/// from any node) finds the original, even when it would no longer pass
+/// the checks; its tentative seq is not assigned, so no gap opens.
+async fn append_message(
+    tx: &impl GenericClient,
+    batch: &mut Batch<'_>,
+    m: &MessageAppend,
+) -> Result<Appended, StoreError> {
+    let (members, sizes) = match check_message(tx, batch, m).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            return find_sent(tx, &m.sender.user, &m.client_message_id)
+                .await?
+                .ok_or(e);
+        }
+    };
+    let seq = batch.next_seq(&m.chat_id)?;
+    let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
+    let inline = ciphertexts::encode_message(m)?;
+    let inserted = exec(
+        tx,
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
+                          server_time_ms, common_ciphertext, ciphertexts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (client_message_id, sender_user) WHERE client_message_id IS NOT NULL
+         DO NOTHING",
+        &[
+            &&m.chat_id.0[..],
+            &big(seq),
+            &(EntryKind::Message as i16),
+            &&m.sender.user.0[..],
+            &i64::from(m.sender.device),
+            &&m.client_message_id.0[..],
+            &big(batch.now),
+            &common,
+            &inline.as_deref(),
+        ],
+    )
+    .await?;
+    if inserted == 0 {
+        return find_sent(tx, &m.sender.user, &m.client_message_id)
+            .await?
+            .ok_or(StoreError::Corrupt(
+                "client message id conflict without a row",
+            ));
+    }
+    batch.assign(&m.chat_id, seq)?;
+    if inline.is_none() {
+        for dc in &m.device_ciphertexts {
+            exec(
+                tx,
+                "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &&m.chat_id.0[..],
+                    &big(seq),
+                    &&dc.user_id[..],
+                    &i64::from(dc.device_id),
+                    &&dc.ciphertext[..],
+                ],
+            )
+            .await?;
+        }
+    }
+    for (device, size) in sizes {
+        batch.quota.queued.add(device, size);
+    }
+    Ok(Appended {
+        seq,
+        server_time_ms: batch.now,
+        duplicate: false,
+        members,
+        promoted: Vec::new(),
+    })
+}
+
+async fn append_membership(
+    tx: &impl GenericClient,
+    batch: &mut Batch<'_>,
+    m: &MembershipAppend,
+) -> Result<Appended, StoreError> {
+    let chat = &m.chat_id.0[..];
+    let effect = match (m.create, batch.chats.get(&m.chat_id)) {
+        (Some(_), Some(_)) => return Err(RelayError::Conflict("chat id taken").into()),
+        (Some(kind), None) => rules::create_chat(kind, m.actor.user, &m.added),
+        (None, Some(locked)) => {
+            rules::change_members(locked.kind, &members::load(tx, &m.chat_id).await?, m)?
+        }
+        (None, None) => return Err(RelayError::NotFound("chat").into()),
+    };
+    for u in &effect.joined {
+        let found = row(
+            tx,
+            "SELECT 1 FROM accounts WHERE user_id = $1",
+            &[&&u.0[..]],
+        )
+        .await?;
+        if found.is_none() {
+            return Err(RelayError::NotFound("added user").into());
+        }
+    }
+    if let Some(kind) = m.create {
+        let created = exec(
+            tx,
+            "INSERT INTO chats (chat_id, kind, last_seq) VALUES ($1, $2, 0)
+             ON CONFLICT DO NOTHING",
+            &[&chat, &(kind as i16)],
+        )
+        .await?;
+        if created == 0 {
+            return Err(RelayError::Conflict("chat id taken").into());
+        }
+        let locked = Locked {
+            kind,
+            last_seq: 0,
+            appended: false,
+            devices: None,
+        };
+        batch.chats.insert(m.chat_id, locked);
+    }
+    let seq = batch.next_seq(&m.chat_id)?;
+    batch.assign(&m.chat_id, seq)?;
+    batch.locked(&m.chat_id)?.devices = None;
+    members::apply(tx, &m.chat_id, seq, &effect).await?;
+    exec(
+        tx,
+        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, server_time_ms,
+                          added, removed, promoted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &chat,
+            &big(seq),
+            &(EntryKind::Membership as i16),
+            &&m.actor.user.0[..],
+            &i64::from(m.actor.device),
+            &big(batch.now),
+            &join_ids(&m.added),
+            &join_ids(&m.removed),
+            &join_ids(&effect.promoted),
+        ],
+    )
+    .await?;
+    Ok(Appended {
+        seq,
+        server_time_ms: batch.now,
+        duplicate: false,
+        members: members::members_of(tx, &m.chat_id).await?,
+        promoted: effect.promoted,
+    })
+}
+
+async fn find_sent(
+    tx: &impl GenericClient,
+    sender: &UserId,
+    id: &ClientMessageId,
+) -> Result<Option<Appended>, StoreError> {
+    let found = row(
+        tx,
+        "SELECT seq, server_time_ms FROM log WHERE client_message_id = $2 AND sender_user = $1",
+        &[&&sender.0[..], &&id.0[..]],
+    )
+    .await?;
+    found
+        .map(|r| {
+            Ok(Appended {
+                seq: get_u64(&r, 0)?,
+                server_time_ms: get_u64(&r, 1)?,
+                duplicate: true,
+                members: Vec::new(),
+                promoted: Vec::new(),
+            })
+        })
+        .transpose()
+}
