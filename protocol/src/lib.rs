@@ -43,6 +43,14 @@ pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/tern.v1.rs"));
 }
 
+/// Messages between the relay nodes of a cluster (`proto/cluster.proto`,
+/// docs/cluster.md), never seen by clients. Decode them with a size limit
+/// like every other input.
+#[allow(missing_docs, clippy::doc_lazy_continuation)]
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/tern.cluster.v1.rs"));
+}
+
 /// What a device's connection-authentication signature is about:
 /// `challenge || exporter`, where `exporter` is the connection's TLS exporter
 /// value (label [`limits::AUTH_EXPORTER_LABEL`], empty context,

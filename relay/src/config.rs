@@ -31,6 +31,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Which database holds the relay's state.
     pub store: StoreConfig,
+    /// Cluster mode: the bus between the nodes sharing a PostgreSQL store.
+    pub cluster: ClusterConfig,
     /// TCP address of the Prometheus endpoint (`GET /metrics`); off when unset.
     pub metrics_listen: Option<SocketAddr>,
     /// Push wakeups for offline devices.
@@ -276,6 +278,17 @@ impl Default for StoreConfig {
     }
 }
 
+/// Cluster mode (docs/cluster.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server of the cluster's bus, e.g. `nats://10.0.0.5:4222`; set
+    /// on every node of a cluster (with `store.backend = "postgres"`).
+    pub nats_url: Option<String>,
+    /// This node's name on the bus and in logs (default: random at start).
+    pub node_id: Option<String>,
+}
+
 /// A storage backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -309,6 +322,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
             metrics_listen: None,
             push: PushConfig::default(),
         }
@@ -412,6 +426,11 @@ impl Config {
                 "backend = \"postgres\" needs store.url and a store.pool_size > 0",
             ));
         }
+        if self.cluster.nats_url.is_some() && self.store.backend != Backend::Postgres {
+            return Err(ConfigError::Invalid(
+                "cluster.nats_url needs store.backend = \"postgres\" (the nodes share it)",
+            ));
+        }
         if self.retention.days == 0 || self.retention.sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "retention.days and retention.sweep_interval_secs must be > 0",
@@ -468,6 +487,8 @@ mod tests {
         assert_eq!(c.store.pool_size, 4);
         assert!(Config::from_toml("[store]\nbackend = \"postgres\"", Path::new("x")).is_err());
         assert!(Config::from_toml("[store]\nbackend = \"mysql\"", Path::new("x")).is_err());
+        let sqlite_cluster = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"";
+        assert!(Config::from_toml(sqlite_cluster, Path::new("x")).is_err());
     }
 
     #[test]

@@ -127,8 +127,8 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
     });
     let requests = tokio::spawn(accept_requests(ctx.clone()));
     let (mut ctl_send, mut ctl_recv) = control;
-    let device = match authenticate(&ctx, &mut ctl_send, &mut ctl_recv).await {
-        Ok(device) => device,
+    let (device, welcome) = match authenticate(&ctx, &mut ctl_send, &mut ctl_recv).await {
+        Ok(authenticated) => authenticated,
         Err(e) => {
             tracing::debug!(error = %e, "authentication failed");
             if write_frame(&mut ctl_send, &error_frame(&e, 0))
@@ -159,9 +159,13 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
         device,
         mailbox: mailbox.clone(),
     });
+    // Answered only now, so the device's first request finds its session.
+    if write_frame(&mut ctl_send, &welcome).await.is_err() {
+        tracing::debug!("control stream closed before the authentication answer");
+    }
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     if came_online {
-        relay.presence.publish(device.user, true);
+        relay.presence_changed(device.user, true);
     }
     tracing::debug!(user = %device.user, device = device.device, "device online");
     let datagrams = tokio::spawn(read_datagrams(ctx.clone()));
@@ -174,7 +178,7 @@ async fn run(relay: &Arc<Relay>, conn: &Connection) {
     }
     relay.presence.forget(&mailbox);
     if relay.router.unregister(&mailbox) {
-        relay.presence.publish(device.user, false);
+        relay.presence_changed(device.user, false);
     }
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     datagrams.abort();
@@ -189,7 +193,7 @@ async fn authenticate(
     ctx: &ConnCtx,
     send: &mut SendStream,
     recv: &mut RecvStream,
-) -> Result<DeviceAddr, RelayError> {
+) -> Result<(DeviceAddr, ServerFrame), RelayError> {
     let limits = &ctx.relay.config.limits;
     let auth_timeout = Duration::from_secs(limits.auth_timeout_secs);
     let provisioning_ttl = Duration::from_secs(limits.provisioning_ttl_secs);
@@ -226,12 +230,13 @@ async fn next_frame(
     }
 }
 
-/// Hello, challenge, then authentication or registration.
+/// Hello, challenge, then authentication or registration; returns the
+/// device and the answer to write once its session is set up.
 async fn handshake(
     ctx: &ConnCtx,
     send: &mut SendStream,
     recv: &mut RecvStream,
-) -> Result<DeviceAddr, RelayError> {
+) -> Result<(DeviceAddr, ServerFrame), RelayError> {
     let (relay, conn) = (&ctx.relay, &ctx.conn);
     expect_hello(next_frame(recv, &ctx.frames).await?)?;
     let mut challenge = [0u8; 32];
@@ -283,10 +288,7 @@ async fn handshake(
             .into());
         }
     };
-    write_frame(send, &reply)
-        .await
-        .map_err(|_| RelayError::Unavailable("control stream failed"))?;
-    Ok(device)
+    Ok((device, reply))
 }
 
 /// Datagrams a connection may send per second; more are dropped.

@@ -24,6 +24,7 @@ mod accounts;
 mod auth;
 mod blobs;
 mod chats;
+mod cluster;
 mod config;
 mod connection;
 mod delivery;
@@ -45,7 +46,9 @@ pub mod tls;
 
 pub use accounts::{invite_hash, new_invite_token};
 pub use blobs::BlobStore;
-pub use config::{Backend, Config, LimitsConfig, Registration, StoreConfig, Synchronous};
+pub use config::{
+    Backend, ClusterConfig, Config, LimitsConfig, Registration, StoreConfig, Synchronous,
+};
 pub use connection::MAX_PIPELINED_REQUESTS;
 pub use error::{RelayError, StoreError};
 pub use server::Server;

@@ -320,12 +320,13 @@ pub(crate) async fn serve(
                 return;
             }
             let (status, body) = if head.starts_with(b"GET /metrics ") {
-                (
-                    "200 OK",
-                    relay
-                        .metrics
-                        .render(&relay.router, relay.request_pools.used()),
-                )
+                let mut body = relay
+                    .metrics
+                    .render(&relay.router, relay.request_pools.used());
+                if let Some(cluster) = &relay.cluster {
+                    cluster.render_metrics(&mut body);
+                }
+                ("200 OK", body)
             } else {
                 ("404 Not Found", String::from("not found\n"))
             };

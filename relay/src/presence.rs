@@ -9,6 +9,7 @@ use tern_protocol::wire::{
     Empty, EphemeralEvent, Presence, SubscribePresence, Typing, ephemeral_event, response,
 };
 
+use crate::cluster::Outgoing;
 use crate::error::RelayError;
 use crate::router::{Mailbox, Outbound};
 use crate::service::{Relay, Session, now_ms};
@@ -98,6 +99,38 @@ impl PresenceBook {
 }
 
 impl Relay {
+    /// Whether any device of `user` is connected, to this node or (in
+    /// cluster mode) another.
+    pub(crate) fn is_online(&self, user: &UserId) -> bool {
+        self.router.is_online(user)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.online_elsewhere(user))
+    }
+
+    /// `user`'s first device on this node connected (`online`) or its last
+    /// one here left: other nodes are told, and watchers here learn it
+    /// unless the account's state is unchanged cluster-wide.
+    pub(crate) fn presence_changed(&self, user: UserId, online: bool) {
+        if let Some(cluster) = &self.cluster {
+            cluster.link.send(Outgoing::Presence { user, online });
+            if cluster.online_elsewhere(&user) {
+                return;
+            }
+        }
+        self.presence.publish(user, online);
+    }
+
+    /// Tells watchers here the cluster-wide state of accounts whose state
+    /// on another node changed (came, left, or that node died), unless a
+    /// device here keeps them online.
+    pub(crate) fn remote_presence_changed(&self, users: &[UserId]) {
+        for user in users.iter().filter(|u| !self.router.is_online(u)) {
+            self.presence.publish(*user, self.is_online(user));
+        }
+    }
+
     /// Subscribes the connection to the presence of accounts it shares a
     /// chat with (others are ignored) and sends their current state.
     pub(crate) async fn subscribe_presence(
@@ -116,7 +149,7 @@ impl Relay {
         }
         self.presence.subscribe(&session.mailbox, users.clone());
         for user in users {
-            let online = self.router.is_online(&user);
+            let online = self.is_online(&user);
             let last_seen = if online {
                 now_ms()
             } else {
@@ -142,11 +175,8 @@ impl Relay {
             })),
         };
         for user in &chat.members {
-            self.router.push_to_user(
-                user,
-                Some(session.device),
-                &Outbound::Ephemeral(event.clone()),
-            );
+            self.router
+                .push_ephemeral(user, Some(session.device), &event);
         }
         Ok(())
     }

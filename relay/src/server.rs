@@ -39,6 +39,7 @@ pub enum StartError {
 pub struct Server {
     endpoint: Endpoint,
     relay: Arc<Relay>,
+    bus: Option<crate::cluster::nats::Bus>,
     writer: std::thread::JoinHandle<()>,
     fingerprint: String,
     metrics_listener: Option<std::net::TcpListener>,
@@ -84,6 +85,33 @@ async fn sweep_retention(relay: Arc<Relay>) {
     }
 }
 
+/// This node's view of its cluster and the queue its bus publishes from.
+type ClusterParts = (
+    Arc<crate::cluster::Cluster>,
+    tokio::sync::mpsc::Receiver<crate::cluster::Outgoing>,
+);
+
+/// The router, and in cluster mode what the bus needs.
+fn cluster_parts(config: &Config) -> Result<(Router, Option<ClusterParts>), StartError> {
+    let queued = config.limits.delivery_bytes_total;
+    if config.cluster.nats_url.is_none() {
+        return Ok((Router::new(queued), None));
+    }
+    let node_id = match &config.cluster.node_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut raw = [0u8; 8];
+            getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+            hex::encode(raw)
+        }
+    };
+    tracing::info!(node_id, "cluster mode");
+    let (link, outgoing) = crate::cluster::Link::new();
+    let router = Router::clustered(queued, link.clone(), crate::cluster::SEQUENCED_CHATS);
+    let state = Arc::new(crate::cluster::Cluster::new(node_id, link));
+    Ok((router, Some((state, outgoing))))
+}
+
 impl Server {
     /// Opens storage, starts the log writer and binds the endpoint. Must be
     /// called inside a tokio runtime.
@@ -96,7 +124,8 @@ impl Server {
         let mut server_config = tls::server_config(identity)?;
         server_config.transport_config(Arc::new(transport(&config)?));
         let endpoint = tern_transport::server_endpoint(server_config, config.listen)?;
-        let router = Arc::new(Router::new(config.limits.delivery_bytes_total));
+        let (router, cluster) = cluster_parts(&config)?;
+        let router = Arc::new(router);
         let metrics = Arc::new(Metrics::default());
         let pusher = config
             .push
@@ -118,6 +147,7 @@ impl Server {
             ),
         )?;
         let blobs = BlobStore::open(&config.data_dir, &config.limits)?;
+        let nats_url = config.cluster.nats_url.clone();
         let relay = Arc::new(Relay::new(
             store,
             router,
@@ -125,10 +155,15 @@ impl Server {
             Arc::new(config),
             metrics,
             blobs,
+            cluster.as_ref().map(|(state, _)| state.clone()),
         ));
+        let bus = cluster.zip(nats_url).map(|((state, outgoing), url)| {
+            crate::cluster::nats::spawn(url, relay.clone(), state, outgoing)
+        });
         Ok(Self {
             endpoint,
             relay,
+            bus,
             writer,
             fingerprint,
             metrics_listener,
@@ -187,6 +222,9 @@ impl Server {
             task.abort();
         }
         sweeper.abort();
+        if let Some(bus) = self.bus {
+            bus.leave().await;
+        }
         self.endpoint
             .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"relay shutting down");
         let _ = tokio::time::timeout(DRAIN, self.endpoint.wait_idle()).await;

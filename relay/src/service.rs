@@ -37,6 +37,8 @@ pub(crate) struct Relay {
     /// Relay-wide budgets of request bodies held in memory; each
     /// connection charges a share of its own inside them.
     pub(crate) request_pools: crate::intake::Pools,
+    /// This node's view of its cluster; `None` for a single relay.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Bounds storage calls in flight to the store's connection pool, so
     /// waiting requests queue as cheap futures, not as blocked threads.
     storage_slots: tokio::sync::Semaphore,
@@ -50,8 +52,13 @@ pub(crate) struct Session {
     pub mailbox: Arc<Mailbox>,
 }
 
-/// Storage calls in flight at once (the SQLite pool size).
-const STORAGE_SLOTS: usize = crate::store::sqlite::POOL_SIZE;
+/// Storage calls in flight at once: the connections of the store's pool.
+fn storage_slots(config: &Config) -> usize {
+    match config.store.backend {
+        crate::config::Backend::Sqlite => crate::store::sqlite::POOL_SIZE,
+        crate::config::Backend::Postgres => config.store.pool_size,
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -69,6 +76,7 @@ impl Relay {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         blobs: BlobStore,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Self {
         let limits = &config.limits;
         let device_limits =
@@ -77,6 +85,7 @@ impl Relay {
             RateLimiter::new(limits.connections_per_ip_per_sec, limits.connection_burst);
         let prekey_claims = PrekeyClaims::new(limits);
         let request_pools = crate::intake::Pools::new(limits);
+        let storage_slots = tokio::sync::Semaphore::new(storage_slots(&config));
         Self {
             store,
             router,
@@ -90,7 +99,8 @@ impl Relay {
             address_limits,
             prekey_claims,
             request_pools,
-            storage_slots: tokio::sync::Semaphore::new(STORAGE_SLOTS),
+            storage_slots,
+            cluster,
         }
     }
 

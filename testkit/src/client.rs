@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::guard;
 use crate::relay::TestRelay;
+use tern_core::net::RelayAddress;
 
 /// Cheap Argon2id parameters: the default 64 MiB × 3 is far too slow in
 /// debug-built tests.
@@ -53,8 +54,18 @@ impl TestClient {
         name: &str,
         configure: impl FnOnce(&mut tern_core::ClientConfig),
     ) -> Self {
+        Self::create_at(relay.address(), name, configure).await
+    }
+
+    /// Creates an account `name` through the relay at `address` (any relay,
+    /// e.g. a [`crate::RelayProcess`] node) and waits until it is online.
+    pub async fn create_at(
+        address: RelayAddress,
+        name: &str,
+        configure: impl FnOnce(&mut tern_core::ClientConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tern_core::ClientConfig::new(dir.path().join("store.db"), relay.address());
+        let mut config = tern_core::ClientConfig::new(dir.path().join("store.db"), address);
         configure(&mut config);
         let client = guard(tern_core::Client::create(
             config.clone(),

@@ -34,6 +34,7 @@ pub mod lossy;
 pub mod raw;
 pub mod relay;
 pub mod services;
+pub mod verify;
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ pub use lossy::{LinkProfile, LinkStats, LossyLink};
 pub use relay::{RelayProcess, TestRelay, loadgen_binary, relay_binary};
 pub use services::{NatsServer, PostgresServer};
 pub use tern_core::net::RelayAddress;
+pub use verify::{VerifyReport, VerifyRun};
 
 /// Deadlock guard for every network wait in tests (never a timing assert).
 pub const GUARD: Duration = Duration::from_secs(30);

@@ -1,33 +1,49 @@
-//! Cluster mode: relays on PostgreSQL (each test starts its own throw-away
-//! server) with real clients over QUIC on 127.0.0.1.
+//! Cluster mode: relay nodes on one PostgreSQL database and one NATS bus
+//! (each test starts its own throw-away servers), with real clients over
+//! QUIC on 127.0.0.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tern_testkit::services::PostgresServer;
-use tern_testkit::{TestClient, TestRelay};
+use std::time::Duration;
 
-/// A relay on database `db` of `pg`.
-async fn relay_on(pg: &PostgresServer, db: &str) -> TestRelay {
-    let url = pg.url(db);
+use tern_core::ClientEvent;
+use tern_testkit::services::{NatsServer, PostgresServer};
+use tern_testkit::{RelayProcess, TestClient, TestRelay, guard, relay_binary};
+
+/// A PostgreSQL server with database `relay`, and a NATS server.
+fn services() -> (PostgresServer, NatsServer) {
+    let pg = PostgresServer::start_with(&[("fsync", "off")]).unwrap();
+    pg.create_database("relay").unwrap();
+    (pg, NatsServer::start().unwrap())
+}
+
+/// A node on database `relay` of `pg`, on the bus of `nats` when given.
+async fn node(pg: &PostgresServer, nats: Option<&NatsServer>, name: &str) -> TestRelay {
+    let url = pg.url("relay");
+    let nats_url = nats.map(NatsServer::url);
+    let name = name.to_owned();
     TestRelay::start_with(move |config| {
         config.store.backend = tern_relay::Backend::Postgres;
         config.store.url = Some(url);
         config.store.pool_size = 4;
+        config.cluster.nats_url = nats_url;
+        config.cluster.node_id = Some(name);
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_chat_through_a_relay_on_postgres_and_keep_history_across_restarts() {
-    let pg = PostgresServer::start_with(&[("fsync", "off")]).unwrap();
-    pg.create_database("relay").unwrap();
-    let mut relay = relay_on(&pg, "relay").await;
+    let (pg, _) = services();
+    let mut relay = node(&pg, None, "single").await;
     let (alice, mut bob, chat) = TestClient::direct_pair(&relay, "alice", "bob").await;
     alice.client.send_text(chat, "on postgres".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "on postgres");
 
     relay.restart().await;
-    bob.client.send_text(chat, "after the restart".into()).unwrap();
+    bob.client
+        .send_text(chat, "after the restart".into())
+        .unwrap();
     let mut alice = alice;
     assert_eq!(alice.next_message().await.text, "after the restart");
     let stale = pg
@@ -39,4 +55,156 @@ async fn users_chat_through_a_relay_on_postgres_and_keep_history_across_restarts
         .unwrap();
     assert_eq!(stale.trim(), "0", "every chat's last_seq is its last entry");
     relay.stop().await;
+}
+
+/// The texts of `chat` in `client`'s history, in seq order.
+fn history(client: &TestClient, chat: [u8; 16]) -> Vec<(u64, String)> {
+    client
+        .client
+        .messages(chat, None, 500)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.seq.unwrap(), m.text))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_three_nodes_see_every_group_message_in_one_order() {
+    let (pg, nats) = services();
+    let nodes = [
+        node(&pg, Some(&nats), "n1").await,
+        node(&pg, Some(&nats), "n2").await,
+        node(&pg, Some(&nats), "n3").await,
+    ];
+    let mut alice = TestClient::create(&nodes[0], "alice").await;
+    let mut bob = TestClient::create(&nodes[1], "bob").await;
+    let mut carol = TestClient::create(&nodes[2], "carol").await;
+    let bob_id = alice.contact("bob").await;
+    let carol_id = alice.contact("carol").await;
+    let group = guard(
+        alice
+            .client
+            .create_group("spread".into(), vec![bob_id, carol_id]),
+    )
+    .await
+    .unwrap();
+    let rounds = 5;
+    for round in 0..rounds {
+        for (i, sender) in [&alice, &bob, &carol].into_iter().enumerate() {
+            sender
+                .client
+                .send_text(group, format!("{i}:{round}"))
+                .unwrap();
+        }
+    }
+    // Every member receives the other two members' messages.
+    for member in [&mut alice, &mut bob, &mut carol] {
+        for _ in 0..2 * rounds {
+            member.next_message().await;
+        }
+    }
+    let order = history(&alice, group);
+    assert_eq!(order.len(), 3 * rounds);
+    assert_eq!(history(&bob, group), order);
+    assert_eq!(history(&carol, group), order);
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_cross_nodes_and_a_node_leaving_takes_its_devices_offline() {
+    let (pg, nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let n2 = node(&pg, Some(&nats), "n2").await;
+    let mut alice = TestClient::create(&n1, "alice").await;
+    let mut bob = TestClient::create(&n2, "bob").await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "hi".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "hi", "the chat exists");
+    guard(alice.client.subscribe_presence(vec![bob_id]))
+        .await
+        .unwrap();
+    presence_of(&mut alice, bob_id, true).await;
+    bob.client.set_typing(chat, true).unwrap();
+    alice
+        .expect(|event| match event {
+            ClientEvent::Typing {
+                user_id, active, ..
+            } if user_id == bob_id && active => Some(()),
+            _ => None,
+        })
+        .await;
+    let left = std::time::Instant::now();
+    n2.stop().await;
+    presence_of(&mut alice, bob_id, false).await;
+    assert!(left.elapsed() < Duration::from_secs(5));
+    n1.stop().await;
+}
+
+/// Waits for `user`'s presence to be reported as `online`.
+async fn presence_of(client: &mut TestClient, user: [u8; 16], online: bool) {
+    client
+        .expect(|event| match event {
+            ClientEvent::Presence {
+                user_id, online: o, ..
+            } if user_id == user && o == online => Some(()),
+            _ => None,
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_takes_its_devices_offline_within_five_seconds() {
+    let (pg, nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let config = format!(
+        "[store]\nbackend = \"postgres\"\nurl = {:?}\n[cluster]\nnats_url = {:?}\nnode_id = \"n2\"\n",
+        pg.url("relay"),
+        nats.url()
+    );
+    let mut n2 = RelayProcess::start_configured(relay_binary(), &config);
+    let mut alice = TestClient::create(&n1, "alice").await;
+    let mut bob = TestClient::create_at(n2.address(), "bob", |_| {}).await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "hi".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "hi");
+    guard(alice.client.subscribe_presence(vec![bob_id]))
+        .await
+        .unwrap();
+    presence_of(&mut alice, bob_id, true).await;
+    let killed = std::time::Instant::now();
+    n2.kill();
+    presence_of(&mut alice, bob_id, false).await;
+    let took = killed.elapsed();
+    println!("offline after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    n1.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_goes_on_through_sync_while_nats_is_down_and_through_the_bus_after() {
+    let (pg, mut nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let n2 = node(&pg, Some(&nats), "n2").await;
+    let alice = TestClient::create(&n1, "alice").await;
+    let mut bob = TestClient::create(&n2, "bob").await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "bus up".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "bus up");
+
+    nats.kill().unwrap();
+    alice.client.send_text(chat, "bus down".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "bus down");
+
+    nats.restart().unwrap();
+    // Both nodes reconnect to the bus (within about a second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.client.send_text(chat, "bus back".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "bus back");
+    n1.stop().await;
+    n2.stop().await;
 }

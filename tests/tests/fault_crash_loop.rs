@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tern_testkit::{RelayProcess, loadgen_binary, relay_binary};
+use tern_testkit::{RelayProcess, VerifyRun, relay_binary};
 
 /// Crashes during the load.
 const KILLS: usize = 20;
@@ -22,17 +20,7 @@ const DEVICES: usize = 8;
 fn twenty_sigkills_under_load_lose_and_duplicate_nothing_acknowledged() {
     let mut relay = RelayProcess::start(relay_binary());
     let load_secs = (UPTIME * KILLS as u32).as_secs() + 4;
-    let mut loadgen = Command::new(loadgen_binary())
-        .args(["--mode", "verify", "--relay"])
-        .arg(relay.addr.to_string())
-        .args(["--fingerprint", &relay.fingerprint])
-        .args(["--devices", &DEVICES.to_string()])
-        .args(["--duration", &load_secs.to_string()])
-        .args(["--threads", "1", "--endpoints", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let load = VerifyRun::start(&[relay.addr], &relay.fingerprint, DEVICES, load_secs);
     // Let registration and the first sends happen on a healthy relay.
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
@@ -41,25 +29,14 @@ fn twenty_sigkills_under_load_lose_and_duplicate_nothing_acknowledged() {
         relay.restart();
     }
     let crashed_for = started.elapsed();
-    let status = loadgen.wait().unwrap();
-    let mut report = String::new();
-    loadgen
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut report)
-        .unwrap();
-    println!("{KILLS} SIGKILLs and restarts in {crashed_for:.1?}\n{report}");
-    assert!(status.success(), "tern-loadgen verify failed:\n{report}");
-    let counts = report
-        .lines()
-        .find(|l| l.contains("acknowledged="))
-        .expect("a counts line");
-    assert!(counts.contains("duplicates=0 lost=0"), "{counts}");
-    let acknowledged: u64 = counts
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("acknowledged="))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!(acknowledged > 100, "the load kept sending: {counts}");
+    let report = load.finish();
+    println!(
+        "{KILLS} SIGKILLs and restarts in {crashed_for:.1?}\n{}",
+        report.text
+    );
+    assert_eq!((report.duplicates, report.lost), (0, 0));
+    assert!(
+        report.acknowledged > 100,
+        "the load kept sending: {report:?}"
+    );
 }

@@ -31,10 +31,12 @@ use tokio::sync::Semaphore;
 #[derive(Parser, Clone)]
 #[command(version)]
 struct Args {
-    /// Relay UDP address.
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    relay: SocketAddr,
-    /// SHA-256 fingerprint the relay printed.
+    /// Relay UDP address; several, comma-separated, for the nodes of a
+    /// cluster (one certificate): device `i` uses node `i mod n`, and in
+    /// `verify` mode moves to the next node when its node is unreachable.
+    #[arg(long, default_value = "127.0.0.1:4433", value_delimiter = ',')]
+    relay: Vec<SocketAddr>,
+    /// SHA-256 fingerprint the relay printed (all nodes share it).
     #[arg(long)]
     fingerprint: String,
     /// What to measure.
@@ -108,6 +110,15 @@ impl Clock {
     }
 }
 
+/// The relay nodes of `--relay`, pinned to `--fingerprint`.
+fn relays(args: &Args) -> anyhow::Result<Vec<RelayAddress>> {
+    anyhow::ensure!(!args.relay.is_empty(), "--relay names no address");
+    args.relay
+        .iter()
+        .map(|addr| Ok(tern_testkit::relay::pinned(*addr, &args.fingerprint)?))
+        .collect()
+}
+
 fn endpoints(args: &Args, relay: &RelayAddress) -> anyhow::Result<Vec<Endpoint>> {
     let config = relay.trust.client_config()?;
     (0..args.endpoints.max(1))
@@ -134,19 +145,19 @@ async fn register(
 }
 
 async fn register_many(args: &Args, n: usize) -> anyhow::Result<Vec<RawClient>> {
-    let relay = Arc::new(tern_testkit::relay::pinned(args.relay, &args.fingerprint)?);
-    let eps = endpoints(args, &relay)?;
+    let relays = Arc::new(relays(args)?);
+    let eps = endpoints(args, &relays[0])?;
     let run = random::<4>();
     let limit = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let ep = eps[i % eps.len()].clone();
         let name = format!("lg-{}-{i}", hex::encode(run));
-        let relay = relay.clone();
+        let relays = relays.clone();
         let limit = limit.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            register(&ep, &relay, &name).await
+            register(&ep, &relays[i % relays.len()], &name).await
         }));
     }
     let mut out = Vec::with_capacity(n);

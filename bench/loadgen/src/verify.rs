@@ -48,19 +48,46 @@ struct Counts {
     connections: AtomicU64,
 }
 
-/// A device's connection, re-established whenever it breaks.
+/// A device's connection, re-established whenever it breaks: to the next
+/// node when there are several.
 struct Link<'a> {
     endpoint: &'a Endpoint,
-    relay: &'a RelayAddress,
+    nodes: Nodes<'a>,
     account: &'a Account,
     client: Option<RawClient>,
 }
 
+/// The relay nodes a device tries in turn, starting with its own.
+#[derive(Clone, Copy)]
+struct Nodes<'a> {
+    all: &'a [RelayAddress],
+    current: usize,
+}
+
+impl<'a> Nodes<'a> {
+    /// Device `index`'s nodes: node `index mod n` first.
+    fn of(all: &'a [RelayAddress], index: usize) -> Self {
+        Self {
+            all,
+            current: index % all.len().max(1),
+        }
+    }
+
+    fn current(&self) -> &'a RelayAddress {
+        &self.all[self.current]
+    }
+
+    /// Moves on to the next node (after the current one failed).
+    fn next(&mut self) {
+        self.current = (self.current + 1) % self.all.len().max(1);
+    }
+}
+
 impl<'a> Link<'a> {
-    fn new(endpoint: &'a Endpoint, relay: &'a RelayAddress, account: &'a Account) -> Self {
+    fn new(endpoint: &'a Endpoint, nodes: Nodes<'a>, account: &'a Account) -> Self {
         Self {
             endpoint,
-            relay,
+            nodes,
             account,
             client: None,
         }
@@ -110,14 +137,22 @@ impl<'a> Link<'a> {
         }
         if self.client.is_none() {
             let (user, key) = (self.account.user_id, self.account.device_key(1));
+            let relay = self.nodes.current();
             let login = async {
-                let hello = Hello::connect(self.endpoint, self.relay).await?;
+                let hello = Hello::connect(self.endpoint, relay).await?;
                 hello.authenticate(user, 1, key).await
             };
-            self.client = tokio::time::timeout(ATTEMPT, login).await.ok()?.ok();
-            if self.client.is_some() {
-                counts.connections.fetch_add(1, Ordering::Relaxed);
-            }
+            self.client = tokio::time::timeout(ATTEMPT, login)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            match self.client {
+                Some(_) => counts.connections.fetch_add(1, Ordering::Relaxed),
+                None => {
+                    self.nodes.next();
+                    return None;
+                }
+            };
         }
         self.client.as_ref()
     }
@@ -131,14 +166,17 @@ impl<'a> Link<'a> {
     }
 }
 
-/// Registers an account, retrying while the relay is down.
+/// Registers an account, retrying (on the next node, if several) while
+/// its node is down.
 async fn register(
     endpoint: &Endpoint,
-    relay: &RelayAddress,
+    mut nodes: Nodes<'_>,
     account: &Account,
 ) -> anyhow::Result<()> {
     let give_up = Instant::now() + CHECK_PATIENCE;
     loop {
+        let relay = nodes.current();
+        nodes.next();
         let attempt = async {
             let hello = Hello::connect(endpoint, relay).await?;
             hello
@@ -159,13 +197,13 @@ async fn register(
 /// client message id → seq.
 async fn send_until(
     endpoint: &Endpoint,
-    relay: &RelayAddress,
+    nodes: Nodes<'_>,
     device: &Device,
     stop: Instant,
     payload: usize,
     counts: &Counts,
 ) -> anyhow::Result<HashMap<[u8; 16], u64>> {
-    let mut link = Link::new(endpoint, relay, &device.account);
+    let mut link = Link::new(endpoint, nodes, &device.account);
     let mut acked = HashMap::new();
     while Instant::now() < stop {
         let cmid = message_id()?.to_wire();
@@ -199,11 +237,11 @@ async fn send_until(
 /// the seqs it is stored at.
 async fn read_log(
     endpoint: &Endpoint,
-    relay: &RelayAddress,
+    nodes: Nodes<'_>,
     device: &Device,
     counts: &Counts,
 ) -> anyhow::Result<HashMap<[u8; 16], Vec<u64>>> {
-    let mut link = Link::new(endpoint, relay, &device.account);
+    let mut link = Link::new(endpoint, nodes, &device.account);
     let mut stored: HashMap<[u8; 16], Vec<u64>> = HashMap::new();
     let mut after = 0;
     loop {
@@ -241,8 +279,8 @@ async fn read_log(
 /// Runs verify mode: `args.devices` devices in pairs, sending for
 /// `args.duration` seconds through whatever happens to the relay.
 pub(crate) async fn verify(args: &Args) -> anyhow::Result<()> {
-    let relay = tern_testkit::relay::pinned(args.relay, &args.fingerprint)?;
-    let eps = endpoints(args, &relay)?;
+    let relays = Arc::new(crate::relays(args)?);
+    let eps = endpoints(args, &relays[0])?;
     let counts = Arc::new(Counts::default());
     let pairs = (args.devices / 2).max(1);
     let run = hex::encode(random::<4>());
@@ -253,11 +291,11 @@ pub(crate) async fn verify(args: &Args) -> anyhow::Result<()> {
             Account::new(&format!("vf-{run}-{p}b"), 1),
         );
         let ep = &eps[p % eps.len()];
-        register(ep, &relay, &a).await?;
-        register(ep, &relay, &b).await?;
+        register(ep, Nodes::of(&relays, 2 * p), &a).await?;
+        register(ep, Nodes::of(&relays, 2 * p + 1), &b).await?;
         let chat = random();
         let create = create_chat(chat, ChatKind::Direct, &[b.user_id]);
-        match Link::new(ep, &relay, &a)
+        match Link::new(ep, Nodes::of(&relays, 2 * p), &a)
             .answer(create, &counts, CHECK_PATIENCE)
             .await?
         {
@@ -285,15 +323,16 @@ pub(crate) async fn verify(args: &Args) -> anyhow::Result<()> {
     let stop = Instant::now() + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
     for i in 0..devices.len() {
-        let (devices, counts, relay, ep) = (
+        let (devices, counts, relays, ep) = (
             devices.clone(),
             counts.clone(),
-            relay.clone(),
+            relays.clone(),
             eps[i % eps.len()].clone(),
         );
         let payload = args.payload;
         tasks.push(tokio::spawn(async move {
-            send_until(&ep, &relay, &devices[i], stop, payload, &counts).await
+            let nodes = Nodes::of(&relays, i);
+            send_until(&ep, nodes, &devices[i], stop, payload, &counts).await
         }));
     }
     let mut acked_by = Vec::new();
@@ -304,7 +343,8 @@ pub(crate) async fn verify(args: &Args) -> anyhow::Result<()> {
     for (i, device) in devices.iter().enumerate() {
         // Pairs are adjacent: device i's peer is i ^ 1.
         let sent_to_me = &acked_by[i ^ 1];
-        let stored = read_log(&eps[i % eps.len()], &relay, device, &counts).await?;
+        let nodes = Nodes::of(&relays, i);
+        let stored = read_log(&eps[i % eps.len()], nodes, device, &counts).await?;
         acked += sent_to_me.len();
         for (id, seq) in sent_to_me {
             match stored.get(id) {

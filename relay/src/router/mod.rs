@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use tern_protocol::cluster::{DeviceNotice, Revoked, device_notice};
 use tern_protocol::wire::{Delivery, DeviceCiphertext, EntryKind, EphemeralEvent, Event};
-use tern_protocol::{ChatId, ClientMessageId, UserId};
+use tern_protocol::{ChatId, ClientMessageId, ProtocolError, UserId};
 use tokio::sync::{Notify, mpsc};
 
+use crate::cluster::{Admit, Link, Outgoing, Sequencer};
 use crate::store::DeviceAddr;
 
 /// A log entry that is durably committed, as the router fans it out.
@@ -301,6 +303,30 @@ pub(crate) struct Router {
     online: RwLock<HashMap<UserId, Vec<Arc<Mailbox>>>>,
     next_id: AtomicU64,
     budget: Arc<Budget>,
+    /// In cluster mode: where what concerns other nodes' devices goes, and
+    /// the per-chat order of entries from every node.
+    cluster: Option<(Link, std::sync::Mutex<Sequencer>)>,
+}
+
+/// Which of an account's devices an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Devices {
+    /// Every device.
+    All,
+    /// Every device but this one.
+    Except(u32),
+    /// Only this one.
+    Only(u32),
+}
+
+impl Devices {
+    fn includes(self, device: u32) -> bool {
+        match self {
+            Self::All => true,
+            Self::Except(d) => d != device,
+            Self::Only(d) => d == device,
+        }
+    }
 }
 
 impl Router {
@@ -314,6 +340,24 @@ impl Router {
                 used: AtomicUsize::new(0),
                 max: max_queued_bytes,
             }),
+            cluster: None,
+        }
+    }
+
+    /// A router of a cluster node: what it delivers locally that concerns
+    /// other nodes too also goes to `link`, and entries from every node
+    /// pass a [`Sequencer`].
+    pub(crate) fn clustered(max_queued_bytes: usize, link: Link, max_chats: usize) -> Self {
+        Self {
+            cluster: Some((link, std::sync::Mutex::new(Sequencer::new(max_chats)))),
+            ..Self::new(max_queued_bytes)
+        }
+    }
+
+    /// Sends `out` to the other nodes, in cluster mode.
+    fn publish(&self, out: impl FnOnce() -> Outgoing) {
+        if let Some((link, _)) = &self.cluster {
+            link.send(out());
         }
     }
 
@@ -376,6 +420,20 @@ impl Router {
     /// Ends the connections of devices removed from (or re-keyed in) an
     /// account's device list.
     pub(crate) fn revoke(&self, user: &UserId, devices: &[u32]) {
+        self.publish(|| {
+            let revoked = Revoked {
+                device_ids: devices.to_vec(),
+            };
+            Outgoing::Device(Box::new(device_notice(
+                user,
+                Devices::All,
+                device_notice::Kind::Revoked(revoked),
+            )))
+        });
+        self.revoke_local(user, devices);
+    }
+
+    fn revoke_local(&self, user: &UserId, devices: &[u32]) {
         for mailbox in self.read().get(user).into_iter().flatten() {
             if devices.contains(&mailbox.device.device) {
                 mailbox.revoked.store(true, Ordering::Release);
@@ -384,13 +442,59 @@ impl Router {
         }
     }
 
-    /// Pushes to every online device of `user` except `skip`.
-    pub(crate) fn push_to_user(&self, user: &UserId, skip: Option<DeviceAddr>, out: &Outbound) {
+    /// Pushes an ephemeral event to every online device of `user` (on any
+    /// node) except `skip`.
+    pub(crate) fn push_ephemeral(
+        &self,
+        user: &UserId,
+        skip: Option<DeviceAddr>,
+        e: &EphemeralEvent,
+    ) {
+        let devices = match skip {
+            Some(d) if d.user == *user => Devices::Except(d.device),
+            _ => Devices::All,
+        };
+        self.publish(|| {
+            Outgoing::Device(Box::new(device_notice(
+                user,
+                devices,
+                device_notice::Kind::Ephemeral(e.clone()),
+            )))
+        });
+        self.push_local(user, devices, &Outbound::Ephemeral(e.clone()));
+    }
+
+    /// Pushes to the online devices of `user` on this node that `devices`
+    /// includes.
+    fn push_local(&self, user: &UserId, devices: Devices, out: &Outbound) {
         for mailbox in self.read().get(user).into_iter().flatten() {
-            if Some(mailbox.device) != skip {
+            if devices.includes(mailbox.device.device) {
                 mailbox.push(out.clone());
             }
         }
+    }
+
+    /// Makes every device of `user` on this node sync from the log (its
+    /// pushes stop until it has been told).
+    pub(crate) fn force_sync(&self, user: &UserId) {
+        for mailbox in self.read().get(user).into_iter().flatten() {
+            mailbox.start_lagging();
+        }
+    }
+
+    /// Makes every device on this node sync from the log.
+    pub(crate) fn force_sync_all(&self) {
+        for mailbox in self.read().values().flatten() {
+            mailbox.start_lagging();
+        }
+        if let Some((_, sequencer)) = &self.cluster {
+            lock(sequencer).forget();
+        }
+    }
+
+    /// The accounts with a device on this node.
+    pub(crate) fn online_accounts(&self) -> Vec<UserId> {
+        self.read().keys().copied().collect()
     }
 
     /// Whether any device of `user` is connected.
@@ -418,6 +522,43 @@ impl Router {
     /// one batch per mailbox. Returns the number of entries the mailboxes
     /// accepted.
     pub(crate) fn fan_out(&self, entries: &[Arc<CommittedEntry>]) -> usize {
+        self.publish(|| Outgoing::Entries(entries.to_vec()));
+        let sequenced: Vec<_> = entries.iter().map(|e| (e.clone(), false)).collect();
+        self.deliver(&sequenced)
+    }
+
+    /// Delivers entries another node committed (with whether the notice
+    /// left their ciphertexts out); returns the number of entries the
+    /// mailboxes accepted.
+    pub(crate) fn fan_out_remote(&self, entries: &[(Arc<CommittedEntry>, bool)]) -> usize {
+        self.deliver(entries)
+    }
+
+    /// Pushes the entries the sequencer admits (all of them on a single
+    /// node); makes the recipients of the others sync. The sequencer stays
+    /// locked while pushing, so every chat reaches each mailbox in order.
+    fn deliver(&self, entries: &[(Arc<CommittedEntry>, bool)]) -> usize {
+        let Some((_, sequencer)) = &self.cluster else {
+            let all: Vec<_> = entries.iter().map(|(e, _)| e.clone()).collect();
+            return self.push_entries(&all);
+        };
+        let mut sequencer = lock(sequencer);
+        let mut admitted = Vec::with_capacity(entries.len());
+        for (entry, omitted) in entries {
+            match sequencer.admit(entry.chat_id, entry.seq) {
+                Admit::Duplicate => {}
+                Admit::Push if !omitted => admitted.push(entry.clone()),
+                Admit::Push | Admit::Gap => {
+                    for user in &entry.recipients {
+                        self.force_sync(user);
+                    }
+                }
+            }
+        }
+        self.push_entries(&admitted)
+    }
+
+    fn push_entries(&self, entries: &[Arc<CommittedEntry>]) -> usize {
         let online = self.read();
         let mut batches: HashMap<u64, (&Arc<Mailbox>, Vec<Arc<CommittedEntry>>)> = HashMap::new();
         for entry in entries {
@@ -461,18 +602,67 @@ impl Router {
 
     /// Sends an event to every online device of `user`.
     pub(crate) fn notify_user(&self, user: &UserId, event: &Event) {
-        for mailbox in self.read().get(user).into_iter().flatten() {
-            mailbox.push(Outbound::Event(Box::new(event.clone())));
-        }
+        self.notify(user, Devices::All, event);
     }
 
     /// Sends an event to one device, if online.
     pub(crate) fn notify_device(&self, device: DeviceAddr, event: &Event) {
-        for mailbox in self.read().get(&device.user).into_iter().flatten() {
-            if mailbox.device == device {
-                mailbox.push(Outbound::Event(Box::new(event.clone())));
+        self.notify(&device.user, Devices::Only(device.device), event);
+    }
+
+    fn notify(&self, user: &UserId, devices: Devices, event: &Event) {
+        self.publish(|| {
+            Outgoing::Device(Box::new(device_notice(
+                user,
+                devices,
+                device_notice::Kind::Event(event.clone()),
+            )))
+        });
+        self.push_local(user, devices, &Outbound::Event(Box::new(event.clone())));
+    }
+
+    /// Delivers what another node sent for the devices of one account.
+    pub(crate) fn deliver_device_notice(&self, n: DeviceNotice) -> Result<(), ProtocolError> {
+        let user = UserId::from_slice("DeviceNotice.user_id", &n.user_id)?;
+        let devices = match (n.only_device, n.has_skip) {
+            (true, _) => Devices::Only(n.device_id),
+            (false, true) => Devices::Except(n.device_id),
+            (false, false) => Devices::All,
+        };
+        match n
+            .kind
+            .ok_or(ProtocolError::MissingField("DeviceNotice.kind"))?
+        {
+            device_notice::Kind::Event(e) => {
+                self.push_local(&user, devices, &Outbound::Event(Box::new(e)));
             }
+            device_notice::Kind::Ephemeral(e) => {
+                self.push_local(&user, devices, &Outbound::Ephemeral(e));
+            }
+            device_notice::Kind::Revoked(r) => self.revoke_local(&user, &r.device_ids),
         }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The bus form of something for `user`'s `devices`.
+fn device_notice(user: &UserId, devices: Devices, kind: device_notice::Kind) -> DeviceNotice {
+    let (only_device, has_skip, device_id) = match devices {
+        Devices::All => (false, false, 0),
+        Devices::Except(d) => (false, true, d),
+        Devices::Only(d) => (true, false, d),
+    };
+    DeviceNotice {
+        node_id: String::new(),
+        user_id: user.to_wire(),
+        kind: Some(kind),
+        only_device,
+        has_skip,
+        device_id,
     }
 }
 
