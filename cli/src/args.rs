@@ -125,8 +125,11 @@ pub enum DeviceCommand {
 /// Where the relay is and how the new store's key is derived (`init`, `link accept`).
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// The relay's UDP address.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The relay's UDP address; for a cluster, its nodes comma-separated
+    /// (`HOST:PORT,HOST:PORT`, one certificate): the client moves to the
+    /// next node when one does not answer. A host name counts for every
+    /// address it resolves to.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     pub relay: String,
     /// SHA-256 fingerprint of the relay's self-signed certificate (printed by
     /// `tern-relay serve`). Without it, the relay's certificate must chain to

@@ -1,7 +1,6 @@
 //! An open client for one command: the store unlocked, the relay configured,
 //! and names resolved to contacts and chats.
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,19 +14,10 @@ use tern_transport::{CertFingerprint, TrustPolicy};
 use crate::failure::Failure;
 use crate::home::{self, Config, Home};
 
-/// The relay address described by a config.
+/// The relay address described by a config: one `HOST:PORT`, or the
+/// comma-separated nodes of a cluster.
 pub fn relay_address(config: &Config) -> anyhow::Result<RelayAddress> {
-    let addr = config
-        .relay
-        .to_socket_addrs()
-        .map_err(|e| Failure::Usage(format!("relay address {:?}: {e}", config.relay)))?
-        .next()
-        .ok_or_else(|| {
-            Failure::Usage(format!(
-                "relay address {:?} resolves to nothing",
-                config.relay
-            ))
-        })?;
+    let nodes = tern_core::net::resolve_nodes(&config.relay).map_err(Failure::Usage)?;
     let trust = match &config.fingerprint {
         Some(fingerprint) => {
             let pin: CertFingerprint = fingerprint
@@ -38,7 +28,8 @@ pub fn relay_address(config: &Config) -> anyhow::Result<RelayAddress> {
         None => TrustPolicy::Roots(Arc::new(system_roots()?)),
     };
     Ok(RelayAddress {
-        addr,
+        addr: nodes[0],
+        fallbacks: nodes[1..].to_vec(),
         server_name: config.server_name.clone(),
         trust,
     })
@@ -59,9 +50,11 @@ fn system_roots() -> anyhow::Result<RootCertStore> {
     Ok(roots)
 }
 
-/// The host part of `HOST:PORT` (`[v6]:PORT` too).
+/// The host part of `HOST:PORT` (`[v6]:PORT` too); of the first node when
+/// there are several (they share one certificate, so one name).
 pub fn host_of(relay: &str) -> &str {
-    let host = relay.rsplit_once(':').map_or(relay, |(host, _)| host);
+    let first = relay.split(',').next().unwrap_or(relay).trim();
+    let host = first.rsplit_once(':').map_or(first, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
@@ -298,5 +291,9 @@ mod tests {
         assert!(relay_address(&bad).is_err());
         assert_eq!(host_of("relay.example.org:4433"), "relay.example.org");
         assert_eq!(host_of("[::1]:4433"), "::1");
+        assert_eq!(
+            host_of("a.example.org:4433, b.example.org:4433"),
+            "a.example.org"
+        );
     }
 }

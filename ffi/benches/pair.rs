@@ -25,11 +25,11 @@ type Failure = Box<dyn std::error::Error>;
 fn relay() -> Result<RelayAddress, Failure> {
     let addr = std::env::var("TERN_RELAY")?.parse()?;
     let pin: CertFingerprint = std::env::var("TERN_FINGERPRINT")?.parse()?;
-    Ok(RelayAddress {
+    Ok(RelayAddress::new(
         addr,
-        server_name: "tern-relay".into(),
-        trust: TrustPolicy::Pinned(pin),
-    })
+        "tern-relay",
+        TrustPolicy::Pinned(pin),
+    ))
 }
 
 async fn person(dir: &std::path::Path, name: &str) -> Result<Client, Failure> {

@@ -3,7 +3,6 @@
 //! devices and push registration. Attachments, linking and the mobile
 //! lifecycle are in their own modules, on the same object.
 
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -34,7 +33,9 @@ pub struct ClientOptions {
     /// Path of the encrypted database (a key header file sits beside it).
     /// On mobile: inside the app's private files directory.
     pub store_path: String,
-    /// The relay, `host:port`.
+    /// The relay, `host:port`; for a cluster, its nodes comma-separated
+    /// (`host1:port,host2:port`, one certificate): the client moves to the
+    /// next node when one does not answer.
     pub relay: String,
     /// TLS server name; `tern-relay` (a self-signed relay) when absent.
     pub server_name: Option<String>,
@@ -79,12 +80,7 @@ impl StoreKey {
 
 impl ClientOptions {
     pub(crate) fn to_config(&self) -> Result<ClientConfig, TernError> {
-        let addr = self
-            .relay
-            .to_socket_addrs()
-            .map_err(|e| TernError::invalid(format!("relay address {:?}: {e}", self.relay)))?
-            .next()
-            .ok_or_else(|| TernError::invalid("the relay address resolves to nothing"))?;
+        let nodes = tern_core::net::resolve_nodes(&self.relay).map_err(TernError::invalid)?;
         let trust = match &self.fingerprint {
             Some(pin) => TrustPolicy::Pinned(
                 pin.parse::<CertFingerprint>()
@@ -93,7 +89,8 @@ impl ClientOptions {
             None => TrustPolicy::Roots(Arc::new(system_roots()?)),
         };
         let relay = RelayAddress {
-            addr,
+            addr: nodes[0],
+            fallbacks: nodes[1..].to_vec(),
             server_name: self
                 .server_name
                 .clone()

@@ -1,28 +1,34 @@
-//! Encrypted attachments on the filesystem, content-addressed by the
-//! SHA-256 of their ciphertext.
+//! Encrypted attachments, content-addressed by the SHA-256 of their
+//! ciphertext (docs/protocol.md §5.7).
 //!
-//! Layout under `DATA_DIR/blobs`: complete blobs at `ab/abcdef…` (hex id),
-//! uploads in progress at `partial/abcdef….USER.DEVICE`: each uploading
-//! device has its own, so nobody else who knows a blob id sees or disturbs
-//! its progress. An upload streams chunks to the partial file (memory
-//! bounded by one frame), resumes from the partial file's length after a
-//! dropped connection, and becomes visible only after its hash is verified
-//! and the file is renamed into place.
+//! This module runs the protocol the same way whatever keeps the bytes (a
+//! [`BlobBackend`]: files under `DATA_DIR/blobs` for a single node, the
+//! shared PostgreSQL database in cluster mode). Each uploading device has
+//! its own upload session, so nobody else who knows a blob id sees or
+//! disturbs its progress. An upload streams chunks to storage (memory
+//! bounded by about two chunks), resumes from what storage holds after a
+//! dropped connection, and becomes visible only after its hash is
+//! verified.
 //!
-//! Each account may keep at most `limits.blob_quota_bytes` of blobs (see
-//! [`quota`]). Access is by capability: a blob id is the SHA-256 of a
-//! ciphertext under a fresh random key, so only those given the attachment
-//! pointer can name it; there is no listing.
+//! Each account may keep at most `limits.blob_quota_bytes` of blobs,
+//! charged before the first byte is accepted. Access is by capability: a
+//! blob id is the SHA-256 of a ciphertext under a fresh random key, so only
+//! those given the attachment pointer can name it; there is no listing.
 
-mod quota;
+mod backend;
+#[cfg(test)]
+mod conformance;
+mod files;
+mod postgres;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use bytes::BytesMut;
 use quinn::SendStream;
-use sha2::{Digest, Sha256};
 use tern_protocol::BlobId;
 use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
 use tern_protocol::wire::{
@@ -30,23 +36,18 @@ use tern_protocol::wire::{
     client_frame, response, server_frame,
 };
 use tern_transport::{FrameReader, write_frame};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::config::LimitsConfig;
-use crate::error::RelayError;
+use crate::config::{Backend, Config, LimitsConfig};
+use crate::error::{RelayError, StoreError};
 use crate::store::DeviceAddr;
+use backend::BlobBackend;
 
-/// Directory of the per-account charge records, under the blob directory.
-const OWNERS: &str = "owners";
-/// Directory of uploads in progress, under the blob directory.
-const PARTIAL: &str = "partial";
-
-/// The blob directory and the uploads running now.
+/// The protocol side of blobs over one storage backend, and the uploads
+/// running on this node now.
 pub struct BlobStore {
-    dir: PathBuf,
+    backend: Box<dyn BlobBackend>,
     max_len: u64,
     uploading: Mutex<HashSet<(BlobId, DeviceAddr)>>,
-    ledger: quota::Ledger,
 }
 
 /// Marks a device's upload of a blob as running; unmarks it when dropped.
@@ -58,70 +59,99 @@ impl Drop for UploadGuard<'_> {
     }
 }
 
-fn io(_: std::io::Error) -> RelayError {
-    RelayError::Unavailable("blob storage failed")
+/// Where a transfer's frames go: a QUIC stream (or a test's list).
+pub(crate) trait FrameSink {
+    /// Writes one frame.
+    fn send(&mut self, frame: &ServerFrame) -> impl Future<Output = Result<(), RelayError>> + Send;
 }
 
-async fn send(stream: &mut SendStream, frame: &ServerFrame) -> Result<(), RelayError> {
-    write_frame(stream, frame)
-        .await
-        .map_err(|_| RelayError::Unavailable("stream closed"))
+impl FrameSink for SendStream {
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), RelayError> {
+        write_frame(self, frame)
+            .await
+            .map_err(|_| RelayError::Unavailable("stream closed"))
+    }
+}
+
+/// Where an upload's chunks come from: a QUIC stream (or a test's list).
+pub(crate) trait ChunkSource {
+    /// The next chunk, or `None` once the client finished its side.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<BlobChunk>, RelayError>> + Send;
+}
+
+impl ChunkSource for FrameReader {
+    async fn next_chunk(&mut self) -> Result<Option<BlobChunk>, RelayError> {
+        let body = match self.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(crate::intake::refusal(e)
+                    .unwrap_or(RelayError::Unavailable("upload stream broke")));
+            }
+        };
+        let frame = tern_protocol::decode_client_frame(body)?;
+        match frame.body {
+            Some(client_frame::Body::BlobChunk(chunk)) => Ok(Some(chunk)),
+            _ => Err(RelayError::BadRequest("expected a BlobChunk")),
+        }
+    }
+}
+
+fn status(id: &BlobId, received: u64, complete: bool, request_id: u64) -> ServerFrame {
+    let status = BlobUploadStatus {
+        blob_id: id.to_wire(),
+        received,
+        complete,
+    };
+    ServerFrame::response(response::Kind::BlobUploadStatus(status), request_id)
 }
 
 impl BlobStore {
-    /// Opens (creating) `data_dir/blobs`, enforcing `limits.max_blob_bytes`
-    /// per blob and `limits.blob_quota_bytes` per account.
+    /// Opens (creating) the blob files in `data_dir/blobs`, enforcing
+    /// `limits.max_blob_bytes` per blob and `limits.blob_quota_bytes` per
+    /// account.
     pub fn open(data_dir: &Path, limits: &LimitsConfig) -> std::io::Result<Self> {
-        let dir = data_dir.join("blobs");
-        std::fs::create_dir_all(dir.join(PARTIAL))?;
-        let ledger = quota::Ledger::open(&dir, limits.blob_quota_bytes)?;
-        Ok(Self {
-            dir,
+        let files = files::FilesBackend::open(data_dir, limits.blob_quota_bytes)?;
+        Ok(Self::with_backend(Box::new(files), limits))
+    }
+
+    /// Opens the blob storage `config` asks for: the shared PostgreSQL
+    /// database with `store.backend = "postgres"` (so that every node of a
+    /// cluster serves every blob), files in the data directory otherwise.
+    /// PostgreSQL must already be migrated (the store opens first), and
+    /// this must run inside the tokio runtime that will drive the blobs.
+    pub fn for_config(config: &Config) -> Result<Self, StoreError> {
+        let limits = &config.limits;
+        match (config.store.backend, &config.store.url) {
+            (Backend::Postgres, Some(url)) => {
+                let pg = postgres::PgBlobs::open(url, limits.blob_quota_bytes)?;
+                Ok(Self::with_backend(Box::new(pg), limits))
+            }
+            (Backend::Postgres, None) => Err(StoreError::Unreachable(
+                "backend = \"postgres\" needs store.url".into(),
+            )),
+            (Backend::Sqlite, _) => {
+                Self::open(&config.data_dir, limits).map_err(|e| StoreError::Backend {
+                    backend: "blob files",
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// The protocol over `backend`, with `limits.max_blob_bytes` per blob.
+    fn with_backend(backend: Box<dyn BlobBackend>, limits: &LimitsConfig) -> Self {
+        Self {
+            backend,
             max_len: limits.max_blob_bytes,
             uploading: Mutex::new(HashSet::new()),
-            ledger,
-        })
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(BlobId, DeviceAddr)>> {
         self.uploading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn final_path(&self, id: &BlobId) -> PathBuf {
-        self.final_path_of(&id.to_string())
-    }
-
-    fn final_path_of(&self, hex: &str) -> PathBuf {
-        self.dir.join(hex.get(..2).unwrap_or_default()).join(hex)
-    }
-
-    /// The partial file of `uploader`'s upload of `id`.
-    fn partial_path(&self, id: &BlobId, uploader: DeviceAddr) -> PathBuf {
-        let name = format!("{id}.{}.{}", uploader.user, uploader.device);
-        self.dir.join(PARTIAL).join(name)
-    }
-
-    /// The hex ids of the blobs with an upload in progress.
-    fn partial_ids(&self) -> std::io::Result<HashSet<String>> {
-        let mut ids = HashSet::new();
-        for file in std::fs::read_dir(self.dir.join(PARTIAL))? {
-            let name = file?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.split('.').next()) {
-                ids.insert(id.to_owned());
-            }
-        }
-        Ok(ids)
-    }
-
-    fn status(id: &BlobId, received: u64, complete: bool, request_id: u64) -> ServerFrame {
-        let status = BlobUploadStatus {
-            blob_id: id.to_wire(),
-            received,
-            complete,
-        };
-        ServerFrame::response(response::Kind::BlobUploadStatus(status), request_id)
     }
 
     /// Runs an upload by `uploader` on its request stream, charging the
@@ -137,18 +167,27 @@ impl BlobStore {
         tx: &mut SendStream,
         rx: &mut FrameReader,
     ) -> Result<(), RelayError> {
+        self.upload(uploader, start, request_id, tx, rx).await
+    }
+
+    /// [`upload_for`](Self::upload_for) over any frame sink and chunk
+    /// source.
+    async fn upload(
+        &self,
+        uploader: DeviceAddr,
+        start: BlobUploadStart,
+        request_id: u64,
+        tx: &mut impl FrameSink,
+        rx: &mut impl ChunkSource,
+    ) -> Result<(), RelayError> {
         let id = BlobId::from_slice("BlobUploadStart.sha256", &start.sha256)?;
         if start.size > self.max_len {
             return Err(RelayError::TooLarge(
                 "blob larger than limits.max_blob_bytes",
             ));
         }
-        let done = self.final_path(&id);
-        if tokio::fs::metadata(&done)
-            .await
-            .is_ok_and(|m| m.len() == start.size)
-        {
-            return send(tx, &Self::status(&id, start.size, true, request_id)).await;
+        if self.backend.size(id).await? == Some(start.size) {
+            return tx.send(&status(&id, start.size, true, request_id)).await;
         }
         if !self.lock().insert((id, uploader)) {
             return Err(RelayError::Conflict(
@@ -156,46 +195,81 @@ impl BlobStore {
             ));
         }
         let _guard = UploadGuard(self, (id, uploader));
-        let owner = &uploader.user;
-        self.ledger.charge(owner, &id, start.size).await?;
-        let partial = self.partial_path(&id, uploader);
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&partial)
-            .await
-            .map_err(io)?;
-        let mut received = file.metadata().await.map_err(io)?.len();
+        let owner = uploader.user;
+        self.backend.charge(owner, id, start.size).await?;
+        let mut received = self.backend.open_partial(id, uploader).await?;
         if received > start.size {
-            file.set_len(0).await.map_err(io)?;
+            self.backend.truncate_partial(id, uploader).await?;
             received = 0;
         }
-        send(tx, &Self::status(&id, received, false, request_id)).await?;
-        let streamed = receive_chunks(&mut file, rx, &mut received, start.size).await;
-        file.sync_data().await.map_err(io)?;
+        tx.send(&status(&id, received, false, request_id)).await?;
+        let streamed = self
+            .receive_chunks(id, uploader, rx, &mut received, start.size)
+            .await;
+        self.backend.sync_partial(id, uploader).await?;
         streamed?;
         if received != start.size {
             return Err(RelayError::BadRequest(
                 "upload incomplete; resume from the status offset",
             ));
         }
-        if hash_file(&partial).await? != id.0 {
-            tokio::fs::remove_file(&partial).await.map_err(io)?;
-            self.ledger.release(owner, &id).await?;
+        if !self.backend.finish(id, uploader, start.size).await? {
+            self.backend.release(owner, id).await?;
             return Err(RelayError::BadRequest(
                 "ciphertext does not match its sha256",
             ));
         }
-        let parent = done.parent().unwrap_or(&self.dir);
-        tokio::fs::create_dir_all(parent).await.map_err(io)?;
-        tokio::fs::rename(&partial, &done).await.map_err(io)?;
-        tokio::fs::File::open(parent)
-            .await
-            .map_err(io)?
-            .sync_all()
-            .await
-            .map_err(io)?;
-        send(tx, &Self::status(&id, received, true, request_id)).await
+        tx.send(&status(&id, received, true, request_id)).await
+    }
+
+    /// Appends the stream's chunks to the upload, `received` bytes long,
+    /// until the client finishes its side. Chunks are gathered into pieces
+    /// of [`MAX_BLOB_CHUNK_LEN`] so that storage holds few, full pieces
+    /// however small the client's chunks; whatever arrived is stored even
+    /// when the stream breaks, as the resume point.
+    async fn receive_chunks(
+        &self,
+        id: BlobId,
+        uploader: DeviceAddr,
+        rx: &mut impl ChunkSource,
+        received: &mut u64,
+        size: u64,
+    ) -> Result<(), RelayError> {
+        let mut stored = *received;
+        let mut pending = BytesMut::new();
+        let streamed = loop {
+            let chunk = match rx.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if chunk.offset != *received {
+                break Err(RelayError::BadRequest(
+                    "chunk offset is not the resume point",
+                ));
+            }
+            let end = received.saturating_add(chunk.data.len() as u64);
+            if end > size {
+                break Err(RelayError::TooLarge("chunks exceed the announced size"));
+            }
+            pending.extend_from_slice(&chunk.data);
+            *received = end;
+            while pending.len() >= MAX_BLOB_CHUNK_LEN {
+                let piece = pending.split_to(MAX_BLOB_CHUNK_LEN).freeze();
+                let len = piece.len() as u64;
+                self.backend
+                    .append_partial(id, uploader, stored, piece)
+                    .await?;
+                stored += len;
+            }
+        };
+        if !pending.is_empty() {
+            let piece = pending.freeze();
+            self.backend
+                .append_partial(id, uploader, stored, piece)
+                .await?;
+        }
+        streamed
     }
 
     /// Streams a blob from an offset: BlobInfo (answering `request_id`),
@@ -206,11 +280,22 @@ impl BlobStore {
         request_id: u64,
         tx: &mut SendStream,
     ) -> Result<(), RelayError> {
+        self.download_to(req, request_id, tx).await
+    }
+
+    /// [`download`](Self::download) to any frame sink.
+    async fn download_to(
+        &self,
+        req: BlobDownload,
+        request_id: u64,
+        tx: &mut impl FrameSink,
+    ) -> Result<(), RelayError> {
         let id = BlobId::from_slice("BlobDownload.blob_id", &req.blob_id)?;
-        let mut file = tokio::fs::File::open(self.final_path(&id))
-            .await
-            .map_err(|_| RelayError::NotFound("blob"))?;
-        let size = file.metadata().await.map_err(io)?.len();
+        let size = self
+            .backend
+            .size(id)
+            .await?
+            .ok_or(RelayError::NotFound("blob"))?;
         if req.offset > size {
             return Err(RelayError::BadRequest("offset beyond the end of the blob"));
         }
@@ -218,95 +303,34 @@ impl BlobStore {
             blob_id: id.to_wire(),
             size,
         });
-        send(tx, &ServerFrame::response(info, request_id)).await?;
-        file.seek(std::io::SeekFrom::Start(req.offset))
-            .await
-            .map_err(io)?;
+        tx.send(&ServerFrame::response(info, request_id)).await?;
         let mut offset = req.offset;
-        let mut buf = vec![0u8; MAX_BLOB_CHUNK_LEN];
         while offset < size {
-            let n = file.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
+            let want = usize::try_from(size - offset)
+                .unwrap_or(usize::MAX)
+                .min(MAX_BLOB_CHUNK_LEN);
+            let mut data = self.backend.read(id, offset, want).await?;
+            if data.is_empty() {
+                return Err(RelayError::Unavailable("stored blob ends early"));
             }
+            data.truncate(want);
+            let len = data.len() as u64;
             let chunk = ServerFrame {
-                body: Some(server_frame::Body::BlobChunk(BlobChunk {
-                    offset,
-                    data: bytes::Bytes::copy_from_slice(&buf[..n]),
-                })),
+                body: Some(server_frame::Body::BlobChunk(BlobChunk { offset, data })),
             };
-            send(tx, &chunk).await?;
-            offset += n as u64;
+            tx.send(&chunk).await?;
+            offset += len;
         }
         Ok(())
     }
 
-    /// Deletes blobs and partial uploads not modified since `cutoff`, and
-    /// the quota charges of every blob gone, which frees that quota.
-    pub fn sweep(&self, cutoff: SystemTime) -> std::io::Result<u64> {
-        let mut deleted = 0;
-        for dir in std::fs::read_dir(&self.dir)? {
-            let dir = dir?;
-            if dir.file_name() == OWNERS {
-                continue;
-            }
-            for file in std::fs::read_dir(dir.path())? {
-                let file = file?;
-                if file.metadata()?.modified()? < cutoff {
-                    std::fs::remove_file(file.path())?;
-                    deleted += 1;
-                }
-            }
-        }
-        let partial = self.partial_ids()?;
-        self.ledger
-            .prune(|hex| partial.contains(hex) || self.final_path_of(hex).exists())?;
-        Ok(deleted)
-    }
-}
-
-async fn receive_chunks(
-    file: &mut tokio::fs::File,
-    rx: &mut FrameReader,
-    received: &mut u64,
-    size: u64,
-) -> Result<(), RelayError> {
-    loop {
-        let body = match rx.next().await {
-            Ok(Some(body)) => body,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(crate::intake::refusal(e)
-                    .unwrap_or(RelayError::Unavailable("upload stream broke")));
-            }
-        };
-        let frame = tern_protocol::decode_client_frame(body)?;
-        let Some(client_frame::Body::BlobChunk(chunk)) = frame.body else {
-            return Err(RelayError::BadRequest("expected a BlobChunk"));
-        };
-        if chunk.offset != *received {
-            return Err(RelayError::BadRequest(
-                "chunk offset is not the resume point",
-            ));
-        }
-        let end = received.saturating_add(chunk.data.len() as u64);
-        if end > size {
-            return Err(RelayError::TooLarge("chunks exceed the announced size"));
-        }
-        file.write_all(&chunk.data).await.map_err(io)?;
-        *received = end;
-    }
-}
-
-async fn hash_file(path: &Path) -> Result<[u8; 32], RelayError> {
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
+    /// Deletes blobs and partial uploads not written since `cutoff`, and
+    /// the quota charges of every blob gone, which frees that quota;
+    /// returns how many blobs and partials it deleted. Blocks: call it on a
+    /// blocking thread of the relay's runtime (`spawn_blocking`).
+    pub fn sweep(&self, cutoff: SystemTime) -> Result<u64, RelayError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| RelayError::Unavailable("the blob sweep needs the relay's runtime"))?;
+        runtime.block_on(self.backend.sweep(cutoff))
     }
 }

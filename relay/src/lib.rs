@@ -47,7 +47,7 @@ pub mod tls;
 pub use accounts::{invite_hash, new_invite_token};
 pub use blobs::BlobStore;
 pub use config::{
-    Backend, ClusterConfig, Config, LimitsConfig, Registration, StoreConfig, Synchronous,
+    Backend, ClusterConfig, Config, LimitsConfig, Registration, StoreConfig, Synchronous, TlsConfig,
 };
 pub use connection::MAX_PIPELINED_REQUESTS;
 pub use error::{RelayError, StoreError};

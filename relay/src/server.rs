@@ -146,7 +146,7 @@ impl Server {
                 config.limits.max_commit_batch,
             ),
         )?;
-        let blobs = BlobStore::open(&config.data_dir, &config.limits)?;
+        let blobs = BlobStore::for_config(&config)?;
         let nats_url = config.cluster.nats_url.clone();
         let relay = Arc::new(Relay::new(
             store,

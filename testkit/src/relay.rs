@@ -19,11 +19,11 @@ use crate::guard;
 /// SHA-256 `fingerprint` (as `tern-relay serve` prints it): pinned, under
 /// the self-signed certificate's name.
 pub fn pinned(addr: SocketAddr, fingerprint: &str) -> Result<RelayAddress, BadFingerprint> {
-    Ok(RelayAddress {
+    Ok(RelayAddress::new(
         addr,
-        server_name: tern_relay::tls::SELF_SIGNED_NAME.into(),
-        trust: TrustPolicy::Pinned(fingerprint.parse()?),
-    })
+        tern_relay::tls::SELF_SIGNED_NAME,
+        TrustPolicy::Pinned(fingerprint.parse()?),
+    ))
 }
 
 /// A relay served in-process on an ephemeral port of 127.0.0.1 with its own

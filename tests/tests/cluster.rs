@@ -7,8 +7,11 @@
 use std::time::Duration;
 
 use tern_core::ClientEvent;
+use tern_relay::TlsConfig;
 use tern_testkit::services::{NatsServer, PostgresServer};
-use tern_testkit::{RelayProcess, TestClient, TestRelay, guard, relay_binary};
+use tern_testkit::{
+    RelayAddress, RelayProcess, TestCa, TestClient, TestRelay, guard, relay_binary,
+};
 
 /// A PostgreSQL server with database `relay`, and a NATS server.
 fn services() -> (PostgresServer, NatsServer) {
@@ -19,6 +22,16 @@ fn services() -> (PostgresServer, NatsServer) {
 
 /// A node on database `relay` of `pg`, on the bus of `nats` when given.
 async fn node(pg: &PostgresServer, nats: Option<&NatsServer>, name: &str) -> TestRelay {
+    node_with(pg, nats, name, None).await
+}
+
+/// [`node`] presenting the certificate `tls` when given.
+async fn node_with(
+    pg: &PostgresServer,
+    nats: Option<&NatsServer>,
+    name: &str,
+    tls: Option<TlsConfig>,
+) -> TestRelay {
     let url = pg.url("relay");
     let nats_url = nats.map(NatsServer::url);
     let name = name.to_owned();
@@ -28,8 +41,21 @@ async fn node(pg: &PostgresServer, nats: Option<&NatsServer>, name: &str) -> Tes
         config.store.pool_size = 4;
         config.cluster.nats_url = nats_url;
         config.cluster.node_id = Some(name);
+        config.tls = tls;
     })
     .await
+}
+
+/// One certificate for every node of a cluster, written to `dir`.
+fn cluster_certificate(dir: &std::path::Path) -> TlsConfig {
+    let (cert, key) = TestCa::new().server_cert(&["localhost"]);
+    let tls = TlsConfig {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&tls.cert, cert).unwrap();
+    std::fs::write(&tls.key, key).unwrap();
+    tls
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,6 +114,9 @@ async fn members_on_three_nodes_see_every_group_message_in_one_order() {
     )
     .await
     .unwrap();
+    alice.client.send_text(group, "hello".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "hello");
+    assert_eq!(carol.next_message().await.text, "hello");
     let rounds = 5;
     for round in 0..rounds {
         for (i, sender) in [&alice, &bob, &carol].into_iter().enumerate() {
@@ -104,7 +133,7 @@ async fn members_on_three_nodes_see_every_group_message_in_one_order() {
         }
     }
     let order = history(&alice, group);
-    assert_eq!(order.len(), 3 * rounds);
+    assert_eq!(order.len(), 3 * rounds + 1);
     assert_eq!(history(&bob, group), order);
     assert_eq!(history(&carol, group), order);
     for node in nodes {
@@ -205,6 +234,65 @@ async fn delivery_goes_on_through_sync_while_nats_is_down_and_through_the_bus_af
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.client.send_text(chat, "bus back".into()).unwrap();
     assert_eq!(bob.next_message().await.text, "bus back");
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_node_goes_away_moves_to_another_and_keeps_chatting() {
+    let (pg, nats) = services();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = cluster_certificate(dir.path());
+    let n1 = node_with(&pg, Some(&nats), "n1", Some(tls.clone())).await;
+    let n2 = node_with(&pg, Some(&nats), "n2", Some(tls)).await;
+    assert_eq!(n1.fingerprint, n2.fingerprint, "one certificate");
+    // Alice knows both nodes, n1 first; Bob only n2.
+    let both = RelayAddress {
+        fallbacks: vec![n2.addr],
+        ..n1.address()
+    };
+    let mut alice = TestClient::create_at(both, "alice", |_| {}).await;
+    let mut bob = TestClient::create(&n2, "bob").await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "via n1".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "via n1");
+
+    n1.stop().await;
+    bob.client.send_text(chat, "n1 is gone".into()).unwrap();
+    assert_eq!(alice.next_message().await.text, "n1 is gone");
+    alice.client.send_text(chat, "via n2".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "via n2");
+    n2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_uploaded_through_one_node_downloads_through_another() {
+    let (pg, nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let n2 = node(&pg, Some(&nats), "n2").await;
+    let alice = TestClient::create(&n1, "alice").await;
+    let mut bob = TestClient::create(&n2, "bob").await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let source = alice.dir.path().join("map.bin");
+    std::fs::write(&source, &data).unwrap();
+    guard(
+        alice
+            .client
+            .send_attachment(chat, source, "application/octet-stream".into()),
+    )
+    .await
+    .unwrap();
+    let received = bob.next_message().await;
+    let dest = bob.dir.path().join("map.bin");
+    guard(bob.client.download_attachment(received.id, dest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    let stored = pg.psql("relay", "SELECT count(*) FROM blobs").unwrap();
+    assert_eq!(stored.trim(), "1", "the blob is in PostgreSQL");
     n1.stop().await;
     n2.stop().await;
 }

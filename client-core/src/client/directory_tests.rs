@@ -16,11 +16,11 @@ const KEY: [u8; 32] = [9; 32];
 const BOB: UserId = [0xb0; 16];
 
 fn config(dir: &tempfile::TempDir) -> ClientConfig {
-    let relay = RelayAddress {
-        addr: "127.0.0.1:9".parse().unwrap(),
-        server_name: "tern-relay".into(),
-        trust: TrustPolicy::Pinned(CertFingerprint([0; 32])),
-    };
+    let relay = RelayAddress::new(
+        "127.0.0.1:9".parse().unwrap(),
+        "tern-relay",
+        TrustPolicy::Pinned(CertFingerprint([0; 32])),
+    );
     ClientConfig::new(dir.path().join("alice.db"), relay)
 }
 

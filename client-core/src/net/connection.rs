@@ -12,20 +12,10 @@ use tern_protocol::wire::{
     request, response, server_frame,
 };
 use tern_protocol::{ProtocolError, UserId, decode_datagram, decode_server_frame};
-use tern_transport::{Pipeline, TrustPolicy, auth_exporter, read_frame, write_frame};
+use tern_transport::{Pipeline, auth_exporter, read_frame, write_frame};
 
+use super::address::RelayAddress;
 use super::error::NetError;
-
-/// Where the relay is and how to trust it.
-#[derive(Debug, Clone)]
-pub struct RelayAddress {
-    /// UDP address of the relay.
-    pub addr: SocketAddr,
-    /// TLS server name (`tern-relay` for self-signed relays).
-    pub server_name: String,
-    /// Pinned fingerprint or certificate roots.
-    pub trust: TrustPolicy,
-}
 
 /// Signs with the device identity key. Implemented over the crypto layer's
 /// device identity; kept as a trait so the connection never holds key bytes.
@@ -52,6 +42,9 @@ pub struct Greeting {
 /// counts as unreachable (an unanswered QUIC handshake would otherwise wait
 /// for the idle timeout).
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same for one node of a relay with several: a dead node costs this
+/// long before the next one is tried.
+pub const NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A client endpoint (one UDP socket) for connections to `relay`. A
 /// quinn endpoint reserves its receive buffers (about 3 MiB on Linux) and
@@ -76,18 +69,49 @@ impl Greeting {
 
     /// [`Self::connect`] through an existing endpoint.
     pub async fn connect_via(endpoint: &Endpoint, relay: &RelayAddress) -> Result<Self, NetError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Self::handshake(endpoint.clone(), relay))
-            .await
-            .map_err(|_| NetError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        Ok(Self::connect_from(endpoint, relay, 0).await?.0)
     }
 
-    async fn handshake(endpoint: Endpoint, relay: &RelayAddress) -> Result<Self, NetError> {
+    /// Connects to the relay's nodes in turn, starting with node `first`
+    /// (an index into [`RelayAddress::nodes`], wrapping), until one
+    /// answers; returns the connection and that node's index. Each node
+    /// gets [`NODE_TIMEOUT`] when there are several, [`CONNECT_TIMEOUT`]
+    /// otherwise.
+    pub async fn connect_from(
+        endpoint: &Endpoint,
+        relay: &RelayAddress,
+        first: usize,
+    ) -> Result<(Self, usize), NetError> {
+        let nodes = relay.nodes();
+        let patience = if nodes.len() > 1 {
+            NODE_TIMEOUT
+        } else {
+            CONNECT_TIMEOUT
+        };
+        let mut last = NetError::Connect("no relay node".into());
+        for i in (0..nodes.len()).map(|k| (first + k) % nodes.len()) {
+            let attempt = Self::handshake(endpoint.clone(), relay, nodes[i]);
+            match tokio::time::timeout(patience, attempt).await {
+                Ok(Ok(greeting)) => return Ok((greeting, i)),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = NetError::Connect(format!("no answer within {patience:?}")),
+            }
+            tracing::debug!(node = %nodes[i], error = %last, "relay node unreachable");
+        }
+        Err(last)
+    }
+
+    async fn handshake(
+        endpoint: Endpoint,
+        relay: &RelayAddress,
+        node: SocketAddr,
+    ) -> Result<Self, NetError> {
         let config = relay
             .trust
             .client_config()
             .map_err(|e| NetError::Connect(e.to_string()))?;
         let conn = endpoint
-            .connect_with(config, relay.addr, &relay.server_name)
+            .connect_with(config, node, &relay.server_name)
             .map_err(|e| NetError::Connect(e.to_string()))?
             .await
             .map_err(|e| NetError::Connect(e.to_string()))?;

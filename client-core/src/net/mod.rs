@@ -6,14 +6,16 @@
 //! streams, and hands the delivery stream's events and the ephemeral
 //! datagrams to the sync engine. Reconnection policy ([`Backoff`]) is pure.
 
+mod address;
 mod backoff;
 mod blobs;
 mod connection;
 mod error;
 
+pub use address::{RelayAddress, resolve_nodes};
 pub use backoff::Backoff;
 pub use connection::{
-    CONNECT_TIMEOUT, DeviceSigner, EventStream, Greeting, RelayAddress, RelayConnection,
+    CONNECT_TIMEOUT, DeviceSigner, EventStream, Greeting, NODE_TIMEOUT, RelayConnection,
     client_endpoint,
 };
 pub use error::NetError;

@@ -91,10 +91,16 @@ pub(crate) async fn run(core: Arc<Core>, mut mode: watch::Receiver<RunMode>) {
     }
 }
 
-/// Connects and authenticates; the connection passes through the host's
-/// [`RelayLayer`](super::RelayLayer), if any.
+/// Connects and authenticates, starting with the node that served last
+/// (moving on to the next ones of a cluster when it does not answer); the
+/// connection passes through the host's [`RelayLayer`](super::RelayLayer),
+/// if any.
 async fn connect(core: &Core) -> Result<Arc<dyn RelayLink>, ClientError> {
-    let greeting = Greeting::connect_via(core.endpoint()?, &core.relay).await?;
+    let first = core.node.load(Ordering::Relaxed);
+    let (greeting, node) = Greeting::connect_from(core.endpoint()?, &core.relay, first).await?;
+    // A connection that breaks later is retried on the next node first:
+    // its node may be the one that went away.
+    core.node.store(node + 1, Ordering::Relaxed);
     let signer = DeviceAuth(core.sessions.identity());
     let conn = greeting
         .authenticate(

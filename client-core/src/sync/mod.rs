@@ -66,6 +66,9 @@ pub(crate) struct Core {
     pub sessions: SessionManager<Arc<CryptoStore>>,
     pub account: AccountInfo,
     pub relay: RelayAddress,
+    /// The relay node (index into [`RelayAddress::nodes`]) the next
+    /// connection attempt starts with.
+    pub node: std::sync::atomic::AtomicUsize,
     pub directory: Directory,
     pub events: broadcast::Sender<ClientEvent>,
     /// Wraps every connection the engine opens (see [`RelayLayer`]).
@@ -118,6 +121,7 @@ impl Core {
             crypto,
             account: account.info.clone(),
             relay,
+            node: std::sync::atomic::AtomicUsize::new(0),
             layer,
             endpoint: endpoint.map(std::sync::OnceLock::from).unwrap_or_default(),
             events,

@@ -132,11 +132,11 @@ impl TestDevice {
             user: account.info.user_id,
             device: account.info.device_id,
         };
-        let unused_relay = RelayAddress {
-            addr: "127.0.0.1:9".parse().unwrap(),
-            server_name: "tern-relay".into(),
-            trust: TrustPolicy::Pinned(CertFingerprint([0; 32])),
-        };
+        let unused_relay = RelayAddress::new(
+            "127.0.0.1:9".parse().unwrap(),
+            "tern-relay",
+            TrustPolicy::Pinned(CertFingerprint([0; 32])),
+        );
         let core = Core::new(
             Arc::new(store),
             &account,

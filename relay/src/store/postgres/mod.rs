@@ -122,12 +122,32 @@ fn retryable(e: &StoreError) -> bool {
 /// A pooled connection.
 type Conn = deadpool_postgres::Object;
 
+/// A pool of at most `size` connections to the database at `url`; a caller
+/// waits at most [`POOL_TIMEOUT`] for a connection, and a new connection
+/// for the server. Used by the store and the blob store alike.
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        StoreError::Unreachable(format!("invalid PostgreSQL connection string: {e}"))
+    })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Unreachable(format!("PostgreSQL pool: {e}")))
+}
+
 impl PgStore {
     /// Connects to the database and migrates it to the current schema.
     pub fn open(settings: &PgSettings) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = settings.url.parse().map_err(|e| {
-            StoreError::Unreachable(format!("invalid PostgreSQL connection string: {e}"))
-        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
             .thread_name("tern-postgres")
@@ -136,20 +156,7 @@ impl PgStore {
             .map_err(|e| {
                 StoreError::Unreachable(format!("starting the PostgreSQL runtime: {e}"))
             })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Unreachable(format!("PostgreSQL pool: {e}")))?;
+        let pool = pool(&settings.url, settings.pool_size)?;
         let store = Self {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
@@ -255,9 +262,9 @@ fn get_u32(row: &Row, i: usize) -> Result<u32, StoreError> {
     u32::try_from(get::<i64>(row, i)?).map_err(|_| StoreError::Corrupt("id out of range"))
 }
 
-/// `u64` as a `bigint` parameter (saturating: seqs and times stay far
-/// below).
-fn big(v: u64) -> i64 {
+/// `u64` as a `bigint` parameter (saturating: seqs, times and sizes stay
+/// far below).
+pub(crate) fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 

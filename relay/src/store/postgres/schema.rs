@@ -103,6 +103,45 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, device_id, chat_id)
     );
     ",
+    // Version 2: blobs (crate::blobs::postgres). A chunk belongs to one
+    // upload; a partial upload is one device's, a complete blob points at
+    // the upload that proved its hash, so finishing moves no data.
+    "
+    CREATE SEQUENCE blob_upload_ids;
+    CREATE TABLE blob_partials (
+        blob_id bytea NOT NULL,
+        user_id bytea NOT NULL,
+        device_id bigint NOT NULL,
+        upload_id bigint NOT NULL UNIQUE DEFAULT nextval('blob_upload_ids'),
+        len bigint NOT NULL DEFAULT 0,
+        touched_ms bigint NOT NULL,
+        PRIMARY KEY (blob_id, user_id, device_id)
+    );
+    CREATE INDEX blob_partials_by_age ON blob_partials (touched_ms);
+    CREATE TABLE blobs (
+        blob_id bytea PRIMARY KEY,
+        upload_id bigint NOT NULL UNIQUE,
+        size bigint NOT NULL,
+        created_ms bigint NOT NULL
+    );
+    CREATE INDEX blobs_by_age ON blobs (created_ms);
+    CREATE TABLE blob_chunks (
+        upload_id bigint NOT NULL,
+        pos bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (upload_id, pos)
+    );
+    -- Ciphertext does not compress: store it out of line, uncompressed.
+    ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE TABLE blob_charges (
+        user_id bytea NOT NULL,
+        blob_id bytea NOT NULL,
+        size bigint NOT NULL,
+        charged_ms bigint NOT NULL,
+        PRIMARY KEY (user_id, blob_id)
+    );
+    CREATE INDEX blob_charges_by_blob ON blob_charges (blob_id);
+    ",
 ];
 
 /// The schema version this build creates.
