@@ -518,7 +518,9 @@ async fn dispatch(
     match (req.kind, ctx.session.get()) {
         (Some(request::Kind::ProvisioningOpen(_)), _) => ctx.open_provisioning(),
         (Some(request::Kind::ProvisioningSend(r)), _) => {
-            ctx.relay.provisioning.send(&r.address, r.ciphertext)?;
+            ctx.relay
+                .send_provisioning(&r.address, r.ciphertext)
+                .await?;
             Ok(response::Kind::Ok(Empty {}))
         }
         (kind, Some(session)) => ctx.relay.handle(session, kind).await,

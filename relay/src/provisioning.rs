@@ -2,7 +2,8 @@
 //! authenticated) opens a random address; another device sends one
 //! end-to-end encrypted message to it, which the relay forwards as an event.
 //! Nothing is stored: a mailbox lives as long as its connection, and at
-//! most `limits.provisioning_ttl_secs`.
+//! most `limits.provisioning_ttl_secs`. In cluster mode a message for a
+//! mailbox open on another node is handed over the bus (docs/cluster.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,6 +103,26 @@ impl ProvisioningBoard {
         };
         tx.try_send(message)
             .map_err(|_| RelayError::QuotaExceeded("provisioning mailbox is full"))
+    }
+}
+
+impl crate::service::Relay {
+    /// Delivers a message to a provisioning mailbox open on this node or,
+    /// in cluster mode, on another one (asked over the bus).
+    pub(crate) async fn send_provisioning(
+        &self,
+        address: &[u8],
+        ciphertext: Bytes,
+    ) -> Result<(), RelayError> {
+        match (
+            self.provisioning.send(address, ciphertext.clone()),
+            &self.cluster,
+        ) {
+            (Err(RelayError::NotFound(_)), Some(cluster)) => {
+                cluster.send_provisioning(address, ciphertext).await
+            }
+            (result, _) => result,
+        }
     }
 }
 

@@ -123,6 +123,34 @@ impl PostgresServer {
         )
     }
 
+    /// The server the tests of this process share (fsync off), started on
+    /// first use and stopped once no test holds it any more.
+    pub fn shared() -> io::Result<std::sync::Arc<Self>> {
+        static SHARED: std::sync::Mutex<std::sync::Weak<PostgresServer>> =
+            std::sync::Mutex::new(std::sync::Weak::new());
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(server) = shared.upgrade() {
+            return Ok(server);
+        }
+        let server = std::sync::Arc::new(Self::start_with(&[("fsync", "off")])?);
+        *shared = std::sync::Arc::downgrade(&server);
+        Ok(server)
+    }
+
+    /// Creates a database with a name no other call of this process used
+    /// and returns its connection string ([`Self::url`]).
+    pub fn fresh_database(&self) -> io::Result<String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "t{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.create_database(&name)?;
+        Ok(self.url(&name))
+    }
+
     /// Creates database `name` (`[a-z0-9_]+`) with psql.
     pub fn create_database(&self, name: &str) -> io::Result<()> {
         if name.is_empty()

@@ -83,6 +83,22 @@ async fn users_chat_through_a_relay_on_postgres_and_keep_history_across_restarts
     relay.stop().await;
 }
 
+/// Alice on `at_alice` and Bob on `at_bob`, Bob in Alice's contacts, and
+/// their direct chat, with one message from Alice delivered (so the chat
+/// exists for both).
+async fn pair(
+    at_alice: &TestRelay,
+    at_bob: &TestRelay,
+) -> (TestClient, TestClient, [u8; 16], [u8; 16]) {
+    let alice = TestClient::create(at_alice, "alice").await;
+    let mut bob = TestClient::create(at_bob, "bob").await;
+    let bob_id = alice.contact("bob").await;
+    let chat = alice.client.direct_chat(bob_id).unwrap();
+    alice.client.send_text(chat, "hi".into()).unwrap();
+    assert_eq!(bob.next_message().await.text, "hi");
+    (alice, bob, chat, bob_id)
+}
+
 /// The texts of `chat` in `client`'s history, in seq order.
 fn history(client: &TestClient, chat: [u8; 16]) -> Vec<(u64, String)> {
     client
@@ -146,12 +162,7 @@ async fn presence_and_typing_cross_nodes_and_a_node_leaving_takes_its_devices_of
     let (pg, nats) = services();
     let n1 = node(&pg, Some(&nats), "n1").await;
     let n2 = node(&pg, Some(&nats), "n2").await;
-    let mut alice = TestClient::create(&n1, "alice").await;
-    let mut bob = TestClient::create(&n2, "bob").await;
-    let bob_id = alice.contact("bob").await;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
-    alice.client.send_text(chat, "hi".into()).unwrap();
-    assert_eq!(bob.next_message().await.text, "hi", "the chat exists");
+    let (mut alice, bob, chat, bob_id) = pair(&n1, &n2).await;
     guard(alice.client.subscribe_presence(vec![bob_id]))
         .await
         .unwrap();
@@ -218,12 +229,7 @@ async fn delivery_goes_on_through_sync_while_nats_is_down_and_through_the_bus_af
     let (pg, mut nats) = services();
     let n1 = node(&pg, Some(&nats), "n1").await;
     let n2 = node(&pg, Some(&nats), "n2").await;
-    let alice = TestClient::create(&n1, "alice").await;
-    let mut bob = TestClient::create(&n2, "bob").await;
-    let bob_id = alice.contact("bob").await;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
-    alice.client.send_text(chat, "bus up".into()).unwrap();
-    assert_eq!(bob.next_message().await.text, "bus up");
+    let (alice, mut bob, chat, _) = pair(&n1, &n2).await;
 
     nats.kill().unwrap();
     alice.client.send_text(chat, "bus down".into()).unwrap();
@@ -271,10 +277,7 @@ async fn an_attachment_uploaded_through_one_node_downloads_through_another() {
     let (pg, nats) = services();
     let n1 = node(&pg, Some(&nats), "n1").await;
     let n2 = node(&pg, Some(&nats), "n2").await;
-    let alice = TestClient::create(&n1, "alice").await;
-    let mut bob = TestClient::create(&n2, "bob").await;
-    let bob_id = alice.contact("bob").await;
-    let chat = alice.client.direct_chat(bob_id).unwrap();
+    let (alice, mut bob, chat, _) = pair(&n1, &n2).await;
     let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
     let source = alice.dir.path().join("map.bin");
     std::fs::write(&source, &data).unwrap();
@@ -293,6 +296,23 @@ async fn an_attachment_uploaded_through_one_node_downloads_through_another() {
     assert_eq!(std::fs::read(&dest).unwrap(), data);
     let stored = pg.psql("relay", "SELECT count(*) FROM blobs").unwrap();
     assert_eq!(stored.trim(), "1", "the blob is in PostgreSQL");
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_links_through_another_node_than_its_account() {
+    let (pg, nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let n2 = node(&pg, Some(&nats), "n2").await;
+    let (alice, bob, chat, _) = pair(&n1, &n2).await;
+    // The new device waits on n2; Alice's first device sends it the link
+    // through n1.
+    let mut second = alice.link_device(&n2).await;
+    bob.client
+        .send_text(chat, "to both devices".into())
+        .unwrap();
+    assert_eq!(second.next_message().await.text, "to both devices");
     n1.stop().await;
     n2.stop().await;
 }

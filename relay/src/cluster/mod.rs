@@ -23,6 +23,7 @@ use tern_protocol::UserId;
 use tern_protocol::cluster::DeviceNotice;
 use tokio::sync::mpsc;
 
+use crate::error::RelayError;
 use crate::router::CommittedEntry;
 pub(crate) use nodes::Nodes;
 pub(crate) use sequencer::{Admit, Sequencer};
@@ -91,6 +92,8 @@ pub(crate) struct Cluster {
     pub(crate) link: Link,
     /// Counters for `/metrics`.
     pub(crate) stats: BusStats,
+    /// The NATS connection, once the bus task has made it (for requests).
+    pub(crate) client: std::sync::OnceLock<async_nats::Client>,
 }
 
 /// Bus counters, exported on `/metrics`.
@@ -116,6 +119,28 @@ impl Cluster {
             nodes: Mutex::default(),
             link,
             stats: BusStats::default(),
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Hands a provisioning message to the node holding the mailbox
+    /// `address` (request `tern.provisioning.<hex address>`); `NOT_FOUND`
+    /// when no node answers in time.
+    pub(crate) async fn send_provisioning(
+        &self,
+        address: &[u8],
+        ciphertext: bytes::Bytes,
+    ) -> Result<(), RelayError> {
+        let not_found = RelayError::NotFound("provisioning mailbox");
+        let Some(client) = self.client.get() else {
+            return Err(not_found);
+        };
+        let subject = nats::provisioning_subject(address);
+        let asked =
+            tokio::time::timeout(nats::REQUEST_TIMEOUT, client.request(subject, ciphertext));
+        match asked.await {
+            Ok(Ok(reply)) => nats::provisioning_outcome(&reply.payload),
+            _ => Err(not_found),
         }
     }
 

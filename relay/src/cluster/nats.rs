@@ -5,7 +5,9 @@
 //! Subjects (payloads are `cluster.proto` messages):
 //! `tern.entries` ([`EntriesNotice`]), `tern.devices` ([`DeviceNotice`]),
 //! `tern.presence` ([`PresenceChange`]), `tern.heartbeat` ([`Heartbeat`])
-//! and `tern.snapshot.<node id>` (request; reply [`PresenceSnapshot`]).
+//! `tern.snapshot.<node id>` (request; reply [`PresenceSnapshot`]) and
+//! `tern.provisioning.<hex address>` (request: the ciphertext; reply: one
+//! status byte, from the node holding the mailbox only).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tern_protocol::cluster::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Cluster, Outgoing, codec};
+use crate::error::RelayError;
 use crate::service::Relay;
 
 const ENTRIES: &str = "tern.entries";
@@ -35,8 +38,27 @@ const SNAPSHOT: &str = "tern.snapshot";
 const TICK: Duration = Duration::from_secs(1);
 /// Largest bus message decoded (NATS's default payload limit).
 const MAX_PAYLOAD: usize = 1024 * 1024;
-/// How long a snapshot request waits for its answer.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request (snapshot, provisioning) waits for its answer.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const PROVISIONING: &str = "tern.provisioning.";
+/// Reply to a provisioning request: delivered.
+const DELIVERED: u8 = 0;
+/// Reply to a provisioning request: the mailbox is full.
+const FULL: u8 = 1;
+
+/// The subject of provisioning requests for mailbox `address`.
+pub(crate) fn provisioning_subject(address: &[u8]) -> String {
+    format!("{PROVISIONING}{}", hex::encode(address))
+}
+
+/// What a provisioning reply says.
+pub(crate) fn provisioning_outcome(reply: &[u8]) -> Result<(), RelayError> {
+    match reply {
+        [DELIVERED] => Ok(()),
+        [FULL] => Err(RelayError::QuotaExceeded("provisioning mailbox is full")),
+        _ => Err(RelayError::Unavailable("bad provisioning reply")),
+    }
+}
 
 /// A running bus: [`Bus::leave`] announces a graceful shutdown.
 pub(crate) struct Bus {
@@ -80,6 +102,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
+        let _ = cluster.client.set(client.clone());
         let subscriber = client.subscribe("tern.>").await;
         let Ok(subscriber) = subscriber else {
             tracing::error!("cluster bus: cannot subscribe");
@@ -165,6 +188,9 @@ async fn receive(
         let subject = message.subject.as_str();
         let handled = if subject == own_snapshot {
             answer_snapshot(&client, &relay, &cluster, message.reply).await;
+            Ok(())
+        } else if let Some(address) = subject.strip_prefix(PROVISIONING) {
+            answer_provisioning(&client, &relay, address, message.payload, message.reply).await;
             Ok(())
         } else {
             dispatch(subject, message.payload, &relay, &cluster, &client)
@@ -274,7 +300,7 @@ async fn fetch_snapshot(
     node_id: String,
 ) {
     let subject = format!("{SNAPSHOT}.{node_id}");
-    let asked = tokio::time::timeout(SNAPSHOT_TIMEOUT, client.request(subject, Bytes::new()));
+    let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject, Bytes::new()));
     let Ok(Ok(reply)) = asked.await else {
         return;
     };
@@ -289,6 +315,26 @@ async fn fetch_snapshot(
         .collect();
     let changed = cluster.lock().snapshot(&node_id, users, Instant::now());
     relay.remote_presence_changed(&changed);
+}
+
+/// Delivers a provisioning message if the mailbox is open here, and says
+/// so; stays silent otherwise (the node holding it answers).
+async fn answer_provisioning(
+    client: &async_nats::Client,
+    relay: &Relay,
+    address: &str,
+    ciphertext: Bytes,
+    reply: Option<async_nats::Subject>,
+) {
+    let (Some(reply), Ok(address)) = (reply, hex::decode(address)) else {
+        return;
+    };
+    let status = match relay.provisioning.send(&address, ciphertext) {
+        Ok(()) => DELIVERED,
+        Err(RelayError::QuotaExceeded(_)) => FULL,
+        Err(_) => return,
+    };
+    let _ = client.publish(reply, Bytes::from(vec![status])).await;
 }
 
 async fn answer_snapshot(

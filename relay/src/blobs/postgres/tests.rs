@@ -4,8 +4,7 @@
 //! appends, no leaked chunks, and hostile rows. Each test process starts
 //! its own throw-away server (`tern_testkit::services`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
 use tern_testkit::services::PostgresServer;
@@ -16,20 +15,6 @@ use crate::blobs::conformance::{
     Fixture, blob, blob_conformance_suite, device, download, limits, upload, upload_all,
 };
 use crate::store::postgres::{PgSettings, PgStore};
-
-/// The server the tests of this process share while any of them runs.
-static SERVER: Mutex<Weak<PostgresServer>> = Mutex::new(Weak::new());
-static DATABASES: AtomicU32 = AtomicU32::new(0);
-
-fn shared_server() -> Arc<PostgresServer> {
-    let mut shared = SERVER.lock().unwrap();
-    if let Some(server) = shared.upgrade() {
-        return server;
-    }
-    let server = Arc::new(PostgresServer::start_with(&[("fsync", "off")]).unwrap());
-    *shared = Arc::downgrade(&server);
-    server
-}
 
 /// A database of its own, migrated by the store as a relay does.
 struct PgFixture {
@@ -65,10 +50,8 @@ impl PgFixture {
 impl Fixture for PgFixture {
     async fn fresh(quota: u64) -> Self {
         tokio::task::spawn_blocking(move || {
-            let server = shared_server();
-            let name = format!("blobs{}", DATABASES.fetch_add(1, Ordering::Relaxed));
-            server.create_database(&name).unwrap();
-            let url = server.url(&name);
+            let server = PostgresServer::shared().unwrap();
+            let url = server.fresh_database().unwrap();
             let settings = PgSettings {
                 url: url.clone(),
                 pool_size: 2,

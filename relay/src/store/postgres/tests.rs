@@ -4,8 +4,7 @@
 //! time, and a server that goes away and comes back. Each test process
 //! starts its own throw-away server (`tern_testkit::services`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use tern_protocol::{ClientMessageId, UserId};
 use tern_testkit::services::PostgresServer;
@@ -18,26 +17,10 @@ use crate::store::conformance::{
 };
 use crate::store::{DeviceAddr, LogAppend, LogStore, PrekeyStore, RetentionStore, Store};
 
-/// The server the tests of this process share while any of them runs.
-static SERVER: Mutex<Weak<PostgresServer>> = Mutex::new(Weak::new());
-static DATABASES: AtomicU32 = AtomicU32::new(0);
-
-fn shared_server() -> Arc<PostgresServer> {
-    let mut shared = SERVER.lock().unwrap();
-    if let Some(server) = shared.upgrade() {
-        return server;
-    }
-    let server = Arc::new(PostgresServer::start_with(&[("fsync", "off")]).unwrap());
-    *shared = Arc::downgrade(&server);
-    server
-}
-
 /// A fresh database on `server` and the settings of a store on it.
 fn fresh_database(server: &PostgresServer, queue_quota: u64) -> PgSettings {
-    let name = format!("t{}", DATABASES.fetch_add(1, Ordering::Relaxed));
-    server.create_database(&name).unwrap();
     PgSettings {
-        url: server.url(&name),
+        url: server.fresh_database().unwrap(),
         pool_size: 4,
         queue_quota,
     }
@@ -53,7 +36,7 @@ struct PgBackend {
 
 impl Backend for PgBackend {
     fn fresh(queue_quota: u64) -> Self {
-        let server = shared_server();
+        let server = PostgresServer::shared().unwrap();
         let settings = fresh_database(&server, queue_quota);
         let store = Some(PgStore::open(&settings).unwrap());
         Self {
