@@ -1,14 +1,17 @@
 //! `tern-relay`: run the relay, migrate and back up its database, issue
-//! invites.
+//! invites, move a single relay to a cluster's PostgreSQL.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tern_relay::Backend;
 use tern_relay::store::Store;
+use tern_relay::store::postgres::PgSettings;
 use tern_relay::store::sqlite::SqliteStore;
+use tern_relay::store::transfer;
 use tern_relay::{Config, Server};
 
 /// Tern relay: stores and forwards end-to-end encrypted messages over QUIC.
@@ -63,6 +66,21 @@ enum Command {
         /// Destination file; must not exist.
         path: PathBuf,
     },
+    /// Copy a single SQLite relay (accounts, devices, prekeys, chats, the
+    /// log, cursors, complete blobs) into the empty PostgreSQL database the
+    /// configuration names: the path from one node to a cluster
+    /// (docs/cluster.md). Safe while the old relay serves, but only what it
+    /// stored before the copy started moves: stop it for the final
+    /// cut-over. Uploads in progress are not moved.
+    ImportSqlite {
+        /// TOML configuration naming the PostgreSQL store (`[store] backend
+        /// = "postgres"` and `url`), e.g. a cluster node's.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The single relay's data directory (holding relay.db and blobs/).
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +116,29 @@ fn backup(config: &Config, path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     SqliteStore::open(&config.database_path(), config.storage.synchronous)?.backup(path)?;
+    Ok(())
+}
+
+fn import_sqlite(config: &Path, from: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let (Backend::Postgres, Some(url)) = (config.store.backend, &config.store.url) else {
+        anyhow::bail!(
+            "import-sqlite fills a PostgreSQL store: the configuration needs [store] backend = \"postgres\" and url"
+        );
+    };
+    let target = PgSettings {
+        url: url.clone(),
+        pool_size: config.store.pool_size,
+        queue_quota: config.limits.max_queued_bytes_per_device,
+    };
+    let started = Instant::now();
+    let counts = transfer::import_sqlite(from, &target)
+        .with_context(|| format!("importing {} into PostgreSQL", from.display()))?;
+    println!("{counts}");
+    println!(
+        "imported in {:.1} s; start the cluster's nodes on this database",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -157,5 +198,6 @@ fn main() -> anyhow::Result<()> {
             println!("backup written to {}", path.display());
             Ok(())
         }
+        Command::ImportSqlite { config, from } => import_sqlite(&config, &from),
     }
 }

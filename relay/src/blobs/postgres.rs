@@ -25,7 +25,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::TryStreamExt;
+use tern_protocol::limits::MAX_BLOB_CHUNK_LEN;
 use tern_protocol::{BlobId, UserId};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -415,6 +417,83 @@ impl PgBlobs {
         .await?;
         tx.commit().await.map_err(pg)?;
         Ok(uploads.len() as u64)
+    }
+}
+
+/// Importing a single relay's blob files (`tern-relay import-sqlite`,
+/// [`crate::store::transfer`]) inside the importer's own transaction, so
+/// the blob tables keep their one definition here. Associated functions of
+/// [`BlobStore`](super::BlobStore) because this module is private to
+/// `blobs`.
+impl super::BlobStore {
+    /// Stores complete blob `id`, `size` bytes read from `data`, as
+    /// finishing an upload leaves it (chunks of at most `MAX_BLOB_CHUNK_LEN`
+    /// under a fresh upload id, then the `blobs` row), created at
+    /// `created_ms`. Reads one chunk at a time, never the whole blob, and
+    /// checks the bytes as an upload is checked: when they are not exactly
+    /// `size` bytes whose SHA-256 is `id`, nothing stays stored and the
+    /// answer is `false`. A blob already stored is a backend error.
+    pub(crate) async fn import_pg_blob(
+        c: &impl GenericClient,
+        id: BlobId,
+        size: u64,
+        created_ms: i64,
+        data: &mut (impl AsyncRead + Unpin),
+    ) -> Result<bool, StoreError> {
+        let upload: i64 = c
+            .query_one("SELECT nextval('blob_upload_ids')", &[])
+            .await?
+            .try_get(0)?;
+        let insert = c
+            .prepare_cached("INSERT INTO blob_chunks (upload_id, pos, data) VALUES ($1, $2, $3)")
+            .await?;
+        let mut verifier = Verifier::new(size);
+        let mut piece = Vec::with_capacity(MAX_BLOB_CHUNK_LEN);
+        loop {
+            piece.clear();
+            let read = (&mut *data)
+                .take(MAX_BLOB_CHUNK_LEN as u64)
+                .read_to_end(&mut piece)
+                .await
+                .map_err(|e| StoreError::Backend {
+                    backend: "blob files",
+                    source: Box::new(e),
+                })?;
+            let pos = verifier.len();
+            if read == 0 || !verifier.update(&piece) {
+                break;
+            }
+            c.execute(&insert, &[&upload, &big(pos), &piece.as_slice()])
+                .await?;
+        }
+        if !verifier.matches(&id) {
+            c.execute("DELETE FROM blob_chunks WHERE upload_id = $1", &[&upload])
+                .await?;
+            return Ok(false);
+        }
+        c.execute(
+            "INSERT INTO blobs (blob_id, upload_id, size, created_ms) VALUES ($1, $2, $3, $4)",
+            &[&&id.0[..], &upload, &big(size), &created_ms],
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Records `owner`'s quota charge of `size` bytes for blob `id`, made
+    /// at `charged_ms`.
+    pub(crate) async fn import_pg_charge(
+        c: &impl GenericClient,
+        owner: UserId,
+        id: BlobId,
+        size: u64,
+        charged_ms: i64,
+    ) -> Result<(), StoreError> {
+        c.execute(
+            "INSERT INTO blob_charges (user_id, blob_id, size, charged_ms) VALUES ($1, $2, $3, $4)",
+            &[&&owner.0[..], &&id.0[..], &big(size), &charged_ms],
+        )
+        .await?;
+        Ok(())
     }
 }
 

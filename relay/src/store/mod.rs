@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod quota;
 pub mod rules;
 pub mod sqlite;
+pub mod transfer;
 
 #[cfg(test)]
 pub(crate) mod conformance;
