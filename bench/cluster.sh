@@ -13,6 +13,8 @@
 # with its durable defaults: fsync and synchronous_commit on).
 #
 # Usage: bench/cluster.sh [seconds-per-run] [rate]
+# SETUPS=a (or "a c", …) runs only those setups; RELAY_BIN=PATH measures
+# another tern-relay build (e.g. one from before a change, for the ratio).
 # Needs: apt-get install -y postgresql nats-server (.ci/run installs them).
 set -euo pipefail
 
@@ -39,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 (cd "$ROOT" && cargo build --release -p tern-relay -p tern-loadgen --bins >/dev/null)
-RELAY="$TARGET/release/tern-relay"
+RELAY="${RELAY_BIN:-$TARGET/release/tern-relay}"
 LOADGEN="$TARGET/release/tern-loadgen"
 
 start_services() {
@@ -113,30 +115,31 @@ run() {
             setup, label, rate, deliver, relay * us, pg * us, nats * us, (relay + pg + nats) * us }'
 }
 
-shapes() {
-    local setup="$1"
-    run "$setup" "1:1, 1000 devices, closed loop" --mode direct --devices 1000 --inflight 4 --duration "$DURATION"
-    run "$setup" "1:1, 1000 devices, $RATE msgs/s" --mode direct --devices 1000 --rate "$RATE" --duration "$DURATION"
-    run "$setup" "groups of 100, 1000 devices" --mode group --devices 1000 --group-size 100 --inflight 32 --duration "$DURATION"
+# The three setups; each shape runs on a fresh one.
+setup_a() { start_node 0 sqlite; }
+setup_b() { start_services; start_node 0 postgres; }
+setup_c() { start_services; start_node 0 postgres; start_node 1 postgres; }
+teardown() {
+    stop_nodes
+    if [[ -n "${NATS_PID:-}" ]]; then stop_services; fi
 }
+
+SHAPES=(
+    "1:1, 1000 devices, closed loop|--mode direct --devices 1000 --inflight 4 --duration $DURATION"
+    "1:1, 1000 devices, $RATE msgs/s|--mode direct --devices 1000 --rate $RATE --duration $DURATION"
+    "groups of 100, 1000 devices|--mode group --devices 1000 --group-size 100 --inflight 32 --duration $DURATION"
+)
 
 echo "payload ${PAYLOAD} B, ${DURATION}s runs, $(nproc) cores (load generator included); CPU in µs per accepted message"
 echo
 echo "| setup | shape | msgs/s | send→deliver p50 / p99 ms | relay nodes | postgres | nats | all servers |"
 echo "|---|---|---|---|---|---|---|---|"
-start_node 0 sqlite
-shapes "A. 1 node, SQLite"
-stop_nodes
-
-start_services
-start_node 0 postgres
-shapes "B. 1 node, PostgreSQL + NATS"
-stop_nodes
-stop_services
-
-start_services
-start_node 0 postgres
-start_node 1 postgres
-shapes "C. 2 nodes, PostgreSQL + NATS"
-stop_nodes
-stop_services
+for setup in "a:A. 1 node, SQLite" "b:B. 1 node, PostgreSQL + NATS" "c:C. 2 nodes, PostgreSQL + NATS"; do
+    [[ " ${SETUPS:-a b c} " == *" ${setup%%:*} "* ]] || continue
+    for shape in "${SHAPES[@]}"; do
+        "setup_${setup%%:*}"
+        # shellcheck disable=SC2086
+        run "${setup#*:}" "${shape%%|*}" ${shape#*|}
+        teardown
+    done
+done

@@ -364,6 +364,8 @@ async fn answer_snapshot(
 /// more sync covers what was lost in between.
 async fn tick(client: &async_nats::Client, relay: &Arc<Relay>, cluster: &Arc<Cluster>) {
     let mut every = tokio::time::interval(TICK);
+    // The first tick is immediate: give the connection one tick to come up.
+    every.tick().await;
     let mut was_down = false;
     loop {
         every.tick().await;

@@ -54,6 +54,19 @@ impl QueuedBytes {
         }
     }
 
+    /// Records an upper bound of a device's queued bytes (cheaper to
+    /// compute than the exact figure, which is computed only when the
+    /// bound would refuse).
+    pub fn record_bound(&self, device: DeviceAddr, bytes: u64) {
+        self.lock().insert(
+            device,
+            Figure {
+                bytes,
+                exact: false,
+            },
+        );
+    }
+
     /// Records the exact figure of a device, computed from the log.
     pub fn record_exact(&self, device: DeviceAddr, bytes: u64) {
         self.lock().insert(device, Figure { bytes, exact: true });

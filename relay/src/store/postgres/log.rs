@@ -8,19 +8,26 @@
 //! writes it back before commit. Every check of an append runs before its
 //! first write, so a rejected item leaves nothing behind and the rest of
 //! its batch commits.
+//!
+//! Round trips, not rows, are what a batch costs on a network database, so
+//! the batch reads what it needs in a few statements (the locked chats,
+//! their member devices, which of its messages were sent before) and writes
+//! its messages with one multi-row insert ([`super::inserts`]); only
+//! membership changes go one by one.
 
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
 use tern_protocol::wire::{ChatKind, EntryKind};
-use tern_protocol::{ChatId, ClientMessageId, UserId};
+use tern_protocol::{ChatId, UserId};
 
+use super::inserts::{self, Pending, SentKey};
 use super::members::{self, ChatDevices};
 use super::{Conn, big, chat_id, exec, get, get_u64, row, rows};
 use crate::error::{RelayError, StoreError};
 use crate::store::quota::QueuedBytes;
 use crate::store::{
-    Appended, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, ciphertexts, join_ids, rules,
+    Appended, DeviceAddr, LogAppend, MembershipAppend, MessageAppend, join_ids, rules,
 };
 
 /// The queued-bytes quota appends are checked against.
@@ -44,7 +51,19 @@ struct Batch<'a> {
     chats: HashMap<ChatId, Locked>,
     quota: &'a Quota<'a>,
     now: u64,
+    /// Messages stored before or earlier in this batch, by sender and
+    /// client message id: a resend gets the original.
+    sent: HashMap<SentKey, Appended>,
+    /// Messages of this batch not written yet.
+    pending: Pending<'a>,
 }
+
+/// A batch that must start over: one of its client message ids was taken
+/// by a transaction that committed after this one looked.
+struct Conflicted;
+
+/// Attempts of a batch that keeps meeting [`Conflicted`].
+const ATTEMPTS: usize = 3;
 
 impl Batch<'_> {
     fn locked(&mut self, chat: &ChatId) -> Result<&mut Locked, StoreError> {
@@ -73,17 +92,43 @@ pub(super) async fn append_batch(
     items: &[LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    for _ in 1..ATTEMPTS {
+        match try_batch(c, quota, items, now).await? {
+            Ok(out) => return Ok(out),
+            // Rolled back: its quota additions go too.
+            Err(Conflicted) => quota.queued.clear(),
+        }
+    }
+    try_batch(c, quota, items, now)
+        .await?
+        .map_err(|Conflicted| StoreError::Corrupt("client message ids keep conflicting"))
+}
+
+async fn try_batch<'a>(
+    c: &mut Conn,
+    quota: &'a Quota<'a>,
+    items: &'a [LogAppend],
+    now: u64,
+) -> Result<Result<Vec<Result<Appended, StoreError>>, Conflicted>, StoreError> {
     let tx = c.transaction().await?;
     let mut batch = Batch {
         chats: lock_chats(&tx, items).await?,
         quota,
         now,
+        sent: inserts::already_sent(&tx, items).await?,
+        pending: Pending::default(),
     };
+    batch.load_member_devices(&tx, items).await?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let result = match item {
             LogAppend::Message(m) => append_message(&tx, &mut batch, m).await,
-            LogAppend::Membership(m) => append_membership(&tx, &mut batch, m).await,
+            LogAppend::Membership(m) => {
+                if !batch.pending.flush(&tx, now).await? {
+                    return Ok(Err(Conflicted));
+                }
+                append_membership(&tx, &mut batch, m).await
+            }
         };
         match result {
             Err(StoreError::Rejected(e)) => out.push(Err(StoreError::Rejected(e))),
@@ -91,16 +136,45 @@ pub(super) async fn append_batch(
             Ok(a) => out.push(Ok(a)),
         }
     }
-    for (chat, locked) in batch.chats.iter().filter(|(_, l)| l.appended) {
-        exec(
-            &tx,
-            "UPDATE chats SET last_seq = $2 WHERE chat_id = $1",
-            &[&&chat.0[..], &big(locked.last_seq)],
-        )
-        .await?;
+    if !batch.pending.flush(&tx, now).await? {
+        return Ok(Err(Conflicted));
     }
+    let last: Vec<(ChatId, u64)> = batch
+        .chats
+        .iter()
+        .filter(|(_, l)| l.appended)
+        .map(|(id, l)| (*id, l.last_seq))
+        .collect();
+    inserts::store_last_seqs(&tx, &last).await?;
     tx.commit().await?;
-    Ok(out)
+    Ok(Ok(out))
+}
+
+impl Batch<'_> {
+    /// Loads the member devices of every locked chat a message goes to.
+    async fn load_member_devices(
+        &mut self,
+        tx: &impl GenericClient,
+        items: &[LogAppend],
+    ) -> Result<(), StoreError> {
+        let mut ids: Vec<&[u8]> = items
+            .iter()
+            .filter_map(|item| match item {
+                LogAppend::Message(m) if self.chats.contains_key(&m.chat_id) => {
+                    Some(&m.chat_id.0[..])
+                }
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found = inserts::member_devices(tx, &ids).await?;
+        for (id, locked) in &mut self.chats {
+            let devices = found.remove(id).unwrap_or_else(ChatDevices::none);
+            locked.devices = Some(devices);
+        }
+        Ok(())
+    }
 }
 
 /// Locks the rows of the chats `items` touch, in id order.
@@ -155,15 +229,18 @@ async fn check_message(
         .get_mut(&m.chat_id)
         .ok_or(RelayError::NotFound("chat"))?;
     if locked.devices.is_none() {
-        locked.devices = Some(members::devices(tx, &m.chat_id).await?);
+        let mut found = inserts::member_devices(tx, &[&m.chat_id.0[..]]).await?;
+        let devices = found.remove(&m.chat_id).unwrap_or_else(ChatDevices::none);
+        locked.devices = Some(devices);
     }
     let chat = locked
         .devices
         .as_ref()
         .ok_or(StoreError::Corrupt("member devices not loaded"))?;
     let quota = batch.quota;
-    // The quota callback cannot wait for the database: compute first the
-    // exact figures the figures in memory cannot decide on.
+    // The quota callback cannot wait for the database: first compute the
+    // figures memory cannot decide on — a cheap upper bound, and the exact
+    // figure only when the bound would refuse.
     let mut loaded = HashMap::new();
     for d in chat.devices.iter().filter(|d| **d != m.sender) {
         let size = rules::queued_bytes(
@@ -172,6 +249,11 @@ async fn check_message(
             m.common_ciphertext.len(),
             *d,
         );
+        if quota.queued.known_fit(*d, size, quota.limit).is_none() {
+            quota
+                .queued
+                .record_bound(*d, super::quota::bound(tx, *d).await?);
+        }
         if quota.queued.known_fit(*d, size, quota.limit).is_none() {
             let bytes = super::quota::load(tx, *d).await?;
             quota.queued.record_exact(*d, bytes);
@@ -189,81 +271,39 @@ async fn check_message(
     Ok((chat.members.clone(), sizes))
 }
 
-/// Appends a message. The idempotency check rides on the insert (the
-/// unique client-id index): a resend (same sender and client message id,
-/// from any node) finds the original, even when it would no longer pass
-/// the checks; its tentative seq is not assigned, so no gap opens.
-async fn append_message(
+/// Appends a message (written with the batch's other messages). A resend
+/// (same sender and client message id, from any node, or earlier in this
+/// batch) gets its original, even when it would no longer pass the checks.
+async fn append_message<'a>(
     tx: &impl GenericClient,
-    batch: &mut Batch<'_>,
-    m: &MessageAppend,
+    batch: &mut Batch<'a>,
+    m: &'a MessageAppend,
 ) -> Result<Appended, StoreError> {
-    let (members, sizes) = match check_message(tx, batch, m).await {
-        Ok(checked) => checked,
-        Err(e) => {
-            return find_sent(tx, &m.sender.user, &m.client_message_id)
-                .await?
-                .ok_or(e);
-        }
-    };
+    let key = (m.sender.user, m.client_message_id);
+    if let Some(original) = batch.sent.get(&key) {
+        return Ok(original.clone());
+    }
+    let (members, sizes) = check_message(tx, batch, m).await?;
     let seq = batch.next_seq(&m.chat_id)?;
-    let common = (!m.common_ciphertext.is_empty()).then_some(&m.common_ciphertext[..]);
-    let inline = ciphertexts::encode_message(m)?;
-    let inserted = exec(
-        tx,
-        "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
-                          server_time_ms, common_ciphertext, ciphertexts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (client_message_id, sender_user) WHERE client_message_id IS NOT NULL
-         DO NOTHING",
-        &[
-            &&m.chat_id.0[..],
-            &big(seq),
-            &(EntryKind::Message as i16),
-            &&m.sender.user.0[..],
-            &i64::from(m.sender.device),
-            &&m.client_message_id.0[..],
-            &big(batch.now),
-            &common,
-            &inline.as_deref(),
-        ],
-    )
-    .await?;
-    if inserted == 0 {
-        return find_sent(tx, &m.sender.user, &m.client_message_id)
-            .await?
-            .ok_or(StoreError::Corrupt(
-                "client message id conflict without a row",
-            ));
-    }
+    batch.pending.push(m, seq)?;
     batch.assign(&m.chat_id, seq)?;
-    if inline.is_none() {
-        for dc in &m.device_ciphertexts {
-            exec(
-                tx,
-                "INSERT INTO log_ciphertexts (chat_id, seq, user_id, device_id, ciphertext)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &&m.chat_id.0[..],
-                    &big(seq),
-                    &&dc.user_id[..],
-                    &i64::from(dc.device_id),
-                    &&dc.ciphertext[..],
-                ],
-            )
-            .await?;
-        }
-    }
     for (device, size) in sizes {
         batch.quota.queued.add(device, size);
     }
-    Ok(Appended {
+    let appended = Appended {
         seq,
         server_time_ms: batch.now,
         duplicate: false,
         members,
         promoted: Vec::new(),
-    })
+    };
+    let original = Appended {
+        duplicate: true,
+        members: Vec::new(),
+        ..appended.clone()
+    };
+    batch.sent.insert(key, original);
+    Ok(appended)
 }
 
 async fn append_membership(
@@ -339,28 +379,4 @@ async fn append_membership(
         members: members::members_of(tx, &m.chat_id).await?,
         promoted: effect.promoted,
     })
-}
-
-async fn find_sent(
-    tx: &impl GenericClient,
-    sender: &UserId,
-    id: &ClientMessageId,
-) -> Result<Option<Appended>, StoreError> {
-    let found = row(
-        tx,
-        "SELECT seq, server_time_ms FROM log WHERE client_message_id = $2 AND sender_user = $1",
-        &[&&sender.0[..], &&id.0[..]],
-    )
-    .await?;
-    found
-        .map(|r| {
-            Ok(Appended {
-                seq: get_u64(&r, 0)?,
-                server_time_ms: get_u64(&r, 1)?,
-                duplicate: true,
-                members: Vec::new(),
-                promoted: Vec::new(),
-            })
-        })
-        .transpose()
 }

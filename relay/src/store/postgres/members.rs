@@ -5,7 +5,7 @@
 use deadpool_postgres::GenericClient;
 use tern_protocol::{ChatId, UserId};
 
-use super::{chat_id, exec, get, get_u32, get_u64, row, rows, user_id};
+use super::{chat_id, exec, get, get_u64, row, rows, user_id};
 use crate::error::StoreError;
 use crate::store::rules::{Member, MembershipEffect};
 use crate::store::{ChatRecord, DeviceAddr};
@@ -16,31 +16,14 @@ pub(super) struct ChatDevices {
     pub(super) devices: Vec<DeviceAddr>,
 }
 
-/// The members of `chat` and their devices.
-pub(super) async fn devices(
-    c: &impl GenericClient,
-    chat: &ChatId,
-) -> Result<ChatDevices, StoreError> {
-    let found = rows(
-        c,
-        "SELECT d.user_id, d.device_id FROM chat_members m JOIN devices d ON d.user_id = m.user_id
-         WHERE m.chat_id = $1",
-        &[&&chat.0[..]],
-    )
-    .await?;
-    let devices = found
-        .iter()
-        .map(|r| {
-            Ok(DeviceAddr {
-                user: user_id(get(r, 0)?)?,
-                device: get_u32(r, 1)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut members: Vec<UserId> = devices.iter().map(|d| d.user).collect();
-    members.sort_unstable();
-    members.dedup();
-    Ok(ChatDevices { members, devices })
+impl ChatDevices {
+    /// A chat without members (all left).
+    pub(super) fn none() -> Self {
+        Self {
+            members: Vec::new(),
+            devices: Vec::new(),
+        }
+    }
 }
 
 /// The members of `chat` with their join seqs and roles.

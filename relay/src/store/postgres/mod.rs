@@ -22,6 +22,7 @@
 
 mod accounts;
 mod cursors;
+mod inserts;
 mod log;
 mod members;
 mod prekeys;

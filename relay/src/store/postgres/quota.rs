@@ -9,20 +9,49 @@ use super::{get, row, rows};
 use crate::error::StoreError;
 use crate::store::{DeviceAddr, ciphertexts};
 
-/// Rows of the device's chats past its cursor; `$1` user, `$2` device.
+/// Rows of the device's chats past its cursor; `$1` user, `$2` device. The
+/// chats and cursors are found first, so each chat's rows are one range of
+/// the `(chat_id, seq)` key.
 macro_rules! queued_rows {
     ($select:literal, $from:literal, $filter:literal) => {
         concat!(
-            "SELECT ",
+            "WITH c AS (SELECT m.chat_id, coalesce(k.seq, 0) AS after FROM chat_members m
+                 LEFT JOIN cursors k ON k.user_id = $1 AND k.device_id = $2
+                                    AND k.chat_id = m.chat_id
+                 WHERE m.user_id = $1)
+             SELECT ",
             $select,
-            " FROM chat_members m JOIN ",
+            " FROM c JOIN ",
             $from,
-            " ON x.chat_id = m.chat_id WHERE m.user_id = $1 AND ",
-            $filter,
-            " AND x.seq > coalesce((SELECT k.seq FROM cursors k WHERE k.user_id = $1
-                 AND k.device_id = $2 AND k.chat_id = m.chat_id), 0)"
+            " ON x.chat_id = c.chat_id AND x.seq > c.after WHERE ",
+            $filter
         )
     };
+}
+
+/// An upper bound of the bytes queued for device `d`, in one aggregate
+/// query: every inline encoding counts whole (other devices' ciphertexts
+/// included), so nothing is read back but one number.
+pub(super) async fn bound(c: &impl GenericClient, d: DeviceAddr) -> Result<u64, StoreError> {
+    let sql = concat!(
+        "SELECT (",
+        queued_rows!(
+            "coalesce(sum(coalesce(length(x.common_ciphertext), 0)
+                          + coalesce(length(x.ciphertexts), 0)), 0)::bigint",
+            "log x",
+            "true"
+        ),
+        ") + (",
+        queued_rows!(
+            "coalesce(sum(length(x.ciphertext)), 0)::bigint",
+            "log_ciphertexts x",
+            "x.user_id = $1 AND x.device_id = $2"
+        ),
+        ")"
+    );
+    let total = row(c, sql, &[&&d.user.0[..], &i64::from(d.device)]).await?;
+    let total: Option<i64> = total.map(|r| get(&r, 0)).transpose()?;
+    Ok(u64::try_from(total.unwrap_or(0)).unwrap_or(0))
 }
 
 /// Bytes queued for device `d`: past its cursors, addressed to it.
