@@ -246,12 +246,7 @@ impl Metrics {
                 self.commit_failures.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
+        write_counters(&mut out, &counters);
         self.render_requests(&mut out);
         self.commit_batch_size.render(
             &mut out,
@@ -337,6 +332,16 @@ pub(crate) async fn serve(
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;
         });
+    }
+}
+
+/// Appends counters (name, help, value) in Prometheus text format.
+pub(crate) fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
 }
 

@@ -101,3 +101,50 @@ pub(crate) fn entry(e: Entry) -> Result<(Arc<CommittedEntry>, bool), ProtocolErr
     };
     Ok((Arc::new(committed), e.payload_omitted))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Entry {
+        Entry {
+            chat_id: vec![1; 16].into(),
+            seq: 3,
+            kind: EntryKind::Message as i32,
+            sender_user_id: vec![2; 16].into(),
+            sender_device_id: 1,
+            recipients: vec![vec![3; 16].into()],
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn a_well_formed_entry_is_accepted() {
+        let (entry, omitted) = entry(valid()).unwrap();
+        assert_eq!((entry.seq, omitted), (3, false));
+        assert_eq!(entry.recipients, vec![UserId([3; 16])]);
+    }
+
+    #[test]
+    fn hostile_entries_are_typed_errors() {
+        let bad_chat = Entry {
+            chat_id: vec![1; 15].into(),
+            ..valid()
+        };
+        let bad_kind = Entry {
+            kind: 99,
+            ..valid()
+        };
+        let bad_recipient = Entry {
+            recipients: vec![vec![3; 17].into()],
+            ..valid()
+        };
+        let bad_client_id = Entry {
+            client_message_id: vec![0; 3].into(),
+            ..valid()
+        };
+        for hostile in [bad_chat, bad_kind, bad_recipient, bad_client_id] {
+            assert!(entry(hostile).is_err());
+        }
+    }
+}

@@ -181,12 +181,7 @@ impl Cluster {
                 s.gaps.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
+        crate::metrics::write_counters(out, &counters);
         let connected = s.connected.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
