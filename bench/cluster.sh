@@ -3,6 +3,8 @@
 #   A. one node on SQLite (the default),
 #   B. one node on PostgreSQL + NATS,
 #   C. two nodes on PostgreSQL + NATS (devices spread over both),
+#   D. as C, with the chats in two shards on two PostgreSQL servers
+#      ([store] chat_shards; the directory shares the first server),
 # each with the shapes of bench/relay-vs-mosquitto.sh: 1:1 with 1000 devices
 # as fast as acks allow, 1:1 at a fixed rate, and groups of 100. Besides
 # tern-loadgen's msgs/s and send→deliver latency it reports the CPU time per
@@ -25,6 +27,7 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 WORK="$(mktemp -d)"
 chmod 755 "$WORK"
 PG_PORT=47532
+PG2_PORT=47533
 NATS_PORT=47422
 NODE_PORTS=(47433 47434)
 PAYLOAD=100
@@ -36,6 +39,7 @@ cleanup() {
     for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     [[ -n "${NATS_PID:-}" ]] && kill "$NATS_PID" 2>/dev/null || true
     pg_stop "$WORK/pg" 2>/dev/null || true
+    pg_stop "$WORK/pg2" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -49,10 +53,24 @@ start_services() {
     nats_start "$WORK/nats" "$NATS_PORT"
 }
 
+# A second PostgreSQL server, and a chat shard database on each server.
+start_shards() {
+    pg_start "$WORK/pg2" "$PG2_PORT"
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE shard0"
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PG2_PORT" -U postgres -qc "CREATE DATABASE shard1"
+}
+
 stop_services() {
     kill "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true; unset NATS_PID
     pg_stop "$WORK/pg"
-    rm -rf "$WORK/pg" "$WORK/nats"
+    pg_stop "$WORK/pg2" 2>/dev/null || true
+    rm -rf "$WORK/pg" "$WORK/pg2" "$WORK/nats"
+}
+
+# The processes of every PostgreSQL server running.
+all_pg_pids() {
+    pg_pids "$WORK/pg"
+    if [[ -f "$WORK/pg2/data/postmaster.pid" ]]; then pg_pids "$WORK/pg2"; fi
 }
 
 # Clock ticks (user + system) the processes have used.
@@ -65,12 +83,17 @@ ticks() {
     echo "$total"
 }
 
-# start_node INDEX BACKEND: a relay node on NODE_PORTS[INDEX].
+# start_node INDEX BACKEND: a relay node on NODE_PORTS[INDEX]; BACKEND is
+# sqlite, postgres or sharded.
 start_node() {
-    local i="$1" conf="$WORK/node$1.toml"
+    local i="$1" conf="$WORK/node$1.toml" shards
+    shards="chat_shards = [\"host=127.0.0.1 port=$PG_PORT user=postgres dbname=shard0\", \"host=127.0.0.1 port=$PG2_PORT user=postgres dbname=shard1\"]"
     {
         printf '[limits]\nrequests_per_device_per_sec = 0\nconnections_per_ip_per_sec = 0\n'
-        if [[ "$2" == postgres ]]; then node_config "$PG_PORT" "$NATS_PORT" "n$i"; fi
+        case "$2" in
+            postgres) node_config "$PG_PORT" "$NATS_PORT" "n$i" ;;
+            sharded) node_config "$PG_PORT" "$NATS_PORT" "n$i" "$shards" ;;
+        esac
     } >"$conf"
     mkdir -p "$WORK/node$i"
     # One certificate for all nodes: node 0 generates it, the others copy it.
@@ -99,10 +122,10 @@ run() {
     done
     local r0 p0=0 n0=0 r1 p1=0 n1=0
     r0="$(ticks "${NODE_PIDS[@]}")"
-    if [[ -n "${NATS_PID:-}" ]]; then p0="$(ticks $(pg_pids "$WORK/pg"))"; n0="$(ticks "$NATS_PID")"; fi
+    if [[ -n "${NATS_PID:-}" ]]; then p0="$(ticks $(all_pg_pids))"; n0="$(ticks "$NATS_PID")"; fi
     wait "$lg"
     r1="$(ticks "${NODE_PIDS[@]}")"
-    if [[ -n "${NATS_PID:-}" ]]; then p1="$(ticks $(pg_pids "$WORK/pg"))"; n1="$(ticks "$NATS_PID")"; fi
+    if [[ -n "${NATS_PID:-}" ]]; then p1="$(ticks $(all_pg_pids))"; n1="$(ticks "$NATS_PID")"; fi
     local line accepted rate deliver
     line="$(grep -E '^(direct|group):' "$out" | head -1)"
     accepted="$(sed -E 's/.*accepted=([0-9]+).*/\1/' <<<"$line")"
@@ -119,6 +142,7 @@ run() {
 setup_a() { start_node 0 sqlite; }
 setup_b() { start_services; start_node 0 postgres; }
 setup_c() { start_services; start_node 0 postgres; start_node 1 postgres; }
+setup_d() { start_services; start_shards; start_node 0 sharded; start_node 1 sharded; }
 teardown() {
     stop_nodes
     if [[ -n "${NATS_PID:-}" ]]; then stop_services; fi
@@ -134,8 +158,9 @@ echo "payload ${PAYLOAD} B, ${DURATION}s runs, $(nproc) cores (load generator in
 echo
 echo "| setup | shape | msgs/s | send→deliver p50 / p99 ms | relay nodes | postgres | nats | all servers |"
 echo "|---|---|---|---|---|---|---|---|"
-for setup in "a:A. 1 node, SQLite" "b:B. 1 node, PostgreSQL + NATS" "c:C. 2 nodes, PostgreSQL + NATS"; do
-    [[ " ${SETUPS:-a b c} " == *" ${setup%%:*} "* ]] || continue
+for setup in "a:A. 1 node, SQLite" "b:B. 1 node, PostgreSQL + NATS" "c:C. 2 nodes, PostgreSQL + NATS" \
+    "d:D. 2 nodes, 2 PostgreSQL chat shards + NATS"; do
+    [[ " ${SETUPS:-a b c d} " == *" ${setup%%:*} "* ]] || continue
     for shape in "${SHAPES[@]}"; do
         "setup_${setup%%:*}"
         # shellcheck disable=SC2086

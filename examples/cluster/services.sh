@@ -45,14 +45,16 @@ nats_start() {
     NATS_PID=$!
 }
 
-# node_config PG_PORT NATS_PORT NODE_ID: the [store] and [cluster] sections
-# of a node.
+# node_config PG_PORT NATS_PORT NODE_ID [STORE_LINE]: the [store] and
+# [cluster] sections of a node; STORE_LINE is added to [store] (e.g. its
+# chat_shards).
 node_config() {
     cat <<CONF
 [store]
 backend = "postgres"
 url = "host=127.0.0.1 port=$1 user=postgres dbname=tern"
 pool_size = 16
+${4:-}
 [cluster]
 nats_url = "nats://127.0.0.1:$2"
 node_id = "$3"

@@ -264,8 +264,14 @@ pub struct StoreConfig {
     /// PostgreSQL connection string (`postgres://user@host:port/db` or
     /// libpq key-value form); required with `backend = "postgres"`.
     pub url: Option<String>,
-    /// Most PostgreSQL connections this node opens.
+    /// Most PostgreSQL connections this node opens to each database.
     pub pool_size: usize,
+    /// Connection strings of the chat shards, in a fixed order: chats,
+    /// their members, logs and cursors live in shard `first 8 bytes of the
+    /// chat id mod N`, while `url` keeps accounts, devices, prekeys and
+    /// blobs. Empty (default): `url` holds everything. The list is fixed
+    /// when the store is first opened (docs/cluster.md §8).
+    pub chat_shards: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -274,6 +280,7 @@ impl Default for StoreConfig {
             backend: Backend::Sqlite,
             url: None,
             pool_size: 16,
+            chat_shards: Vec::new(),
         }
     }
 }
@@ -426,6 +433,11 @@ impl Config {
                 "backend = \"postgres\" needs store.url and a store.pool_size > 0",
             ));
         }
+        if !self.store.chat_shards.is_empty() && self.store.backend != Backend::Postgres {
+            return Err(ConfigError::Invalid(
+                "store.chat_shards needs store.backend = \"postgres\"",
+            ));
+        }
         if self.cluster.nats_url.is_some() && self.store.backend != Backend::Postgres {
             return Err(ConfigError::Invalid(
                 "cluster.nats_url needs store.backend = \"postgres\" (the nodes share it)",
@@ -489,6 +501,14 @@ mod tests {
         assert!(Config::from_toml("[store]\nbackend = \"mysql\"", Path::new("x")).is_err());
         let sqlite_cluster = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"";
         assert!(Config::from_toml(sqlite_cluster, Path::new("x")).is_err());
+        let sqlite_shards = "[store]\nchat_shards = [\"postgres://u@h/c0\"]";
+        assert!(Config::from_toml(sqlite_shards, Path::new("x")).is_err());
+        let sharded = Config::from_toml(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@h/d\"\nchat_shards = [\"postgres://u@h/c0\", \"postgres://v@h/c1\"]",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(sharded.store.chat_shards.len(), 2);
     }
 
     #[test]

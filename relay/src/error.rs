@@ -83,6 +83,24 @@ pub enum StoreError {
     /// A domain rule failed inside a storage transaction.
     #[error("{0}")]
     Rejected(Box<RelayError>),
+    /// The configured databases do not match the layout they were created
+    /// with (chat shards added, removed or swapped; docs/cluster.md).
+    #[error("storage layout: {0}")]
+    Layout(String),
+}
+
+impl StoreError {
+    /// What the senders of a commit that failed are told: that storage is
+    /// full or unreachable (both retryable: a resend with the same client
+    /// message id gets its original seq if the commit did land after all),
+    /// or that the commit failed.
+    pub fn refusal(&self) -> Self {
+        match self {
+            Self::Full => Self::Full,
+            Self::Unreachable(why) => Self::Unreachable(why.clone()),
+            _ => Self::Corrupt("commit failed"),
+        }
+    }
 }
 
 impl From<RelayError> for StoreError {

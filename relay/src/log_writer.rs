@@ -15,7 +15,7 @@ use std::time::Instant;
 use tern_protocol::wire::EntryKind;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{RelayError, StoreError};
+use crate::error::RelayError;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::router::{CommittedEntry, Router};
@@ -131,7 +131,7 @@ impl Writer {
                     self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                     items.clear();
                     for reply in replies.drain(..) {
-                        let _ = reply.send(Err(RelayError::Store(refusal(&e))));
+                        let _ = reply.send(Err(RelayError::Store(e.refusal())));
                     }
                 }
             }
@@ -225,16 +225,4 @@ fn committed_entry(item: LogAppend, appended: &mut Appended) -> Arc<CommittedEnt
         }
     };
     Arc::new(entry)
-}
-
-/// What the senders of a batch whose commit failed are told: that storage
-/// is full or unreachable (both retryable: a resend with the same client
-/// message id gets its original seq if the commit did land after all), or
-/// that the commit failed.
-fn refusal(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Full => StoreError::Full,
-        StoreError::Unreachable(why) => StoreError::Unreachable(why.clone()),
-        _ => StoreError::Corrupt("commit failed"),
-    }
 }

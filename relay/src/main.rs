@@ -126,8 +126,14 @@ fn import_sqlite(config: &Path, from: &Path) -> anyhow::Result<()> {
             "import-sqlite fills a PostgreSQL store: the configuration needs [store] backend = \"postgres\" and url"
         );
     };
+    if !config.store.chat_shards.is_empty() {
+        anyhow::bail!(
+            "import-sqlite fills one PostgreSQL database: import into an unsharded store (docs/cluster.md §6)"
+        );
+    }
     let target = PgSettings {
         url: url.clone(),
+        chat_shards: Vec::new(),
         pool_size: config.store.pool_size,
         queue_quota: config.limits.max_queued_bytes_per_device,
     };

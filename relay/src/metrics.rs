@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::router::Router;
 use crate::service::Relay;
+use crate::store::PoolStatus;
 
 /// A fixed-bucket histogram.
 #[derive(Debug)]
@@ -318,6 +319,7 @@ pub(crate) async fn serve(
                 let mut body = relay
                     .metrics
                     .render(&relay.router, relay.request_pools.used());
+                write_pools(&mut body, &relay.store.pool_status());
                 if let Some(cluster) = &relay.cluster {
                     cluster.render_metrics(&mut body);
                 }
@@ -345,9 +347,70 @@ pub(crate) fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
     }
 }
 
+/// A gauge with one sample per pool: name, help, value.
+type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
+
+/// The store's connection pools as gauges, by database.
+pub(crate) fn write_pools(out: &mut String, pools: &[PoolStatus]) {
+    if pools.is_empty() {
+        return;
+    }
+    let name = "tern_store_pool_connections";
+    let help = "Open connections of the store's pools, in use (busy) or idle.";
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for p in pools {
+        let (db, busy) = (&p.database, p.open.saturating_sub(p.idle));
+        let _ = writeln!(out, "{name}{{database=\"{db}\",state=\"busy\"}} {busy}");
+        let _ = writeln!(out, "{name}{{database=\"{db}\",state=\"idle\"}} {}", p.idle);
+    }
+    let per_pool: [PoolGauge; 2] = [
+        (
+            "tern_store_pool_max_connections",
+            "Most connections each pool opens (store.pool_size).",
+            |p| p.max,
+        ),
+        (
+            "tern_store_pool_waiting",
+            "Storage operations waiting for a connection.",
+            |p| p.waiting,
+        ),
+    ];
+    for (name, help, value) in per_pool {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in pools {
+            let _ = writeln!(out, "{name}{{database=\"{}\"}} {}", p.database, value(p));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_are_gauges_by_database() {
+        let pool = |database: &str, idle| PoolStatus {
+            database: database.into(),
+            max: 16,
+            open: 5,
+            idle,
+            waiting: 2,
+        };
+        let mut out = String::new();
+        write_pools(&mut out, &[pool("directory", 1), pool("shard1", 5)]);
+        for line in [
+            "# TYPE tern_store_pool_connections gauge",
+            "tern_store_pool_connections{database=\"directory\",state=\"busy\"} 4",
+            "tern_store_pool_connections{database=\"shard1\",state=\"idle\"} 5",
+            "tern_store_pool_max_connections{database=\"shard1\"} 16",
+            "tern_store_pool_waiting{database=\"directory\"} 2",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+        let mut embedded = String::new();
+        write_pools(&mut embedded, &[]);
+        assert!(embedded.is_empty());
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -32,6 +32,7 @@ fn sqlite_rows(dir: &Path, table: &str) -> u64 {
 async fn import(pg: &PostgresServer, db: &str, dir: &Path) -> Result<ImportCounts, TransferError> {
     let settings = PgSettings {
         url: pg.url(db),
+        chat_shards: Vec::new(),
         pool_size: 2,
         queue_quota: u64::MAX,
     };
@@ -422,6 +423,7 @@ fn import_throughput_of_a_large_log() {
     pg.create_database("large").unwrap();
     let settings = PgSettings {
         url: pg.url("large"),
+        chat_shards: Vec::new(),
         pool_size: 2,
         queue_quota: u64::MAX,
     };

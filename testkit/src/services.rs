@@ -126,16 +126,26 @@ impl PostgresServer {
     /// The server the tests of this process share (fsync off), started on
     /// first use and stopped once no test holds it any more.
     pub fn shared() -> io::Result<std::sync::Arc<Self>> {
-        static SHARED: std::sync::Mutex<std::sync::Weak<PostgresServer>> =
-            std::sync::Mutex::new(std::sync::Weak::new());
+        Self::shared_slot(0)
+    }
+
+    /// A second shared server, apart from [`Self::shared`]: for tests of
+    /// data spread over two PostgreSQL instances.
+    pub fn shared_other() -> io::Result<std::sync::Arc<Self>> {
+        Self::shared_slot(1)
+    }
+
+    fn shared_slot(slot: usize) -> io::Result<std::sync::Arc<Self>> {
+        static SHARED: std::sync::Mutex<[std::sync::Weak<PostgresServer>; 2]> =
+            std::sync::Mutex::new([std::sync::Weak::new(), std::sync::Weak::new()]);
         let mut shared = SHARED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(server) = shared.upgrade() {
+        if let Some(server) = shared[slot].upgrade() {
             return Ok(server);
         }
         let server = std::sync::Arc::new(Self::start_with(&[("fsync", "off")])?);
-        *shared = std::sync::Arc::downgrade(&server);
+        shared[slot] = std::sync::Arc::downgrade(&server);
         Ok(server)
     }
 

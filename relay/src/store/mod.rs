@@ -373,6 +373,30 @@ pub trait RetentionStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError>;
 }
 
+/// The connections a backend holds to one database server, as `/metrics`
+/// shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Which database: `directory`, or `shard0`, `shard1`, …
+    pub database: String,
+    /// Most connections the pool opens.
+    pub max: usize,
+    /// Connections open.
+    pub open: usize,
+    /// Open connections not in use.
+    pub idle: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+}
+
+/// The connection pools of a backend, for monitoring.
+pub trait PoolStats {
+    /// One status per pooled database (none for an embedded database).
+    fn pool_status(&self) -> Vec<PoolStatus> {
+        Vec::new()
+    }
+}
+
 /// The durable state of a relay: every concern, one backend.
 pub trait Store:
     AccountStore
@@ -381,6 +405,7 @@ pub trait Store:
     + ChatStore
     + CursorStore
     + RetentionStore
+    + PoolStats
     + Send
     + Sync
     + 'static
@@ -394,6 +419,7 @@ impl<T> Store for T where
         + ChatStore
         + CursorStore
         + RetentionStore
+        + PoolStats
         + Send
         + Sync
         + 'static
@@ -418,6 +444,7 @@ pub fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
         (Backend::Postgres, Some(url)) => Ok(std::sync::Arc::new(postgres::PgStore::open(
             &postgres::PgSettings {
                 url: url.clone(),
+                chat_shards: config.store.chat_shards.clone(),
                 pool_size: config.store.pool_size,
                 queue_quota,
             },

@@ -54,6 +54,7 @@ impl Fixture for PgFixture {
             let url = server.fresh_database().unwrap();
             let settings = PgSettings {
                 url: url.clone(),
+                chat_shards: Vec::new(),
                 pool_size: 2,
                 queue_quota: u64::MAX,
             };

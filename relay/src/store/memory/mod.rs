@@ -414,6 +414,9 @@ impl CursorStore for MemoryStore {
     }
 }
 
+/// Embedded: no connection pool to a server.
+impl PoolStats for MemoryStore {}
+
 impl RetentionStore for MemoryStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
         let mut s = self.lock();

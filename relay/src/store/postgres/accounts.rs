@@ -134,14 +134,68 @@ pub(super) async fn devices(
     .collect()
 }
 
+/// Replaces an account's device list: in the directory (`directory`), and
+/// the cursors of its devices in every chat database (`shards`; empty when
+/// the directory holds the chats).
+///
+/// The account's chats are locked first, in every chat database (shards
+/// in order, chats in id order, as appends lock them), then the list
+/// commits in the directory, then the cursors follow in each shard: an
+/// append running meanwhile either committed before the link point or,
+/// waiting for the lock, is checked against the new list. Should a shard
+/// fail after the directory committed, that shard keeps the removed
+/// devices' cursors (ignored: they name no device) and has no link point
+/// for added ones, which then read the chat from their account's join
+/// point, without ciphertexts for the entries from before they were added
+/// (docs/cluster.md §8).
 pub(super) async fn replace_device_list(
-    c: &mut Conn,
+    directory: &mut Conn,
+    shards: &mut [Conn],
     u: &DeviceListUpdate,
 ) -> Result<(), StoreError> {
-    let tx = c.transaction().await?;
+    let uid = &u.user_id.0[..];
+    let mut shard_txs = Vec::with_capacity(shards.len());
+    let mut locked = Vec::with_capacity(shards.len());
+    for c in shards.iter_mut() {
+        let tx = c.transaction().await?;
+        locked.push(lock_member_chats(&tx, uid).await?);
+        shard_txs.push(tx);
+    }
+    let tx = directory.transaction().await?;
+    let own_chats = match shard_txs.is_empty() {
+        true => Some(lock_member_chats(&tx, uid).await?),
+        false => None,
+    };
+    let changes = apply_device_list(&tx, u).await?;
+    if let Some(chats) = &own_chats {
+        relink(&tx, uid, &changes, chats).await?;
+    }
+    tx.commit().await?;
+    for (tx, chats) in shard_txs.iter().zip(&locked) {
+        relink(tx, uid, &changes, chats).await?;
+    }
+    for tx in shard_txs {
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// The devices a new list removed and added (a device whose key changed is
+/// both).
+struct DeviceChanges {
+    removed: Vec<i64>,
+    added: Vec<i64>,
+}
+
+/// Stores the new list and its devices in the directory (`tx`); removed
+/// devices lose their prekeys. The version must increase.
+async fn apply_device_list(
+    tx: &impl GenericClient,
+    u: &DeviceListUpdate,
+) -> Result<DeviceChanges, StoreError> {
     let uid = &u.user_id.0[..];
     let current = row(
-        &tx,
+        tx,
         "SELECT device_list_version FROM accounts WHERE user_id = $1 FOR UPDATE",
         &[&uid],
     )
@@ -151,7 +205,7 @@ pub(super) async fn replace_device_list(
         return Err(RelayError::Conflict("device list version must increase").into());
     }
     exec(
-        &tx,
+        tx,
         "UPDATE accounts SET device_list = $2, device_list_sig = $3, device_list_version = $4
          WHERE user_id = $1",
         &[
@@ -162,66 +216,85 @@ pub(super) async fn replace_device_list(
         ],
     )
     .await?;
-    for old in devices(&tx, &u.user_id).await? {
+    let mut changes = DeviceChanges {
+        removed: Vec::new(),
+        added: Vec::new(),
+    };
+    for old in devices(tx, &u.user_id).await? {
         let kept = u
             .devices
             .iter()
             .any(|(id, key)| *id == old.device_id && *key == old.identity_key);
         if !kept {
-            for table in ["devices", "signed_prekeys", "one_time_prekeys", "cursors"] {
+            for table in ["devices", "signed_prekeys", "one_time_prekeys"] {
                 let sql = format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = $2");
-                exec(&tx, &sql, &[&uid, &i64::from(old.device_id)]).await?;
+                exec(tx, &sql, &[&uid, &i64::from(old.device_id)]).await?;
             }
+            changes.removed.push(i64::from(old.device_id));
         }
     }
     for (device_id, key) in &u.devices {
         let added = exec(
-            &tx,
+            tx,
             "INSERT INTO devices (user_id, device_id, identity_key, registered)
              VALUES ($1, $2, $3, false) ON CONFLICT DO NOTHING",
             &[&uid, &i64::from(*device_id), &&key[..]],
         )
         .await?;
         if added == 1 {
-            start_cursors_at_link_point(&tx, uid, *device_id).await?;
+            changes.added.push(i64::from(*device_id));
         }
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(changes)
 }
 
-/// A device added to the list starts every chat of its account at the
-/// chat's last seq (the link point), as in the SQLite backend. The chats
-/// are locked (in id order, as appends lock them), so an append running on
-/// another node either committed before the link point or, waiting for
-/// the lock, is checked against the new device list after this commits.
-async fn start_cursors_at_link_point(
+/// The chats of account `uid` in a chat database, locked in id order, with
+/// their last seqs.
+async fn lock_member_chats(
     tx: &impl GenericClient,
     uid: &[u8],
-    device_id: u32,
-) -> Result<(), StoreError> {
-    let chats = rows(
+) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+    rows(
         tx,
         "SELECT c.chat_id, c.last_seq FROM chats c
          JOIN chat_members m ON m.chat_id = c.chat_id AND m.user_id = $1
          ORDER BY c.chat_id FOR UPDATE OF c",
         &[&uid],
     )
-    .await?;
-    for chat in &chats {
+    .await?
+    .iter()
+    .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+    .collect()
+}
+
+/// In a chat database: removed devices lose their cursors, and each added
+/// device starts every chat of its account at the chat's last seq (the
+/// link point), as in the SQLite backend.
+async fn relink(
+    tx: &impl GenericClient,
+    uid: &[u8],
+    changes: &DeviceChanges,
+    chats: &[(Vec<u8>, i64)],
+) -> Result<(), StoreError> {
+    if !changes.removed.is_empty() {
         exec(
             tx,
-            "INSERT INTO cursors (user_id, device_id, chat_id, seq) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id, device_id, chat_id)
-             DO UPDATE SET seq = greatest(cursors.seq, excluded.seq)",
-            &[
-                &uid,
-                &i64::from(device_id),
-                &get::<&[u8]>(chat, 0)?,
-                &get::<i64>(chat, 1)?,
-            ],
+            "DELETE FROM cursors WHERE user_id = $1 AND device_id = ANY($2)",
+            &[&uid, &changes.removed],
         )
         .await?;
+    }
+    for device_id in &changes.added {
+        for (chat, last_seq) in chats {
+            exec(
+                tx,
+                "INSERT INTO cursors (user_id, device_id, chat_id, seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, device_id, chat_id)
+                 DO UPDATE SET seq = greatest(cursors.seq, excluded.seq)",
+                &[&uid, device_id, chat, last_seq],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

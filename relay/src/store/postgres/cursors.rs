@@ -10,7 +10,7 @@ use tern_protocol::wire::Delivery;
 use tokio_postgres::Row;
 
 use super::members::member_chats;
-use super::{Conn, big, exec, get, get_u32, get_u64, row, rows};
+use super::{big, exec, get, get_u32, get_u64, row, rows};
 use crate::error::StoreError;
 use crate::store::{DeviceAddr, ciphertexts, rules, split_ids};
 
@@ -58,6 +58,14 @@ fn delivery(r: &Row, chat: &ChatId, d: DeviceAddr) -> Result<Delivery, StoreErro
     })
 }
 
+/// What an entry counts against a sync page's byte budget.
+pub(super) fn page_bytes(delivery: &Delivery) -> usize {
+    delivery.ciphertext.len() + delivery.common_ciphertext.len() + ENTRY_OVERHEAD
+}
+
+/// Entries for device `d` from the chats of the database `c` is
+/// connected to (`after` names only chats of that database); see
+/// [`crate::store::CursorStore::read_log`].
 pub(super) async fn read_log(
     c: &impl GenericClient,
     d: DeviceAddr,
@@ -106,7 +114,7 @@ pub(super) async fn read_log(
                 return Ok((out, true));
             }
             let delivery = delivery(r, &chat, d)?;
-            bytes += delivery.ciphertext.len() + delivery.common_ciphertext.len() + ENTRY_OVERHEAD;
+            bytes += page_bytes(&delivery);
             out.push(delivery);
         }
         if out.len() == limit {
@@ -116,17 +124,19 @@ pub(super) async fn read_log(
     Ok((out, false))
 }
 
-pub(super) async fn ack_cursors(
-    c: &mut Conn,
+/// Moves device `d`'s cursors on in the transaction `tx` (the chats'
+/// database); a cursor naming a chat the account is not a member of
+/// refuses the whole request, and the caller drops the transaction.
+pub(super) async fn advance(
+    tx: &impl GenericClient,
     d: DeviceAddr,
     cursors: &[(ChatId, u64)],
 ) -> Result<(), StoreError> {
     let mut sorted = cursors.to_vec();
     sorted.sort_unstable();
-    let tx = c.transaction().await?;
     for (chat, seq) in sorted {
         let moved = exec(
-            &tx,
+            tx,
             "INSERT INTO cursors (user_id, device_id, chat_id, seq)
              SELECT $1, $2, c.chat_id, least($4, c.last_seq) FROM chats c
              JOIN chat_members m ON m.chat_id = c.chat_id AND m.user_id = $1
@@ -142,10 +152,8 @@ pub(super) async fn ack_cursors(
         )
         .await?;
         if moved == 0 {
-            // Dropping the transaction undoes the cursors already moved.
             return Err(rules::cursor_outside_membership().into());
         }
     }
-    tx.commit().await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! per table (`INSERT … SELECT FROM unnest(arrays)`), so a batch costs a
 //! fixed number of round trips to PostgreSQL however many messages it
 //! holds; and the other batch-wide statements: who sent what before, the
-//! member devices of the batch's chats, the chats' new last seqs.
+//! chats' new last seqs.
 
 use std::collections::HashMap;
 
@@ -10,10 +10,9 @@ use deadpool_postgres::GenericClient;
 use tern_protocol::wire::EntryKind;
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use super::members::ChatDevices;
-use super::{big, chat_id, exec, get, get_u32, get_u64, rows, user_id};
+use super::{big, exec, get, get_u64, rows, user_id};
 use crate::error::StoreError;
-use crate::store::{Appended, DeviceAddr, LogAppend, MessageAppend, ciphertexts};
+use crate::store::{Appended, LogAppend, MessageAppend, ciphertexts};
 
 /// A sender's message: the idempotency key.
 pub(super) type SentKey = (UserId, ClientMessageId);
@@ -108,11 +107,11 @@ impl<'a> Pending<'a> {
 /// transaction), by sender and client message id.
 pub(super) async fn already_sent(
     tx: &impl GenericClient,
-    items: &[LogAppend],
+    items: &[&LogAppend],
 ) -> Result<HashMap<SentKey, Appended>, StoreError> {
     let (mut ids, mut senders) = (vec![], vec![]);
     for item in items {
-        if let LogAppend::Message(m) = item {
+        if let LogAppend::Message(m) = *item {
             ids.push(&m.client_message_id.0[..]);
             senders.push(&m.sender.user.0[..]);
         }
@@ -143,38 +142,6 @@ pub(super) async fn already_sent(
             Ok(((user_id(get(r, 0)?)?, id), original))
         })
         .collect()
-}
-
-/// The members and member devices of `chats`, in one query.
-pub(super) async fn member_devices(
-    tx: &impl GenericClient,
-    chats: &[&[u8]],
-) -> Result<HashMap<ChatId, ChatDevices>, StoreError> {
-    let found = rows(
-        tx,
-        "SELECT m.chat_id, d.user_id, d.device_id
-         FROM chat_members m JOIN devices d ON d.user_id = m.user_id
-         WHERE m.chat_id = ANY($1)",
-        &[&chats],
-    )
-    .await?;
-    let mut out: HashMap<ChatId, ChatDevices> = HashMap::new();
-    for r in &found {
-        let device = DeviceAddr {
-            user: user_id(get(r, 1)?)?,
-            device: get_u32(r, 2)?,
-        };
-        let chat = out
-            .entry(chat_id(get(r, 0)?)?)
-            .or_insert_with(ChatDevices::none);
-        chat.devices.push(device);
-        chat.members.push(device.user);
-    }
-    for chat in out.values_mut() {
-        chat.members.sort_unstable();
-        chat.members.dedup();
-    }
-    Ok(out)
 }
 
 /// Writes the chats' new last seqs, in one statement.

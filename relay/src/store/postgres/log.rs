@@ -21,9 +21,10 @@ use deadpool_postgres::GenericClient;
 use tern_protocol::wire::{ChatKind, EntryKind};
 use tern_protocol::{ChatId, UserId};
 
+use super::directory::Directory;
 use super::inserts::{self, Pending, SentKey};
 use super::members::{self, ChatDevices};
-use super::{Conn, big, chat_id, exec, get, get_u64, row, rows};
+use super::{Conn, big, chat_id, exec, get, get_u64, rows};
 use crate::error::{RelayError, StoreError};
 use crate::store::quota::QueuedBytes;
 use crate::store::{
@@ -48,6 +49,8 @@ struct Locked {
 
 /// What one append transaction works with.
 struct Batch<'a> {
+    /// Where the members' accounts and devices are.
+    directory: Directory<'a>,
     chats: HashMap<ChatId, Locked>,
     quota: &'a Quota<'a>,
     now: u64,
@@ -86,32 +89,37 @@ impl Batch<'_> {
     }
 }
 
+/// Appends `items` (all in chats of the database `c` is connected to) in
+/// one transaction; see [`crate::store::LogStore::append_batch`].
 pub(super) async fn append_batch(
     c: &mut Conn,
+    directory: Directory<'_>,
     quota: &Quota<'_>,
-    items: &[LogAppend],
+    items: &[&LogAppend],
     now: u64,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     for _ in 1..ATTEMPTS {
-        match try_batch(c, quota, items, now).await? {
+        match try_batch(c, directory, quota, items, now).await? {
             Ok(out) => return Ok(out),
             // Rolled back: its quota additions go too.
             Err(Conflicted) => quota.queued.clear(),
         }
     }
-    try_batch(c, quota, items, now)
+    try_batch(c, directory, quota, items, now)
         .await?
         .map_err(|Conflicted| StoreError::Corrupt("client message ids keep conflicting"))
 }
 
 async fn try_batch<'a>(
     c: &mut Conn,
+    directory: Directory<'a>,
     quota: &'a Quota<'a>,
-    items: &'a [LogAppend],
+    items: &[&'a LogAppend],
     now: u64,
 ) -> Result<Result<Vec<Result<Appended, StoreError>>, Conflicted>, StoreError> {
     let tx = c.transaction().await?;
     let mut batch = Batch {
+        directory,
         chats: lock_chats(&tx, items).await?,
         quota,
         now,
@@ -121,7 +129,7 @@ async fn try_batch<'a>(
     batch.load_member_devices(&tx, items).await?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let result = match item {
+        let result = match *item {
             LogAppend::Message(m) => append_message(&tx, &mut batch, m).await,
             LogAppend::Membership(m) => {
                 if !batch.pending.flush(&tx, now).await? {
@@ -155,11 +163,11 @@ impl Batch<'_> {
     async fn load_member_devices(
         &mut self,
         tx: &impl GenericClient,
-        items: &[LogAppend],
+        items: &[&LogAppend],
     ) -> Result<(), StoreError> {
         let mut ids: Vec<&[u8]> = items
             .iter()
-            .filter_map(|item| match item {
+            .filter_map(|item| match *item {
                 LogAppend::Message(m) if self.chats.contains_key(&m.chat_id) => {
                     Some(&m.chat_id.0[..])
                 }
@@ -168,7 +176,7 @@ impl Batch<'_> {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut found = inserts::member_devices(tx, &ids).await?;
+        let mut found = self.directory.member_devices(tx, &ids).await?;
         for (id, locked) in &mut self.chats {
             let devices = found.remove(id).unwrap_or_else(ChatDevices::none);
             locked.devices = Some(devices);
@@ -180,11 +188,11 @@ impl Batch<'_> {
 /// Locks the rows of the chats `items` touch, in id order.
 async fn lock_chats(
     tx: &impl GenericClient,
-    items: &[LogAppend],
+    items: &[&LogAppend],
 ) -> Result<HashMap<ChatId, Locked>, StoreError> {
     let mut ids: Vec<&[u8]> = items
         .iter()
-        .map(|item| match item {
+        .map(|item| match *item {
             LogAppend::Message(m) => &m.chat_id.0[..],
             LogAppend::Membership(m) => &m.chat_id.0[..],
         })
@@ -229,7 +237,10 @@ async fn check_message(
         .get_mut(&m.chat_id)
         .ok_or(RelayError::NotFound("chat"))?;
     if locked.devices.is_none() {
-        let mut found = inserts::member_devices(tx, &[&m.chat_id.0[..]]).await?;
+        let mut found = batch
+            .directory
+            .member_devices(tx, &[&m.chat_id.0[..]])
+            .await?;
         let devices = found.remove(&m.chat_id).unwrap_or_else(ChatDevices::none);
         locked.devices = Some(devices);
     }
@@ -321,13 +332,7 @@ async fn append_membership(
         (None, None) => return Err(RelayError::NotFound("chat").into()),
     };
     for u in &effect.joined {
-        let found = row(
-            tx,
-            "SELECT 1 FROM accounts WHERE user_id = $1",
-            &[&&u.0[..]],
-        )
-        .await?;
-        if found.is_none() {
+        if !batch.directory.has_account(tx, u).await? {
             return Err(RelayError::NotFound("added user").into());
         }
     }

@@ -19,9 +19,14 @@
 //! - **One-time prekeys** are claimed with `DELETE … FOR UPDATE SKIP
 //!   LOCKED`, so a key goes to one claimer only.
 //! - **Retention** runs under a session advisory lock: one node at a time.
+//!
+//! The chat-scoped tables may live in several databases, the chat shards
+//! ([`shards`]); accounts and devices then stay in the directory database
+//! ([`directory`]).
 
 mod accounts;
 mod cursors;
+mod directory;
 mod inserts;
 mod log;
 mod members;
@@ -30,18 +35,22 @@ mod quota;
 mod retention;
 pub mod schema;
 #[cfg(test)]
+mod shard_tests;
+mod shards;
+#[cfg(test)]
 mod tests;
 
 use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use directory::Directory;
+use shards::{ChatDb, Layout, by_shard, shard_of};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::*;
-use crate::store::quota::QueuedBytes;
 
 /// Worker threads of the backend's own runtime (they only drive sockets).
 const RUNTIME_THREADS: usize = 2;
@@ -55,10 +64,13 @@ const ATTEMPTS: usize = 3;
 /// Settings of a PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgSettings {
-    /// Connection string: `postgres://user@host:port/db` or libpq
-    /// key-value form.
+    /// Connection string of the directory (and of the chats, without
+    /// shards): `postgres://user@host:port/db` or libpq key-value form.
     pub url: String,
-    /// Most connections this node opens.
+    /// Connection strings of the chat shards, in their fixed order (empty:
+    /// `url` holds the chats).
+    pub chat_shards: Vec<String>,
+    /// Most connections this node opens to each database.
     pub pool_size: usize,
     /// Per-device queued-bytes quota enforced on appends.
     pub queue_quota: u64,
@@ -69,8 +81,13 @@ pub struct PgStore {
     /// Owned only to be shut down on drop; operations go through `handle`.
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
-    pool: Pool,
-    queued: QueuedBytes,
+    /// Accounts, devices, invites and prekeys; the chats too when
+    /// `shards` is empty.
+    directory: Pool,
+    /// The chat shards, in their fixed order.
+    shards: Vec<ChatDb>,
+    /// The directory's own chats, when there are no shards.
+    own_chats: ChatDb,
     queue_quota: u64,
 }
 
@@ -157,16 +174,58 @@ impl PgStore {
             .map_err(|e| {
                 StoreError::Unreachable(format!("starting the PostgreSQL runtime: {e}"))
             })?;
-        let pool = pool(&settings.url, settings.pool_size)?;
+        let directory = pool(&settings.url, settings.pool_size)?;
+        let shards = settings
+            .chat_shards
+            .iter()
+            .map(|url| Ok(ChatDb::new(pool(url, settings.pool_size)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let store = Self {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            pool,
-            queued: QueuedBytes::default(),
+            own_chats: ChatDb::new(directory.clone()),
+            directory,
+            shards,
             queue_quota: settings.queue_quota,
         };
-        store.on_own_thread(|s| s.run(async |c: &mut Conn| schema::migrate(c).await))?;
+        store.on_own_thread(Self::migrate)?;
         Ok(store)
+    }
+
+    /// Migrates every database and checks its part in the layout.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let shards = self.shards.len() as u64;
+        let layout = Layout::Directory { shards };
+        self.run(async |c: &mut Conn| schema::migrate(c, layout).await)?;
+        for (position, shard) in (0..).zip(&self.shards) {
+            let layout = Layout::Shard { position, shards };
+            self.run_on(&shard.pool, async |c: &mut Conn| {
+                schema::migrate(c, layout).await
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every database holding chats: the shards, or the directory.
+    fn chat_dbs(&self) -> &[ChatDb] {
+        match self.shards.is_empty() {
+            true => std::slice::from_ref(&self.own_chats),
+            false => &self.shards,
+        }
+    }
+
+    /// The database holding `chat`.
+    fn chat_db(&self, chat: &ChatId) -> &ChatDb {
+        let dbs = self.chat_dbs();
+        &dbs[shard_of(chat, dbs.len())]
+    }
+
+    /// Where chat databases find accounts and devices.
+    fn directory_for_chats(&self) -> Directory<'_> {
+        match self.shards.is_empty() {
+            true => Directory::Same,
+            false => Directory::Apart(&self.directory),
+        }
     }
 
     /// Runs `f` on a thread of its own (callable from async code, where
@@ -187,22 +246,62 @@ impl PgStore {
         self.handle.block_on(future)
     }
 
-    /// Runs `op` on a pooled connection, again (up to [`ATTEMPTS`] times)
-    /// when PostgreSQL aborted it over a deadlock or serialization conflict.
+    /// Runs `op` on a pooled connection to the directory; see
+    /// [`Self::run_on`].
     fn run<T>(
         &self,
+        op: impl AsyncFnMut(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run_on(&self.directory, op)
+    }
+
+    /// Runs `op` on a connection of `pool`, again (up to [`ATTEMPTS`]
+    /// times) when PostgreSQL aborted it over a deadlock or serialization
+    /// conflict.
+    fn run_on<T>(
+        &self,
+        pool: &Pool,
         mut op: impl AsyncFnMut(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.block_on(async {
-            let mut conn = self.pool.get().await?;
-            let mut attempt = 1;
-            loop {
-                match op(&mut conn).await {
-                    Err(e) if attempt < ATTEMPTS && retryable(&e) => attempt += 1,
-                    result => return result,
-                }
-            }
+            let mut conn = pool.get().await?;
+            retrying(async || op(&mut conn).await).await
         })
+    }
+}
+
+/// Runs `op` again (up to [`ATTEMPTS`] times) when PostgreSQL aborted it
+/// over a deadlock or serialization conflict.
+async fn retrying<T>(mut op: impl AsyncFnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if attempt < ATTEMPTS && retryable(&e) => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+impl PgStore {
+    /// Appends `items`, all in chats of `db`, in one transaction there.
+    fn append_in(
+        &self,
+        db: &ChatDb,
+        items: &[&LogAppend],
+        now_ms: u64,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let quota = log::Quota {
+            queued: &db.queued,
+            limit: self.queue_quota,
+        };
+        let directory = self.directory_for_chats();
+        let result = self.run_on(&db.pool, async |c: &mut Conn| {
+            log::append_batch(c, directory, &quota, items, now_ms).await
+        });
+        if result.is_err() {
+            db.queued.clear();
+        }
+        result
     }
 }
 
@@ -299,7 +398,14 @@ impl AccountStore for PgStore {
     }
 
     fn replace_device_list(&self, update: &DeviceListUpdate) -> Result<(), StoreError> {
-        self.run(async |c: &mut Conn| accounts::replace_device_list(c, update).await)
+        self.block_on(retrying(async || {
+            let mut directory = self.directory.get().await?;
+            let mut shards = Vec::with_capacity(self.shards.len());
+            for shard in &self.shards {
+                shards.push(shard.pool.get().await?);
+            }
+            accounts::replace_device_list(&mut directory, &mut shards, update).await
+        }))
     }
 
     fn mark_device_registered(&self, device: DeviceAddr) -> Result<(), StoreError> {
@@ -346,39 +452,93 @@ impl PrekeyStore for PgStore {
 }
 
 impl LogStore for PgStore {
+    /// One transaction per chat database the batch touches. Should one of
+    /// several fail, the others still commit: the failed database's items
+    /// get its (retryable) error; `Err` only when nothing committed.
     fn append_batch(
         &self,
         items: &[LogAppend],
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let quota = log::Quota {
-            queued: &self.queued,
-            limit: self.queue_quota,
-        };
-        let result =
-            self.run(async |c: &mut Conn| log::append_batch(c, &quota, items, now_ms).await);
-        if result.is_err() {
-            self.queued.clear();
+        let dbs = self.chat_dbs();
+        let keyed = items.iter().enumerate().map(|(i, item)| {
+            let chat = match item {
+                LogAppend::Message(m) => m.chat_id,
+                LogAppend::Membership(m) => m.chat_id,
+            };
+            (chat, (i, item))
+        });
+        let mut groups = by_shard(keyed, dbs.len());
+        if let [(shard, group)] = &groups[..] {
+            let items: Vec<&LogAppend> = group.iter().map(|(_, item)| *item).collect();
+            return self.append_in(&dbs[*shard], &items, now_ms);
         }
-        result
+        let mut out: Vec<Option<Result<Appended, StoreError>>> = Vec::new();
+        out.resize_with(items.len(), || None);
+        let mut first_failure = None;
+        let mut committed = false;
+        for (shard, group) in groups.drain(..) {
+            let (indices, items): (Vec<usize>, Vec<&LogAppend>) = group.into_iter().unzip();
+            match self.append_in(&dbs[shard], &items, now_ms) {
+                Ok(results) => {
+                    committed = true;
+                    for (i, result) in indices.into_iter().zip(results) {
+                        out[i] = Some(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, shard, "chat shard commit failed");
+                    for i in indices {
+                        out[i] = Some(Err(e.refusal()));
+                    }
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        match first_failure {
+            Some(e) if !committed => Err(e),
+            _ => Ok(out
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(StoreError::Corrupt("append without a result"))))
+                .collect()),
+        }
     }
 }
 
 impl ChatStore for PgStore {
     fn chat(&self, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
-        self.run(async |c: &mut Conn| members::chat(&*c, chat).await)
+        self.run_on(&self.chat_db(chat).pool, async |c: &mut Conn| {
+            members::chat(&*c, chat).await
+        })
     }
 
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
-        self.run(async |c: &mut Conn| members::chats_of(&*c, user).await)
+        let mut out = Vec::new();
+        for db in self.chat_dbs() {
+            out.extend(self.run_on(&db.pool, async |c: &mut Conn| {
+                members::chats_of(&*c, user).await
+            })?);
+        }
+        out.sort_by_key(|chat| chat.chat_id);
+        Ok(out)
     }
 
     fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
-        self.run(async |c: &mut Conn| members::contacts_of(&*c, user).await)
+        let mut out = Vec::new();
+        for db in self.chat_dbs() {
+            out.extend(self.run_on(&db.pool, async |c: &mut Conn| {
+                members::contacts_of(&*c, user).await
+            })?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 }
 
 impl CursorStore for PgStore {
+    /// The chat databases one after the other, each with what is left of
+    /// the page's entry and byte budgets.
     fn read_log(
         &self,
         device: DeviceAddr,
@@ -386,21 +546,89 @@ impl CursorStore for PgStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Delivery>, bool), StoreError> {
-        self.run(async |c: &mut Conn| cursors::read_log(&*c, device, after, limit, max_bytes).await)
+        let dbs = self.chat_dbs();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (shard, db) in dbs.iter().enumerate() {
+            if out.len() >= limit || bytes > max_bytes {
+                return Ok((out, true));
+            }
+            let after: Vec<(ChatId, u64)> = after
+                .iter()
+                .filter(|(chat, _)| shard_of(chat, dbs.len()) == shard)
+                .copied()
+                .collect();
+            let (room, budget) = (limit - out.len(), max_bytes - bytes);
+            let (page, more) = self.run_on(&db.pool, async |c: &mut Conn| {
+                cursors::read_log(&*c, device, &after, room, budget).await
+            })?;
+            bytes += page.iter().map(cursors::page_bytes).sum::<usize>();
+            out.extend(page);
+            if more {
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
     }
 
+    /// All or none: the cursors of every chat database move in one
+    /// transaction each, committed only once every database accepted its
+    /// cursors.
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
-        self.run(async |c: &mut Conn| cursors::ack_cursors(c, device, cursors).await)?;
-        self.queued.acknowledged(device);
+        let dbs = self.chat_dbs();
+        let groups = by_shard(cursors.iter().map(|c| (c.0, *c)), dbs.len());
+        self.block_on(retrying(async || {
+            let mut conns = Vec::with_capacity(groups.len());
+            for (shard, _) in &groups {
+                conns.push(dbs[*shard].pool.get().await?);
+            }
+            let mut txs = Vec::with_capacity(conns.len());
+            for c in &mut conns {
+                txs.push(c.transaction().await?);
+            }
+            for (tx, (_, moved)) in txs.iter().zip(&groups) {
+                cursors::advance(tx, device, moved).await?;
+            }
+            for tx in txs {
+                tx.commit().await?;
+            }
+            Ok(())
+        }))?;
+        for (shard, _) in &groups {
+            dbs[*shard].queued.acknowledged(device);
+        }
         Ok(())
+    }
+}
+
+impl PoolStats for PgStore {
+    fn pool_status(&self) -> Vec<PoolStatus> {
+        let status = |database: String, pool: &Pool| {
+            let s = pool.status();
+            PoolStatus {
+                database,
+                max: s.max_size,
+                open: s.size,
+                idle: s.available,
+                waiting: s.waiting,
+            }
+        };
+        let shards = self.shards.iter().enumerate();
+        std::iter::once(status("directory".into(), &self.directory))
+            .chain(shards.map(|(i, shard)| status(format!("shard{i}"), &shard.pool)))
+            .collect()
     }
 }
 
 impl RetentionStore for PgStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
-        let deleted =
-            self.run(async |c: &mut Conn| retention::collect_garbage(c, expire_before_ms).await)?;
-        self.queued.clear();
+        let shards: Vec<&Pool> = self.shards.iter().map(|s| &s.pool).collect();
+        let deleted = self.run(async |c: &mut Conn| {
+            retention::collect_garbage(c, &self.directory, &shards, expire_before_ms).await
+        })?;
+        for db in self.chat_dbs() {
+            db.queued.clear();
+        }
         Ok(deleted)
     }
 }

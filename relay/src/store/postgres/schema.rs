@@ -9,6 +9,7 @@
 
 use deadpool_postgres::GenericClient;
 
+use super::shards::{self, Layout};
 use super::{Conn, exec, row};
 use crate::error::StoreError;
 
@@ -142,6 +143,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX blob_charges_by_blob ON blob_charges (blob_id);
     ",
+    // Version 3: the database's place in the store's layout
+    // (super::shards::Layout), one row written on first open.
+    "
+    CREATE TABLE tern_layout (
+        role text NOT NULL,
+        position bigint NOT NULL,
+        shards bigint NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build creates.
@@ -162,8 +172,9 @@ async fn current(c: &impl GenericClient) -> Result<i64, StoreError> {
     })
 }
 
-/// Brings the database to [`SCHEMA_VERSION`].
-pub(super) async fn migrate(c: &mut Conn) -> Result<(), StoreError> {
+/// Brings the database to [`SCHEMA_VERSION`] and checks that it plays the
+/// part `layout` says (recording it on first open).
+pub(super) async fn migrate(c: &mut Conn, layout: Layout) -> Result<(), StoreError> {
     let tx = c.transaction().await?;
     exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     let found = current(&tx).await?;
@@ -185,6 +196,7 @@ pub(super) async fn migrate(c: &mut Conn) -> Result<(), StoreError> {
         .await?;
         tracing::info!(version = version + 1, "PostgreSQL schema migrated");
     }
+    shards::check_layout(&tx, layout).await?;
     tx.commit().await?;
     Ok(())
 }

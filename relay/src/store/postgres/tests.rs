@@ -21,29 +21,38 @@ use crate::store::{DeviceAddr, LogAppend, LogStore, PrekeyStore, RetentionStore,
 fn fresh_database(server: &PostgresServer, queue_quota: u64) -> PgSettings {
     PgSettings {
         url: server.fresh_database().unwrap(),
+        chat_shards: Vec::new(),
         pool_size: 4,
         queue_quota,
     }
 }
 
-/// A store on a database of its own.
-struct PgBackend {
-    /// Keeps the shared server running while this store uses it.
-    _server: Arc<PostgresServer>,
-    settings: PgSettings,
-    store: Option<PgStore>,
+/// A store on databases of its own.
+pub(super) struct PgBackend {
+    /// The servers of its databases, kept running while the store uses
+    /// them.
+    pub(super) servers: Vec<Arc<PostgresServer>>,
+    pub(super) settings: PgSettings,
+    pub(super) store: Option<PgStore>,
+}
+
+impl PgBackend {
+    /// A store opened with `settings` on databases of `servers`.
+    pub(super) fn open(servers: Vec<Arc<PostgresServer>>, settings: PgSettings) -> Self {
+        let store = Some(PgStore::open(&settings).unwrap());
+        Self {
+            servers,
+            settings,
+            store,
+        }
+    }
 }
 
 impl Backend for PgBackend {
     fn fresh(queue_quota: u64) -> Self {
         let server = PostgresServer::shared().unwrap();
         let settings = fresh_database(&server, queue_quota);
-        let store = Some(PgStore::open(&settings).unwrap());
-        Self {
-            _server: server,
-            settings,
-            store,
-        }
+        Self::open(vec![server], settings)
     }
 
     fn store(&self) -> &dyn Store {

@@ -330,6 +330,9 @@ impl CursorStore for SqliteStore {
     }
 }
 
+/// Embedded: no connection pool to a server.
+impl PoolStats for SqliteStore {}
+
 impl RetentionStore for SqliteStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
         let deleted = self.with_conn(|c| retention::collect_garbage(c, expire_before_ms))?;
