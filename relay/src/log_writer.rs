@@ -15,8 +15,10 @@ use std::time::Instant;
 use tern_protocol::wire::EntryKind;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::Cluster;
 use crate::error::RelayError;
 use crate::metrics::Metrics;
+use crate::presence::online_anywhere;
 use crate::push::Pusher;
 use crate::router::{CommittedEntry, Router};
 use crate::service::now_ms;
@@ -44,7 +46,7 @@ impl LogWriter {
         store: Arc<dyn Store>,
         router: Arc<Router>,
         metrics: Arc<Metrics>,
-        pusher: Option<Pusher>,
+        wake: Option<Wake>,
         limits: (usize, usize),
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (queue_len, max_batch) = limits;
@@ -53,7 +55,7 @@ impl LogWriter {
             store,
             router,
             metrics: metrics.clone(),
-            pusher,
+            wake,
         };
         let thread = std::thread::Builder::new()
             .name("tern-log-writer".into())
@@ -82,11 +84,19 @@ impl LogWriter {
     }
 }
 
+/// How the writer wakes recipients that are offline (push notifications).
+pub(crate) struct Wake {
+    /// Sends the notifications.
+    pub(crate) pusher: Pusher,
+    /// In cluster mode, who is online on other nodes (not woken).
+    pub(crate) cluster: Option<Arc<Cluster>>,
+}
+
 struct Writer {
     store: Arc<dyn Store>,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
-    pusher: Option<Pusher>,
+    wake: Option<Wake>,
 }
 
 impl Writer {
@@ -152,14 +162,15 @@ impl Writer {
         if entries.is_empty() {
             return;
         }
-        if let Some(pusher) = &self.pusher {
+        if let Some(wake) = &self.wake {
+            let cluster = wake.cluster.as_deref();
             for entry in entries {
                 for user in entry
                     .recipients
                     .iter()
-                    .filter(|u| !self.router.is_online(u))
+                    .filter(|u| !online_anywhere(&self.router, cluster, u))
                 {
-                    pusher.wake(*user);
+                    wake.pusher.wake(*user);
                 }
             }
         }

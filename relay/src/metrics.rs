@@ -321,7 +321,7 @@ pub(crate) async fn serve(
                     .render(&relay.router, relay.request_pools.used());
                 write_pools(&mut body, &relay.store.pool_status());
                 if let Some(cluster) = &relay.cluster {
-                    cluster.render_metrics(&mut body);
+                    cluster.render_metrics(&mut body, relay.router.sequencer_gaps());
                 }
                 ("200 OK", body)
             } else {

@@ -9,9 +9,9 @@ use tern_protocol::wire::{
     Empty, EphemeralEvent, Presence, SubscribePresence, Typing, ephemeral_event, response,
 };
 
-use crate::cluster::Outgoing;
+use crate::cluster::{Cluster, Outgoing};
 use crate::error::RelayError;
-use crate::router::{Mailbox, Outbound};
+use crate::router::{Mailbox, Outbound, Router};
 use crate::service::{Relay, Session, now_ms};
 
 #[derive(Default)]
@@ -98,15 +98,17 @@ impl PresenceBook {
     }
 }
 
+/// Whether any device of `user` is connected to this node (`router`) or,
+/// in cluster mode, to another node.
+pub(crate) fn online_anywhere(router: &Router, cluster: Option<&Cluster>, user: &UserId) -> bool {
+    router.is_online(user) || cluster.is_some_and(|c| c.online_elsewhere(user))
+}
+
 impl Relay {
     /// Whether any device of `user` is connected, to this node or (in
     /// cluster mode) another.
     pub(crate) fn is_online(&self, user: &UserId) -> bool {
-        self.router.is_online(user)
-            || self
-                .cluster
-                .as_ref()
-                .is_some_and(|c| c.online_elsewhere(user))
+        online_anywhere(&self.router, self.cluster.as_deref(), user)
     }
 
     /// `user`'s first device on this node connected (`online`) or its last

@@ -11,7 +11,7 @@ use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::connection::{self, CLOSE_SHUTDOWN};
 use crate::error::StoreError;
-use crate::log_writer::LogWriter;
+use crate::log_writer::{LogWriter, Wake};
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::router::Router;
@@ -127,11 +127,15 @@ impl Server {
         let (router, cluster) = cluster_parts(&config)?;
         let router = Arc::new(router);
         let metrics = Arc::new(Metrics::default());
-        let pusher = config
+        let wake = config
             .push
             .enabled
             .then(|| Pusher::spawn(store.clone(), &config.push))
-            .transpose()?;
+            .transpose()?
+            .map(|pusher| Wake {
+                pusher,
+                cluster: cluster.as_ref().map(|(state, _)| state.clone()),
+            });
         let metrics_listener = config
             .metrics_listen
             .map(crate::metrics::bind)
@@ -140,7 +144,7 @@ impl Server {
             store.clone(),
             router.clone(),
             metrics.clone(),
-            pusher,
+            wake,
             (
                 config.limits.commit_queue_len,
                 config.limits.max_commit_batch,

@@ -42,6 +42,8 @@ async fn node_with(
         config.cluster.nats_url = nats_url;
         config.cluster.node_id = Some(name);
         config.tls = tls;
+        // Push endpoints of the tests are plain http on 127.0.0.1.
+        config.push.allow_http = true;
     })
     .await
 }
@@ -313,6 +315,52 @@ async fn a_device_links_through_another_node_than_its_account() {
         .send_text(chat, "to both devices".into())
         .unwrap();
     assert_eq!(second.next_message().await.text, "to both devices");
+    n1.stop().await;
+    n2.stop().await;
+}
+
+/// Whether a push wakeup reached `endpoint` (a non-blocking listener).
+fn woken(endpoint: &std::net::TcpListener) -> bool {
+    endpoint.accept().is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_wakes_a_device_only_when_no_node_has_it_online() {
+    let (pg, nats) = services();
+    let n1 = node(&pg, Some(&nats), "n1").await;
+    let n2 = node(&pg, Some(&nats), "n2").await;
+    let (alice, mut bob, chat, _) = pair(&n1, &n2).await;
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    endpoint.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/up/bob", endpoint.local_addr().unwrap());
+    guard(bob.client.set_push_endpoint(Some(url)))
+        .await
+        .unwrap();
+
+    // Bob is online on n2: n1, which commits Alice's messages, wakes no one.
+    for i in 0..5 {
+        alice.send_to(&mut bob, chat, &format!("online {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !woken(&endpoint),
+        "a device online on another node was woken"
+    );
+
+    // Once Bob is offline everywhere, Alice's next messages wake him.
+    drop(bob);
+    guard(async {
+        let mut i = 0;
+        while !woken(&endpoint) {
+            alice
+                .client
+                .send_text(chat, format!("offline {i}"))
+                .unwrap();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     n1.stop().await;
     n2.stop().await;
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::error::RelayError;
 use crate::router::CommittedEntry;
 pub(crate) use nodes::Nodes;
-pub(crate) use sequencer::{Admit, Sequencer};
+pub(crate) use sequencer::{Admit, HOLD, Sequencer};
 
 /// Messages queued for the bus before the oldest are dropped.
 const OUTGOING_QUEUE: usize = 16 * 1024;
@@ -105,8 +105,6 @@ pub(crate) struct BusStats {
     pub(crate) received: AtomicU64,
     /// Messages that could not be published or decoded.
     pub(crate) failed: AtomicU64,
-    /// Entries that reached this node out of order (devices synced).
-    pub(crate) gaps: AtomicU64,
     /// Whether the bus is connected (1) or not (0).
     pub(crate) connected: AtomicU64,
 }
@@ -150,8 +148,9 @@ impl Cluster {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The bus metrics in Prometheus text format.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
+    /// The bus metrics in Prometheus text format; `gaps` is the router's
+    /// count of entries that reached devices through a sync.
+    pub(crate) fn render_metrics(&self, out: &mut String, gaps: u64) {
         use std::fmt::Write as _;
         let s = &self.stats;
         let counters = [
@@ -177,8 +176,8 @@ impl Cluster {
             ),
             (
                 "tern_bus_gaps_total",
-                "Entries from other nodes delivered through a sync instead of the bus.",
-                s.gaps.load(Ordering::Relaxed),
+                "Committed entries whose recipients here synced instead of receiving a push.",
+                gaps,
             ),
         ];
         crate::metrics::write_counters(out, &counters);

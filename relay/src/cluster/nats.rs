@@ -24,7 +24,7 @@ use tern_protocol::cluster::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cluster, Outgoing, codec};
+use super::{Cluster, HOLD, Outgoing, codec};
 use crate::error::RelayError;
 use crate::service::Relay;
 
@@ -87,6 +87,7 @@ pub(crate) fn spawn(
     outgoing: mpsc::Receiver<Outgoing>,
 ) -> Bus {
     let (leave, left) = oneshot::channel();
+    let releasing = tokio::spawn(release_overdue(relay.clone()));
     let task = tokio::spawn(async move {
         let options = async_nats::ConnectOptions::new()
             .name(format!("tern-relay {}", cluster.node_id))
@@ -130,10 +131,22 @@ pub(crate) fn spawn(
         let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
         publishing.abort();
         receiving.abort();
+        releasing.abort();
     });
     Bus {
         leave: Some(leave),
         task,
+    }
+}
+
+/// Every fifth of [`HOLD`]: entries that waited that long for their
+/// predecessors go to their recipients through a sync.
+async fn release_overdue(relay: Arc<Relay>) {
+    let mut every = tokio::time::interval(HOLD / 5);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        relay.router.release_overdue();
     }
 }
 
@@ -231,8 +244,6 @@ fn dispatch(
                 .into_iter()
                 .map(codec::entry)
                 .collect::<Result<Vec<_>, _>>()?;
-            let gaps = entries.iter().filter(|(_, omitted)| *omitted).count();
-            cluster.stats.gaps.fetch_add(gaps as u64, Ordering::Relaxed);
             relay.router.fan_out_remote(&entries);
         }
         DEVICES => {

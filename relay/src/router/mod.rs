@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tern_protocol::cluster::{DeviceNotice, Revoked, device_notice};
@@ -59,7 +60,7 @@ pub(crate) struct CommittedEntry {
     /// Accounts whose online devices receive the entry.
     pub recipients: Vec<UserId>,
     /// When the commit finished (for the delivery latency metric).
-    pub committed_at: std::time::Instant,
+    pub committed_at: Instant,
     /// The encoded delivery frame every device without a ciphertext of its
     /// own receives (sender-key messages, membership entries): identical
     /// for all of them, so it is encoded once, by the first connection
@@ -305,7 +306,22 @@ pub(crate) struct Router {
     budget: Arc<Budget>,
     /// In cluster mode: where what concerns other nodes' devices goes, and
     /// the per-chat order of entries from every node.
-    cluster: Option<(Link, std::sync::Mutex<Sequencer>)>,
+    cluster: Option<Clustering>,
+}
+
+/// A committed entry on its way through the [`Sequencer`], with whether
+/// its notice left the ciphertexts out.
+type Sequenced = (Arc<CommittedEntry>, bool);
+
+/// The cluster part of a router.
+#[derive(Debug)]
+struct Clustering {
+    /// The way to the other nodes.
+    link: Link,
+    /// The per-chat order of entries from every node.
+    sequencer: std::sync::Mutex<Sequencer<Sequenced>>,
+    /// Entries whose recipients synced instead of receiving a push.
+    gaps: AtomicU64,
 }
 
 /// Which of an account's devices an event is for.
@@ -349,15 +365,19 @@ impl Router {
     /// pass a [`Sequencer`].
     pub(crate) fn clustered(max_queued_bytes: usize, link: Link, max_chats: usize) -> Self {
         Self {
-            cluster: Some((link, std::sync::Mutex::new(Sequencer::new(max_chats)))),
+            cluster: Some(Clustering {
+                link,
+                sequencer: std::sync::Mutex::new(Sequencer::new(max_chats)),
+                gaps: AtomicU64::new(0),
+            }),
             ..Self::new(max_queued_bytes)
         }
     }
 
     /// Sends `out` to the other nodes, in cluster mode.
     fn publish(&self, out: impl FnOnce() -> Outgoing) {
-        if let Some((link, _)) = &self.cluster {
-            link.send(out());
+        if let Some(cluster) = &self.cluster {
+            cluster.link.send(out());
         }
     }
 
@@ -487,8 +507,9 @@ impl Router {
         for mailbox in self.read().values().flatten() {
             mailbox.start_lagging();
         }
-        if let Some((_, sequencer)) = &self.cluster {
-            lock(sequencer).forget();
+        if let Some(cluster) = &self.cluster {
+            // Every device syncs: what the sequencer held goes that way too.
+            lock(&cluster.sequencer).forget(&mut Vec::new());
         }
     }
 
@@ -534,21 +555,57 @@ impl Router {
         self.deliver(entries)
     }
 
-    /// Pushes the entries the sequencer admits (all of them on a single
-    /// node); makes the recipients of the others sync. The sequencer stays
+    /// Pushes the entries the sequencer lets out (all of them on a single
+    /// node); makes the recipients of gaps sync. The sequencer stays
     /// locked while pushing, so every chat reaches each mailbox in order.
-    fn deliver(&self, entries: &[(Arc<CommittedEntry>, bool)]) -> usize {
-        let Some((_, sequencer)) = &self.cluster else {
+    fn deliver(&self, entries: &[Sequenced]) -> usize {
+        let Some(cluster) = &self.cluster else {
             let all: Vec<_> = entries.iter().map(|(e, _)| e.clone()).collect();
             return self.push_entries(&all);
         };
-        let mut sequencer = lock(sequencer);
-        let mut admitted = Vec::with_capacity(entries.len());
+        let mut sequencer = lock(&cluster.sequencer);
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(entries.len());
         for (entry, omitted) in entries {
-            match sequencer.admit(entry.chat_id, entry.seq) {
-                Admit::Duplicate => {}
-                Admit::Push if !omitted => admitted.push(entry.clone()),
-                Admit::Push | Admit::Gap => {
+            let item = (entry.clone(), *omitted);
+            sequencer.admit(entry.chat_id, entry.seq, item, now, &mut out);
+        }
+        self.release(cluster, out)
+    }
+
+    /// Gives up on entries that waited too long for their predecessors:
+    /// their recipients sync. The cluster bus runs it every few
+    /// milliseconds.
+    pub(crate) fn release_overdue(&self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let mut sequencer = lock(&cluster.sequencer);
+        if sequencer.holds_any() {
+            let mut out = Vec::new();
+            sequencer.release_overdue(Instant::now(), &mut out);
+            self.release(cluster, out);
+        }
+    }
+
+    /// Entries whose recipients synced instead of receiving a push (cluster
+    /// mode).
+    pub(crate) fn sequencer_gaps(&self) -> u64 {
+        self.cluster
+            .as_ref()
+            .map_or(0, |c| c.gaps.load(Ordering::Relaxed))
+    }
+
+    /// Pushes what the sequencer let out, in order, and makes the
+    /// recipients of gaps (and of entries whose notice left the
+    /// ciphertexts out) sync. Called with the sequencer locked.
+    fn release(&self, cluster: &Clustering, out: Vec<Admit<Sequenced>>) -> usize {
+        let mut admitted = Vec::with_capacity(out.len());
+        for verdict in out {
+            match verdict {
+                Admit::Push((entry, false)) => admitted.push(entry),
+                Admit::Push((entry, true)) | Admit::Gap((entry, _)) => {
+                    cluster.gaps.fetch_add(1, Ordering::Relaxed);
                     for user in &entry.recipients {
                         self.force_sync(user);
                     }

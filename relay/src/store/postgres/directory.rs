@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tern_protocol::{ChatId, UserId};
+use tokio_postgres::Row;
 
 use super::members::ChatDevices;
 use super::{chat_id, get, get_u32, row, rows, user_id};
@@ -40,20 +41,35 @@ impl Directory<'_> {
         tx: &impl GenericClient,
         chats: &[&[u8]],
     ) -> Result<HashMap<ChatId, ChatDevices>, StoreError> {
-        let found = match self {
+        let found = rows(tx, self.members_sql(), &[&chats]).await?;
+        self.member_devices_from(&found).await
+    }
+
+    /// The query of the members of chats `$1`, in the chat database: with
+    /// their devices when they are in the same database.
+    pub(super) fn members_sql(self) -> &'static str {
+        match self {
             Self::Same => {
-                let sql = "SELECT m.chat_id, d.user_id, d.device_id
-                           FROM chat_members m JOIN devices d ON d.user_id = m.user_id
-                           WHERE m.chat_id = ANY($1)";
-                rows(tx, sql, &[&chats])
-                    .await?
-                    .iter()
-                    .map(|r| Ok((chat_id(get(r, 0)?)?, device(r, 1)?)))
-                    .collect::<Result<Vec<_>, StoreError>>()?
+                "SELECT m.chat_id, d.user_id, d.device_id
+                 FROM chat_members m JOIN devices d ON d.user_id = m.user_id
+                 WHERE m.chat_id = ANY($1)"
             }
+            Self::Apart(_) => "SELECT chat_id, user_id FROM chat_members WHERE chat_id = ANY($1)",
+        }
+    }
+
+    /// The member devices per chat from the rows of [`Self::members_sql`]
+    /// (reading the devices from the directory when it is apart).
+    pub(super) async fn member_devices_from(
+        self,
+        members: &[Row],
+    ) -> Result<HashMap<ChatId, ChatDevices>, StoreError> {
+        let found = match self {
+            Self::Same => members
+                .iter()
+                .map(|r| Ok((chat_id(get(r, 0)?)?, device(r, 1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?,
             Self::Apart(pool) => {
-                let sql = "SELECT chat_id, user_id FROM chat_members WHERE chat_id = ANY($1)";
-                let members = rows(tx, sql, &[&chats]).await?;
                 let mut users: Vec<&[u8]> = members
                     .iter()
                     .map(|r| get(r, 1))
@@ -65,7 +81,7 @@ impl Directory<'_> {
                     by_user.entry(d.user).or_default().push(d);
                 }
                 let mut found = Vec::new();
-                for r in &members {
+                for r in members {
                     let (chat, user) = (chat_id(get(r, 0)?)?, user_id(get(r, 1)?)?);
                     let theirs = by_user.get(&user).into_iter().flatten();
                     found.extend(theirs.map(|d| (chat, *d)));
@@ -119,7 +135,7 @@ pub(super) async fn devices_of(
 }
 
 /// The device in columns `at` (user) and `at + 1` (device id) of `r`.
-fn device(r: &tokio_postgres::Row, at: usize) -> Result<DeviceAddr, StoreError> {
+fn device(r: &Row, at: usize) -> Result<DeviceAddr, StoreError> {
     Ok(DeviceAddr {
         user: user_id(get(r, at)?)?,
         device: get_u32(r, at + 1)?,

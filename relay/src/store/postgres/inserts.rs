@@ -10,7 +10,10 @@ use deadpool_postgres::GenericClient;
 use tern_protocol::wire::EntryKind;
 use tern_protocol::{ChatId, ClientMessageId, UserId};
 
-use super::{big, exec, get, get_u64, rows, user_id};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{big, exec, get, get_u64, user_id};
 use crate::error::StoreError;
 use crate::store::{Appended, LogAppend, MessageAppend, ciphertexts};
 
@@ -55,7 +58,10 @@ impl<'a> Pending<'a> {
         }
         let kinds = vec![EntryKind::Message as i16; chats.len()];
         let times = vec![big(now); chats.len()];
-        let inserted = exec(
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &chats, &seqs, &kinds, &senders, &devices, &ids, &times, &commons, &inlines,
+        ];
+        let log = exec(
             tx,
             "INSERT INTO log (chat_id, seq, kind, sender_user, sender_device, client_message_id,
                               server_time_ms, common_ciphertext, ciphertexts)
@@ -63,15 +69,14 @@ impl<'a> Pending<'a> {
                                   $6::bytea[], $7::int8[], $8::bytea[], $9::bytea[])
              ON CONFLICT (client_message_id, sender_user) WHERE client_message_id IS NOT NULL
              DO NOTHING",
-            &[
-                &chats, &seqs, &kinds, &senders, &devices, &ids, &times, &commons, &inlines,
-            ],
-        )
-        .await?;
+            &params,
+        );
+        // Both inserts in one round trip; should the first conflict, the
+        // caller rolls the transaction back.
+        let (inserted, ()) = tokio::try_join!(log, self.flush_spilled(tx))?;
         if inserted != chats.len() as u64 {
             return Ok(false);
         }
-        self.flush_spilled(tx).await?;
         self.log.clear();
         Ok(true)
     }
@@ -103,30 +108,26 @@ impl<'a> Pending<'a> {
     }
 }
 
-/// The messages of `items` already stored (by any node, in any earlier
-/// transaction), by sender and client message id.
-pub(super) async fn already_sent(
-    tx: &impl GenericClient,
-    items: &[&LogAppend],
-) -> Result<HashMap<SentKey, Appended>, StoreError> {
-    let (mut ids, mut senders) = (vec![], vec![]);
-    for item in items {
-        if let LogAppend::Message(m) = *item {
-            ids.push(&m.client_message_id.0[..]);
-            senders.push(&m.sender.user.0[..]);
-        }
-    }
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let found = rows(
-        tx,
-        "SELECT l.sender_user, l.client_message_id, l.seq, l.server_time_ms
-         FROM unnest($1::bytea[], $2::bytea[]) AS k(id, sender)
-         JOIN log l ON l.client_message_id = k.id AND l.sender_user = k.sender",
-        &[&ids, &senders],
-    )
-    .await?;
+/// The messages of a batch already stored (by any node, in any earlier
+/// transaction): `$1` their client message ids, `$2` their senders
+/// ([`sent_keys`]); read back with [`originals`].
+pub(super) const SENT: &str = "SELECT l.sender_user, l.client_message_id, l.seq, l.server_time_ms
+     FROM unnest($1::bytea[], $2::bytea[]) AS k(id, sender)
+     JOIN log l ON l.client_message_id = k.id AND l.sender_user = k.sender";
+
+/// The parameters of [`SENT`] for the messages of `items`.
+pub(super) fn sent_keys<'a>(items: &[&'a LogAppend]) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+    items
+        .iter()
+        .filter_map(|item| match *item {
+            LogAppend::Message(m) => Some((&m.client_message_id.0[..], &m.sender.user.0[..])),
+            LogAppend::Membership(_) => None,
+        })
+        .unzip()
+}
+
+/// The originals [`SENT`] found, by sender and client message id.
+pub(super) fn originals(found: &[Row]) -> Result<HashMap<SentKey, Appended>, StoreError> {
     found
         .iter()
         .map(|r| {

@@ -9,11 +9,13 @@
 //! first write, so a rejected item leaves nothing behind and the rest of
 //! its batch commits.
 //!
-//! Round trips, not rows, are what a batch costs on a network database, so
-//! the batch reads what it needs in a few statements (the locked chats,
-//! their member devices, which of its messages were sent before) and writes
-//! its messages with one multi-row insert ([`super::inserts`]); only
-//! membership changes go one by one.
+//! Round trips, not rows, are what a batch costs on a network database, and
+//! the chats stay locked for all but the first, so a batch of messages
+//! takes four, whatever its size: `BEGIN`; the lock and the batch's reads
+//! (which of its messages were sent before, the member devices of its
+//! chats), pipelined; its rows (one multi-row insert per table,
+//! [`super::inserts`]) and the chats' new last seqs, pipelined; `COMMIT`.
+//! Only membership changes go one statement at a time.
 
 use std::collections::HashMap;
 
@@ -24,7 +26,7 @@ use tern_protocol::{ChatId, UserId};
 use super::directory::Directory;
 use super::inserts::{self, Pending, SentKey};
 use super::members::{self, ChatDevices};
-use super::{Conn, big, chat_id, exec, get, get_u64, rows};
+use super::{Conn, big, chat_id, exec, get, get_u64};
 use crate::error::{RelayError, StoreError};
 use crate::store::quota::QueuedBytes;
 use crate::store::{
@@ -118,15 +120,16 @@ async fn try_batch<'a>(
     now: u64,
 ) -> Result<Result<Vec<Result<Appended, StoreError>>, Conflicted>, StoreError> {
     let tx = c.transaction().await?;
+    let (chats, sent, devices) = open(&tx, directory, items).await?;
     let mut batch = Batch {
         directory,
-        chats: lock_chats(&tx, items).await?,
+        chats,
         quota,
         now,
-        sent: inserts::already_sent(&tx, items).await?,
+        sent,
         pending: Pending::default(),
     };
-    batch.load_member_devices(&tx, items).await?;
+    batch.set_member_devices(devices);
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let result = match *item {
@@ -144,69 +147,71 @@ async fn try_batch<'a>(
             Ok(a) => out.push(Ok(a)),
         }
     }
-    if !batch.pending.flush(&tx, now).await? {
-        return Ok(Err(Conflicted));
-    }
     let last: Vec<(ChatId, u64)> = batch
         .chats
         .iter()
         .filter(|(_, l)| l.appended)
         .map(|(id, l)| (*id, l.last_seq))
         .collect();
-    inserts::store_last_seqs(&tx, &last).await?;
+    // The rows and the chats' new last seqs in one round trip; a conflict
+    // rolls both back.
+    let written = tokio::try_join!(
+        batch.pending.flush(&tx, now),
+        inserts::store_last_seqs(&tx, &last)
+    )?;
+    if !written.0 {
+        return Ok(Err(Conflicted));
+    }
     tx.commit().await?;
     Ok(Ok(out))
 }
 
 impl Batch<'_> {
-    /// Loads the member devices of every locked chat a message goes to.
-    async fn load_member_devices(
-        &mut self,
-        tx: &impl GenericClient,
-        items: &[&LogAppend],
-    ) -> Result<(), StoreError> {
-        let mut ids: Vec<&[u8]> = items
-            .iter()
-            .filter_map(|item| match *item {
-                LogAppend::Message(m) if self.chats.contains_key(&m.chat_id) => {
-                    Some(&m.chat_id.0[..])
-                }
-                _ => None,
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut found = self.directory.member_devices(tx, &ids).await?;
+    /// Gives every locked chat its member devices (none for a chat without
+    /// messages in the batch, or without members).
+    fn set_member_devices(&mut self, mut found: HashMap<ChatId, ChatDevices>) {
         for (id, locked) in &mut self.chats {
             let devices = found.remove(id).unwrap_or_else(ChatDevices::none);
             locked.devices = Some(devices);
         }
-        Ok(())
     }
 }
 
-/// Locks the rows of the chats `items` touch, in id order.
-async fn lock_chats(
+/// Locks chats `$1`, in id order.
+const LOCK: &str = "SELECT chat_id, kind, last_seq FROM chats WHERE chat_id = ANY($1)
+                    ORDER BY chat_id FOR UPDATE";
+
+/// Opens a batch in one round trip: locks the chats it touches, then reads
+/// which of its messages were sent before and the member devices of the
+/// chats its messages go to. The three are pipelined in that order — their
+/// statements prepared first, so that none is sent before the lock — and
+/// PostgreSQL runs them in order: the reads see every transaction that
+/// committed before the locks were granted.
+async fn open(
     tx: &impl GenericClient,
+    directory: Directory<'_>,
     items: &[&LogAppend],
-) -> Result<HashMap<ChatId, Locked>, StoreError> {
-    let mut ids: Vec<&[u8]> = items
-        .iter()
-        .map(|item| match *item {
-            LogAppend::Message(m) => &m.chat_id.0[..],
-            LogAppend::Membership(m) => &m.chat_id.0[..],
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let locked = rows(
-        tx,
-        "SELECT chat_id, kind, last_seq FROM chats WHERE chat_id = ANY($1)
-         ORDER BY chat_id FOR UPDATE",
-        &[&ids],
+) -> Result<
+    (
+        HashMap<ChatId, Locked>,
+        HashMap<SentKey, Appended>,
+        HashMap<ChatId, ChatDevices>,
+    ),
+    StoreError,
+> {
+    let lock = tx.prepare_cached(LOCK).await?;
+    let sent = tx.prepare_cached(inserts::SENT).await?;
+    let members = tx.prepare_cached(directory.members_sql()).await?;
+    let touched = chat_ids(items, |_| true);
+    let (ids, senders) = inserts::sent_keys(items);
+    let messaged = chat_ids(items, |item| matches!(item, LogAppend::Message(_)));
+    let (locked, sent, members) = futures_util::future::try_join3(
+        tx.query(&lock, &[&touched]),
+        tx.query(&sent, &[&ids, &senders]),
+        tx.query(&members, &[&messaged]),
     )
     .await?;
-    locked
+    let locked = locked
         .iter()
         .map(|r| {
             let locked = Locked {
@@ -217,7 +222,24 @@ async fn lock_chats(
             };
             Ok((chat_id(get(r, 0)?)?, locked))
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    let sent = inserts::originals(&sent)?;
+    Ok((locked, sent, directory.member_devices_from(&members).await?))
+}
+
+/// The chats of the `items` that `pick` selects, sorted, once each.
+fn chat_ids<'a>(items: &[&'a LogAppend], pick: impl Fn(&LogAppend) -> bool) -> Vec<&'a [u8]> {
+    let mut ids: Vec<&[u8]> = items
+        .iter()
+        .filter(|item| pick(item))
+        .map(|item| match *item {
+            LogAppend::Message(m) => &m.chat_id.0[..],
+            LogAppend::Membership(m) => &m.chat_id.0[..],
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A stored chat kind.
