@@ -24,7 +24,7 @@ mod accounts;
 mod auth;
 mod blobs;
 mod chats;
-mod cluster;
+pub mod cluster;
 mod config;
 mod connection;
 mod delivery;

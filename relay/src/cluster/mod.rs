@@ -11,7 +11,7 @@
 //!
 //! [`Sequencer`] and [`Nodes`] are sans-IO; [`nats`] is the async shell.
 
-pub(crate) mod codec;
+pub mod codec;
 pub(crate) mod nats;
 mod nodes;
 mod sequencer;

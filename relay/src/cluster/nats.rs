@@ -19,19 +19,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use prost::Message as _;
 use tern_protocol::UserId;
-use tern_protocol::cluster::{
-    DeviceNotice, EntriesNotice, Heartbeat, PresenceChange, PresenceSnapshot,
-};
+use tern_protocol::cluster::{Heartbeat, PresenceChange, PresenceSnapshot};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cluster, HOLD, Outgoing, codec};
+use super::codec::{self, BusError, BusMessage, DEVICES, ENTRIES, HEARTBEAT, PRESENCE};
+use super::{Cluster, HOLD, Outgoing};
 use crate::error::RelayError;
 use crate::service::Relay;
 
-const ENTRIES: &str = "tern.entries";
-const DEVICES: &str = "tern.devices";
-const PRESENCE: &str = "tern.presence";
-const HEARTBEAT: &str = "tern.heartbeat";
 const SNAPSHOT: &str = "tern.snapshot";
 /// How often a node beats, expires silent nodes and (while NATS is
 /// unreachable) makes its devices sync.
@@ -215,15 +210,7 @@ async fn receive(
     }
 }
 
-/// A bus message that could not be used.
-#[derive(Debug, thiserror::Error)]
-enum BusError {
-    #[error("undecodable: {0}")]
-    Decode(#[from] prost::DecodeError),
-    #[error("invalid: {0}")]
-    Invalid(#[from] tern_protocol::ProtocolError),
-}
-
+/// Acts on a message of another node.
 fn dispatch(
     subject: &str,
     payload: Bytes,
@@ -231,51 +218,28 @@ fn dispatch(
     cluster: &Arc<Cluster>,
     client: &async_nats::Client,
 ) -> Result<(), BusError> {
-    let own = |node_id: &str| node_id == cluster.node_id;
-    match subject {
-        ENTRIES => {
-            let notice = EntriesNotice::decode(payload)?;
-            if own(&notice.node_id) {
-                return Ok(());
-            }
-            count(cluster);
-            let entries = notice
-                .entries
-                .into_iter()
-                .map(codec::entry)
-                .collect::<Result<Vec<_>, _>>()?;
-            relay.router.fan_out_remote(&entries);
+    match codec::decode(subject, payload, &cluster.node_id)? {
+        BusMessage::Ignored => return Ok(()),
+        BusMessage::Entries(entries) => {
+            relay.router.fan_out_remote(&entries.0);
         }
-        DEVICES => {
-            let notice = DeviceNotice::decode(payload)?;
-            if !own(&notice.node_id) {
-                count(cluster);
-                relay.router.deliver_device_notice(notice)?;
+        BusMessage::Device(notice) => relay.router.deliver_device_notice(*notice)?,
+        BusMessage::Presence {
+            node_id,
+            user,
+            online,
+        } => {
+            let before = relay.is_online(&user);
+            cluster
+                .lock()
+                .changed(&node_id, user, online, Instant::now());
+            if relay.is_online(&user) != before {
+                relay.remote_presence_changed(&[user]);
             }
         }
-        PRESENCE => {
-            let change = PresenceChange::decode(payload)?;
-            if !own(&change.node_id) {
-                count(cluster);
-                let user = UserId::from_slice("PresenceChange.user_id", &change.user_id)?;
-                let before = relay.is_online(&user);
-                cluster
-                    .lock()
-                    .changed(&change.node_id, user, change.online, Instant::now());
-                if relay.is_online(&user) != before {
-                    relay.remote_presence_changed(&[user]);
-                }
-            }
-        }
-        HEARTBEAT => {
-            let beat = Heartbeat::decode(payload)?;
-            if !own(&beat.node_id) {
-                count(cluster);
-                heard(relay, cluster, client, beat);
-            }
-        }
-        _ => {}
+        BusMessage::Heartbeat(beat) => heard(relay, cluster, client, beat),
     }
+    count(cluster);
     Ok(())
 }
 
