@@ -25,24 +25,6 @@ fn blob(len: usize) -> (Vec<u8>, [u8; 32]) {
     (data, id)
 }
 
-fn frame(body: client_frame::Body) -> Vec<u8> {
-    tern_protocol::encode_frame(&ClientFrame { body: Some(body) })
-        .unwrap()
-        .to_vec()
-}
-
-async fn response(recv: &mut RecvStream, dec: &mut FrameDecoder) -> response::Kind {
-    match guard(read(recv, dec)).await {
-        Some(ServerFrame {
-            body:
-                Some(server_frame::Body::Response(Response {
-                    kind: Some(kind), ..
-                })),
-        }) => kind,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
 /// Starts an upload; returns the streams and the resume point.
 async fn start(
     conn: &Connection,
@@ -58,9 +40,9 @@ async fn start(
         kind: Some(start),
         request_id: 0,
     });
-    send.write_all(&frame(req)).await.unwrap();
+    send.write_all(&client_frame_bytes(req)).await.unwrap();
     let mut dec = FrameDecoder::new();
-    let first = response(&mut recv, &mut dec).await;
+    let first = next_response(&mut recv, &mut dec).await;
     (send, recv, dec, first)
 }
 
@@ -72,36 +54,9 @@ async fn chunks(send: &mut SendStream, data: &[u8], from: usize, to: usize) {
             offset: offset as u64,
             data: data[offset..end].to_vec().into(),
         });
-        send.write_all(&frame(chunk)).await.unwrap();
+        send.write_all(&client_frame_bytes(chunk)).await.unwrap();
         offset = end;
     }
-}
-
-async fn download(c: &RawClient, id: [u8; 32], offset: u64) -> Vec<u8> {
-    let (mut send, mut recv) = c.conn.open_bi().await.unwrap();
-    let req = client_frame::Body::Request(Request {
-        kind: Some(request::Kind::BlobDownload(BlobDownload {
-            blob_id: id.to_vec().into(),
-            offset,
-        })),
-        request_id: 0,
-    });
-    send.write_all(&frame(req)).await.unwrap();
-    send.finish().unwrap();
-    let mut dec = FrameDecoder::new();
-    let response::Kind::BlobInfo(info) = response(&mut recv, &mut dec).await else {
-        panic!("expected BlobInfo")
-    };
-    let mut out = Vec::new();
-    while let Some(f) = guard(read(&mut recv, &mut dec)).await {
-        let Some(server_frame::Body::BlobChunk(chunk)) = f.body else {
-            panic!("expected a chunk")
-        };
-        assert_eq!(chunk.offset, offset + out.len() as u64);
-        out.extend_from_slice(&chunk.data);
-    }
-    assert_eq!(info.size, offset + out.len() as u64);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +74,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     assert_eq!((s.received, s.complete), (0, false));
     chunks(&mut send, &data, 0, 2 * CHUNK).await;
     send.finish().unwrap();
-    let response::Kind::Error(e) = response(&mut recv, &mut dec).await else {
+    let response::Kind::Error(e) = next_response(&mut recv, &mut dec).await else {
         panic!("an incomplete upload must not complete")
     };
     assert_eq!(code(&e), ErrorCode::BadRequest);
@@ -137,7 +92,7 @@ async fn upload_resumes_after_a_dropped_connection() {
     );
     chunks(&mut send, &data, 2 * CHUNK, data.len()).await;
     send.finish().unwrap();
-    let response::Kind::BlobUploadStatus(s) = response(&mut recv, &mut dec).await else {
+    let response::Kind::BlobUploadStatus(s) = next_response(&mut recv, &mut dec).await else {
         panic!("expected the final status")
     };
     assert!(s.complete);
@@ -145,8 +100,8 @@ async fn upload_resumes_after_a_dropped_connection() {
     let bob = RawClient::register(at, &Account::new("bob", 1))
         .await
         .unwrap();
-    assert_eq!(download(&bob, id, 0).await, data);
-    assert_eq!(download(&bob, id, 1000).await, data[1000..]);
+    assert_eq!(download_blob(&bob.conn, id, 0).await, data);
+    assert_eq!(download_blob(&bob.conn, id, 1000).await, data[1000..]);
     // Uploading it again completes at once.
     let (_s, _r, _d, again) = start(&bob.conn, id, data.len()).await;
     let response::Kind::BlobUploadStatus(s) = again else {
@@ -171,7 +126,7 @@ async fn an_upload_in_progress_belongs_to_its_device() {
     let (mut send, mut recv, mut dec, _) = start(&a.conn, id, data.len()).await;
     chunks(&mut send, &data, 0, CHUNK).await;
     send.finish().unwrap();
-    response(&mut recv, &mut dec).await;
+    next_response(&mut recv, &mut dec).await;
     a.conn.close(0u32.into(), b"dropped");
 
     // Mallory, who learned the id, starts an upload of it: he does not see
@@ -183,7 +138,7 @@ async fn an_upload_in_progress_belongs_to_its_device() {
     assert_eq!(s.received, 0, "another device's progress is not shown");
     chunks(&mut send, &vec![7u8; data.len()], 0, data.len()).await;
     send.finish().unwrap();
-    let response::Kind::Error(e) = response(&mut recv, &mut dec).await else {
+    let response::Kind::Error(e) = next_response(&mut recv, &mut dec).await else {
         panic!("a wrong ciphertext must not complete")
     };
     assert_eq!(code(&e), ErrorCode::BadRequest);
@@ -197,11 +152,11 @@ async fn an_upload_in_progress_belongs_to_its_device() {
     assert_eq!(s.received, CHUNK as u64);
     chunks(&mut send, &data, CHUNK, data.len()).await;
     send.finish().unwrap();
-    let response::Kind::BlobUploadStatus(s) = response(&mut recv, &mut dec).await else {
+    let response::Kind::BlobUploadStatus(s) = next_response(&mut recv, &mut dec).await else {
         panic!("expected the final status")
     };
     assert!(s.complete);
-    assert_eq!(download(&mallory, id, 0).await, data);
+    assert_eq!(download_blob(&mallory.conn, id, 0).await, data);
     relay.stop().await;
 }
 
@@ -217,7 +172,7 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
     let (mut send, mut recv, mut dec, _) = start(&a.conn, wrong, data.len()).await;
     chunks(&mut send, &data, 0, data.len()).await;
     send.finish().unwrap();
-    let response::Kind::Error(e) = response(&mut recv, &mut dec).await else {
+    let response::Kind::Error(e) = next_response(&mut recv, &mut dec).await else {
         panic!("a hash mismatch must fail")
     };
     assert_eq!(code(&e), ErrorCode::BadRequest);
@@ -236,9 +191,9 @@ async fn wrong_hash_oversize_and_unknown_blobs_are_refused() {
         })),
         request_id: 0,
     });
-    send.write_all(&frame(req)).await.unwrap();
+    send.write_all(&client_frame_bytes(req)).await.unwrap();
     send.finish().unwrap();
-    let response::Kind::Error(e) = response(&mut recv, &mut FrameDecoder::new()).await else {
+    let response::Kind::Error(e) = next_response(&mut recv, &mut FrameDecoder::new()).await else {
         panic!("expected an error")
     };
     assert_eq!(code(&e), ErrorCode::NotFound);
@@ -253,7 +208,7 @@ async fn upload(conn: &Connection, data: &[u8], id: [u8; 32]) -> response::Kind 
     }
     chunks(&mut send, data, 0, data.len()).await;
     send.finish().unwrap();
-    response(&mut recv, &mut dec).await
+    next_response(&mut recv, &mut dec).await
 }
 
 fn quota_exceeded(kind: response::Kind) -> bool {

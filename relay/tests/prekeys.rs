@@ -8,32 +8,6 @@ use tern_protocol::wire::*;
 use tern_testkit::raw::*;
 use tern_testkit::{Account, TestRelay, guard, random};
 
-fn kem(id: u32) -> KemPrekey {
-    KemPrekey {
-        id,
-        public_key: vec![id as u8; tern_protocol::limits::KEM_PUBLIC_KEY_LEN].into(),
-        signature: vec![1; 64].into(),
-    }
-}
-
-fn upload(one_time: std::ops::Range<u32>, kem_one_time: std::ops::Range<u32>) -> request::Kind {
-    request::Kind::UploadPrekeys(UploadPrekeys {
-        signed_prekey: Some(SignedPrekey {
-            id: 1,
-            public_key: vec![5; 32].into(),
-            signature: vec![6; 64].into(),
-        }),
-        one_time_prekeys: one_time
-            .map(|id| OneTimePrekey {
-                id,
-                public_key: vec![id as u8; 32].into(),
-            })
-            .collect(),
-        last_resort_kem_prekey: Some(kem(9999)),
-        one_time_kem_prekeys: kem_one_time.map(kem).collect(),
-    })
-}
-
 fn fetch(user: [u8; 16]) -> request::Kind {
     request::Kind::FetchBundles(FetchBundles {
         user_id: user.to_vec().into(),
@@ -52,7 +26,7 @@ async fn concurrent_fetches_never_hand_out_a_one_time_key_twice() {
     let at = &relay.address();
     let alice = Account::new("alice", 1);
     let mut a = RawClient::register(at, &alice).await.unwrap();
-    let stock = a.ok(upload(0..40, 0..10)).await;
+    let stock = a.ok(upload_prekeys(0..40, 0..10)).await;
     let response::Kind::PrekeyStock(stock) = stock else {
         panic!("expected stock")
     };
@@ -148,7 +122,7 @@ async fn a_stranger_cannot_drain_one_time_prekeys_and_contacts_still_get_them() 
     let at = &relay.address();
     let alice = Account::new("alice", 1);
     let a = RawClient::register(at, &alice).await.unwrap();
-    a.ok(upload(0..99, 0..99)).await;
+    a.ok(upload_prekeys(0..99, 0..99)).await;
     let mallory = RawClient::register(at, &Account::new("mallory", 1))
         .await
         .unwrap();
@@ -181,7 +155,7 @@ async fn a_stranger_cannot_drain_one_time_prekeys_and_contacts_still_get_them() 
     };
     assert_eq!(one_time_ids(&b.bundles).len(), 1);
     assert!(!b.bundles[0].kem_prekey_is_last_resort);
-    let response::Kind::PrekeyStock(stock) = a.ok(upload(0..0, 0..0)).await else {
+    let response::Kind::PrekeyStock(stock) = a.ok(upload_prekeys(0..0, 0..0)).await else {
         panic!("expected stock")
     };
     assert_eq!(stock.one_time_prekeys, 99 - burst as u32 - 1);

@@ -10,7 +10,7 @@ mod fixture;
 use std::path::Path;
 use std::time::Instant;
 
-use fixture::{download, observe, single_relay, upload};
+use fixture::{observe, single_relay, upload};
 use tern_protocol::wire::*;
 use tern_relay::store::postgres::PgSettings;
 use tern_relay::store::transfer::{ImportCounts, TransferError, import_sqlite};
@@ -191,7 +191,7 @@ async fn a_single_relay_moves_to_postgres_whole() {
     assert_eq!(seqs, vec![9], "no gap, no second copy of the resend");
 
     // The blob downloads identical; the unfinished upload starts over.
-    assert_eq!(download(&b, f.blob.1).await, f.blob.0);
+    assert_eq!(download_blob(&b.conn, f.blob.1, 0).await, f.blob.0);
     let (first, _) = upload(&b.conn, &f.partial, 0).await;
     let response::Kind::BlobUploadStatus(status) = first else {
         panic!("expected a status, got {first:?}")

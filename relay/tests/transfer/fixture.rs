@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use tern_protocol::FrameDecoder;
 use tern_protocol::wire::*;
 use tern_testkit::raw::*;
-use tern_testkit::{Account, TestRelay, guard, random};
+use tern_testkit::{Account, TestRelay, random};
 /// Bytes per upload chunk.
 const CHUNK: usize = 256 * 1024;
 
@@ -44,24 +44,6 @@ fn blob(len: usize, salt: u8) -> (Vec<u8>, [u8; 32]) {
     (data, id)
 }
 
-fn frame(body: client_frame::Body) -> Vec<u8> {
-    tern_protocol::encode_frame(&ClientFrame { body: Some(body) })
-        .unwrap()
-        .to_vec()
-}
-
-async fn response(recv: &mut RecvStream, dec: &mut FrameDecoder) -> response::Kind {
-    match guard(read(recv, dec)).await {
-        Some(ServerFrame {
-            body:
-                Some(server_frame::Body::Response(Response {
-                    kind: Some(kind), ..
-                })),
-        }) => kind,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
 /// Starts an upload of `data`, sends its first `len` bytes and finishes
 /// the stream; returns the first status and the last answer.
 pub(crate) async fn upload(
@@ -78,9 +60,9 @@ pub(crate) async fn upload(
         kind: Some(start),
         request_id: 0,
     });
-    send.write_all(&frame(req)).await.unwrap();
+    send.write_all(&client_frame_bytes(req)).await.unwrap();
     let mut dec = FrameDecoder::new();
-    let first = response(&mut recv, &mut dec).await;
+    let first = next_response(&mut recv, &mut dec).await;
     let mut offset = 0;
     while offset < len {
         let end = (offset + CHUNK).min(len);
@@ -88,62 +70,12 @@ pub(crate) async fn upload(
             offset: offset as u64,
             data: data[offset..end].to_vec().into(),
         });
-        send.write_all(&frame(chunk)).await.unwrap();
+        send.write_all(&client_frame_bytes(chunk)).await.unwrap();
         offset = end;
     }
     send.finish().unwrap();
-    let last = response(&mut recv, &mut dec).await;
+    let last = next_response(&mut recv, &mut dec).await;
     (first, last)
-}
-
-pub(crate) async fn download(c: &RawClient, id: [u8; 32]) -> Vec<u8> {
-    let (mut send, mut recv) = c.conn.open_bi().await.unwrap();
-    let req = client_frame::Body::Request(Request {
-        kind: Some(request::Kind::BlobDownload(BlobDownload {
-            blob_id: id.to_vec().into(),
-            offset: 0,
-        })),
-        request_id: 0,
-    });
-    send.write_all(&frame(req)).await.unwrap();
-    send.finish().unwrap();
-    let mut dec = FrameDecoder::new();
-    let response::Kind::BlobInfo(info) = response(&mut recv, &mut dec).await else {
-        panic!("expected BlobInfo")
-    };
-    let mut out = Vec::new();
-    while let Some(f) = guard(read(&mut recv, &mut dec)).await {
-        let Some(server_frame::Body::BlobChunk(chunk)) = f.body else {
-            panic!("expected a chunk")
-        };
-        assert_eq!(chunk.offset, out.len() as u64);
-        out.extend_from_slice(&chunk.data);
-    }
-    assert_eq!(info.size, out.len() as u64);
-    out
-}
-
-fn prekeys(one_time: std::ops::Range<u32>, kem: std::ops::Range<u32>) -> request::Kind {
-    let kem_key = |id: u32| KemPrekey {
-        id,
-        public_key: vec![id as u8; tern_protocol::limits::KEM_PUBLIC_KEY_LEN].into(),
-        signature: vec![1; 64].into(),
-    };
-    request::Kind::UploadPrekeys(UploadPrekeys {
-        signed_prekey: Some(SignedPrekey {
-            id: 1,
-            public_key: vec![5; 32].into(),
-            signature: vec![6; 64].into(),
-        }),
-        one_time_prekeys: one_time
-            .map(|id| OneTimePrekey {
-                id,
-                public_key: vec![id as u8; 32].into(),
-            })
-            .collect(),
-        last_resort_kem_prekey: Some(kem_key(9999)),
-        one_time_kem_prekeys: kem.map(kem_key).collect(),
-    })
 }
 
 fn change(chat: [u8; 16], promote: &[[u8; 16]]) -> request::Kind {
@@ -235,8 +167,8 @@ pub(crate) async fn single_relay() -> Fixture {
         url: "https://push.example/up/alice-1".into(),
     }))
     .await;
-    a1.ok(prekeys(0..20, 0..5)).await;
-    b.ok(prekeys(100..110, 0..3)).await;
+    a1.ok(upload_prekeys(0..20, 0..5)).await;
+    b.ok(upload_prekeys(100..110, 0..3)).await;
     // Bob claims one of Alice's one-time keys.
     b.ok(request::Kind::FetchBundles(FetchBundles {
         user_id: alice.user_id.to_vec().into(),

@@ -21,13 +21,14 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tern_core::net::RelayAddress;
 use tern_protocol::limits::PROTOCOL_VERSION;
 use tern_protocol::wire::{
-    Authenticate, ClientFrame, ClientHello, Delivery, EphemeralEvent, Error, ErrorCode, Event,
-    Response, ServerFrame, client_frame, ephemeral_event, event, request, response, server_frame,
+    Authenticate, BlobDownload, ClientFrame, ClientHello, Delivery, EphemeralEvent, Error,
+    ErrorCode, Event, Request, Response, ServerFrame, client_frame, ephemeral_event, event,
+    request, response, server_frame,
 };
 use tern_protocol::{FrameDecoder, ProtocolError, decode_server_frame, encode_frame};
 use tern_transport::{FrameIoError, FrameReader, TrustPolicy, read_frame, write_frame};
 
-pub use requests::{ack, batch, create_chat, send_to, sync_req};
+pub use requests::{ack, batch, create_chat, send_to, sync_req, upload_prekeys};
 
 use crate::account::{Account, sign_auth};
 use crate::relay::TestRelay;
@@ -475,6 +476,68 @@ pub async fn read(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Option<S
             None => return None,
         }
     }
+}
+
+/// The bytes of a client frame holding `body` (for streams a test writes
+/// by hand, such as blob transfers).
+///
+/// # Panics
+/// When the frame exceeds the protocol's size limit.
+#[allow(clippy::unwrap_used)]
+pub fn client_frame_bytes(body: client_frame::Body) -> Vec<u8> {
+    tern_protocol::encode_frame(&ClientFrame { body: Some(body) })
+        .unwrap()
+        .to_vec()
+}
+
+/// Reads the next frame of `recv` and returns the response it must be.
+///
+/// # Panics
+/// When the stream ends or the frame is not a response.
+#[allow(clippy::panic)]
+pub async fn next_response(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> response::Kind {
+    match guard(read(recv, decoder)).await {
+        Some(ServerFrame {
+            body:
+                Some(server_frame::Body::Response(Response {
+                    kind: Some(kind), ..
+                })),
+        }) => kind,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// Downloads blob `id` from `offset` on a stream of its own, checking that
+/// the chunks follow each other and add up to the announced size.
+///
+/// # Panics
+/// When the relay answers anything but the blob.
+#[allow(clippy::panic, clippy::unwrap_used)]
+pub async fn download_blob(conn: &Connection, id: [u8; 32], offset: u64) -> Vec<u8> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let req = client_frame::Body::Request(Request {
+        kind: Some(request::Kind::BlobDownload(BlobDownload {
+            blob_id: id.to_vec().into(),
+            offset,
+        })),
+        request_id: 0,
+    });
+    send.write_all(&client_frame_bytes(req)).await.unwrap();
+    send.finish().unwrap();
+    let mut dec = FrameDecoder::new();
+    let response::Kind::BlobInfo(info) = next_response(&mut recv, &mut dec).await else {
+        panic!("expected BlobInfo")
+    };
+    let mut out = Vec::new();
+    while let Some(f) = guard(read(&mut recv, &mut dec)).await {
+        let Some(server_frame::Body::BlobChunk(chunk)) = f.body else {
+            panic!("expected a chunk")
+        };
+        assert_eq!(chunk.offset, offset + out.len() as u64);
+        out.extend_from_slice(&chunk.data);
+    }
+    assert_eq!(info.size, offset + out.len() as u64);
+    out
 }
 
 /// `body` behind a frame header announcing its length (for frames a test

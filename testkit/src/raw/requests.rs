@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use tern_protocol::wire::{
-    ChatKind, CreateChat, Cursor, DeviceCiphertext, Send, SendAck, Sync, SyncBatch, request,
-    response,
+    ChatKind, CreateChat, Cursor, DeviceCiphertext, KemPrekey, OneTimePrekey, Send, SendAck,
+    SignedPrekey, Sync, SyncBatch, UploadPrekeys, request, response,
 };
 
 /// Creates chat `chat_id` of `kind` with `members` (besides the creator).
@@ -76,4 +76,34 @@ pub fn batch(kind: response::Kind) -> SyncBatch {
         response::Kind::SyncBatch(b) => b,
         other => panic!("expected SyncBatch, got {other:?}"),
     }
+}
+
+/// Uploads a signed prekey (id 1), a last-resort KEM prekey (id 9999) and
+/// the one-time X25519 and KEM prekeys with the ids `one_time` and
+/// `kem_one_time`; keys are filler bytes of the right lengths (the relay
+/// stores, never uses, them).
+pub fn upload_prekeys(
+    one_time: std::ops::Range<u32>,
+    kem_one_time: std::ops::Range<u32>,
+) -> request::Kind {
+    let kem = |id: u32| KemPrekey {
+        id,
+        public_key: vec![id as u8; tern_protocol::limits::KEM_PUBLIC_KEY_LEN].into(),
+        signature: vec![1; 64].into(),
+    };
+    request::Kind::UploadPrekeys(UploadPrekeys {
+        signed_prekey: Some(SignedPrekey {
+            id: 1,
+            public_key: vec![5; 32].into(),
+            signature: vec![6; 64].into(),
+        }),
+        one_time_prekeys: one_time
+            .map(|id| OneTimePrekey {
+                id,
+                public_key: vec![id as u8; 32].into(),
+            })
+            .collect(),
+        last_resort_kem_prekey: Some(kem(9999)),
+        one_time_kem_prekeys: kem_one_time.map(kem).collect(),
+    })
 }
