@@ -81,13 +81,14 @@ pub struct PgStore {
     /// Owned only to be shut down on drop; operations go through `handle`.
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
-    /// Accounts, devices, invites and prekeys; the chats too when
-    /// `shards` is empty.
+    /// Accounts, devices, invites and prekeys; the chats too when the
+    /// store has no shards.
     directory: Pool,
-    /// The chat shards, in their fixed order.
-    shards: Vec<ChatDb>,
-    /// The directory's own chats, when there are no shards.
-    own_chats: ChatDb,
+    /// The databases holding chats: the shards in their fixed order, or
+    /// the directory alone.
+    chats: Vec<ChatDb>,
+    /// Whether `chats` are shards apart from the directory.
+    sharded: bool,
     queue_quota: u64,
 }
 
@@ -175,17 +176,21 @@ impl PgStore {
                 StoreError::Unreachable(format!("starting the PostgreSQL runtime: {e}"))
             })?;
         let directory = pool(&settings.url, settings.pool_size)?;
-        let shards = settings
-            .chat_shards
-            .iter()
-            .map(|url| Ok(ChatDb::new(pool(url, settings.pool_size)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sharded = !settings.chat_shards.is_empty();
+        let chats = match sharded {
+            true => settings
+                .chat_shards
+                .iter()
+                .map(|url| Ok(ChatDb::new(pool(url, settings.pool_size)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?,
+            false => vec![ChatDb::new(directory.clone())],
+        };
         let store = Self {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            own_chats: ChatDb::new(directory.clone()),
             directory,
-            shards,
+            chats,
+            sharded,
             queue_quota: settings.queue_quota,
         };
         store.on_own_thread(Self::migrate)?;
@@ -194,10 +199,10 @@ impl PgStore {
 
     /// Migrates every database and checks its part in the layout.
     fn migrate(&self) -> Result<(), StoreError> {
-        let shards = self.shards.len() as u64;
+        let shards = self.shards().len() as u64;
         let layout = Layout::Directory { shards };
         self.run(async |c: &mut Conn| schema::migrate(c, layout).await)?;
-        for (position, shard) in (0..).zip(&self.shards) {
+        for (position, shard) in (0..).zip(self.shards()) {
             let layout = Layout::Shard { position, shards };
             self.run_on(&shard.pool, async |c: &mut Conn| {
                 schema::migrate(c, layout).await
@@ -206,25 +211,25 @@ impl PgStore {
         Ok(())
     }
 
-    /// Every database holding chats: the shards, or the directory.
-    fn chat_dbs(&self) -> &[ChatDb] {
-        match self.shards.is_empty() {
-            true => std::slice::from_ref(&self.own_chats),
-            false => &self.shards,
+    /// The chat shards apart from the directory (none without shards).
+    fn shards(&self) -> &[ChatDb] {
+        match self.sharded {
+            true => &self.chats,
+            false => &[],
         }
     }
 
     /// The database holding `chat`.
     fn chat_db(&self, chat: &ChatId) -> &ChatDb {
-        let dbs = self.chat_dbs();
+        let dbs = &self.chats[..];
         &dbs[shard_of(chat, dbs.len())]
     }
 
     /// Where chat databases find accounts and devices.
     fn directory_for_chats(&self) -> Directory<'_> {
-        match self.shards.is_empty() {
-            true => Directory::Same,
-            false => Directory::Apart(&self.directory),
+        match self.sharded {
+            true => Directory::Apart(&self.directory),
+            false => Directory::Same,
         }
     }
 
@@ -400,8 +405,8 @@ impl AccountStore for PgStore {
     fn replace_device_list(&self, update: &DeviceListUpdate) -> Result<(), StoreError> {
         self.block_on(retrying(async || {
             let mut directory = self.directory.get().await?;
-            let mut shards = Vec::with_capacity(self.shards.len());
-            for shard in &self.shards {
+            let mut shards = Vec::with_capacity(self.shards().len());
+            for shard in self.shards() {
                 shards.push(shard.pool.get().await?);
             }
             accounts::replace_device_list(&mut directory, &mut shards, update).await
@@ -460,7 +465,7 @@ impl LogStore for PgStore {
         items: &[LogAppend],
         now_ms: u64,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let dbs = self.chat_dbs();
+        let dbs = &self.chats[..];
         let keyed = items.iter().enumerate().map(|(i, item)| {
             let chat = match item {
                 LogAppend::Message(m) => m.chat_id,
@@ -514,7 +519,7 @@ impl ChatStore for PgStore {
 
     fn chats_of(&self, user: &UserId) -> Result<Vec<ChatRecord>, StoreError> {
         let mut out = Vec::new();
-        for db in self.chat_dbs() {
+        for db in &self.chats {
             out.extend(self.run_on(&db.pool, async |c: &mut Conn| {
                 members::chats_of(&*c, user).await
             })?);
@@ -525,7 +530,7 @@ impl ChatStore for PgStore {
 
     fn contacts_of(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
         let mut out = Vec::new();
-        for db in self.chat_dbs() {
+        for db in &self.chats {
             out.extend(self.run_on(&db.pool, async |c: &mut Conn| {
                 members::contacts_of(&*c, user).await
             })?);
@@ -546,7 +551,7 @@ impl CursorStore for PgStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Delivery>, bool), StoreError> {
-        let dbs = self.chat_dbs();
+        let dbs = &self.chats[..];
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for (shard, db) in dbs.iter().enumerate() {
@@ -575,7 +580,7 @@ impl CursorStore for PgStore {
     /// transaction each, committed only once every database accepted its
     /// cursors.
     fn ack_cursors(&self, device: DeviceAddr, cursors: &[(ChatId, u64)]) -> Result<(), StoreError> {
-        let dbs = self.chat_dbs();
+        let dbs = &self.chats[..];
         let groups = by_shard(cursors.iter().map(|c| (c.0, *c)), dbs.len());
         self.block_on(retrying(async || {
             let mut conns = Vec::with_capacity(groups.len());
@@ -613,7 +618,7 @@ impl PoolStats for PgStore {
                 waiting: s.waiting,
             }
         };
-        let shards = self.shards.iter().enumerate();
+        let shards = self.shards().iter().enumerate();
         std::iter::once(status("directory".into(), &self.directory))
             .chain(shards.map(|(i, shard)| status(format!("shard{i}"), &shard.pool)))
             .collect()
@@ -622,11 +627,11 @@ impl PoolStats for PgStore {
 
 impl RetentionStore for PgStore {
     fn collect_garbage(&self, expire_before_ms: u64) -> Result<u64, StoreError> {
-        let shards: Vec<&Pool> = self.shards.iter().map(|s| &s.pool).collect();
+        let shards: Vec<&Pool> = self.shards().iter().map(|s| &s.pool).collect();
         let deleted = self.run(async |c: &mut Conn| {
             retention::collect_garbage(c, &self.directory, &shards, expire_before_ms).await
         })?;
-        for db in self.chat_dbs() {
+        for db in &self.chats {
             db.queued.clear();
         }
         Ok(deleted)

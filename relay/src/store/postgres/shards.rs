@@ -172,6 +172,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_layout_reads_back_and_an_unknown_role_is_corrupt() {
+        for layout in [
+            Layout::Directory { shards: 0 },
+            Layout::Directory { shards: 3 },
+            Layout::Shard {
+                position: 2,
+                shards: 3,
+            },
+        ] {
+            let (role, position, shards) = layout.columns();
+            let read = Layout::from_columns(role, position as u64, shards as u64).unwrap();
+            assert_eq!(read, layout);
+        }
+        let unknown = Layout::from_columns("replica", 0, 1);
+        assert!(matches!(unknown, Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
     fn grouping_keeps_the_order_within_a_shard() {
         let chat = |b: u8| ChatId([b; 16]);
         let groups = by_shard([(chat(1), 'a'), (chat(2), 'b'), (chat(3), 'c')], 2);
